@@ -1,0 +1,62 @@
+"""Atomic, deterministic writers. A reader never sees a half-written output: write a temp file
+in the same directory, fsync, then rename over the target."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path next to `path`; on success rename it over `path`, on error remove it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_text(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        yield fh
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Parquet with fixed settings so equal frames give equal bytes (no statistics timestamps)."""
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True)
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Pretty, key-sorted JSON (metrics files are diffed by `dvc metrics diff` and by humans)."""
+    with atomic_text(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        fh.write("\n")
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> int:
+    """One compact JSON object per line, UTF-8 unescaped; returns the number of rows."""
+    n = 0
+    with atomic_text(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+            fh.write("\n")
+            n += 1
+    return n

@@ -1,0 +1,106 @@
+"""Typed params: each stage reads exactly its own `params.yaml` section into a pydantic model.
+
+Unknown keys and wrong types fail before any work, with one line naming `file: section.key`.
+CLI `--set key=value` overrides (value parsed as YAML) let every stage run standalone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tripleforge.errors import UserError
+
+
+class StageParams(BaseModel):
+    """Base for every params section: no unknown keys, no silent coercion of strings to numbers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+P = TypeVar("P", bound=StageParams)
+
+
+def _format_error(source: str, section: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join([section, *(str(x) for x in e["loc"])])
+        if e["type"] == "extra_forbidden":
+            parts.append(f"{source}: unknown params key '{key}'")
+        elif e["type"] == "missing":
+            parts.append(f"{source}: missing params key '{key}'")
+        else:
+            got = e.get("input")
+            parts.append(f"{source}: params key '{key}': {e['msg']} (got {got!r})")
+    return "; ".join(parts)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """`["a=1", "b.c=[x, y]"]` -> nested dict; values are YAML scalars or flow collections."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {key}: value is not valid YAML: {exc.problem}") from exc
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def read_section(path: str | Path, section: str) -> dict[str, Any]:
+    """The raw dict of one section; a missing file is an error, a missing section is empty."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"params file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{p}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: top level must be a mapping of sections")
+    raw = data.get(section, {})
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{p}: params section '{section}' must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load_params(
+    model: type[P],
+    section: str,
+    path: str | Path = "params.yaml",
+    overrides: list[str] | None = None,
+) -> P:
+    """Validate `section` of the params file (plus `--set` overrides) into `model`."""
+    raw = _merge(read_section(path, section), parse_overrides(overrides or []))
+    return validate_params(model, section, raw, source=str(path))
+
+
+def validate_params(model: type[P], section: str, raw: dict[str, Any], source: str = "params") -> P:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_error(source, section, err)) from None

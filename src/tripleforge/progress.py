@@ -1,0 +1,45 @@
+"""Progress bars on stderr with throughput and ETA; stdout stays clean for data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def _disabled() -> bool:
+    return os.environ.get("TRIPLEFORGE_NO_PROGRESS", "") not in ("", "0")
+
+
+def bar(total: int | None, desc: str, unit: str = "it") -> tqdm:
+    """A bar showing `n/total [elapsed<eta, rate unit/s]`; write to it with `.update(k)`."""
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=True,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=_disabled(),
+        mininterval=0.5,
+        smoothing=0.1,
+    )
+
+
+def track(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with bar(total, desc, unit) as b:
+        for item in items:
+            yield item
+            b.update(1)
+
+
+def log(message: str) -> None:
+    """Human message on stderr (one line)."""
+    print(message, file=sys.stderr, flush=True)
