@@ -1,0 +1,46 @@
+"""Atomic writers never leave a partial target, and equal frames give equal bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tripleforge.hashing import key_of, normalize_text, text_id
+from tripleforge.io import atomic_text, write_json, write_jsonl, write_parquet
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_text(target) as fh:
+            fh.write("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_parquet_bytes_are_deterministic(tmp_path: Path) -> None:
+    df = pl.DataFrame({"a": ["x", "y"], "b": [[1.0], [2.0, 3.0]]})
+    write_parquet(df, tmp_path / "a.parquet")
+    write_parquet(df.clone(), tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert pl.read_parquet(tmp_path / "a.parquet").equals(df)
+
+
+def test_json_and_jsonl(tmp_path: Path) -> None:
+    write_json({"b": 1, "a": {"z": 2}}, tmp_path / "m.json")
+    assert (tmp_path / "m.json").read_text().index('"a"') < (tmp_path / "m.json").read_text().index('"b"')
+    n = write_jsonl([{"q": "Ünï"}, {"q": "x"}], tmp_path / "d" / "r.jsonl")
+    lines = (tmp_path / "d" / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    assert n == 2 and json.loads(lines[0]) == {"q": "Ünï"} and "Ünï" in lines[0]
+
+
+def test_text_id_ignores_whitespace_only() -> None:
+    assert text_id("def f():\n    return 1") == text_id("def f():  \n  return 1 ")
+    assert text_id("a b") != text_id("a c")
+    assert normalize_text("  a\n\tb ") == "a b"
+    assert key_of({"b": 1, "a": 2}) == key_of({"a": 2, "b": 1})
