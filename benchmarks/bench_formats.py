@@ -1,0 +1,230 @@
+"""Benchmark: record-format conversion and pre-tokenized loading, against plain Python.
+
+1. Conversion, on synthetic JSONL files written once per run:
+   - pairs -> triplets: N pair records (``query, passage, label, score, qid, pid``; 4 pairs per
+     query), read + validated + grouped by qid;
+   - the same pairs -> triplets step on records already parsed (conversion without the JSON parse);
+   - candidates -> pairs: N/4 candidate records with 4 candidates each (N pair rows out).
+   Ours: ``formats.read_external`` (Arrow JSON parse with a strict schema, Polars expressions for
+   validation and conversion). Peer: a plain-Python loop (``json.loads`` per line, the same
+   checks on types, labels and lengths, dict grouping) — what a hand-written converter does.
+2. Loading: M embedder records (1 query + 1 pos + 7 neg) from pre-tokenized shards
+   (``tokenized.load_tokenized``) vs reading the JSONL and tokenizing it with the same (fast, Rust)
+   MiniLM tokenizer in batches. The tokenizer is loaded before timing in both cases.
+
+    .venv/bin/python benchmarks/bench_formats.py [--rows 1000000] [--token-records 20000] [--repeats 2]
+
+Writes benchmarks/results/formats.json and prints the ratios. Times are best of `--repeats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+WORDS = ("sort parse list file read write json value index string number return class method "
+         "error async buffer stream token cache query table merge split").split()
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def write_pairs(path: Path, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            q = i // 4
+            fh.write(json.dumps({"query": f"q{q} " + _text(rng, 6), "passage": _text(rng, 12), "label": int(i % 4 == 0),
+                                 "score": round(rng.random(), 4), "qid": f"q{q}", "pid": f"p{i}"}) + "\n")
+
+
+def write_candidates(path: Path, n_pairs: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for q in range(n_pairs // 4):
+            cands = [{"text": _text(rng, 12), "score": round(rng.random(), 4), "pid": f"p{q}_{j}"} for j in range(4)]
+            fh.write(json.dumps({"query": _text(rng, 6), "qid": f"q{q}", "candidates": cands}) + "\n")
+
+
+# --- the plain-Python peer -----------------------------------------------------------------------
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def python_pairs_to_triplets(path: Path) -> list[dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if not isinstance(r.get("query"), str) or not isinstance(r.get("passage"), str):
+                raise ValueError(f"{path}:{n}: bad text")
+            if r.get("label") not in (0, 1) or isinstance(r.get("label"), bool):
+                raise ValueError(f"{path}:{n}: bad label")
+            if r.get("score") is not None and not _num(r["score"]):
+                raise ValueError(f"{path}:{n}: bad score")
+            qid = r.get("qid") or f"{path}:{n}"
+            g = groups.get(qid)
+            if g is None:
+                g = groups[qid] = {"qid": qid, "query": r["query"], "pos": [], "neg": [], "pos_scores": [],
+                                   "neg_scores": [], "source": f"{path}:{n}", "source_format": "pairs"}
+            side = "pos" if r["label"] == 1 else "neg"
+            g[side].append(r["passage"])
+            g[side + "_scores"].append(r.get("score"))
+    return [g for g in groups.values() if g["pos"]]
+
+
+def python_group_dicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The grouping step of python_pairs_to_triplets on already-parsed records."""
+    groups: dict[str, dict[str, Any]] = {}
+    for n, r in enumerate(rows, 1):
+        qid = r.get("qid") or str(n)
+        g = groups.get(qid)
+        if g is None:
+            g = groups[qid] = {"qid": qid, "query": r["query"], "pos": [], "neg": [], "pos_scores": [], "neg_scores": []}
+        side = "pos" if r["label"] == 1 else "neg"
+        g[side].append(r["passage"])
+        g[side + "_scores"].append(r.get("score"))
+    return [g for g in groups.values() if g["pos"]]
+
+
+def python_candidates_to_pairs(path: Path, threshold: float = 0.5) -> list[dict[str, Any]]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if not isinstance(r.get("query"), str) or not isinstance(r.get("candidates"), list) or not r["candidates"]:
+                raise ValueError(f"{path}:{n}: bad record")
+            qid = r.get("qid") or f"{path}:{n}"
+            for i, c in enumerate(r["candidates"]):
+                if not isinstance(c, dict) or not isinstance(c.get("text"), str):
+                    raise ValueError(f"{path}:{n}: bad candidate")
+                s = c.get("score", 1.0)
+                s = 1.0 if s is None else s
+                out.append({"qid": qid, "query": r["query"], "passage": c["text"], "pid": c.get("pid") or f"{qid}:c{i}",
+                            "label": int(s >= threshold), "score": float(s), "source": f"{path}:{n}",
+                            "source_format": "candidates"})
+    return out
+
+
+def best_of(fn: Any, repeats: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def bench_conversion(tmp: Path, rows: int, repeats: int) -> dict[str, Any]:
+    from tripleforge import formats as F
+
+    pairs_file, cand_file = tmp / "pairs.jsonl", tmp / "cands.jsonl"
+    write_pairs(pairs_file, rows)
+    write_candidates(cand_file, rows)
+    res: dict[str, Any] = {}
+
+    t_ours, (g, _, _) = best_of(lambda: F.read_external(pairs_file), repeats)
+    t_py, py = best_of(lambda: python_pairs_to_triplets(pairs_file), repeats)
+    assert g.height == len(py) and g["pos"].to_list()[:50] == [x["pos"] for x in py[:50]]
+    res["pairs_to_triplets"] = {"input_rows": rows, "output_rows": g.height, "ours_s": round(t_ours, 3),
+                                "python_s": round(t_py, 3), "ours_rows_per_s": round(rows / t_ours),
+                                "python_rows_per_s": round(rows / t_py), "speedup": round(t_py / t_ours, 2)}
+
+    # The conversion alone, on records already parsed (Polars expressions vs Python dict loop):
+    rec = F.read_records(pairs_file)
+    dicts = [json.loads(x) for x in pairs_file.read_text(encoding="utf-8").splitlines()]
+    t_ours_c, g2 = best_of(lambda: F.pairs_to_grouped(F.records_to_pairs(rec)), repeats)
+    t_py_c, py_c = best_of(lambda: python_group_dicts(dicts), repeats)
+    assert g2.height == len(py_c)
+    res["pairs_to_triplets_after_parse"] = {"input_rows": rows, "ours_s": round(t_ours_c, 3), "python_s": round(t_py_c, 3),
+                                            "ours_rows_per_s": round(rows / t_ours_c),
+                                            "python_rows_per_s": round(rows / t_py_c),
+                                            "speedup": round(t_py_c / t_ours_c, 2)}
+    del dicts
+
+    t_ours, (_, p, _) = best_of(lambda: F.read_external(cand_file), repeats)
+    t_py, py2 = best_of(lambda: python_candidates_to_pairs(cand_file), repeats)
+    assert p.height == len(py2) == rows and p["label"].to_list()[:100] == [x["label"] for x in py2[:100]]
+    res["candidates_to_pairs"] = {"input_records": rows // 4, "output_rows": p.height, "ours_s": round(t_ours, 3),
+                                  "python_s": round(t_py, 3), "ours_rows_per_s": round(rows / t_ours),
+                                  "python_rows_per_s": round(rows / t_py), "speedup": round(t_py / t_ours, 2)}
+    return res
+
+
+def bench_tokenized(tmp: Path, n: int, repeats: int) -> dict[str, Any]:
+    from tripleforge.io import write_jsonl
+    from tripleforge.tokenized import build_tokenized, load_tokenized, load_tokenizer
+
+    rng = random.Random(2)
+    recs = [{"query": _text(rng, 8), "pos": [_text(rng, 40)], "neg": [_text(rng, 40) for _ in range(7)]}
+            for _ in range(n)]
+    jsonl = tmp / "embedder.jsonl"
+    write_jsonl(recs, jsonl)
+    build_tokenized({"en/t": recs}, tmp / "tok", "minilm", 32, 128, shard_rows=10000)
+    tok = load_tokenizer("minilm")
+
+    def from_jsonl() -> int:
+        rows = [json.loads(x) for x in jsonl.read_text(encoding="utf-8").splitlines()]
+        q = tok([r["query"] for r in rows], truncation=True, max_length=32)["input_ids"]
+        p = tok([t for r in rows for t in r["pos"] + r["neg"]], truncation=True, max_length=128)["input_ids"]
+        return len(q) + len(p)
+
+    def from_shards() -> int:
+        df = load_tokenized(tmp / "tok", "en/t")
+        return df.height
+
+    t_tok, _ = best_of(from_jsonl, repeats)
+    t_load, h = best_of(from_shards, repeats)
+    assert h == n
+    return {"records": n, "passages_per_record": 8, "tokenize_jsonl_s": round(t_tok, 3),
+            "load_shards_s": round(t_load, 4), "speedup": round(t_tok / t_load, 1),
+            "tokenizer": "bundled all-MiniLM-L6-v2 (fast tokenizer)", "query_max_len": 32, "passage_max_len": 128}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--token-records", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/formats.json")
+    a = ap.parse_args()
+    os.environ.setdefault("TRIPLEFORGE_NO_PROGRESS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        conv = bench_conversion(tmp, a.rows, a.repeats)
+        for k, v in conv.items():
+            print(f"{k}: ours {v['ours_rows_per_s']:,} rows/s vs python {v['python_rows_per_s']:,} rows/s -> {v['speedup']}x")
+        tokd = bench_tokenized(tmp, a.token_records, a.repeats)
+        print(f"load shards {tokd['load_shards_s']} s vs tokenize JSONL {tokd['tokenize_jsonl_s']} s -> {tokd['speedup']}x")
+    import polars as pl
+
+    result = {
+        "conversion": conv,
+        "tokenized_loading": tokd,
+        "goals": {"conversion_speedup": 10, "tokenized_speedup": 10},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "polars": pl.__version__},
+        "command": f"benchmarks/bench_formats.py --rows {a.rows} --token-records {a.token_records} --repeats {a.repeats}",
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

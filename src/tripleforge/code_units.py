@@ -1,0 +1,92 @@
+"""Split a source file into function/class-level units with tree-sitter (one parse per file).
+
+The outermost unit that fits `max_chars` is kept whole; a larger one is replaced by the units it
+contains (a big class becomes its methods). A file with no grammar or no units is one unit
+(`kind = "file"`). Each unit's text is cleaned (comments cut using the same parse, blank lines
+collapsed, dedented).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tripleforge.cleaning import clean_text, cut_ranges, merge_ranges, tidy
+from tripleforge.languages import grammar_for, parser_and_queries
+
+
+@dataclass(frozen=True)
+class Unit:
+    text: str          # cleaned text
+    name: str          # identifier of the function/class where the grammar names it, else ""
+    kind: str          # tree-sitter node type, or "file"
+    start_line: int    # 1-based, inclusive
+    end_line: int
+
+
+def _node_name(node: object) -> str:
+    """Best-effort identifier: the `name` field, looking through decorators and C declarators."""
+    current = node
+    for _ in range(6):
+        name = current.child_by_field_name("name")  # type: ignore[attr-defined]
+        if name is not None:
+            return name.text.decode("utf-8", errors="replace")[:200]
+        nxt = (current.child_by_field_name("definition")  # type: ignore[attr-defined]
+               or current.child_by_field_name("declarator"))  # type: ignore[attr-defined]
+        if nxt is None:
+            break
+        if nxt.type.endswith("identifier"):
+            return nxt.text.decode("utf-8", errors="replace")[:200]
+        current = nxt
+    return ""
+
+
+def _select_units(nodes: list[object], max_chars: int) -> list[object]:
+    """Outermost units that fit; an oversized unit gives way to the units inside it (if any)."""
+    ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))  # type: ignore[attr-defined]
+    chosen: list[object] = []
+    taken_until = -1
+    for i, node in enumerate(ordered):
+        s, e = node.start_byte, node.end_byte  # type: ignore[attr-defined]
+        if s < taken_until:
+            continue
+        has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e  # type: ignore[attr-defined]
+        if e - s > max_chars and has_inner:
+            continue
+        chosen.append(node)
+        taken_until = e
+    return chosen
+
+
+def split_units(text: str, code_language: str, file_name: str, max_chars: int) -> list[Unit]:
+    """Units of one decoded source file (BOM already removed)."""
+    grammar = grammar_for(code_language, file_name)
+    n_lines = text.count("\n") + 1
+    if grammar is None:
+        return [Unit(clean_text(text, code_language, file_name), "", "file", 1, n_lines)]
+    import tree_sitter as ts
+
+    parser, both_q, _ = parser_and_queries(grammar)
+    data = text.encode("utf-8")
+    tree = parser.parse(data)
+    caps = ts.QueryCursor(both_q).captures(tree.root_node) if both_q is not None else {}
+    comments = merge_ranges([(n.start_byte, n.end_byte) for n in caps.get("c", [])])
+    nodes: list[object] = list(caps.get("u", []))
+    units = []
+    for node in _select_units(nodes, max_chars):
+        s, e = node.start_byte, node.end_byte  # type: ignore[attr-defined]
+        line_start = data.rfind(b"\n", 0, s) + 1
+        indent = data[line_start:s]
+        # Keep the unit's own indentation on its first line so dedent sees a consistent block.
+        prefix = indent if not indent.strip(b" \t") else b""
+        body = prefix + cut_ranges(data, s, e, comments)
+        units.append(Unit(
+            text=tidy(body.decode("utf-8", errors="replace")),
+            name=_node_name(node),
+            kind=node.type,  # type: ignore[attr-defined]
+            start_line=node.start_point[0] + 1,  # type: ignore[attr-defined]
+            end_line=node.end_point[0] + 1,  # type: ignore[attr-defined]
+        ))
+    if not units:
+        whole = tidy(cut_ranges(data, 0, len(data), comments).decode("utf-8", errors="replace"))
+        units.append(Unit(whole, "", "file", 1, n_lines))
+    return units

@@ -1,0 +1,138 @@
+"""The `convert-formats` stage logic: mined triplets + external files -> embedder triplets,
+reranker pairs and the eval split, with counts per format, source, task and drop reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from tripleforge import formats as F
+from tripleforge.errors import UserError
+from tripleforge.params import StageParams
+
+MINED_REQUIRED = ("pair_id", "query", "pos", "neg", "split")
+
+
+class ConvertFormatsParams(StageParams):
+    include_mined: bool = True  # read data/mined/triplets.parquet (off: external files only)
+    external: list[str] = []  # JSONL/Parquet files in any of the four formats (all go to split train)
+    format_override: dict[str, Literal["triplets", "pairs", "candidates", "legacy"]] = {}  # path -> format
+    strict: bool = True  # first bad line is an error `file:line: reason`; off: drop and count
+    label_threshold: float = 0.5  # candidates: score >= threshold -> label 1
+    coir_naming: bool = False  # qrels header query_id/corpus_id (CoIR) instead of query-id/corpus-id
+
+
+@dataclass
+class Converted:
+    grouped: pl.DataFrame  # formats.GROUPED_SCHEMA
+    pairs: pl.DataFrame  # formats.PAIRS_SCHEMA
+    drops: Counter[str] = field(default_factory=Counter)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counter[str]) -> pl.DataFrame:
+    """Mined triplets (contract of `mine-negatives`) -> GROUPED_SCHEMA, qid = ``pair_id``,
+    source_format ``mined``, sorted by ``pair_id``."""
+    missing = [c for c in MINED_REQUIRED if c not in mined.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+
+    def opt(name: str, dtype: pl.DataType) -> pl.Expr:
+        return pl.col(name).cast(dtype) if name in mined.columns else pl.lit(None, dtype)
+
+    df = mined.sort("pair_id").with_row_index("_row", offset=1).select(
+        qid=pl.col("pair_id"),
+        query=pl.col("query"),
+        prompt=opt("prompt", pl.String()),
+        type=pl.lit(None, pl.String),
+        task=opt("task", pl.String()),
+        language=opt("language", pl.String()),
+        code_language=opt("code_language", pl.String()),
+        doc_id=opt("doc_id", pl.String()),
+        pair_id=pl.col("pair_id"),
+        candidate_idx=opt("candidate_idx", pl.Int64()),
+        split=pl.col("split"),
+        source_format=pl.lit("mined"),
+        source=pl.lit(path + ":") + pl.col("_row").cast(pl.String),
+        pos=pl.col("pos"),
+        neg=pl.col("neg").fill_null(pl.lit([], dtype=F.STR_LIST)),
+        pos_scores=opt("pos_scores", F.F64_LIST),
+        neg_scores=opt("neg_scores", F.F64_LIST),
+    )
+    problem = (
+        pl.when(pl.col("query").is_null()).then(pl.lit("missing_query"))
+        .when(pl.col("pos").list.len().fill_null(0) == 0).then(pl.lit("empty_pos"))
+        .when(pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()))
+        .then(pl.lit("pos_scores_length_differs_from_pos"))
+        .when(pl.col("neg_scores").is_not_null() & (pl.col("neg_scores").list.len() != pl.col("neg").list.len()))
+        .then(pl.lit("neg_scores_length_differs_from_neg"))
+        .otherwise(pl.lit(None, pl.String))
+    )
+    df = df.with_columns(_problem=problem)
+    bad = df.filter(pl.col("_problem").is_not_null())
+    if bad.height:
+        if strict:
+            raise UserError(f"{bad['source'][0]}: {bad['_problem'][0].replace('_', ' ')} (pair_id {bad['qid'][0]})")
+        for reason, n in bad.group_by("_problem").len().sort("_problem").iter_rows():
+            drops[reason] += n
+    return df.filter(pl.col("_problem").is_null()).select(list(F.GROUPED_SCHEMA))
+
+
+def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertFormatsParams) -> Converted:
+    """Everything -> one grouped frame and one pairs frame. Order: mined rows (by pair_id), then
+    each external file in params order, each in file order — deterministic without a re-sort."""
+    drops: Counter[str] = Counter()
+    sources: dict[str, dict[str, Any]] = {}
+    grouped_parts: list[pl.DataFrame] = []
+    pairs_parts: list[pl.DataFrame] = []
+    if mined is not None:
+        g = mined_to_grouped(mined, mined_path, params.strict, drops)
+        grouped_parts.append(g)
+        pairs_parts.append(F.grouped_to_pairs(g))
+        sources[mined_path] = {"format": "mined", "rows_read": mined.height, "triplets": g.height,
+                               "pairs": pairs_parts[-1].height}
+    unknown = sorted(set(params.format_override) - set(params.external))
+    if unknown:
+        raise UserError(f"params.yaml: convert_formats.format_override names '{unknown[0]}', which is not in external")
+    for path in params.external:
+        g, p, rec = F.read_external(path, params.format_override.get(path), params.strict, params.label_threshold)
+        drops.update(rec.drops)
+        grouped_parts.append(g)
+        pairs_parts.append(p)
+        sources[path] = {"format": rec.format or "none", "rows_read": rec.frame.height + sum(rec.drops.values()),
+                         "triplets": g.height, "pairs": p.height,
+                         "dropped": dict(sorted(rec.drops.items()))}
+    grouped = pl.concat(grouped_parts) if grouped_parts else pl.DataFrame(schema=F.GROUPED_SCHEMA)
+    pairs = pl.concat(pairs_parts) if pairs_parts else pl.DataFrame(schema=F.PAIRS_SCHEMA)
+    return Converted(grouped, pairs, drops, sources)
+
+
+def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
+    if df.height == 0:
+        return {}
+    rows = df.group_by(col).len().sort(col, nulls_last=True).iter_rows()
+    return {str(k) if k is not None else "none": int(n) for k, n in rows}
+
+
+def convert_metrics(c: Converted, eval_sizes: dict[str, int]) -> dict[str, Any]:
+    return {
+        "triplets": {
+            "rows": c.grouped.height,
+            "by_source_format": _counts(c.grouped, "source_format"),
+            "by_task": _counts(c.grouped, "task"),
+            "by_split": _counts(c.grouped, "split"),
+            "without_negatives": int((c.grouped["neg"].list.len() == 0).sum()) if c.grouped.height else 0,
+        },
+        "pairs": {
+            "rows": c.pairs.height,
+            "by_source_format": _counts(c.pairs, "source_format"),
+            "by_label": _counts(c.pairs, "label"),
+        },
+        "by_source": c.sources,
+        "dropped": dict(sorted(c.drops.items())),
+        "dropped_total": sum(c.drops.values()),
+        "eval": eval_sizes,
+    }

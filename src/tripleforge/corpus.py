@@ -1,0 +1,486 @@
+"""Read a code corpus, split it into units, clean, validate, bucket, dedup, and sample.
+
+Corpus kinds (`sample.corpus_kind`, auto-detected from `sample.corpus`):
+- `coder`: the CodeR layout `<root>/<code_language>/*_len-<L>-<R>.jsonl` (field `text`; other
+  fields are kept as a JSON object in `meta`). Every matching file is read, in sorted order.
+- `tree`: a plain source tree; language by file extension, function/class units by tree-sitter.
+- `python-stdlib`: the running interpreter's standard library, read as a tree (no download).
+Plus `sample.external`: JSONL/Parquet files with a `text` field (optional `code_language`).
+
+Output frames (docs and pool) have the columns `doc_id`, `text`, `code_language`,
+`length_bucket`, `source`, `n_chars`, `unit`, `unit_type`, `meta`, sorted by
+(`code_language`, `doc_id`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sysconfig
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import Field, field_validator
+
+from tripleforge.cleaning import LENGTH_BUCKETS, clean_text, has_real_code, length_bucket
+from tripleforge.code_units import Unit, split_units
+from tripleforge.errors import UserError
+from tripleforge.hashing import sha256_hex, stable_json, text_id
+from tripleforge.languages import CODE_LANGUAGES, language_of_path
+from tripleforge.params import StageParams
+from tripleforge.progress import bar, log
+
+# Every reason a file, record or unit can be skipped for; all appear in metrics (0 if none), so
+# `dvc exp show` has the same columns for every experiment.
+SKIP_REASONS: tuple[str, ...] = (
+    "unreadable", "binary", "non_utf8", "empty", "too_large", "malformed_jsonl", "no_text",
+    "unknown_code_language", "empty_after_cleaning", "too_short", "too_long", "no_code",
+)
+# Directories never entered in a source tree: VCS/tool metadata, caches, vendored installs.
+SKIP_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".dvc", ".venv", ".tox"})
+# Extra exclusions for `python-stdlib`: installed packages are not the stdlib, and the test
+# suites hold deliberately broken/odd-encoding files and thousands of near-identical asserts.
+STDLIB_SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
+CODER_FILE = re.compile(r"_len-(\d+)-(\d+|inf)\.jsonl$")
+MAX_WARNINGS = 5
+# Reasons that point at broken input (reported as `file:line` warnings); the others (empty
+# `__init__.py`, too short, ...) are ordinary filtering and only counted.
+WARN_REASONS = frozenset({"unreadable", "binary", "non_utf8", "too_large", "malformed_jsonl", "no_text",
+                          "unknown_code_language"})
+OUTPUT_COLUMNS = ("doc_id", "text", "code_language", "length_bucket", "source", "n_chars", "unit",
+                  "unit_type", "meta")
+
+
+class SampleParams(StageParams):
+    """The `sample` section of params.yaml."""
+
+    corpus: str = "python-stdlib"
+    corpus_kind: Literal["auto", "coder", "tree", "python-stdlib"] = "auto"
+    code_languages: list[str] = []
+    length_buckets: list[str] = []
+    external: list[str] = []
+    external_code_language: str = ""
+    num_samples: int = Field(default=24, ge=0)
+    quotas: dict[str, int] = {}
+    max_pool: int = Field(default=600, ge=0)
+    seed: int = 42
+    min_chars: int = Field(default=200, ge=1)
+    max_chars: int = Field(default=4000, ge=1, le=32000)
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+    workers: int = Field(default=1, ge=0)
+
+    @field_validator("code_languages")
+    @classmethod
+    def _known_languages(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in CODE_LANGUAGES]
+        if bad:
+            raise ValueError(f"unknown code language {bad[0]!r} (one of: {', '.join(CODE_LANGUAGES)})")
+        return v
+
+    @field_validator("external_code_language")
+    @classmethod
+    def _known_language_or_empty(cls, v: str) -> str:
+        if v and v not in CODE_LANGUAGES:
+            raise ValueError(f"unknown code language {v!r} (one of: {', '.join(CODE_LANGUAGES)})")
+        return v
+
+    @field_validator("quotas")
+    @classmethod
+    def _known_quotas(cls, v: dict[str, int]) -> dict[str, int]:
+        for lang, n in v.items():
+            if lang not in CODE_LANGUAGES:
+                raise ValueError(f"unknown code language {lang!r} (one of: {', '.join(CODE_LANGUAGES)})")
+            if n < 0:
+                raise ValueError(f"quota for {lang!r} must be >= 0")
+        return v
+
+    @field_validator("length_buckets")
+    @classmethod
+    def _known_buckets(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in LENGTH_BUCKETS]
+        if bad:
+            raise ValueError(f"unknown length bucket {bad[0]!r} (one of: {', '.join(LENGTH_BUCKETS)})")
+        return v
+
+    def quota(self, code_language: str) -> int:
+        return self.quotas.get(code_language, self.num_samples)
+
+
+@dataclass
+class ReadStats:
+    """Counters filled while reading; they become `metrics/sample.json`."""
+
+    skipped: Counter[str] = field(default_factory=Counter)
+    files_read: int = 0
+    files_ignored: int = 0
+    bytes_read: int = 0
+    units_found: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, where: str | None = None, n: int = 1) -> None:
+        self.skipped[reason] += n
+        if where is not None and reason in WARN_REASONS and len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(f"{where}: skipped ({reason})")
+
+
+@dataclass
+class Candidate:
+    text: str          # raw text, cleaned later (records) or already cleaned (tree units)
+    code_language: str
+    source: str
+    unit: str = ""
+    unit_type: str = "record"
+    meta: str = "{}"
+    cleaned: bool = False
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    docs: pl.DataFrame
+    pool: pl.DataFrame
+    metrics: dict[str, Any]
+    warnings: list[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving the corpus
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def resolve_corpus(params: SampleParams) -> tuple[str, Path]:
+    """(kind, root). A missing path is a UserError naming the params key, raised before any work."""
+    if params.corpus_kind == "python-stdlib" or (params.corpus_kind == "auto" and params.corpus == "python-stdlib"):
+        return "python-stdlib", stdlib_root()
+    root = Path(params.corpus).expanduser()
+    if not root.exists():
+        raise UserError(f"params.yaml: sample.corpus: path not found: {params.corpus}")
+    if not root.is_dir():
+        raise UserError(f"params.yaml: sample.corpus: not a directory: {params.corpus}")
+    if params.corpus_kind != "auto":
+        return params.corpus_kind, root
+    return ("coder" if _looks_like_coder(root) else "tree"), root
+
+
+def _looks_like_coder(root: Path) -> bool:
+    for lang in CODE_LANGUAGES:
+        d = root / lang
+        if d.is_dir() and any(CODER_FILE.search(p.name) for p in d.iterdir()):
+            return True
+    return False
+
+
+def check_external(params: SampleParams) -> list[Path]:
+    paths = []
+    for i, item in enumerate(params.external):
+        p = Path(item).expanduser()
+        if not p.is_file():
+            raise UserError(f"params.yaml: sample.external.{i}: file not found: {item}")
+        if p.suffix.lower() not in (".jsonl", ".json", ".parquet"):
+            raise UserError(f"params.yaml: sample.external.{i}: expected .jsonl or .parquet: {item}")
+        paths.append(p)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading bytes safely
+
+
+def decode_file(path: Path, max_bytes: int) -> tuple[str | None, str | None, int]:
+    """(text, skip reason, bytes read) of a source file; exactly one of text/reason is None.
+    Decodes UTF-8 (with or without BOM) only: anything else (latin-1, UTF-16, ...) is `non_utf8`;
+    NUL bytes are `binary`. Over-size files are not read (0 bytes)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            return None, "too_large", 0
+        data = path.read_bytes()
+    except OSError:
+        return None, "unreadable", 0
+    if not data.strip():
+        return None, "empty", len(data)
+    if b"\x00" in data:
+        return None, "binary", len(data)
+    try:
+        return data.decode("utf-8-sig"), None, len(data)
+    except UnicodeDecodeError:
+        return None, "non_utf8", len(data)
+
+
+def read_source(job: tuple[str, str, int, int]) -> tuple[str | None, int, list[Unit]]:
+    """(skip reason, bytes read, units) of one source file; picklable for a process pool."""
+    path, lang, max_file_bytes, max_chars = job
+    text, reason, nbytes = decode_file(Path(path), max_file_bytes)
+    if text is None:
+        return reason, nbytes, []
+    return None, nbytes, split_units(text, lang, Path(path).name, max_chars)
+
+
+def walk_tree(root: Path, skip_dirs: frozenset[str]) -> Iterator[Path]:
+    """Files under `root` in sorted order (independent of the filesystem's listing order)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs and not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus readers: each yields Candidates and counts what it skipped
+
+
+def _map_files(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[tuple[str | None, int, list[Unit]]]:
+    """`read_source` over the files, in order. With workers > 1 a process pool parses in parallel;
+    `imap` returns results in input order, so the output does not depend on scheduling."""
+    if workers <= 1 or len(jobs) < 64:
+        yield from map(read_source, jobs)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(read_source, jobs, chunksize=8)
+
+
+def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: frozenset[str]) -> Iterator[Candidate]:
+    wanted = set(params.code_languages) or set(CODE_LANGUAGES)
+    files: list[tuple[Path, str]] = []
+    for path in walk_tree(root, skip_dirs):
+        lang = language_of_path(path.name)
+        if lang is None or lang not in wanted:
+            stats.files_ignored += 1
+            continue
+        files.append((path, lang))
+    jobs = [(str(p), lang, params.max_file_bytes, params.max_chars) for p, lang in files]
+    workers = params.workers or os.cpu_count() or 1
+    with bar(len(files), "sample: files", unit="file") as progress:
+        for (path, lang), (reason, nbytes, units) in zip(files, _map_files(jobs, workers), strict=True):
+            progress.update(1)
+            rel = path.relative_to(root).as_posix()
+            stats.bytes_read += nbytes
+            if reason not in ("too_large", "unreadable"):
+                stats.files_read += 1
+            if reason is not None:
+                stats.skip(reason, rel)
+                continue
+            for u in units:
+                stats.units_found += 1
+                where = f"{rel}:{u.start_line}-{u.end_line}"
+                yield Candidate(u.text, lang, where, u.name, u.kind, cleaned=True)
+
+
+def _record_text(obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    text = obj.get("text")
+    if isinstance(text, str):
+        return text
+    pos = obj.get("pos")  # FlagEmbedding-style records: the first positive is the document
+    if isinstance(pos, list) and pos and isinstance(pos[0], str):
+        return pos[0]
+    return None
+
+
+def read_jsonl(path: Path, label: str, params: SampleParams, stats: ReadStats,
+               code_language: str | None) -> Iterator[Candidate]:
+    """Records of one JSONL file. `code_language` None: take it from each record's field."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; lines are decoded one by one
+    except OSError:
+        stats.skip("unreadable", label)
+        return
+    stats.files_read += 1
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            stats.bytes_read += len(raw)
+            where = f"{label}:{lineno}"
+            if not raw.strip():
+                continue
+            if len(raw) > params.max_file_bytes:
+                stats.skip("too_large", where)
+                continue
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                stats.skip("non_utf8", where)
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                stats.skip("malformed_jsonl", f"{where} ({exc.msg})")
+                continue
+            yield from _record_candidate(obj, where, params, stats, code_language)
+
+
+def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadStats,
+                      code_language: str | None) -> Iterator[Candidate]:
+    text = _record_text(obj)
+    if text is None:
+        stats.skip("no_text", where)
+        return
+    lang = code_language or obj.get("code_language") or params.external_code_language
+    if lang not in CODE_LANGUAGES:
+        stats.skip("unknown_code_language", where)
+        return
+    if params.code_languages and lang not in params.code_languages:
+        return
+    meta = {k: v for k, v in obj.items() if k not in ("text", "code_language")}
+    stats.units_found += 1
+    yield Candidate(text, lang, where, meta=stable_json(meta))
+
+
+def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
+    wanted = params.code_languages or list(CODE_LANGUAGES)
+    files: list[tuple[Path, str]] = []
+    for lang in sorted(wanted):
+        d = root / lang
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            m = CODER_FILE.search(p.name)
+            if not m:
+                stats.files_ignored += 1
+                continue
+            bucket = f"len_{m.group(1)}_{'32000' if m.group(2) == 'inf' else m.group(2)}"
+            if params.length_buckets and bucket not in params.length_buckets:
+                stats.files_ignored += 1
+                continue
+            files.append((p, lang))
+    with bar(len(files), "sample: files", unit="file") as progress:
+        for p, lang in files:
+            yield from read_jsonl(p, p.relative_to(root).as_posix(), params, stats, lang)
+            progress.update(1)
+
+
+def read_external(path: Path, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
+    if path.suffix.lower() != ".parquet":
+        yield from read_jsonl(path, path.as_posix(), params, stats, None)
+        return
+    try:
+        frame = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise UserError(f"{path}: cannot read Parquet: {str(exc).splitlines()[0]}") from None
+    if "text" not in frame.columns:
+        raise UserError(f"{path}: external Parquet file has no 'text' column")
+    stats.files_read += 1
+    for i, row in enumerate(frame.iter_rows(named=True), start=1):
+        yield from _record_candidate(row, f"{path.as_posix()}:{i}", params, stats, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation, dedup, sampling
+
+
+def validate(cands: Iterator[Candidate], params: SampleParams, stats: ReadStats,
+             bucket_filter: bool) -> dict[str, list[Any]]:
+    """Clean (if not yet), check length and "has real code", compute `doc_id` and bucket.
+    Returns the columns of the valid units (before dedup)."""
+    cols: dict[str, list[Any]] = {c: [] for c in OUTPUT_COLUMNS}
+    for c in cands:
+        text = c.text if c.cleaned else clean_text(c.text, c.code_language)
+        n = len(text)
+        if not text.strip():
+            stats.skip("empty_after_cleaning", c.source)
+            continue
+        if n < params.min_chars:
+            stats.skip("too_short")
+            continue
+        if n > params.max_chars:
+            stats.skip("too_long")
+            continue
+        if not has_real_code(text, c.code_language):
+            stats.skip("no_code")
+            continue
+        bucket = length_bucket(n)
+        if bucket_filter and params.length_buckets and bucket not in params.length_buckets:
+            continue
+        for k, v in (("doc_id", text_id(text)), ("text", text), ("code_language", c.code_language),
+                     ("length_bucket", bucket), ("source", c.source), ("n_chars", n),
+                     ("unit", c.unit), ("unit_type", c.unit_type), ("meta", c.meta)):
+            cols[k].append(v)
+    return cols
+
+
+def to_frame(cols: dict[str, list[Any]]) -> pl.DataFrame:
+    schema = {c: pl.String for c in OUTPUT_COLUMNS} | {"n_chars": pl.Int64}
+    return pl.DataFrame(cols, schema=schema)
+
+
+def dedup(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per `doc_id` (exact duplicate after whitespace normalization); the survivor is the
+    first by (doc_id, code_language, source), so the choice does not depend on reading order."""
+    return frame.sort(["doc_id", "code_language", "source"]).unique(
+        subset=["doc_id"], keep="first", maintain_order=True
+    )
+
+
+def sample_frames(frame: pl.DataFrame, params: SampleParams) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Seeded per-language sampling. Each doc gets the key sha256(seed, doc_id); per language the
+    `quota` smallest keys are the docs and the `max(max_pool, quota)` smallest the pool, so
+    docs ⊆ pool, and adding documents to the corpus never reshuffles the existing choice."""
+    keys = [sha256_hex(f"{params.seed}\x00{d}") for d in frame["doc_id"].to_list()]
+    langs = sorted(set(frame["code_language"].to_list()))
+    quota = pl.DataFrame(
+        {"code_language": langs,
+         "_quota": [params.quota(lg) for lg in langs],
+         "_pool": [max(params.max_pool, params.quota(lg)) for lg in langs]},
+        schema={"code_language": pl.String, "_quota": pl.Int64, "_pool": pl.Int64},
+    )
+    ranked = (
+        frame.with_columns(pl.Series("_key", keys, dtype=pl.String))
+        .sort(["code_language", "_key"])
+        .with_columns(_rank=pl.int_range(pl.len(), dtype=pl.Int64).over("code_language"))
+        .join(quota, on="code_language", how="left", maintain_order="left")
+    )
+    order = ["code_language", "doc_id"]
+    docs = ranked.filter(pl.col("_rank") < pl.col("_quota")).select(OUTPUT_COLUMNS).sort(order)
+    pool = ranked.filter(pl.col("_rank") < pl.col("_pool")).select(OUTPUT_COLUMNS).sort(order)
+    return docs, pool
+
+
+def _counts(frame: pl.DataFrame, col: str) -> dict[str, int]:
+    return {k: int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()}
+
+
+def sample_corpus(params: SampleParams) -> SampleResult:
+    """The whole `sample` stage on validated params: read, clean, validate, dedup, sample."""
+    kind, root = resolve_corpus(params)
+    externals = check_external(params)
+    stats = ReadStats()
+
+    def candidates() -> Iterator[Candidate]:
+        if kind == "coder":
+            yield from read_coder(root, params, stats)
+        else:
+            skip = SKIP_DIRS | STDLIB_SKIP_DIRS if kind == "python-stdlib" else SKIP_DIRS
+            yield from read_tree(root, params, stats, skip)
+        for p in externals:
+            yield from read_external(p, params, stats)
+
+    valid = to_frame(validate(candidates(), params, stats, bucket_filter=kind != "coder"))
+    unique = dedup(valid)
+    docs, pool = sample_frames(unique, params)
+    per_language = {
+        lang: {"candidates": _counts(unique, "code_language").get(lang, 0),
+               "docs": _counts(docs, "code_language").get(lang, 0),
+               "pool": _counts(pool, "code_language").get(lang, 0)}
+        for lang in sorted(set(unique["code_language"].to_list()))
+    }
+    metrics = {
+        "docs": docs.height,
+        "pool": pool.height,
+        "candidates": unique.height,
+        "units_found": stats.units_found,
+        "files_read": stats.files_read,
+        "files_ignored": stats.files_ignored,
+        "bytes_read": stats.bytes_read,
+        "duplicates_removed": valid.height - unique.height,
+        "skipped": {r: stats.skipped.get(r, 0) for r in SKIP_REASONS},
+        "per_language": per_language,
+        "docs_per_bucket": _counts(docs, "length_bucket"),
+    }
+    return SampleResult(docs, pool, metrics, stats.warnings)

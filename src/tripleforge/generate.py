@@ -1,0 +1,579 @@
+"""Generation flows: documents -> (query, positive) pairs written by an LLM.
+
+Input frame (`data/paired/docs.parquet`): `doc_id`, `text`, `code_language` (+ `similar_doc_id`,
+`similar_text` for the two similar-code tasks). Output frame (`data/generated/pairs.parquet`):
+`pair_id`, `doc_id`, `task`, `language`, `code_language`, `tgt_code_language`, `prompt`, `query`,
+`pos`, `neg`, `model`, `candidate_idx`, `qc`, `tokens_in`, `tokens_out`, sorted by `pair_id`.
+
+Work runs in rounds (step 0 of every job, then step 1, then QC, then LLM negatives), so a backend
+sees big batches. Every request has a seed derived from its job, and its answer is committed to
+the response cache as it arrives: a killed run restarts without repeating finished calls, and
+gives the same bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import Field, ValidationInfo, field_validator
+
+from tripleforge.errors import UserError
+from tripleforge.hashing import key_of, normalize_text, sha256_hex
+from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
+from tripleforge.llm.cache import ResponseCache, request_key
+from tripleforge.params import StageParams
+from tripleforge.progress import bar, log
+from tripleforge.prompts import (
+    PROMPT_VERSION,
+    Example,
+    choose_examples,
+    generation_messages,
+    hard_negative_messages,
+    load_examples,
+    qc_messages,
+)
+from tripleforge.quality import check_output, clean_reply, parse_verdict
+from tripleforge.tasks import CODE_LANGUAGES, LANGUAGES, TASKS, Task, retrieval_instruction
+
+CONTEXT_MODEL = "rule:context-cut"
+
+
+class GenerateParams(StageParams):
+    """The `generate` section of params.yaml (defaults = the embedded CPU job)."""
+
+    tasks: list[str] = ["code_summary_retrieval", "web_code_retrieval", "code_context_retrieval"]
+    languages: list[str] = ["en"]
+    code_languages: list[str] = []          # [] = every code language present in the input
+    tgt_code_languages: list[str] = Field([], validate_default=True)  # targets for code_translation_retrieval
+    backend: Literal["llama-cpp", "openai", "vllm"] = "llama-cpp"
+    model_path: str = "smollm2"             # llama-cpp: GGUF file; "smollm2" = bundled SmolLM2-135M
+    n_ctx: int = Field(4096, ge=512)
+    n_threads: int = Field(0, ge=0)         # 0 = min(4, cpu count)
+    model: str = ""                         # openai/vllm model name ("" = first model the server lists)
+    base_urls: list[str] = ["http://127.0.0.1:8000/v1"]
+    api_key_env: str = ""                   # NAME of the env var holding the API key ("" = none)
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_tokens: int = Field(96, ge=1)
+    seed: int = 42
+    n_candidates: int = Field(1, ge=1)
+    qc: bool = False
+    gen_hard_neg: int = Field(0, ge=0)      # LLM-written negatives per kept pair
+    num_examples: int = Field(3, ge=0)
+    examples_dir: str = ""
+    max_docs: int = Field(0, ge=0)          # 0 = all documents
+    max_input_chars: int = Field(8000, ge=1)
+    max_output_chars: int = Field(4000, ge=1)
+    dedup_against: list[str] = []           # earlier pairs files (.parquet/.jsonl) whose queries/positives are excluded
+    cache_dir: str = ""                     # "" = $TRIPLEFORGE_LLM_CACHE or <cache root>/llm
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t not in TASKS]
+        if bad:
+            raise ValueError(f"unknown task {bad[0]!r} (see `tripleforge tasks`)")
+        if not v:
+            raise ValueError("at least one task is needed")
+        return v
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in LANGUAGES]
+        if bad:
+            raise ValueError(f"unknown language {bad[0]!r}; known: {' '.join(LANGUAGES)}")
+        if not v:
+            raise ValueError("at least one language is needed")
+        return v
+
+    @field_validator("code_languages", "tgt_code_languages")
+    @classmethod
+    def _known_code_languages(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in CODE_LANGUAGES]
+        if bad:
+            raise ValueError(f"unknown code language {bad[0]!r}; known: {' '.join(CODE_LANGUAGES)}")
+        return v
+
+    @field_validator("tgt_code_languages")
+    @classmethod
+    def _translation_needs_target(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if "code_translation_retrieval" in (info.data.get("tasks") or []) and not v:
+            raise ValueError("task code_translation_retrieval needs a target, e.g. [java, cplusplus]")
+        return v
+
+
+@dataclass
+class Job:
+    """One (document, task, language, target, candidate) -> at most one pair."""
+
+    pair_id: str
+    doc_id: str
+    text: str
+    task: Task
+    language: str
+    code_language: str
+    tgt: str | None
+    cand: int
+    similar: str | None
+    examples: list[Example]
+    outputs: list[str] = field(default_factory=list)
+    query: str = ""
+    pos: str = ""
+    neg: list[str] = field(default_factory=list)
+    qc: str = "off"
+    tokens_in: int = 0
+    tokens_out: int = 0
+    reason: str | None = None
+
+    def seed(self, base: int, role: str) -> int:
+        return int(key_of("seed", base, self.pair_id, role)[:8], 16) & 0x7FFFFFFF
+
+
+@dataclass
+class RunStats:
+    cache_hits: int = 0
+    cache_misses: int = 0
+    llm_failures: int = 0
+    new_tokens_in: int = 0
+    new_tokens_out: int = 0
+    llm_seconds: float = 0.0
+
+
+def pair_id_of(doc_id: str, task: str, language: str, code_language: str, tgt: str | None, cand: int) -> str:
+    return key_of("pair", doc_id, task, language, code_language, tgt, cand)[:16]
+
+
+def check_docs(docs: pl.DataFrame, params: GenerateParams, source: str) -> None:
+    """Fail (one line) before any LLM call when the input cannot serve the requested tasks."""
+    for col in ("doc_id", "text", "code_language"):
+        if col not in docs.columns:
+            raise UserError(f"{source}: column '{col}' missing")
+    for name in params.tasks:
+        if TASKS[name].needs_similar and "similar_text" not in docs.columns:
+            raise UserError(f"{source}: column 'similar_text' missing; task {name} needs the pair-similar stage output")
+    unknown = sorted(set(docs["code_language"].drop_nulls().to_list()) - set(CODE_LANGUAGES))
+    if unknown:
+        raise UserError(f"{source}: unknown code_language {unknown[0]!r}")
+
+
+def _select_docs(docs: pl.DataFrame, params: GenerateParams) -> pl.DataFrame:
+    if params.code_languages:
+        docs = docs.filter(pl.col("code_language").is_in(params.code_languages))
+    docs = docs.sort(["code_language", "doc_id"], maintain_order=True)
+    return docs.head(params.max_docs) if params.max_docs else docs
+
+
+def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
+    """tasks x languages x documents (x targets) x candidates. Text-free (code2code) tasks run once,
+    in English, whatever `languages` lists: both sides are code."""
+    docs = _select_docs(docs, params)
+    has_similar = "similar_text" in docs.columns
+    pools: dict[tuple[str, str], list[Example]] = {}
+    jobs: list[Job] = []
+    for row in docs.iter_rows(named=True):
+        code = row["code_language"]
+        for name in params.tasks:
+            task = TASKS[name]
+            langs = ["en"] if task.text_free else params.languages
+            tgts: list[str | None] = (
+                [t for t in params.tgt_code_languages if t != code] if task.needs_target else [None]
+            )
+            for lang in langs:
+                for tgt in tgts:
+                    pool_name = f"{code}-to-{tgt}" if tgt else code
+                    if (name, pool_name) not in pools:
+                        pools[(name, pool_name)] = load_examples(params.examples_dir, name, pool_name)
+                    for cand in range(params.n_candidates):
+                        pid = pair_id_of(row["doc_id"], name, lang, code, tgt, cand)
+                        ex_seed = int(key_of("examples", params.seed, pid)[:8], 16)
+                        jobs.append(Job(
+                            pair_id=pid, doc_id=row["doc_id"], text=row["text"], task=task, language=lang,
+                            code_language=code, tgt=tgt, cand=cand,
+                            similar=row.get("similar_text") if has_similar else None,
+                            examples=choose_examples(pools[(name, pool_name)], params.num_examples, ex_seed),
+                        ))
+    jobs.sort(key=lambda j: j.pair_id)
+    return jobs
+
+
+# ---------------------------------------------------------------- requests per flow step
+
+
+def _step_inputs(job: Job, step: int) -> list[tuple[str, str]]:
+    f = job.task.flow
+    if f in ("similar_modify", "similar_compare") and step == 0:
+        return [("Input code", job.text), ("Output code", job.similar or "")]
+    if step == 0:
+        return [("Code", job.text)]
+    prev = job.outputs[0]
+    if f == "similar_modify":
+        return [("Differences", prev)]
+    if f == "similar_compare":
+        return [("Hybrid", _similar_query(job))]
+    if f == "two_step_reuse":
+        return [("Hybrid", _reuse_query(job))]
+    return [("Code", prev)]  # bug_desc, two_step_fresh: step 1 works on step 0's code
+
+
+def _reuse_query(job: Job) -> str:
+    return f"{job.outputs[0]}\n\n```\n{job.text.rstrip()}\n```"
+
+
+def _similar_query(job: Job) -> str:
+    return (f"{job.outputs[0]}\n\nInput Code:\n```\n{job.text.rstrip()}\n```\n\n"
+            f"Output Code:\n```\n{(job.similar or '').rstrip()}\n```")
+
+
+def _step_is_text(task: Task, step: int) -> bool:
+    """Whether step `step`'s output is natural language (gets the language check)."""
+    last = step == len(task.steps) - 1
+    if last:
+        return not task.output_is_code
+    return task.flow in ("two_step_reuse", "similar_modify", "similar_compare")
+
+
+def _sampling(params: GenerateParams, seed: int, greedy: bool = False, max_tokens: int | None = None) -> Sampling:
+    if greedy:
+        return Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens or 4, seed=seed)
+    return Sampling(params.temperature, params.top_p, max_tokens or params.max_tokens, seed)
+
+
+def _request(fp: str, messages: list[dict[str, str]], sampling: Sampling) -> ChatRequest:
+    return ChatRequest(
+        key=request_key(fp, messages, sampling, PROMPT_VERSION),
+        messages=tuple((m["role"], m["content"]) for m in messages),
+        sampling=sampling,
+    )
+
+
+class Runner:
+    """Serves requests from the cache, sends the rest to the backend, commits each answer."""
+
+    def __init__(self, backend: Backend | None, cache: ResponseCache, stats: RunStats):
+        self.backend = backend
+        self.cache = cache
+        self.stats = stats
+
+    def run(self, requests: list[ChatRequest], desc: str) -> dict[str, ChatResult]:
+        results: dict[str, ChatResult] = {}
+        todo: dict[str, ChatRequest] = {}
+        for r in requests:
+            if r.key in results or r.key in todo:
+                continue
+            hit = self.cache.get(r.key)
+            if hit is not None:
+                results[r.key] = hit
+                self.stats.cache_hits += 1
+            else:
+                todo[r.key] = r
+        if not todo:
+            return results
+        assert self.backend is not None, "LLM requests need a backend"
+        self.stats.cache_misses += len(todo)
+        log(f"{desc}: {len(results)} cached, {len(todo)} to generate with {self.backend.fingerprint()}")
+        start = time.perf_counter()
+        with bar(len(todo), desc, unit="req") as b:
+
+            def on_result(req: ChatRequest, res: ChatResult) -> None:
+                self.cache.put(req.key, res)  # committed before anything else: crash-safe
+                results[req.key] = res
+                if res.ok:
+                    self.stats.new_tokens_in += res.tokens_in
+                    self.stats.new_tokens_out += res.tokens_out
+                else:
+                    self.stats.llm_failures += 1
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                b.set_postfix(tok_s=f"{self.stats.new_tokens_out / elapsed:.1f}", refresh=False)
+                b.update(1)
+
+            self.backend.generate(list(todo.values()), on_result)
+        self.stats.llm_seconds += time.perf_counter() - start
+        return results
+
+
+def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str | None,
+          params: GenerateParams) -> str | None:
+    """Account tokens, clean and check one reply; sets job.reason on rejection."""
+    job.tokens_in += res.tokens_in
+    job.tokens_out += res.tokens_out
+    if not res.ok or not res.texts:
+        job.reason = "llm_error"
+        return None
+    text = clean_reply(res.texts[0], is_code)
+    reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", source, text_lang,
+                          params.max_output_chars)
+    if reason:
+        job.reason = reason
+        return None
+    return text
+
+
+def _context_cut(job: Job, seed: int) -> None:
+    """Prefix -> suffix at a seeded 40-70% point on whitespace-token boundaries; query+pos == text."""
+    starts = [m.start() for m in re.finditer(r"\S+", job.text)]
+    if len(starts) < 4:
+        job.reason = "too_short"
+        return
+    frac = random.Random(job.seed(seed, "cut")).uniform(0.4, 0.7)
+    cut = min(len(starts) - 1, max(1, int(len(starts) * frac)))
+    job.query, job.pos = job.text[: starts[cut]], job.text[starts[cut]:]
+    job.qc = "n/a"
+
+
+def _pos_is_code(task: Task) -> bool:
+    """The positive is the document (text2code), the similar document, or the final LLM output."""
+    return task.group == "text2code" or task.flow == "similar_modify" or task.output_is_code
+
+
+def _assemble(job: Job) -> None:
+    """Query and positive from the step outputs, per flow."""
+    f, out = job.task.flow, job.outputs
+    if f in ("single", "translate"):
+        job.query, job.pos = (out[0], job.text) if job.task.query_is_output else (job.text, out[0])
+    elif f == "bug_desc":
+        job.query, job.pos = out[1], job.text
+    elif f == "two_step_fresh":
+        job.query, job.pos = out[0], out[1]
+    elif f == "two_step_reuse":
+        job.query, job.pos = _reuse_query(job), out[1]
+    elif f == "similar_modify":
+        job.query, job.pos = f"{out[1]}\n\n```\n{job.text.rstrip()}\n```", job.similar or ""
+    elif f == "similar_compare":
+        job.query, job.pos = _similar_query(job), out[1]
+
+
+def _load_seen(paths: list[str]) -> tuple[set[str], set[str]]:
+    """Query and first-positive hashes of earlier pairs files (cross-run dedup)."""
+    queries: set[str] = set()
+    positives: set[str] = set()
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise UserError(f"params.yaml: generate.dedup_against: file not found: {path}")
+        try:
+            df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ndjson(path)
+        except Exception as exc:  # noqa: BLE001 - any reader error is a bad input file
+            raise UserError(f"{path}: cannot read pairs: {type(exc).__name__}") from None
+        if "query" not in df.columns or "pos" not in df.columns:
+            raise UserError(f"{path}: expected columns 'query' and 'pos'")
+        queries |= {_h(q) for q in df["query"].drop_nulls().to_list()}
+        positives |= {_h(p[0]) for p in df["pos"].drop_nulls().to_list() if p}
+    return queries, positives
+
+
+def _h(text: str) -> str:
+    return sha256_hex(normalize_text(text))
+
+
+def _dedup(jobs: list[Job], seen_q: set[str], seen_p: set[str]) -> None:
+    """Within a (task, language, code, target) group: drop a pair whose query or positive was already
+    produced for another document, or that repeats a candidate of the same document exactly."""
+    by_group: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], set[tuple[str, str]]]] = defaultdict(
+        lambda: ({}, {}, set()))
+    for job in jobs:  # pair_id order
+        if job.reason:
+            continue
+        q, p = _h(job.query), _h(job.pos)
+        if q in seen_q:
+            job.reason = "duplicate_query"
+            continue
+        if p in seen_p:
+            job.reason = "duplicate_pos"
+            continue
+        qs, ps, pairs = by_group[(job.task.name, job.language, job.code_language, job.tgt)]
+        if qs.get(q, job.doc_id) != job.doc_id:
+            job.reason = "duplicate_query"
+        elif ps.get(p, job.doc_id) != job.doc_id:
+            job.reason = "duplicate_pos"
+        elif (q, p) in pairs:
+            job.reason = "duplicate_pair"
+        else:
+            qs.setdefault(q, job.doc_id)
+            ps.setdefault(p, job.doc_id)
+            pairs.add((q, p))
+
+
+def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend | None,
+                   cache: ResponseCache) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Run every flow over `docs`; returns (pairs sorted by pair_id, metrics)."""
+    t0 = time.perf_counter()
+    stats = RunStats()
+    runner = Runner(backend, cache, stats)
+    fp = backend.fingerprint() if backend is not None else ""
+    seen_q, seen_p = _load_seen(params.dedup_against)  # bad files fail before any LLM call
+    jobs = expand_jobs(docs, params)
+    for job in jobs:
+        if job.task.uses_llm and len(job.text) > params.max_input_chars:
+            job.reason = "input_too_long"
+        elif job.task.needs_similar and not job.similar:
+            job.reason = "no_similar"
+        elif not job.task.uses_llm:
+            _context_cut(job, params.seed)
+
+    # generation steps (0, then 1 for the two-step flows)
+    for step in (0, 1):
+        active = [j for j in jobs if not j.reason and j.task.uses_llm and len(j.task.steps) > step]
+        reqs = {}
+        for j in active:
+            examples = j.examples if (step == 1 or not j.task.multi_step) else []
+            msgs = generation_messages(j.task, step, _step_inputs(j, step), j.language, j.code_language, j.tgt, examples)
+            reqs[j.pair_id] = _request(fp, msgs, _sampling(params, j.seed(params.seed, f"step{step}")))
+        results = runner.run(list(reqs.values()), f"generate step {step + 1}") if reqs else {}
+        for j in active:
+            is_code = not _step_is_text(j.task, step)
+            source = "\n".join(t for _, t in _step_inputs(j, step))
+            lang = None if is_code else j.language
+            text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params)
+            if text is not None:
+                j.outputs.append(text)
+    for j in jobs:
+        if not j.reason and j.task.uses_llm:
+            _assemble(j)
+            j.qc = "off"
+
+    _dedup(jobs, seen_q, seen_p)
+
+    if params.qc:
+        judged = [j for j in jobs if not j.reason and j.task.uses_llm]
+        reqs = {j.pair_id: _request(fp, qc_messages(j.task, retrieval_instruction(j.task, j.code_language, j.tgt),
+                                                    j.query, j.pos),
+                                    _sampling(params, j.seed(params.seed, "qc"), greedy=True)) for j in judged}
+        results = runner.run(list(reqs.values()), "quality check") if reqs else {}
+        for j in judged:
+            res = results[reqs[j.pair_id].key]
+            j.tokens_in += res.tokens_in
+            j.tokens_out += res.tokens_out
+            verdict = parse_verdict(res.texts[0]) if res.ok and res.texts else None
+            if verdict is None:
+                j.reason = "qc_unparseable" if res.ok else "llm_error"
+            elif verdict != "1":
+                j.reason = "qc_rejected"
+            j.qc = f"judge:{verdict}" if verdict is not None else "judge:?"
+
+    if params.gen_hard_neg:
+        kept = [j for j in jobs if not j.reason]
+        reqs_n = {}
+        for j in kept:
+            instr = retrieval_instruction(j.task, j.code_language, j.tgt)
+            pos_is_code = _pos_is_code(j.task)
+            msgs = hard_negative_messages(instr, j.query, j.pos, pos_is_code)
+            reqs_n[j.pair_id] = [_request(fp, msgs, _sampling(params, j.seed(params.seed, f"neg{i}")))
+                                 for i in range(params.gen_hard_neg)]
+        flat = [r for rs in reqs_n.values() for r in rs]
+        results = runner.run(flat, "hard negatives") if flat else {}
+        for j in kept:
+            seen = {_h(j.pos), _h(j.query)}
+            pos_is_code = _pos_is_code(j.task)
+            for r in reqs_n[j.pair_id]:
+                res = results[r.key]
+                j.tokens_in += res.tokens_in
+                j.tokens_out += res.tokens_out
+                if not res.ok or not res.texts:
+                    continue
+                text = clean_reply(res.texts[0], pos_is_code)
+                reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", j.pos, None,
+                                      params.max_output_chars)
+                if reason is None and _h(text) not in seen:
+                    seen.add(_h(text))
+                    j.neg.append(text)
+
+    model_name = fp
+    pairs = _frame([j for j in jobs if not j.reason], model_name)
+    metrics = _metrics(jobs, stats, time.perf_counter() - t0)
+    metrics["llm_retries"] = int(getattr(backend, "retries", 0))
+    return pairs, metrics
+
+
+SCHEMA = {
+    "pair_id": pl.String, "doc_id": pl.String, "task": pl.String, "language": pl.String,
+    "code_language": pl.String, "tgt_code_language": pl.String, "prompt": pl.String, "query": pl.String,
+    "pos": pl.List(pl.String), "neg": pl.List(pl.String), "model": pl.String, "candidate_idx": pl.Int64,
+    "qc": pl.String, "tokens_in": pl.Int64, "tokens_out": pl.Int64,
+}
+
+
+def _frame(kept: list[Job], model: str) -> pl.DataFrame:
+    rows = [{
+        "pair_id": j.pair_id, "doc_id": j.doc_id, "task": j.task.name, "language": j.language,
+        "code_language": j.code_language, "tgt_code_language": j.tgt,
+        "prompt": retrieval_instruction(j.task, j.code_language, j.tgt), "query": j.query, "pos": [j.pos],
+        "neg": j.neg, "model": model if j.task.uses_llm else CONTEXT_MODEL, "candidate_idx": j.cand,
+        "qc": j.qc, "tokens_in": j.tokens_in, "tokens_out": j.tokens_out,
+    } for j in kept]
+    return pl.DataFrame(rows, schema=SCHEMA).sort("pair_id", maintain_order=True)
+
+
+def _metrics(jobs: list[Job], stats: RunStats, seconds: float) -> dict[str, Any]:
+    per_task: dict[str, dict[str, Any]] = {}
+    for j in jobs:
+        t = per_task.setdefault(j.task.name, {"requested": 0, "kept": 0, "rejected": Counter()})
+        t["requested"] += 1
+        if j.reason:
+            t["rejected"][j.reason] += 1
+        else:
+            t["kept"] += 1
+    kept = sum(t["kept"] for t in per_task.values())
+    return {
+        "requested": len(jobs),
+        "kept": kept,
+        "rejected": len(jobs) - kept,
+        "rejected_by_reason": dict(sorted(Counter(j.reason for j in jobs if j.reason).items())),
+        "per_task": {k: {**v, "rejected": dict(sorted(v["rejected"].items()))} for k, v in sorted(per_task.items())},
+        "cache_hits": stats.cache_hits,
+        "cache_misses": stats.cache_misses,
+        "llm_calls": stats.cache_misses,
+        "llm_failures": stats.llm_failures,
+        "tokens_in": sum(j.tokens_in for j in jobs),
+        "tokens_out": sum(j.tokens_out for j in jobs),
+        "new_tokens_in": stats.new_tokens_in,
+        "new_tokens_out": stats.new_tokens_out,
+        "tokens_per_s": round(stats.new_tokens_out / stats.llm_seconds, 2) if stats.llm_seconds else 0.0,
+        "llm_seconds": round(stats.llm_seconds, 3),
+        "seconds": round(seconds, 3),
+    }
+
+
+def jsonl_path(root: Path, language: str, task: str, code: str, tgt: str | None) -> Path:
+    """The original's layout: <lang>/<task>/<lang>-<code>[-to-<tgt>]-triplets.jsonl."""
+    suffix = f"-to-{tgt}" if tgt else ""
+    return root / language / task / f"{language}-{code}{suffix}-triplets.jsonl"
+
+
+def jsonl_groups(pairs: pl.DataFrame, root: Path) -> dict[Path, list[dict[str, Any]]]:
+    """FlagEmbedding records `{prompt, query, pos, neg}` grouped by output file, in pair_id order."""
+    out: dict[Path, list[dict[str, Any]]] = defaultdict(list)
+    for r in pairs.iter_rows(named=True):
+        path = jsonl_path(root, r["language"], r["task"], r["code_language"], r["tgt_code_language"])
+        out[path].append({"prompt": r["prompt"], "query": r["query"], "pos": r["pos"], "neg": r["neg"]})
+    return dict(sorted(out.items()))
+
+
+def make_backend(params: GenerateParams) -> Backend | None:
+    """The configured backend, checked before any LLM call (model file, API key, endpoint probe).
+    None when no requested task needs an LLM."""
+    if not any(TASKS[t].uses_llm for t in params.tasks):
+        return None
+    if params.backend == "llama-cpp":
+        from tripleforge.llm.llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend(params.model_path, n_ctx=params.n_ctx, n_threads=params.n_threads)
+    if params.backend == "openai":
+        from tripleforge.llm.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(params.base_urls, model=params.model, api_key_env=params.api_key_env,
+                                   concurrency=params.concurrency, timeout_s=params.timeout_s,
+                                   max_retries=params.max_retries)
+    from tripleforge.llm.vllm_backend import VllmBackend
+
+    return VllmBackend(params.model or params.model_path)

@@ -1,0 +1,1 @@
+"""LLM backends behind one interface (`base.Backend`) and the crash-safe response cache."""

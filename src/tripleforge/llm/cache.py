@@ -1,0 +1,98 @@
+"""Crash-safe, content-addressed LLM response cache in SQLite (WAL mode).
+
+Key = sha256 of (model fingerprint, full messages, sampling params incl. seed and n, prompt
+version). Each answer is committed as soon as it arrives, so a killed run loses only requests in
+flight. Failures are recorded (for inspection) but never served: the next run retries them.
+QC verdicts are ordinary chat answers and are cached the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from tripleforge.hashing import key_of
+from tripleforge.llm.base import ChatResult, Sampling
+from tripleforge.paths import cache_root
+
+LLM_CACHE_ENV = "TRIPLEFORGE_LLM_CACHE"
+
+
+def default_cache_path(override: str | None = None) -> Path:
+    """params `cache_dir` > $TRIPLEFORGE_LLM_CACHE (dir) > `<cache_root()>/llm`; file `responses.sqlite`."""
+    if override:
+        d = Path(override).expanduser()
+    elif os.environ.get(LLM_CACHE_ENV):
+        d = Path(os.environ[LLM_CACHE_ENV]).expanduser()
+    else:
+        d = cache_root() / "llm"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / "responses.sqlite"
+
+
+def request_key(fingerprint: str, messages: list[dict[str, str]], sampling: Sampling, prompt_version: str) -> str:
+    return key_of("llm-response-v1", fingerprint, messages, sampling.as_dict(), prompt_version)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    texts TEXT NOT NULL,
+    finish TEXT NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+class ResponseCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # autocommit mode: every put is its own transaction, durable once it returns.
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def get(self, key: str) -> ChatResult | None:
+        row = self._db.execute(
+            "SELECT texts, finish, tokens_in, tokens_out FROM responses WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return ChatResult(json.loads(row[0]), json.loads(row[1]), int(row[2]), int(row[3]))
+
+    def put(self, key: str, result: ChatResult) -> None:
+        if result.ok:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                (key, json.dumps(result.texts, ensure_ascii=False), json.dumps(result.finish_reasons),
+                 result.tokens_in, result.tokens_out, time.time()),
+            )
+            self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
+        else:
+            self._db.execute(
+                "INSERT INTO failures VALUES (?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
+                "error = excluded.error, attempts = attempts + 1, updated = excluded.updated",
+                (key, (result.error or "")[:500], time.time()),
+            )
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def failure_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,159 @@
+"""Client for any OpenAI-compatible chat server (`vllm serve`, llama.cpp server, hosted APIs).
+
+Async httpx with a bounded number of requests in flight, spread round-robin over several base
+URLs (one worker per slot, worker i bound to url i mod len(urls)), a per-request timeout, and
+bounded retries with exponential backoff + jitter that honour `Retry-After`. The API key comes
+from an environment variable *named* in params; the key itself never reaches params, logs,
+metrics or cache keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from typing import Any
+
+import httpx
+
+from tripleforge.errors import UserError
+from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def read_api_key(api_key_env: str) -> str | None:
+    """The key from `$api_key_env`; '' means the server needs none."""
+    if not api_key_env:
+        return None
+    value = os.environ.get(api_key_env)
+    if not value:
+        raise UserError(f"params.yaml: generate.api_key_env: environment variable {api_key_env} is not set")
+    return value
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    raw = resp.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+class OpenAICompatBackend:
+    name = "openai"
+
+    def __init__(self, base_urls: list[str], model: str = "", api_key_env: str = "", concurrency: int = 4,
+                 timeout_s: float = 120.0, max_retries: int = 4, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                 probe: bool = True):
+        if not base_urls:
+            raise UserError("params.yaml: generate.base_urls: backend 'openai' needs at least one base URL")
+        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self._key = read_api_key(api_key_env)
+        self.concurrency = max(1, concurrency)
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.retries = 0  # retried attempts, for metrics
+        listed = self._probe() if probe else ""
+        self.model = model or listed
+        if not self.model:
+            raise UserError("params.yaml: generate.model: the endpoint lists no model; set generate.model")
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def _probe(self) -> str:
+        """GET /models on every base URL before any generation; returns the first model id."""
+        first = ""
+        for url in self.base_urls:
+            try:
+                resp = httpx.get(f"{url}/models", headers=self._headers(), timeout=min(10.0, self.timeout_s))
+            except httpx.HTTPError as exc:
+                raise UserError(f"cannot reach LLM endpoint {url}: {type(exc).__name__}") from None
+            if resp.status_code in (401, 403):
+                raise UserError(f"LLM endpoint {url} rejected the API key (HTTP {resp.status_code})")
+            if resp.status_code != 200:
+                raise UserError(f"LLM endpoint {url}/models answered HTTP {resp.status_code}")
+            try:
+                data = resp.json().get("data") or []
+            except ValueError:
+                raise UserError(f"LLM endpoint {url}/models did not answer JSON") from None
+            if not first and data and isinstance(data[0], dict):
+                first = str(data[0].get("id", ""))
+        return first
+
+    def fingerprint(self) -> str:
+        return f"openai:{self.model}"
+
+    def _payload(self, req: ChatRequest) -> dict[str, Any]:
+        s = req.sampling
+        body: dict[str, Any] = {
+            "model": self.model, "messages": req.message_dicts(), "temperature": s.temperature,
+            "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": s.seed,
+        }
+        if s.n != 1:
+            body["n"] = s.n
+        return body
+
+    async def _call(self, client: httpx.AsyncClient, url: str, req: ChatRequest) -> ChatResult:
+        last = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            wait: float | None = None
+            try:
+                resp = await client.post(f"{url}/chat/completions", json=self._payload(req), headers=self._headers())
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__} from {url}"
+            else:
+                if resp.status_code == 200:
+                    return self._parse(resp)
+                last = f"HTTP {resp.status_code} from {url}"
+                if resp.status_code not in RETRY_STATUS:
+                    return ChatResult(error=last)
+                wait = _retry_after(resp)
+            if attempt == self.max_retries:
+                break
+            self.retries += 1
+            backoff = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random())
+            await asyncio.sleep(max(backoff, wait or 0.0))
+        return ChatResult(error=f"gave up after {self.max_retries + 1} attempts: {last}")
+
+    @staticmethod
+    def _parse(resp: httpx.Response) -> ChatResult:
+        try:
+            data = resp.json()
+            choices = data["choices"]
+            texts = [(c.get("message") or {}).get("content") or "" for c in choices]
+            finish = [c.get("finish_reason") or "stop" for c in choices]
+            usage = data.get("usage") or {}
+            return ChatResult(texts, finish, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return ChatResult(error=f"malformed response: {type(exc).__name__}")
+
+    async def _run(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+        queue: asyncio.Queue[ChatRequest] = asyncio.Queue()
+        for r in requests:
+            queue.put_nowait(r)
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits) as client:
+
+            async def worker(i: int) -> None:
+                url = self.base_urls[i % len(self.base_urls)]
+                while True:
+                    try:
+                        req = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    on_result(req, await self._call(client, url, req))
+
+            await asyncio.gather(*(worker(i) for i in range(min(self.concurrency, len(requests)))))
+
+    def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+        if requests:
+            asyncio.run(self._run(requests, on_result))
+
+    def close(self) -> None:
+        pass

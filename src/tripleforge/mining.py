@@ -1,0 +1,472 @@
+"""Hard-negative mining: (query, positives) pairs + a candidate pool -> ranked, filtered negatives.
+
+Input columns (pairs): `pair_id`, `doc_id`, `query`, `pos` (list[str]), `neg` (list[str]),
+`prompt`; every other column is carried through. Pool columns: `text` (`doc_id` optional).
+Output: the pairs plus `neg` (mined), `pos_scores`, `neg_scores` (list[f64]), `neg_ranks`
+(list[i64], 0-based rank in the query's search; null for a negative that was not retrieved
+within the searched depth, e.g. random ones), `pos_rank` (i64 or null), `split` (`train`/`eval`).
+
+Candidates are the pool texts plus every positive, deduplicated by normalized text, so a negative
+is never a duplicate of another. For each query, every positive of every row with the same
+normalized query text, the row's source document and the query text itself are masked before
+any rule applies. Rules combine: rank window [range_min, range_max), `relative_margin`
+(neg <= p * hardest positive, sign-safe), `margin` (neg <= pos - margin), `max_score`, `min_score`.
+When fewer than `num_negatives` survive, the fallback window [fallback_range_min,
+fallback_range_max) is scanned with the same masks and rules; rows still short keep fewer
+negatives (never padded with a positive, the query or a duplicate) and are counted.
+Selection is vectorised over chunks of queries; random choices use a per-row hash so results do
+not depend on chunking or row order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from tripleforge.embed import EmbedderConfig, encode_documents, encode_queries
+from tripleforge.errors import UserError
+from tripleforge.hashing import normalize_text, sha256_hex, text_id
+from tripleforge.params import StageParams
+from tripleforge.progress import bar, log
+from tripleforge.search import SearchConfig, search
+
+PAIR_COLUMNS = ("pair_id", "doc_id", "query", "pos", "neg", "prompt")
+RANK_BUCKETS = ((0, 1), (1, 5), (5, 10), (10, 20), (20, 50), (50, 100), (100, None))
+
+
+class MineParams(StageParams):
+    """Params section `mine_negatives` (defaults equal params.yaml)."""
+
+    embedder: EmbedderConfig = EmbedderConfig()
+    search: SearchConfig = SearchConfig()
+    use_prompt_as_instruction: bool = False
+    num_negatives: int = 15
+    range_min: int = 0
+    range_max: int = 100
+    relative_margin: float | None = 0.95
+    margin: float | None = None
+    max_score: float | None = None
+    min_score: float | None = None
+    sampling: Literal["top", "random"] = "top"
+    fallback_range_min: int = 0
+    fallback_range_max: int = 0  # 0 = no fallback window
+    drop_short: bool = False
+    filter_rank: int | None = None
+    neg_type: Literal["hard", "random", "mixed"] = "hard"
+    keep_llm_negatives: bool = False
+    rescore_model: str | None = None
+    rescore_batch_size: int = 16
+    eval_fraction: float = 0.2
+    seed: int = 42
+    query_chunk: int = 2048
+    histogram_bins: int = 20
+    cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
+
+    def depth(self) -> int:
+        return max(self.range_max, self.fallback_range_max)
+
+
+@dataclass
+class MineReport:
+    """Counts for `metrics/mine_negatives.json`."""
+
+    skipped: dict[str, int] = field(default_factory=dict)
+    short_of_negatives: int = 0
+    pos_ranks: list[int | None] = field(default_factory=list)
+    search: dict[str, Any] = field(default_factory=dict)
+    candidates: int = 0
+
+    def add(self, key: str, n: int) -> None:
+        self.skipped[key] = self.skipped.get(key, 0) + int(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# deterministic per-row randomness
+
+
+def row_seeds(keys: list[str], seed: int) -> np.ndarray:
+    """uint64 seed per row from (seed, key): independent of row order and chunking."""
+    return np.array([int(sha256_hex(f"{seed}\0{k}")[:16], 16) for k in keys], dtype=np.uint64)
+
+
+def hash_uniform(row_seed: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Splitmix64 of (row seed, candidate id) -> uniform [0, 1): one random key per (row, candidate)."""
+    with np.errstate(over="ignore"):
+        z = row_seed[:, None] + (cand.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+# ---------------------------------------------------------------------------------------------
+# selection over one chunk of queries (pure numpy; the tests compare it with a brute force)
+
+
+@dataclass
+class Rules:
+    range_min: int
+    range_max: int
+    relative_margin: float | None
+    margin: float | None
+    max_score: float | None
+    min_score: float | None
+
+
+def rule_mask(scores: np.ndarray, pos_ref: np.ndarray, rules: Rules, report: MineReport | None, counted: np.ndarray) -> np.ndarray:
+    """Candidates passing every score rule; counts (sequentially) what each rule removes among `counted`."""
+    ok = np.ones(scores.shape, dtype=bool)
+    ref = pos_ref[:, None]
+    checks: list[tuple[str, np.ndarray]] = []
+    if rules.max_score is not None:
+        checks.append(("max_score", scores <= rules.max_score))
+    if rules.min_score is not None:
+        checks.append(("min_score", scores >= rules.min_score))
+    if rules.relative_margin is not None:
+        # p * pos for positive scores; sign-safe form pos - |pos| * (1 - p) for negative ones
+        checks.append(("relative_margin", scores <= ref - np.abs(ref) * (1.0 - rules.relative_margin)))
+    if rules.margin is not None:
+        checks.append(("margin", scores <= ref - rules.margin))
+    for name, passed in checks:
+        if report is not None:
+            report.add(name, int((counted & ok & ~passed).sum()))
+        ok &= passed
+    return ok
+
+
+def take(eligible: np.ndarray, n: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    """Per row pick `n[row]` eligible positions: the first ones by rank (keys None) or the
+    smallest random keys; returns a bool matrix of the chosen positions."""
+    if keys is None:
+        order_rank = np.cumsum(eligible, axis=1)
+        return eligible & (order_rank <= n[:, None])
+    k = np.where(eligible, keys, np.inf)
+    order = np.argsort(k, axis=1, kind="stable")
+    pos_in_order = np.empty_like(order)
+    np.put_along_axis(pos_in_order, order, np.arange(k.shape[1])[None, :].repeat(k.shape[0], 0), axis=1)
+    return eligible & (pos_in_order < n[:, None])
+
+
+def select_chunk(
+    scores: np.ndarray,
+    indices: np.ndarray,
+    valid: np.ndarray,
+    masked_ids: np.ndarray,
+    pos_ref: np.ndarray,
+    n_wanted: int,
+    rules: Rules,
+    fallback: tuple[int, int],
+    keys: np.ndarray | None,
+    report: MineReport | None = None,
+) -> np.ndarray:
+    """Chosen hit positions (bool, same shape as `indices`) for one chunk of queries.
+
+    `masked_ids` (nq, m) holds candidate ids that may never be chosen (padding: -2)."""
+    nq, k = indices.shape
+    ranks = np.arange(k)[None, :]
+    masked = (indices[:, :, None] == masked_ids[:, None, :]).any(-1) if masked_ids.size else np.zeros((nq, k), bool)
+    window = (ranks >= rules.range_min) & (ranks < rules.range_max) & valid
+    if report is not None:
+        report.add("masked_positive_or_query", int((window & masked).sum()))
+    passing = rule_mask(scores, pos_ref, rules, report, window & ~masked) & valid & ~masked
+    want = np.full(nq, n_wanted)
+    chosen = take(window & passing, want, keys)
+    lo, hi = fallback
+    if hi > lo:
+        have = chosen.sum(axis=1)
+        short = have < n_wanted
+        if short.any():
+            fb = (ranks >= lo) & (ranks < hi) & passing & ~chosen & short[:, None]
+            chosen |= take(fb, want - have, keys)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage function
+
+
+def _check_columns(df: pl.DataFrame, needed: tuple[str, ...], name: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise UserError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(df.columns)})")
+
+
+def assign_split(doc_ids: list[str], eval_fraction: float, seed: int) -> list[str]:
+    """`eval` for a seeded-hash fraction of documents, `train` for the rest (by document)."""
+    out = []
+    for d in doc_ids:
+        u = int(sha256_hex(f"split\0{seed}\0{d}")[:13], 16) / float(1 << 52)
+        out.append("eval" if u < eval_fraction else "train")
+    return out
+
+
+def build_candidates(pool: pl.DataFrame, pos_lists: list[list[str]]) -> tuple[list[str], dict[str, int]]:
+    """Pool texts (pool order) then positives not already there (by text id): texts and id->index."""
+    texts: list[str] = []
+    index: dict[str, int] = {}
+    for t in pool.get_column("text").to_list():
+        if t is None or not t.strip():
+            continue
+        tid = text_id(t)
+        if tid not in index:
+            index[tid] = len(texts)
+            texts.append(t)
+    extra: dict[str, str] = {}
+    for plist in pos_lists:
+        for p in plist:
+            tid = text_id(p)
+            if tid not in index:
+                extra.setdefault(tid, p)
+    for tid in sorted(extra):
+        index[tid] = len(texts)
+        texts.append(extra[tid])
+    return texts, index
+
+
+def _rescore(model_dir: str, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
+    """Cross-encoder teacher scores for (query, text) pairs, row by row lists."""
+    import os
+
+    from sentence_transformers import CrossEncoder
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from pathlib import Path
+
+    if not Path(model_dir).is_dir():
+        raise UserError(f"mine_negatives.rescore_model: '{model_dir}' is not a local cross-encoder directory")
+    ce = CrossEncoder(model_dir, device="cpu")
+    flat = [(q, t) for q, ts in zip(queries, lists) for t in ts]
+    scores = ce.predict(flat, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True) if flat else []
+    out, i = [], 0
+    for ts in lists:
+        out.append([float(s) for s in scores[i : i + len(ts)]])
+        i += len(ts)
+    return out
+
+
+def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) -> tuple[pl.DataFrame, MineReport]:
+    """Mine negatives for every pair; returns (triplets sorted by pair_id, report)."""
+    _check_columns(pairs, PAIR_COLUMNS, "pairs")
+    _check_columns(pool, ("text",), "pool")
+    if params.range_max <= params.range_min:
+        raise UserError("params.yaml: mine_negatives.range_max must be greater than range_min")
+    report = MineReport()
+    if pool.height == 0:
+        raise UserError("pool: no documents; mining needs a candidate pool (data/sample/pool.parquet is empty)")
+
+    # rows that cannot be mined are counted, not silently lost
+    pairs = pairs.with_columns(
+        pl.col("pos").list.eval(pl.element().filter(pl.element().is_not_null() & (pl.element() != "")))
+    )
+    bad_query = pl.col("query").is_null() | (pl.col("query").str.strip_chars() == "")
+    bad_pos = pl.col("pos").is_null() | (pl.col("pos").list.len() == 0)
+    report.add("empty_query", pairs.filter(bad_query).height)
+    report.add("no_positive", pairs.filter(~bad_query & bad_pos).height)
+    rows = pairs.filter(~bad_query & ~bad_pos).sort("pair_id", maintain_order=True)
+    nq = rows.height
+    queries = rows.get_column("query").to_list()
+    pos_lists = rows.get_column("pos").to_list()
+    llm_negs = [[t for t in (x or []) if t] for x in rows.get_column("neg").to_list()]
+
+    cand_texts, cand_index = build_candidates(pool, pos_lists)
+    report.candidates = len(cand_texts)
+    cfg = params.embedder
+    instructions = rows.get_column("prompt").to_list() if params.use_prompt_as_instruction else None
+    c_emb = encode_documents(cand_texts, cfg, params.cache_dir)
+    q_emb = encode_queries(queries, cfg, instructions, params.cache_dir) if nq else np.zeros((0, c_emb.shape[1]), np.float32)
+
+    # masks: positives of every row sharing the normalized query, the row's doc, the query text
+    group_pos: dict[str, set[int]] = {}
+    for q, plist in zip(queries, pos_lists):
+        g = group_pos.setdefault(normalize_text(q), set())
+        g.update(cand_index[text_id(p)] for p in plist)
+    doc_ids = rows.get_column("doc_id").to_list()
+    masks: list[set[int]] = []
+    for q, d in zip(queries, doc_ids):
+        m = set(group_pos[normalize_text(q)])
+        for tid in (text_id(q), d):
+            if tid in cand_index:
+                m.add(cand_index[tid])
+        masks.append(m)
+    width = max((len(m) for m in masks), default=0)
+    masked_ids = np.full((nq, max(width, 1)), -2, dtype=np.int64)
+    for r, m in enumerate(masks):
+        masked_ids[r, : len(m)] = sorted(m)
+
+    pos_idx = [[cand_index[text_id(p)] for p in plist] for plist in pos_lists]
+    pos_scores = [[float(q_emb[r] @ c_emb[i]) for i in idxs] for r, idxs in enumerate(pos_idx)]
+    pos_ref = np.array([min(s) for s in pos_scores], dtype=np.float64)
+
+    n_total = params.num_negatives
+    n_hard = {"hard": n_total, "random": 0, "mixed": math.ceil(n_total / 2)}[params.neg_type]
+    depth = params.depth() + width
+    res = search(q_emb, c_emb, depth, params.search)
+    report.search = {
+        "method": res.method,
+        "depth": int(res.indices.shape[1]),
+        "device": params.search.device,
+        "recall_at_depth": res.recall,
+    }
+    rules = Rules(params.range_min, params.range_max, params.relative_margin, params.margin,
+                  params.max_score, params.min_score)
+    seeds = row_seeds(rows.get_column("pair_id").to_list(), params.seed)
+
+    pwidth = max((len(x) for x in pos_idx), default=1)
+    pos_ids = np.full((nq, max(pwidth, 1)), -2, dtype=np.int64)
+    for r, idxs in enumerate(pos_idx):
+        pos_ids[r, : len(idxs)] = idxs
+    neg_idx: list[list[int]] = []
+    neg_rank: list[list[int | None]] = []
+    neg_scores: list[list[float]] = []
+    pos_rank: list[int | None] = []
+    with bar(nq, "mine negatives", unit="query") as b:
+        for start in range(0, nq, params.query_chunk):
+            sl = slice(start, start + params.query_chunk)
+            s, i, v = res.scores[sl], res.indices[sl], res.valid[sl]
+            keys = hash_uniform(seeds[sl], i) if params.sampling == "random" else None
+            chosen = select_chunk(
+                s, i, v, masked_ids[sl], pos_ref[sl], n_hard, rules,
+                (params.fallback_range_min, params.fallback_range_max), keys, report,
+            ) if n_hard else np.zeros(i.shape, bool)
+            is_pos = (i[:, :, None] == pos_ids[sl][:, None, :]).any(-1) & v
+            first = np.where(is_pos.any(axis=1), is_pos.argmax(axis=1), -1)
+            for r in range(i.shape[0]):
+                cols = np.flatnonzero(chosen[r])
+                neg_idx.append(i[r, cols].tolist())
+                neg_rank.append(cols.tolist())
+                neg_scores.append(s[r, cols].astype(np.float64).tolist())
+                pos_rank.append(int(first[r]) if first[r] >= 0 else None)
+            b.update(i.shape[0])
+
+    # random negatives: uniform over the candidates, never masked, never already chosen
+    if params.neg_type in ("random", "mixed"):
+        n_cand = len(cand_texts)
+        for r in range(nq):
+            rng = np.random.default_rng([params.seed, int(seeds[r] >> np.uint64(1))])
+            taken = set(neg_idx[r]) | masks[r]
+            need = n_total - len(neg_idx[r])
+            draw = rng.choice(n_cand, size=min(n_cand, need + len(taken)), replace=False)
+            picks = [int(x) for x in draw if int(x) not in taken][:need]
+            rank_of = {int(c): j for j, c in enumerate(res.indices[r]) if res.valid[r, j]}
+            neg_idx[r] = neg_idx[r] + picks
+            neg_rank[r] = neg_rank[r] + [rank_of.get(c) for c in picks]
+            neg_scores[r] = neg_scores[r] + [float(q_emb[r] @ c_emb[c]) for c in picks]
+
+    neg_texts = [[cand_texts[c] for c in idxs] for idxs in neg_idx]
+    if params.keep_llm_negatives:
+        extra_rows = []
+        for r, negs in enumerate(llm_negs):
+            seen = {text_id(t) for t in neg_texts[r]} | {text_id(p) for p in pos_lists[r]} | {text_id(queries[r])}
+            extra = []
+            for t in negs:
+                if text_id(t) not in seen:
+                    seen.add(text_id(t))
+                    extra.append(t)
+            extra_rows.append(extra)
+        flat = [t for ex in extra_rows for t in ex]
+        e_emb = encode_documents(flat, cfg, params.cache_dir) if flat else np.zeros((0, c_emb.shape[1]), np.float32)
+        k = 0
+        for r, ex in enumerate(extra_rows):
+            neg_texts[r] = neg_texts[r] + ex
+            neg_scores[r] = neg_scores[r] + [float(q_emb[r] @ e_emb[k + j]) for j in range(len(ex))]
+            neg_rank[r] = neg_rank[r] + [None] * len(ex)
+            k += len(ex)
+
+    out = rows.with_columns(
+        pl.Series("neg", neg_texts, dtype=pl.List(pl.String)),
+        pl.Series("pos_scores", pos_scores, dtype=pl.List(pl.Float64)),
+        pl.Series("neg_scores", neg_scores, dtype=pl.List(pl.Float64)),
+        pl.Series("neg_ranks", neg_rank, dtype=pl.List(pl.Int64)),
+        pl.Series("pos_rank", pos_rank, dtype=pl.Int64),
+        pl.Series("split", assign_split(doc_ids, params.eval_fraction, params.seed), dtype=pl.String),
+    )
+    if params.rescore_model:
+        log(f"rescoring {nq} queries with cross-encoder {params.rescore_model}")
+        out = out.with_columns(
+            pl.col("pos_scores").alias("dense_pos_scores"), pl.col("neg_scores").alias("dense_neg_scores")
+        )
+        teacher_pos = _rescore(params.rescore_model, queries, [list(p) for p in pos_lists], params.rescore_batch_size)
+        teacher_neg = _rescore(params.rescore_model, queries, neg_texts, params.rescore_batch_size)
+        out = out.with_columns(
+            pl.Series("pos_scores", teacher_pos, dtype=pl.List(pl.Float64)),
+            pl.Series("neg_scores", teacher_neg, dtype=pl.List(pl.Float64)),
+        )
+
+    report.pos_ranks = list(pos_rank)
+    if params.filter_rank is not None:
+        keep = pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") < params.filter_rank)
+        report.add("filter_rank", out.filter(~keep).height)
+        out = out.filter(keep)
+    short = pl.col("neg").list.len() < n_total
+    report.short_of_negatives = out.filter(short).height
+    if params.drop_short:
+        report.add("short_dropped", report.short_of_negatives)
+        out = out.filter(~short)
+    return out.sort("pair_id", maintain_order=True), report
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics and plots
+
+
+def rank_histogram(ranks: list[int | None]) -> dict[str, int]:
+    hist: dict[str, int] = {}
+    for lo, hi in RANK_BUCKETS:
+        name = f"{lo}" if hi == lo + 1 else (f"{lo}-{hi - 1}" if hi is not None else f"{lo}+")
+        hist[name] = sum(1 for r in ranks if r is not None and r >= lo and (hi is None or r < hi))
+    hist["not_found"] = sum(1 for r in ranks if r is None)
+    return hist
+
+
+def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: MineParams) -> dict[str, Any]:
+    found = [r for r in report.pos_ranks if r is not None]
+    negs = out.get_column("neg").list.len() if out.height else pl.Series([], dtype=pl.UInt32)
+    pos_s = out.get_column("pos_scores").explode().drop_nulls() if out.height else pl.Series([], dtype=pl.Float64)
+    neg_s = out.get_column("neg_scores").explode().drop_nulls() if out.height else pl.Series([], dtype=pl.Float64)
+
+    def mean(s: pl.Series) -> float | None:
+        return round(float(s.mean()), 6) if len(s) else None  # type: ignore[arg-type]
+
+    splits = out.get_column("split").value_counts(sort=False) if out.height else None
+    split_counts = {"train": 0, "eval": 0}
+    if splits is not None:
+        for name, cnt in splits.iter_rows():
+            split_counts[name] = int(cnt)
+    return {
+        "pairs_in": pairs_in,
+        "pairs": out.height,
+        "candidates": report.candidates,
+        "short_of_negatives": report.short_of_negatives,
+        "negatives_total": int(negs.sum()) if len(negs) else 0,
+        "negatives_mean": round(float(negs.mean()), 4) if len(negs) else 0.0,  # type: ignore[arg-type]
+        "skipped": dict(sorted(report.skipped.items())),
+        "pos_rank": {
+            "histogram": rank_histogram(report.pos_ranks),
+            "median": float(np.median(found)) if found else None,
+            "mean": round(float(np.mean(found)), 4) if found else None,
+            "found": len(found),
+        },
+        "scores": {"pos_mean": mean(pos_s), "neg_mean": mean(neg_s)},
+        "search": report.search,
+        "split": split_counts,
+        "num_negatives": params.num_negatives,
+    }
+
+
+def score_histogram(out: pl.DataFrame, bins: int) -> pl.DataFrame:
+    """Counts of positive and negative scores per bin (columns `score`, `pos`, `neg`) for DVC plots."""
+    pos = out.get_column("pos_scores").explode().drop_nulls().to_numpy() if out.height else np.zeros(0)
+    neg = out.get_column("neg_scores").explode().drop_nulls().to_numpy() if out.height else np.zeros(0)
+    both = np.concatenate([pos, neg])
+    lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    pc, _ = np.histogram(pos, edges)
+    nc, _ = np.histogram(neg, edges)
+    centers = np.round((edges[:-1] + edges[1:]) / 2, 6)
+    return pl.DataFrame({"score": centers, "pos": pc.astype(np.int64), "neg": nc.astype(np.int64)})

@@ -1,0 +1,111 @@
+"""Similar-document pairing for code_modification / code_comparison retrieval.
+
+For every sampled document, the most similar pool document of the same code language that is
+"related but clearly different": the raw top `skip_top` ranks of its search (itself included)
+are skipped, then the first hit that is not itself and whose whitespace-token Jaccard similarity
+with the document is at most `jaccard_max` wins. Documents without such a hit keep nulls and are
+counted (the original dropped them silently).
+
+Input: docs (`doc_id`, `text`, `code_language`, ...), pool (same columns).
+Output: the docs plus `similar_doc_id` (str), `similar_text` (str), `similar_score` (f64), nullable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tripleforge.embed import EmbedderConfig, encode_documents
+from tripleforge.errors import UserError
+from tripleforge.params import StageParams
+from tripleforge.search import exact_search
+
+SIMILAR_SCHEMA = {"similar_doc_id": pl.String, "similar_text": pl.String, "similar_score": pl.Float64}
+
+
+class PairSimilarParams(StageParams):
+    """Params section `pair_similar` (defaults equal params.yaml)."""
+
+    enabled: bool = True
+    embedder: EmbedderConfig = EmbedderConfig()
+    skip_top: int = 20
+    search_depth: int = 100
+    jaccard_max: float = 0.95
+    same_code_language: bool = True
+    cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
+
+
+def token_jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the whitespace-token sets of two texts."""
+    ta, tb = set(a.split()), set(b.split())
+    if not ta and not tb:
+        return 1.0
+    return len(ta & tb) / len(ta | tb)
+
+
+def with_null_similar(docs: pl.DataFrame) -> pl.DataFrame:
+    return docs.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in SIMILAR_SCHEMA.items()])
+
+
+def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarParams) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Add the similar columns to `docs`; returns (frame in the input order, counts)."""
+    for name, df in (("docs", docs), ("pool", pool)):
+        missing = [c for c in ("doc_id", "text", "code_language") if c not in df.columns]
+        if missing:
+            raise UserError(f"{name}: missing column(s) {', '.join(missing)}")
+    counts = {"docs": docs.height, "paired": 0, "no_candidate": 0, "skipped_self": 0, "skipped_near_duplicate": 0}
+    if not params.enabled:
+        counts["no_candidate"] = docs.height
+        return with_null_similar(docs), {**counts, "enabled": False}
+
+    pool_ids = pool.get_column("doc_id").to_list()
+    pool_texts = pool.get_column("text").to_list()
+    pool_langs = pool.get_column("code_language").to_list()
+    # docs are a subset of the pool by contract; encode the union once (the cache shares it
+    # with mine-negatives, which encodes the same pool with the same document settings)
+    doc_texts = docs.get_column("text").to_list()
+    p_emb = encode_documents(pool_texts, params.embedder, params.cache_dir)
+    d_emb = encode_documents(doc_texts, params.embedder, params.cache_dir)
+
+    doc_ids = docs.get_column("doc_id").to_list()
+    langs = docs.get_column("code_language").to_list()
+    groups: dict[Any, list[int]] = {}
+    for i, lang in enumerate(langs):
+        groups.setdefault(lang if params.same_code_language else "*", []).append(i)
+    pool_groups: dict[Any, list[int]] = {}
+    for j, lang in enumerate(pool_langs):
+        pool_groups.setdefault(lang if params.same_code_language else "*", []).append(j)
+
+    sim_id: list[str | None] = [None] * docs.height
+    sim_text: list[str | None] = [None] * docs.height
+    sim_score: list[float | None] = [None] * docs.height
+    k = params.skip_top + params.search_depth
+    for key in sorted(groups, key=str):
+        rows = groups[key]
+        cand = pool_groups.get(key, [])
+        if not cand:
+            continue
+        scores, idx = exact_search(d_emb[rows], p_emb[cand], k)
+        for r, i in enumerate(rows):
+            for rank in range(params.skip_top, idx.shape[1]):
+                j = cand[int(idx[r, rank])]
+                if pool_ids[j] == doc_ids[i]:
+                    counts["skipped_self"] += 1
+                    continue
+                if token_jaccard(doc_texts[i], pool_texts[j]) > params.jaccard_max:
+                    counts["skipped_near_duplicate"] += 1
+                    continue
+                sim_id[i], sim_text[i], sim_score[i] = pool_ids[j], pool_texts[j], float(scores[r, rank])
+                break
+    counts["paired"] = sum(1 for s in sim_id if s is not None)
+    counts["no_candidate"] = docs.height - counts["paired"]
+    scores_found = [s for s in sim_score if s is not None]
+    counts["similar_score_mean"] = round(float(np.mean(scores_found)), 6) if scores_found else None
+    out = docs.with_columns(
+        pl.Series("similar_doc_id", sim_id, dtype=pl.String),
+        pl.Series("similar_text", sim_text, dtype=pl.String),
+        pl.Series("similar_score", sim_score, dtype=pl.Float64),
+    )
+    return out, {**counts, "enabled": True}

@@ -1,0 +1,98 @@
+"""Cleaning of LLM replies, heuristic filters and the strict QC-verdict parse.
+
+Every filter returns a rejection reason (a short snake_case string counted in the stage metrics)
+or None when the text passes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tripleforge.hashing import normalize_text
+
+_THINK_END = "</think>"
+_FENCE = re.compile(r"(`{3,})[^\n`]*\n(.*?)\n?\1", re.DOTALL)
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
+
+# Script ranges for languages that are not written in Latin letters.
+_SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "zh": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF)),
+    "zh_tw": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF)),
+    "ja": ((0x3040, 0x30FF), (0x4E00, 0x9FFF)),
+    "ko": ((0xAC00, 0xD7AF), (0x1100, 0x11FF)),
+    "ar": ((0x0600, 0x06FF),),
+    "fa": ((0x0600, 0x06FF), (0xFB50, 0xFDFF)),
+    "hi": ((0x0900, 0x097F),),
+    "bn": ((0x0980, 0x09FF),),
+    "te": ((0x0C00, 0x0C7F),),
+    "th": ((0x0E00, 0x0E7F),),
+    "ru": ((0x0400, 0x04FF),),
+}
+
+
+def clean_reply(text: str, is_code: bool) -> str:
+    """Drop reasoning before the last `</think>`, unwrap a fenced block (code outputs: the first
+    block anywhere; text outputs: only when the whole reply is one block) and surrounding quotes."""
+    if _THINK_END in text:
+        text = text.rsplit(_THINK_END, 1)[1]
+    text = text.strip()
+    m = _FENCE.search(text)
+    if m and (is_code or (m.start() == 0 and m.end() == len(text))):
+        text = m.group(2).strip("\n")
+    text = text.strip()
+    if len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]] and text.count(text[0]) <= 2:
+        text = text[1:-1].strip()
+    return text
+
+
+def _in_ranges(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
+    o = ord(ch)
+    return any(lo <= o <= hi for lo, hi in ranges)
+
+
+def language_ok(text: str, language: str) -> bool:
+    """Non-Latin-script languages need a real share of their script (e.g. zh needs CJK); Latin-script
+    languages must not be mostly another script. Code identifiers in Latin letters are tolerated."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return False
+    if language in _SCRIPTS:
+        n = sum(_in_ranges(c, _SCRIPTS[language]) for c in letters)
+        return n >= max(1, int(0.1 * len(letters)))
+    non_latin = sum(ord(c) > 0x24F for c in letters)
+    return non_latin <= 0.3 * len(letters)
+
+
+def copies_input(output: str, source: str) -> bool:
+    """The reply repeats the input (equal after whitespace normalisation, or a large verbatim chunk)."""
+    out, src = normalize_text(output), normalize_text(source)
+    if not out or not src:
+        return False
+    return out == src or (len(out) >= 0.8 * len(src) and out in src)
+
+
+def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int) -> str | None:
+    """Reason to reject one cleaned LLM output, or None. `language` None = no language check (code)."""
+    if not text.strip():
+        return "empty"
+    if finish_reason == "length":
+        return "truncated"
+    if len(text) > max_chars:
+        return "too_long"
+    if copies_input(text, source):
+        return "copies_input"
+    if language is not None and not language_ok(text, language):
+        return "wrong_language"
+    return None
+
+
+_VERDICT = re.compile(r"\s*([012])\s*\.?\s*")
+
+
+def parse_verdict(reply: str) -> str | None:
+    """Strict QC parse: the whole reply must be one digit 0/1/2 (optionally followed by a period).
+    Replies like "10", "2 (not 1)" or "Option 1" are unparseable, unlike the original's substring test."""
+    if _THINK_END in reply:
+        reply = reply.rsplit(_THINK_END, 1)[1]
+    m = _VERDICT.fullmatch(reply)
+    return m.group(1) if m else None

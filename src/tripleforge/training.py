@@ -1,0 +1,258 @@
+"""Training-ready data with LLM-Embedder semantics (group sampling, teacher-score filters,
+per-task instructions, best-of-n query selection, DPO pairs) and FlagEmbedding-safe records.
+
+Input is the grouped frame of `convert-formats` (``formats.GROUPED_SCHEMA``, rows of split
+``train``). Every random choice uses an RNG seeded from ``(seed, qid)``, so a row's sample does
+not depend on which other rows exist: adding data does not reshuffle what was already chosen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from tripleforge.hashing import sha256_hex
+from tripleforge.params import StageParams
+
+
+class InstructionTemplate(StageParams):
+    query: str | None = None  # per-sample query instruction (the FlagEmbedding `prompt`); None keeps the row's
+    passage: str = ""  # prefix added to every positive and negative of the task
+
+
+class BatchPlanConfig(StageParams):
+    mode: Literal["random", "epoch", "epoch-random"] = "epoch"
+    batch_size: int = 8
+    epochs: int = 1
+
+
+class TokenizerConfig(StageParams):
+    enabled: bool = True
+    model: str = "minilm"  # "minilm" = bundled all-MiniLM-L6-v2 tokenizer, or a local model directory
+    query_max_len: int = 32
+    passage_max_len: int = 128
+    shard_rows: int = 10000
+
+
+class TrainDataParams(StageParams):
+    train_group_size: int = 8  # 1 positive + (G-1) negatives per query
+    select_positive: Literal["first", "random", "teacher", "teacher-pos"] = "first"
+    select_negative: Literal["random", "first", "teacher+", "teacher-"] = "random"
+    teacher_scores_min: float | None = None  # drop a query whose best teacher score is below this
+    teacher_scores_margin: float | None = None  # drop a query whose max - min teacher score is below this
+    stable_distill: bool = False  # sort the chosen negatives by teacher score, descending
+    keep_scores: bool = True  # write pos_scores/neg_scores (for --knowledge_distillation)
+    instructions: dict[str, InstructionTemplate] = {}  # task -> templates; key "*" = every other task
+    max_samples_per_task: int | None = None  # seeded sample of at most N queries per task
+    n_candidates: int = 1  # >1: keep the best of the first n candidate queries per (doc_id, task)
+    dpo: bool = True  # write DPO pairs when a (doc_id, task) has more than one candidate
+    dpo_min_margin: float = 0.0  # chosen_score - rejected_score must exceed this
+    dpo_prompt_template: str = "Write a {task} query for this {code_language} document.\n\n{document}"
+    st_ntuple_negatives: int = 3  # negatives per row of the sentence-transformers n-tuple layout
+    seed: int = 42
+    batch: BatchPlanConfig = BatchPlanConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+
+
+@dataclass
+class Selected:
+    grouped: pl.DataFrame  # GROUPED rows after selection: pos = [chosen], neg = chosen negatives
+    dpo: pl.DataFrame  # prompt, chosen, rejected, chosen_score, rejected_score, doc_id, task, ...
+    drops: Counter[str] = field(default_factory=Counter)
+
+
+def row_rng(seed: int, key: str) -> np.random.Generator:
+    """An RNG for one row, independent of the other rows (stable under data growth)."""
+    return np.random.default_rng([seed, int(sha256_hex(key)[:15], 16)])
+
+
+def _positive_score() -> pl.Expr:
+    return pl.col("pos_scores").list.max().fill_null(float("-inf"))
+
+
+def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> tuple[pl.DataFrame, pl.DataFrame, Counter[str]]:
+    """Best-of-n query selection and DPO pairs.
+
+    Rows sharing (doc_id, task) are candidate queries for the same document (``candidate_idx``).
+    With ``n_candidates > 1`` only the first n candidates compete; the one whose positive scores
+    highest (the query that best retrieves its own document) is kept. DPO rows pair the best and
+    the worst query of each group: ``prompt`` (``dpo_prompt_template``), ``chosen``, ``rejected``,
+    ``chosen_score``, ``rejected_score``. Identical chosen/rejected texts and margins not above
+    ``dpo_min_margin`` give no DPO row. Rows without doc_id are untouched."""
+    drops: Counter[str] = Counter()
+    empty_dpo = pl.DataFrame(schema={"prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
+                                     "chosen_score": pl.Float64, "rejected_score": pl.Float64,
+                                     "doc_id": pl.String, "task": pl.String, "language": pl.String})
+    if p.n_candidates <= 1 or g.height == 0:
+        return g, empty_dpo, drops
+    keyed = g.filter(pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null())
+    rest = g.filter(pl.col("doc_id").is_null() | pl.col("candidate_idx").is_null())
+    over = keyed.filter(pl.col("candidate_idx") >= p.n_candidates)
+    if over.height:
+        drops["candidate_beyond_n"] += over.height
+    keyed = keyed.filter(pl.col("candidate_idx") < p.n_candidates).with_columns(_pscore=_positive_score())
+    # Best first; ties go to the lower candidate_idx, then qid, so the choice is deterministic.
+    ranked = keyed.sort(["doc_id", "task", "_pscore", "candidate_idx", "qid"],
+                        descending=[False, False, True, False, False], nulls_last=True)
+    best = ranked.group_by(["doc_id", "task"], maintain_order=True).first()
+    drops["not_best_candidate"] += keyed.height - best.height
+    dpo = pl.DataFrame(schema=empty_dpo.schema)
+    if p.dpo:
+        groups = ranked.group_by(["doc_id", "task"], maintain_order=True).agg(
+            chosen=pl.col("query").first(), rejected=pl.col("query").last(),
+            chosen_score=pl.col("_pscore").first(), rejected_score=pl.col("_pscore").last(),
+            n=pl.len(), language=pl.col("language").first(), code_language=pl.col("code_language").first(),
+            document=pl.col("pos").first().list.first(),
+        )
+        groups = groups.filter(
+            (pl.col("n") > 1) & (pl.col("chosen") != pl.col("rejected"))
+            & ((pl.col("chosen_score") - pl.col("rejected_score")) > p.dpo_min_margin)
+            & pl.col("chosen_score").is_finite() & pl.col("rejected_score").is_finite()
+        )
+        prompts = [
+            p.dpo_prompt_template.format(task=r["task"] or "", code_language=r["code_language"] or "",
+                                         language=r["language"] or "", document=r["document"] or "")
+            for r in groups.iter_rows(named=True)
+        ]
+        dpo = groups.with_columns(prompt=pl.Series(prompts, dtype=pl.String)).select(list(empty_dpo.schema))
+    out = pl.concat([best.drop("_pscore").select(g.columns), rest])
+    return out, dpo, drops
+
+
+def apply_instructions(g: pl.DataFrame, instructions: dict[str, InstructionTemplate]) -> pl.DataFrame:
+    """Per-task query instruction (replaces ``prompt`` when set) and passage prefix (baked into
+    the texts, since FlagEmbedding's passage instruction is one global argument)."""
+    if not instructions:
+        return g
+    default = instructions.get("*")
+    parts = []
+    for (task,), part in g.group_by(["task"], maintain_order=True):
+        tmpl = instructions.get(task) if task is not None else None
+        tmpl = tmpl or default
+        if tmpl is None:
+            parts.append(part)
+            continue
+        exprs: dict[str, pl.Expr] = {}
+        if tmpl.query is not None:
+            exprs["prompt"] = pl.lit(tmpl.query)
+        if tmpl.passage:
+            exprs["pos"] = pl.col("pos").list.eval(pl.lit(tmpl.passage) + pl.element())
+            exprs["neg"] = pl.col("neg").list.eval(pl.lit(tmpl.passage) + pl.element())
+        parts.append(part.with_columns(**exprs) if exprs else part)
+    return pl.concat(parts).select(g.columns) if parts else g
+
+
+def select_group(row: dict[str, Any], p: TrainDataParams) -> tuple[dict[str, Any] | None, str | None]:
+    """LLM-Embedder group sampling for one row -> (row with pos=[one], neg=[<= G-1], scores) or
+    (None, drop reason). Teacher scores are ``pos_scores + neg_scores`` when both exist."""
+    pos: list[str] = list(row["pos"] or [])
+    neg: list[str] = list(row["neg"] or [])
+    ps, ns = row.get("pos_scores"), row.get("neg_scores")
+    scored = ps is not None and ns is not None and len(ps) == len(pos) and len(ns) == len(neg)
+    if not pos:
+        return None, "no_positive"
+    if scored:
+        allsc = [*ps, *ns]
+        if p.teacher_scores_min is not None and max(allsc) < p.teacher_scores_min:
+            return None, "below_teacher_scores_min"
+        if p.teacher_scores_margin is not None and max(allsc) - min(allsc) < p.teacher_scores_margin:
+            return None, "below_teacher_scores_margin"
+    rng = row_rng(p.seed, str(row["qid"]))
+    ns = list(ns) if scored else None
+    if p.select_positive == "random":
+        i = int(rng.integers(len(pos)))
+    elif p.select_positive == "teacher" and scored:
+        allsc = [*ps, *ns]  # type: ignore[misc]
+        i = int(np.argmax(allsc))
+        if i >= len(pos):  # the teacher prefers a negative: it becomes the positive
+            j = i - len(pos)
+            chosen, chosen_score = neg.pop(j), ns.pop(j)  # type: ignore[union-attr]
+            pos, ps, i = [chosen], [chosen_score], 0
+    elif p.select_positive == "teacher-pos" and scored:
+        i = int(np.argmax(ps))
+    else:
+        i = 0
+    if not neg:
+        return None, "no_negatives"
+    k = max(p.train_group_size - 1, 0)
+    if p.select_negative == "first":
+        idx = list(range(min(k, len(neg))))
+    elif p.select_negative in ("teacher+", "teacher-") and scored:
+        order = np.argsort(np.asarray(ns), kind="stable")
+        idx = [int(x) for x in (order[::-1] if p.select_negative == "teacher+" else order)[:k]]
+    else:
+        idx = sorted(int(x) for x in rng.choice(len(neg), size=min(k, len(neg)), replace=False))
+    if p.stable_distill and scored:
+        idx = sorted(idx, key=lambda j: (-ns[j], j))  # type: ignore[index]
+    out = dict(row)
+    out["pos"] = [pos[i]]
+    out["neg"] = [neg[j] for j in idx]
+    out["pos_scores"] = [float(ps[i])] if scored else None  # type: ignore[index]
+    out["neg_scores"] = [float(ns[j]) for j in idx] if scored else None  # type: ignore[index]
+    return out, None
+
+
+def sample_per_task(g: pl.DataFrame, n: int | None, seed: int) -> tuple[pl.DataFrame, int]:
+    """At most n rows per task: the n with the smallest seeded hash of qid (order kept)."""
+    if n is None or g.height == 0:
+        return g, 0
+    keys = [sha256_hex(f"{seed}:{q}") for q in g["qid"].to_list()]
+    ranked = g.with_columns(_k=pl.Series(keys, dtype=pl.String), _o=pl.int_range(pl.len()))
+    kept = ranked.filter(pl.col("_k").rank("ordinal").over("task") <= n).sort("_o").drop("_k", "_o")
+    return kept, g.height - kept.height
+
+
+def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
+    """The whole selection: train split -> best-of-n (+DPO) -> instructions -> per-task cap ->
+    group sampling. Output keeps GROUPED columns, one positive and <= G-1 negatives per row."""
+    drops: Counter[str] = Counter()
+    train = g.filter(pl.col("split") == "train")
+    drops["not_train_split"] += g.height - train.height
+    train, dpo, d = best_of_candidates(train, p)
+    drops.update(d)
+    train = apply_instructions(train, p.instructions)
+    train, capped = sample_per_task(train, p.max_samples_per_task, p.seed)
+    if capped:
+        drops["max_samples_per_task"] += capped
+    rows = []
+    for row in train.iter_rows(named=True):
+        out, reason = select_group(row, p)
+        if out is None:
+            drops[str(reason)] += 1
+        else:
+            rows.append(out)
+    sel = pl.DataFrame(rows, schema=train.schema) if rows else train.clear()
+    return Selected(sel, dpo, Counter({k: v for k, v in drops.items() if v}))
+
+
+def dataset_name(language: str | None, task: str | None) -> str:
+    """``<language>/<task>``: one FlagEmbedding dataset (file) per language and task."""
+    return f"{language or 'any'}/{task or 'default'}"
+
+
+def embedder_records(g: pl.DataFrame, keep_scores: bool) -> list[dict[str, Any]]:
+    """FlagEmbedding embedder JSONL rows for ONE dataset: ``query, pos, neg`` always; scores only
+    when every row has them; ``prompt`` only when some row has one (nulls become "", never null,
+    which FlagEmbedding would turn into the string "None"); ``type`` likewise (nulls -> "normal"). Rows must already
+    have non-empty ``neg``."""
+    cols = ["query", "pos", "neg"]
+    if keep_scores and g["pos_scores"].null_count() == 0 and g["neg_scores"].null_count() == 0:
+        cols += ["pos_scores", "neg_scores"]
+    df = g.select(cols)
+    for opt, default in (("prompt", ""), ("type", "normal")):
+        if g[opt].null_count() < g.height:
+            df = df.with_columns(g[opt].fill_null(default))
+    return df.to_dicts()
+
+
+def reranker_records(g: pl.DataFrame, keep_scores: bool) -> list[dict[str, Any]]:
+    """FlagEmbedding reranker JSONL rows: ``query, pos, neg`` (+ scores). No ``prompt``: for the
+    reranker that key is the final LLM yes/no prompt, not a retrieval instruction."""
+    cols = ["query", "pos", "neg"]
+    if keep_scores and g["pos_scores"].null_count() == 0 and g["neg_scores"].null_count() == 0:
+        cols += ["pos_scores", "neg_scores"]
+    return g.select(cols).to_dicts()

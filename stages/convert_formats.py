@@ -1,0 +1,56 @@
+"""Stage `convert-formats`: mined triplets + external files (any of the four BGE formats) ->
+embedder triplets, reranker pairs and the eval split as BEIR/MTEB files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import typer
+
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app(__doc__ or "")
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    triplets: Path = typer.Option(Path("data/mined/triplets.parquet"), help="mined triplets (stage mine-negatives)"),
+    out_dir: Path = typer.Option(Path("data/formats"), help="output directory"),
+    metrics: Path = typer.Option(Path("metrics/convert_formats.json"), help="metrics file"),
+) -> None:
+    from tripleforge.beir import eval_tables, write_beir
+    from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
+    from tripleforge.errors import UserError
+    from tripleforge.io import write_json, write_parquet
+    from tripleforge.params import load_params
+    from tripleforge.progress import log
+
+    p = load_params(ConvertFormatsParams, "convert_formats", params, set_)
+    mined = None
+    if p.include_mined:
+        if not triplets.is_file():
+            raise UserError(f"{triplets}: input not found (run mine-negatives, or set convert_formats.include_mined=false)")
+        try:
+            mined = pl.read_parquet(triplets)
+        except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-facing error, not a traceback
+            raise UserError(f"{triplets}: not a readable Parquet file ({type(exc).__name__})") from None
+    for path in p.external:
+        if not Path(path).is_file():
+            raise UserError(f"params.yaml: convert_formats.external: file not found: {path}")
+    c = convert_all(mined, str(triplets), p)
+    corpus, queries, qrels = eval_tables(c.grouped.filter(pl.col("split") == "eval"))
+    # Everything is computed before the first write, so a bad input never leaves half the outputs.
+    write_parquet(c.grouped, out_dir / "triplets.parquet")
+    write_parquet(c.pairs, out_dir / "pairs.parquet")
+    write_beir(out_dir / "eval", corpus, queries, qrels, coir_naming=p.coir_naming)
+    sizes = {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}
+    write_json(convert_metrics(c, sizes), metrics)
+    log(f"convert-formats: {c.grouped.height} triplets, {c.pairs.height} pairs, eval {sizes}, dropped {sum(c.drops.values())}")
+
+
+if __name__ == "__main__":
+    app()

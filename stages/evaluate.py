@@ -1,0 +1,97 @@
+"""Stage evaluate: retrieval metrics of one or more embedders + a data-quality report.
+
+Reads the BEIR/MTEB eval split `data/formats/eval/` (plus any `evaluate.external` directories)
+and `data/mined/triplets.parquet`; writes `metrics/evaluate.json` (overall and per-task metrics
+per model and dataset, dataset diagnostics, quality report, comparison with significance),
+per-query values `data/evaluate/per_query.parquet`, and DVC plots: per-k curves
+`metrics/evaluate_curves/<model>__<dataset>.csv`, per-task bars `metrics/evaluate_per_task.csv`,
+positive-rank histogram `metrics/evaluate_pos_rank.csv`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import typer
+
+from tripleforge.errors import UserError
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app("Evaluate embedders on the eval split (and external BEIR/MTEB/CoIR dirs); report data quality.")
+
+
+def _dataset_name(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).resolve().name) or "external"
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    eval_dir: Path = typer.Option(Path("data/formats/eval"), help="BEIR/MTEB directory of the eval split"),
+    triplets: Path = typer.Option(Path("data/mined/triplets.parquet"), help="mined triplets (quality report)"),
+    per_query: Path = typer.Option(Path("data/evaluate/per_query.parquet"), help="per-query metric values"),
+    metrics: Path = typer.Option(Path("metrics/evaluate.json"), help="metrics file"),
+    curves: Path = typer.Option(Path("metrics/evaluate_curves"), help="directory of per-k curve CSVs (DVC plots)"),
+    per_task: Path = typer.Option(Path("metrics/evaluate_per_task.csv"), help="per-task main metric (DVC plot)"),
+    pos_rank: Path = typer.Option(Path("metrics/evaluate_pos_rank.csv"), help="positive-rank histogram (DVC plot)"),
+) -> None:
+    import polars as pl
+
+    from tripleforge.evaluation import (
+        EvaluateParams,
+        curve_frames,
+        evaluate_models,
+        load_dataset,
+        per_task_frame,
+        summarize,
+    )
+    from tripleforge.io import atomic_path, write_json, write_parquet
+    from tripleforge.params import load_params
+    from tripleforge.quality_report import quality_report, rank_histogram
+
+    cfg = load_params(EvaluateParams, "evaluate", params, set_)
+    if cfg.significance.baseline and cfg.significance.baseline not in [m.name for m in cfg.models]:
+        raise UserError(f"{params}: evaluate.significance.baseline '{cfg.significance.baseline}' is not a model name")
+    names = ["eval", *(_dataset_name(p) for p in cfg.external)]
+    if len(set(names)) != len(names):
+        raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not 'eval': {names}")
+    trip = None
+    if cfg.quality_report:
+        if not triplets.is_file():
+            raise UserError(f"triplets file not found: {triplets} (or set evaluate.quality_report=false)")
+        try:
+            trip = pl.read_parquet(triplets)
+        except Exception as exc:
+            raise UserError(f"{triplets}: not a readable parquet file ({type(exc).__name__})") from None
+    datasets = [load_dataset(eval_dir, "eval", cfg.split, cfg.relevance_level)]
+    datasets += [load_dataset(p, n, cfg.split, cfg.relevance_level) for p, n in zip(cfg.external, names[1:])]
+
+    result = evaluate_models(datasets, cfg)
+    summary = summarize(result, datasets, cfg)
+    hist = None
+    if trip is not None:
+        summary["quality"] = quality_report(trip, str(triplets))
+        hist = rank_histogram(trip)
+
+    write_parquet(result.per_query, per_query)
+    # the curves dir is a DVC output: rebuild it so a removed model leaves no stale file
+    if curves.exists():
+        shutil.rmtree(curves)
+    for stem, frame in curve_frames(summary, cfg.k_values).items():
+        with atomic_path(curves / f"{stem}.csv") as tmp:
+            frame.write_csv(tmp, float_precision=5)
+    with atomic_path(per_task) as tmp:
+        per_task_frame(summary).write_csv(tmp, float_precision=5)
+    if hist is None:  # the plot is a declared output: write it empty rather than not at all
+        hist = pl.DataFrame(schema={"bucket": pl.String, "pairs": pl.Int64, "share": pl.Float64})
+    with atomic_path(pos_rank) as tmp:
+        hist.write_csv(tmp, float_precision=5)
+    write_json(summary, metrics)
+
+
+if __name__ == "__main__":
+    app()

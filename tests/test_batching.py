@@ -1,0 +1,41 @@
+"""Same-dataset batch plans."""
+
+from __future__ import annotations
+
+import pytest
+
+from tripleforge.batching import batch_plan, small_datasets
+
+SIZES = {"en/a": 10, "en/b": 7, "zh/c": 2}
+
+
+@pytest.mark.parametrize("mode", ["random", "epoch", "epoch-random"])
+def test_every_batch_comes_from_one_dataset_and_is_seeded(mode: str) -> None:
+    plan = batch_plan(SIZES, 3, mode, seed=1, epochs=2)
+    assert plan.equals(batch_plan(SIZES, 3, mode, seed=1, epochs=2))
+    assert not plan.equals(batch_plan(SIZES, 3, mode, seed=2, epochs=2))
+    assert plan["step"].to_list() == list(range(plan.height))
+    for ds, idx in plan.select("dataset", "indices").iter_rows():
+        assert len(idx) == 3 and len(set(idx)) == 3 and all(0 <= i < SIZES[ds] for i in idx)
+    assert "zh/c" not in set(plan["dataset"])  # smaller than one batch
+
+
+@pytest.mark.parametrize("mode", ["epoch", "epoch-random"])
+def test_epoch_modes_use_each_row_at_most_once_per_epoch(mode: str) -> None:
+    plan = batch_plan(SIZES, 3, mode, seed=0, epochs=2)
+    for epoch in (0, 1):
+        part = plan.filter(plan["epoch"] == epoch)
+        assert part.height == 10 // 3 + 7 // 3
+        for ds in ("en/a", "en/b"):
+            seen = [i for idx in part.filter(part["dataset"] == ds)["indices"] for i in idx]
+            assert len(seen) == len(set(seen))
+
+
+def test_random_mode_step_count_and_small_datasets() -> None:
+    assert batch_plan(SIZES, 4, "random", seed=0).height == 19 // 4
+    assert small_datasets(SIZES, 3) == ["zh/c"]
+
+
+def test_bad_mode() -> None:
+    with pytest.raises(ValueError, match="unknown batch plan mode"):
+        batch_plan(SIZES, 2, "static")

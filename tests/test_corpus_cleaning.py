@@ -1,0 +1,95 @@
+"""Cleaning, validation and length buckets (tripleforge.cleaning)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tripleforge.cleaning import LENGTH_BUCKETS, clean_text, has_real_code, length_bucket
+from tripleforge.languages import CODE_LANGUAGES, EXTENSIONS, GRAMMARS, language_of_path
+
+# One small real snippet per catalog language; each must pass its own validator.
+SNIPPETS = {
+    "java": "public class Foo {\n  public int bar(int a) { return a + 1; }\n}",
+    "python": "def add(a, b):\n    return a + b",
+    "javascript": "function add(a, b) {\n  return a + b;\n}",
+    "php": "<?php\nfunction add($a, $b) { return $a + $b; }",
+    "ruby": "def add(a, b)\n  a + b\nend",
+    "go": "func Add(a int, b int) int {\n\treturn a + b\n}",
+    "csharp": "public class Calc {\n    public int Add(int a, int b) => a + b;\n}",
+    "cplusplus": "#include <vector>\nint add(int a, int b) { return a + b; }",
+    "c": "#include <stdio.h>\nint add(int a, int b) { return a + b; }",
+    "rust": "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}",
+    "typescript": "function add(a: number, b: number): number {\n  return a + b;\n}",
+    "perl": "sub add {\n  my ($a, $b) = @_;\n  return $a + $b;\n}",
+    "shell": "greet() {\n  echo \"hello $1\"\n}",
+    "sql": "SELECT * FROM users WHERE id = 1;",
+    "batchfile": "@echo off\nset NAME=world\necho hello %NAME%",
+    "fortran": "program hello\n  print *, 'hello'\nend program hello",
+    "haskell": "add :: Int -> Int -> Int\nadd a b = a + b",
+    "lua": "local function add(a, b)\n  return a + b\nend",
+    "powershell": "function Get-Sum($a, $b) {\n  return $a + $b\n}",
+    "visual_basic": "Sub Main()\n    Dim x As Integer\nEnd Sub",
+}
+PROSE = "This paragraph only describes what the module is for in plain English words"
+
+
+def test_catalog_is_complete() -> None:
+    assert set(SNIPPETS) == set(CODE_LANGUAGES) and len(CODE_LANGUAGES) == 20
+    assert set(EXTENSIONS.values()) == set(CODE_LANGUAGES)
+    assert [k for k, g in GRAMMARS.items() if g is None] == ["batchfile", "visual_basic"]
+    assert language_of_path("a/B.JAVA") == "java" and language_of_path("x.cs") == "csharp"
+    assert language_of_path("README") is None and language_of_path("x.txt") is None
+
+
+@pytest.mark.parametrize("lang", CODE_LANGUAGES)
+def test_validator_accepts_code_rejects_prose(lang: str) -> None:
+    assert has_real_code(SNIPPETS[lang], lang)
+    assert not has_real_code(PROSE, lang)
+
+
+def test_csharp_is_validated_under_its_catalog_key() -> None:
+    # The original keyed its validator "c#", so C# text was never checked.
+    assert has_real_code("namespace App { class Program { static void Main() { } } }", "csharp")
+    assert not has_real_code("Program notes: remember to ship on Friday", "csharp")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM orders",
+    "select name, total from orders where total > 10",
+    "SELECT COUNT(*) FROM t",
+    "WITH recent AS (SELECT id FROM t) SELECT * FROM recent",
+    "INSERT INTO t (a) VALUES (1)",
+    "CREATE TABLE t (id INT PRIMARY KEY)",
+    "DELETE FROM t WHERE id = 3",
+])
+def test_sql_accepts_select_star_and_dml(sql: str) -> None:
+    assert has_real_code(sql, "sql")
+
+
+def test_comments_removed_but_not_inside_strings() -> None:
+    src = 'def f():\n    # drop me\n    url = "http://x # keep"  # drop\n    return url\n'
+    assert clean_text(src, "python") == 'def f():\n    url = "http://x # keep"\n    return url'
+    java = 'int f() { /* a */ String s = "//keep"; // b\n  return 1; }'
+    out = clean_text(java, "java")
+    assert "/* a */" not in out and "// b" not in out and '"//keep"' in out
+
+
+def test_docstrings_are_kept_and_blank_lines_collapsed() -> None:
+    src = '\ufeffdef f():\n    """Say hi."""\n\n\n\n    return 1\n'
+    assert clean_text(src, "python") == 'def f():\n    """Say hi."""\n\n    return 1'
+
+
+def test_rule_based_comments_for_languages_without_grammar() -> None:
+    assert clean_text("@echo off\nREM note\n:: note\nset X=1\n", "batchfile") == "@echo off\nset X=1"
+    vb = "' header\nDim s As String = \"it's\" ' trailing\nRem old\nSub Main()\nEnd Sub\n"
+    assert clean_text(vb, "visual_basic") == 'Dim s As String = "it\'s"\nSub Main()\nEnd Sub'
+
+
+@pytest.mark.parametrize(("n", "bucket"), [
+    (0, "len_0_500"), (499, "len_0_500"), (500, "len_500_1000"), (1999, "len_1000_2000"),
+    (4000, "len_4000_8000"), (16000, "len_16000_32000"), (32000, "len_16000_32000"),
+])
+def test_length_buckets(n: int, bucket: str) -> None:
+    assert length_bucket(n) == bucket
+    assert LENGTH_BUCKETS[0] == "len_0_500" and LENGTH_BUCKETS[-1] == "len_16000_32000"
+    assert len(LENGTH_BUCKETS) == 7

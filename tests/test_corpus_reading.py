@@ -1,0 +1,125 @@
+"""Reading corpora: source trees, the CodeR layout, external files, python-stdlib, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tripleforge.corpus import SampleParams, resolve_corpus, sample_corpus
+from tripleforge.errors import UserError
+
+FUNC = "def {name}(items):\n    total = 0\n    for item in items:\n        total += item * {k}\n    return total\n"
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def params(corpus: Path | str, **kw: object) -> SampleParams:
+    return SampleParams(corpus=str(corpus), min_chars=20, **kw)  # type: ignore[arg-type]
+
+
+def mixed_tree(root: Path) -> Path:
+    write(root / "good.py", FUNC.format(name="a", k=1) + "\n" + FUNC.format(name="b", k=2))
+    write(root / "pkg" / "dup.py", FUNC.format(name="a", k=1))               # duplicate unit of good.py
+    write(root / "bin.py", b"def f():\n    return 1\x00\x01\x02")            # binary
+    write(root / "latin.py", "def caf\xe9():\n    return '\xe9t\xe9'\n".encode("latin-1"))  # non-UTF-8
+    write(root / "bom.py", "\ufeff" + FUNC.format(name="c", k=3))            # UTF-8 with BOM is read
+    write(root / "empty.py", "")                                             # empty
+    write(root / "big.py", "x = 1\n" * 400)                                  # over max_file_bytes
+    write(root / "Main.java", "class Main {\n  int twice(int x) { return x * 2 + 0; }\n}\n")
+    write(root / "notes.txt", "not code")                                    # unknown extension: ignored
+    write(root / ".git" / "x.py", FUNC.format(name="hidden", k=9))          # hidden dir: not entered
+    write(root / "data.jsonl", '{"text": "x"}\n')
+    return root
+
+
+def test_mixed_tree_counts_every_skip_reason(tmp_path: Path) -> None:
+    root = mixed_tree(tmp_path / "src")
+    ext = write(tmp_path / "ext.jsonl",
+                json.dumps({"text": FUNC.format(name="e", k=5), "code_language": "python", "origin": "x"}) + "\n"
+                + '{"text": "def broken(\n'                                 # malformed JSONL line 2
+                + json.dumps({"title": "no text"}) + "\n"
+                + json.dumps({"text": "SELECT * FROM users WHERE id = 42"}) + "\n"  # no language
+                + "\n")
+    res = sample_corpus(params(root, max_file_bytes=1000, external=[str(ext)], external_code_language=""))
+    s = res.metrics["skipped"]
+    assert (s["binary"], s["non_utf8"], s["empty"], s["too_large"]) == (1, 1, 1, 1)
+    assert (s["malformed_jsonl"], s["no_text"], s["unknown_code_language"]) == (1, 1, 1)
+    assert res.metrics["duplicates_removed"] == 1
+    assert res.metrics["files_read"] == 7 + 1  # the over-size file is not read; plus the JSONL file
+    assert res.metrics["per_language"] == {
+        "java": {"candidates": 1, "docs": 1, "pool": 1},
+        "python": {"candidates": 4, "docs": 4, "pool": 4}}
+    assert any(w.startswith(f"{ext.as_posix()}:2") and "malformed_jsonl" in w for w in res.warnings)
+    assert any(w.startswith("latin.py") and "non_utf8" in w for w in res.warnings)
+    docs = res.docs
+    assert sorted(docs["source"].to_list()) == sorted(
+        ["Main.java:1-3", "bom.py:1-5", "good.py:1-5", "good.py:7-11", f"{ext.as_posix()}:1"])
+    assert "hidden" not in "".join(docs["text"].to_list())
+    ext_row = docs.filter(pl.col("source").str.ends_with(":1") & pl.col("source").str.contains("ext"))
+    assert json.loads(ext_row["meta"][0]) == {"origin": "x"}
+    assert not docs["text"].str.starts_with("\ufeff").any()
+
+
+def test_coder_layout_reads_every_matching_file_and_filters_buckets(tmp_path: Path) -> None:
+    root = tmp_path / "coder"
+    for i, bucket in enumerate(["0-500", "500-1000", "16000-inf"]):
+        rows = [{"text": FUNC.format(name=f"f{i}_{j}", k=j), "id": f"{i}-{j}"} for j in range(3)]
+        write(root / "python" / f"part{i}_len-{bucket}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write(root / "python" / "README.md", "ignored")
+    write(root / "go" / "a_len-0-500.jsonl", json.dumps({"text": "func A() int {\n\treturn 1 + 2 + 3\n}"}) + "\n")
+    kind, _ = resolve_corpus(params(root))
+    assert kind == "coder"
+    res = sample_corpus(params(root))
+    assert res.metrics["files_read"] == 4 and res.metrics["files_ignored"] == 1
+    assert res.metrics["per_language"]["python"]["candidates"] == 9  # all three files, not only the first
+    assert set(res.docs["source"].str.extract(r"^(python/part\d)", 1).drop_nulls()) == {
+        "python/part0", "python/part1", "python/part2"}
+    only = sample_corpus(params(root, length_buckets=["len_16000_32000"], code_languages=["python"]))
+    assert only.metrics["files_read"] == 1 and only.docs.height == 3
+    assert set(only.docs["code_language"]) == {"python"}
+
+
+def test_external_parquet(tmp_path: Path) -> None:
+    root = write(tmp_path / "tree" / "a.go", "package a\n\nfunc A(x int) int {\n\treturn x * 2\n}\n").parent
+    pq = tmp_path / "ext.parquet"
+    pl.DataFrame({"text": ["SELECT * FROM orders WHERE total > 100", "fn main() { let x = 1; }"],
+                  "code_language": ["sql", "rust"]}).write_parquet(pq)
+    res = sample_corpus(params(root, external=[str(pq)]))
+    assert sorted(res.docs["code_language"].to_list()) == ["go", "rust", "sql"]
+
+
+def test_python_stdlib_default_reads_real_code() -> None:
+    res = sample_corpus(SampleParams(code_languages=["python"], num_samples=3, max_pool=5))
+    assert res.metrics["files_read"] > 100
+    assert res.docs.height == 3 and res.pool.height == 5
+    assert not res.docs["source"].str.contains("site-packages|/test/").any()
+    assert res.docs["text"].str.contains(r"(?m)^(async def|def|class|@)").all()
+
+
+def test_missing_paths_fail_before_work(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"sample\.corpus: path not found: .*nope"):
+        sample_corpus(params(tmp_path / "nope"))
+    with pytest.raises(UserError, match=r"sample\.external\.0: file not found"):
+        sample_corpus(params(tmp_path, external=[str(tmp_path / "x.jsonl")]))
+
+
+def test_process_pool_gives_identical_output(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(70):
+        write(root / f"d{i % 7}" / f"m{i}.py", FUNC.format(name=f"f{i}", k=i) + FUNC.format(name=f"g{i}", k=i + 1))
+    write(root / "d0" / "zz.py", b"\x00")
+    one = sample_corpus(params(root, num_samples=10, max_pool=50))
+    two = sample_corpus(params(root, num_samples=10, max_pool=50, workers=2))
+    assert one.docs.equals(two.docs) and one.pool.equals(two.pool)
+    assert one.metrics == two.metrics and one.metrics["skipped"]["binary"] == 1
+    assert one.metrics["candidates"] == 140

@@ -1,0 +1,73 @@
+"""Function/class-level splitting with tree-sitter (tripleforge.code_units)."""
+
+from __future__ import annotations
+
+from tripleforge.code_units import split_units
+
+PY = '''import os
+
+@cache
+def first(x):
+    return x + 1
+
+class Box:
+    """A box."""
+
+    def put(self, item):
+        # store it
+        self.items.append(item)
+
+    def take(self):
+        return self.items.pop()
+'''
+
+
+def test_python_top_level_units_with_decorators_and_names() -> None:
+    units = split_units(PY, "python", "m.py", max_chars=10_000)
+    assert [(u.kind, u.name, u.start_line, u.end_line) for u in units] == [
+        ("decorated_definition", "first", 3, 5), ("class_definition", "Box", 7, 15)]
+    assert units[0].text.startswith("@cache\ndef first(x):")
+    assert "# store it" not in units[1].text
+
+
+def test_oversized_class_is_split_into_dedented_methods() -> None:
+    units = split_units(PY, "python", "m.py", max_chars=120)
+    names = [u.name for u in units]
+    assert names == ["first", "put", "take"]
+    take = units[-1]
+    assert take.text == "def take(self):\n    return self.items.pop()"
+
+
+def test_java_go_rust_units() -> None:
+    java = "package a;\nclass A {\n  void f() { g(); }\n}\ninterface I { void h(); }\n"
+    assert [u.kind for u in split_units(java, "java", "A.java", 10_000)] == [
+        "class_declaration", "interface_declaration"]
+    go = "package main\n\nfunc A() int { return 1 }\n\nfunc (s *S) B() {}\n"
+    assert [(u.kind, u.name) for u in split_units(go, "go", "a.go", 10_000)] == [
+        ("function_declaration", "A"), ("method_declaration", "B")]
+    rust = "use std::io;\n/// doc\nfn main() {\n    // c\n    let x = 1;\n}\nimpl S { fn m(&self) {} }\n"
+    units = split_units(rust, "rust", "a.rs", 10_000)
+    assert [u.kind for u in units] == ["function_item", "impl_item"]
+    assert units[0].text == "fn main() {\n    let x = 1;\n}"
+
+
+def test_c_function_name_through_declarators() -> None:
+    units = split_units("static int *make(int n) { return 0; }\n", "c", "a.c", 10_000)
+    assert [(u.kind, u.name) for u in units] == [("function_definition", "make")]
+
+
+def test_whole_file_when_no_units_or_no_grammar() -> None:
+    script = "#!/bin/sh\n# comment\necho hello\nexport A=1\n"
+    units = split_units(script, "shell", "a.sh", 10_000)
+    assert [(u.kind, u.text) for u in units] == [("file", "echo hello\nexport A=1")]
+    bat = "@echo off\nREM c\ngoto end\n:end\n"
+    assert [(u.kind, u.start_line, u.end_line) for u in split_units(bat, "batchfile", "a.bat", 10_000)] == [
+        ("file", 1, 5)]
+
+
+def test_typescript_and_tsx_grammars() -> None:
+    ts = "interface P { x: number }\nexport function f(p: P): number { return p.x; }\n"
+    assert [u.kind for u in split_units(ts, "typescript", "a.ts", 10_000)] == [
+        "interface_declaration", "function_declaration"]
+    tsx = "function App() { return <div>hi</div>; }\n"
+    assert [u.name for u in split_units(tsx, "typescript", "a.tsx", 10_000)] == ["App"]

@@ -1,0 +1,179 @@
+"""Loading BEIR/MTEB/CoIR dirs (diagnostics, bad input), params, and retrieval with the real MiniLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tripleforge.errors import UserError
+from tripleforge.evaluation import (
+    EvalModel,
+    EvaluateParams,
+    curve_frames,
+    evaluate_models,
+    load_dataset,
+    per_task_frame,
+    retrieve,
+    summarize,
+)
+from tripleforge.params import validate_params
+
+DOCS = [
+    ("d1", "def add(a, b):\n    return a + b"),
+    ("d2", "def read_file(path):\n    with open(path) as f:\n        return f.read()"),
+    ("d3", "SELECT name FROM users WHERE age > 30"),
+    ("d4", "function sortArray(arr) { return arr.sort((x, y) => x - y); }"),
+]
+QUERIES = [
+    ("q1", "add two numbers", "text2code"),
+    ("q2", "read the contents of a file", "text2code"),
+    ("q3", "sql query for users older than thirty", "text2sql"),
+    ("q4", "sort numbers in javascript", "text2code"),
+]
+
+
+def write_beir(root: Path, docs=DOCS, queries=QUERIES, qrels_lines: list[str] | None = None,
+               coir: bool = False) -> Path:
+    """A tiny BEIR dir; `coir=True` uses CoIR's `query_id`/`corpus_id` qrels header."""
+    (root / "qrels").mkdir(parents=True)
+    with open(root / "corpus.jsonl", "w") as fh:
+        for d, t in docs:
+            fh.write(json.dumps({"_id": d, "title": "", "text": t}) + "\n")
+    with open(root / "queries.jsonl", "w") as fh:
+        for q, t, task in queries:
+            fh.write(json.dumps({"_id": q, "text": t, "task": task, "prompt": "Retrieve the code: "}) + "\n")
+    header = "query_id\tcorpus_id\tscore" if coir else "query-id\tcorpus-id\tscore"
+    lines = qrels_lines if qrels_lines is not None else [f"q{i}\td{i}\t1" for i in range(1, 5)]
+    (root / "qrels" / "test.tsv").write_text("\n".join([header, *lines]) + "\n")
+    return root
+
+
+def test_diagnostics_count_every_anomaly(tmp_path: Path) -> None:
+    docs = [*DOCS, ("d4", "a duplicate id")]
+    queries = [*QUERIES, ("q5", "no qrels for me", "text2code"), ("q1", "dup", "x")]
+    qrels = ["q1\td1\t1", "q1\td1\t1", "q2\td2\t1", "q3\td3\t1", "q4\td4\t1", "q4\td99\t1", "qx\td1\t1", "q5\td2\t0"]
+    ds = load_dataset(write_beir(tmp_path / "b", docs, queries, qrels), "b")
+    assert ds.diagnostics == {
+        "corpus_docs": 4,
+        "queries": 5,
+        "qrels_rows": 8,
+        "duplicate_doc_ids": 1,
+        "duplicate_query_ids": 1,
+        "duplicate_qrels": 1,
+        "qrels_unknown_queries": 1,
+        "qrels_unknown_docs": 1,
+        "queries_without_qrels": 1,
+        "evaluated_queries": 4,
+    }
+    # the unknown document stays relevant (recall cannot reach 1 for q4: no silent denominator change)
+    assert ds.qrels["q4"] == {"d4": 1, "d99": 1}
+    assert ds.corpus.filter(ds.corpus["doc_id"] == "d4")["text"][0].startswith("function")
+
+
+def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
+    ds = load_dataset(write_beir(tmp_path / "c", coir=True))
+    assert ds.diagnostics["evaluated_queries"] == 4 and ds.name == "c"
+    root = write_beir(tmp_path / "j")
+    (root / "qrels" / "test.tsv").unlink()
+    (root / "qrels" / "test.jsonl").write_text(
+        "\n".join(json.dumps({"query_id": f"q{i}", "corpus_id": f"d{i}", "score": 1}) for i in range(1, 4)) + "\n"
+    )
+    assert load_dataset(root).diagnostics["evaluated_queries"] == 3
+
+
+@pytest.mark.parametrize(
+    ("where", "content", "message"),
+    [
+        ("corpus.jsonl", '{"_id": "d1", "text": "x"}\n{"_id": "d2", "text": \n', r"corpus.jsonl:2: invalid JSON"),
+        ("corpus.jsonl", '{"_id": "d1"}\n', r"corpus.jsonl:1: missing 'text'"),
+        ("queries.jsonl", '{"text": "q"}\n', r"queries.jsonl:1: missing query id"),
+        ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\thigh\n", r"test.tsv:2: relevance score must be an integer"),
+        ("qrels/test.tsv", "q1 d1 1\n", r"test.tsv:1: expected 3 tab-separated columns"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str, message: str) -> None:
+    root = write_beir(tmp_path / "bad")
+    (root / where).write_text(content)
+    with pytest.raises(UserError, match=message):
+        load_dataset(root)
+
+
+def test_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="evaluation directory not found"):
+        load_dataset(tmp_path / "nope")
+    root = write_beir(tmp_path / "noqrels")
+    (root / "qrels" / "test.tsv").unlink()
+    with pytest.raises(UserError, match=r"no qrels/test.tsv"):
+        load_dataset(root)
+
+
+def test_params_validation() -> None:
+    with pytest.raises(UserError, match=r"evaluate.main_metric"):
+        validate_params(EvaluateParams, "evaluate", {"k_values": [1, 5], "main_metric": "ndcg_at_10"})
+    with pytest.raises(UserError, match=r"evaluate.models"):
+        validate_params(EvaluateParams, "evaluate", {"models": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(UserError, match=r"unknown params key 'evaluate.models.0.modle'"):
+        validate_params(EvaluateParams, "evaluate", {"models": [{"modle": "x"}]})
+    with pytest.raises(UserError, match=r"evaluate.models.0.name"):
+        validate_params(EvaluateParams, "evaluate", {"models": [{"name": "a/b"}]})
+
+
+def test_empty_corpus_counts_empty_runs(tmp_path: Path) -> None:
+    ds = load_dataset(write_beir(tmp_path / "e", docs=[]))
+    params = EvaluateParams(k_values=[1, 10])
+    res = evaluate_models([ds], params)
+    summary = summarize(res, [ds], params)
+    entry = summary["models"]["minilm"]["e"]
+    assert entry["evaluated_queries"] == 4 and entry["queries_with_empty_run"] == 4
+    assert entry["overall"]["ndcg_at_10"] == 0.0
+    assert ds.diagnostics["qrels_unknown_docs"] == 4
+
+
+def test_minilm_retrieval_and_summary(tmp_path: Path) -> None:
+    """The real bundled MiniLM finds the matching snippet for these obvious queries."""
+    ds = load_dataset(write_beir(tmp_path / "m"), "m")
+    run = retrieve(ds, EvalModel(), depth=3)
+    assert set(run) == {"q1", "q2", "q3", "q4"} and all(len(h) == 3 for h in run.values())
+    top1 = {q: max(h, key=h.get) for q, h in run.items()}
+    assert top1 == {"q1": "d1", "q2": "d2", "q3": "d3", "q4": "d4"}
+
+    params = validate_params(
+        EvaluateParams, "evaluate",
+        {"k_values": [1, 3], "main_metric": "mrr_at_3", "ignore_identical_ids": True,
+         "models": [{"name": "a"}, {"name": "b", "query_prompts": False}],
+         "significance": {"n_permutations": 200}},
+    )
+    res = evaluate_models([ds], params)
+    assert res.per_query.columns[:4] == ["dataset", "model", "query_id", "task"]
+    assert res.per_query.height == 8
+    summary = summarize(res, [ds], params)
+    assert summary["models"]["a"]["m"]["overall"]["mrr_at_3"] == 1.0
+    assert set(summary["models"]["a"]["m"]["per_task"]) == {"text2code", "text2sql"}
+    assert summary["models"]["a"]["m"]["per_task"]["text2sql"]["queries"] == 1
+    comp = summary["comparison"]["b"]["m"]
+    assert comp["queries"] == 4 and comp["delta"] == 0.0 and comp["p_randomization"] == 1.0
+    curves = curve_frames(summary, params.k_values)
+    assert list(curves) == ["a__m", "b__m"] and curves["a__m"]["k"].to_list() == [1, 3]
+    bars = per_task_frame(summary)
+    assert bars["series"].to_list() == ["a/m/text2code", "a/m/text2sql", "b/m/text2code", "b/m/text2sql"]
+
+
+def test_reads_what_convert_formats_writes(tmp_path: Path) -> None:
+    """Contract check with `beir.py` (convert-formats): ids, empty prompt/task, qrels header."""
+    import polars as pl
+
+    from tripleforge.beir import eval_tables
+    from tripleforge.beir import write_beir as export
+
+    grouped = pl.DataFrame({
+        "qid": ["p1", "p2"], "query": ["add numbers", "read a file"], "task": ["text2code", None],
+        "prompt": [None, "Retrieve code: "], "pos": [[DOCS[0][1]], [DOCS[1][1]]], "neg": [[DOCS[2][1]], []],
+    })
+    export(tmp_path / "eval", *eval_tables(grouped))
+    ds = load_dataset(tmp_path / "eval", "eval")
+    assert ds.diagnostics["evaluated_queries"] == 2 and ds.diagnostics["corpus_docs"] == 3
+    assert ds.diagnostics["qrels_unknown_docs"] == 0
+    assert ds.queries["task"].to_list() == ["text2code", "all"]
+    assert ds.queries["prompt"].to_list() == ["", "Retrieve code: "]

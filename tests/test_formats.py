@@ -1,0 +1,218 @@
+"""The four record formats: detection, validation (file:line), conversions and round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from formats_data import SPEC_CANDIDATES, SPEC_LEGACY, SPEC_PAIR, SPEC_TRIPLET, write_lines
+
+from tripleforge import formats as F
+from tripleforge.errors import UserError
+
+SPEC = {"triplets": SPEC_TRIPLET, "pairs": SPEC_PAIR, "candidates": SPEC_CANDIDATES, "legacy": {
+    "query": SPEC_LEGACY["query"], "pos": SPEC_LEGACY["pos"]}}
+
+
+@pytest.mark.parametrize("fmt", list(SPEC))
+def test_detects_each_spec_example(tmp_path: Path, fmt: str) -> None:
+    rec = F.read_records(write_lines(tmp_path / "x.jsonl", [SPEC[fmt]]))
+    assert rec.format == fmt
+    assert rec.frame["source_format"].to_list() == [fmt]
+    assert rec.frame["line"].to_list() == [1]
+
+
+def test_spec_legacy_with_neg_is_triplets_unless_overridden(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "legacy.jsonl", [SPEC_LEGACY])
+    assert F.read_records(path).format == "triplets"  # the spec's detection: pos + neg
+    g, p, rec = F.read_external(path, override="legacy")
+    assert rec.format == "legacy" and g["source_format"].to_list() == ["legacy"]
+    assert p["label"].to_list() == [1, 1, 0, 0]
+    assert p["score"].to_list() == [0.93, 0.86, 0.14, 0.22]  # original scores kept
+
+
+def test_triplets_round_trip_through_pairs(tmp_path: Path) -> None:
+    g, p, _ = F.read_external(write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET]))
+    assert p.select("passage", "label", "score").rows() == [
+        (SPEC_TRIPLET["pos"][0], 1, 0.95), (SPEC_TRIPLET["pos"][1], 1, 0.88),
+        (SPEC_TRIPLET["neg"][0], 0, 0.15), (SPEC_TRIPLET["neg"][1], 0, 0.08)]
+    back = F.pairs_to_grouped(p)
+    assert back.to_dicts() == g.to_dicts()
+    assert F.to_record_dicts(back, "triplets") == [SPEC_TRIPLET]
+
+
+def test_pairs_round_trip_through_triplets(tmp_path: Path) -> None:
+    rows = [SPEC_PAIR, {**SPEC_PAIR, "passage": "Pizza is food.", "label": 0, "score": 0.1, "pid": "p2"},
+            {"query": "other", "passage": "x", "label": 1, "qid": "q2", "pid": "p3", "score": 0.7}]
+    g, p, _ = F.read_external(write_lines(tmp_path / "p.jsonl", rows))
+    assert g["qid"].to_list() == ["q1", "q2"]  # grouped by query id, first-seen order
+    assert g["pos"].to_list() == [[SPEC_PAIR["passage"]], ["x"]]
+    assert g["neg"].to_list() == [["Pizza is food."], []]
+    assert F.to_record_dicts(p, "pairs") == rows
+    again = F.grouped_to_pairs(g)
+    assert again.select("qid", "passage", "label", "score").rows() == p.select("qid", "passage", "label", "score").rows()
+
+
+def test_candidates_threshold_and_round_trip(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "c.jsonl", [SPEC_CANDIDATES])
+    g, p, _ = F.read_external(path)
+    assert p["label"].to_list() == [1, 1, 0]
+    assert p["pid"].to_list() == ["c1", "c2", "c3"]
+    assert g["pos_scores"].to_list() == [[0.94, 0.87]]
+    _, p9, _ = F.read_external(path, threshold=0.9)
+    assert p9["label"].to_list() == [1, 0, 0]
+    assert F.grouped_to_pairs(g).select("passage", "label", "score").rows() == p.select("passage", "label", "score").rows()
+
+
+def test_candidates_missing_score_defaults_to_one_and_pid_is_generated(tmp_path: Path) -> None:
+    row = {"query": "q", "candidates": [{"text": "a"}, {"text": "b", "score": 0.2}]}
+    _, p, _ = F.read_external(write_lines(tmp_path / "c.jsonl", [row]))
+    assert p["score"].to_list() == [1.0, 0.2]
+    assert p["label"].to_list() == [1, 0]
+    assert p["pid"].to_list() == [f"{tmp_path / 'c.jsonl'}:1:c0", f"{tmp_path / 'c.jsonl'}:1:c1"]
+
+
+def test_legacy_to_pairs_has_only_positives(tmp_path: Path) -> None:
+    g, p, _ = F.read_external(write_lines(tmp_path / "l.jsonl", [SPEC["legacy"]]))
+    assert g["neg"].to_list() == [[]]
+    assert p["label"].to_list() == [1, 1] and p["source_format"].unique().to_list() == ["legacy"]
+    assert F.pairs_to_grouped(p).to_dicts() == g.to_dicts()  # legacy -> pairs -> triplets round trip
+
+
+def test_spec_legacy_round_trip_with_override(tmp_path: Path) -> None:
+    g, p, _ = F.read_external(write_lines(tmp_path / "l.jsonl", [SPEC_LEGACY]), override="legacy")
+    back = F.pairs_to_grouped(p)
+    assert back.to_dicts() == g.to_dicts()
+    assert F.to_record_dicts(back, "legacy") == [SPEC_LEGACY]
+
+
+def test_every_row_keeps_source_and_line(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET, "", {**SPEC_TRIPLET, "query": "second"}])
+    g, p, _ = F.read_external(path)
+    assert g["source"].to_list() == [f"{path}:1", f"{path}:3"]  # blank line 2 skipped, numbering kept
+    assert set(p["source_format"]) == {"triplets"}
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({"query": "q", "pos": [], "neg": ["n"]}, "empty 'pos'"),
+        ({"query": "q", "pos": ["a"], "neg": ["n"], "pos_scores": [1.0, 2.0]}, "'pos_scores' length differs"),
+        ({"query": "q", "pos": ["a"], "neg": ["n", "m"], "neg_scores": [0.1]}, "'neg_scores' length differs"),
+        ({"query": 5, "pos": ["a"], "neg": []}, "'query' must be str"),
+        ({"query": "q", "pos": ["a", 3], "neg": []}, "'pos' must be list[str]"),
+        ({"query": "q", "pos": "a", "neg": []}, "'pos' must be list[str]"),
+        ({"query": "q", "passage": "p", "label": 2}, "'label' must be 0 or 1"),
+        ({"query": "q", "passage": "p", "label": "1"}, "'label' must be int"),
+        ({"query": "q", "passage": "p", "label": 1.5}, "'label' must be int"),
+        ({"query": "q", "passage": "p"}, "missing 'label'"),
+        ({"passage": "p", "label": 1}, "missing 'query'"),
+        ({"query": "q", "candidates": []}, "empty 'candidates'"),
+        ({"query": "q", "candidates": [{"score": 1}]}, "a candidate has no 'text'"),
+        ({"query": "q", "candidates": [{"text": 7}]}, "'candidates' must be a list of objects"),
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_bad_line_is_a_file_line_error(tmp_path: Path, row: object, reason: str) -> None:
+    good = SPEC_PAIR if isinstance(row, dict) and ("passage" in row) else SPEC_TRIPLET
+    if isinstance(row, dict) and "candidates" in row:
+        good = SPEC_CANDIDATES
+    path = write_lines(tmp_path / "bad.jsonl", [good, row])
+    with pytest.raises(UserError) as err:
+        F.read_records(path)
+    assert str(err.value).startswith(f"{path}:2: ")
+    assert reason in str(err.value)
+
+
+def test_not_strict_drops_and_counts(tmp_path: Path) -> None:
+    rows = [SPEC_TRIPLET, "{oops", {**SPEC_TRIPLET, "pos": []}, {"query": "x", "passage": "p", "label": 1},
+            {"query": "no format"}, {**SPEC_TRIPLET, "query": "kept"}]
+    g, p, rec = F.read_external(write_lines(tmp_path / "m.jsonl", rows), strict=False)
+    assert g["query"].to_list() == [SPEC_TRIPLET["query"], "kept"]
+    assert g["source"].str.split(":").list.last().to_list() == ["1", "6"]
+    assert dict(rec.drops) == {"malformed": 1, "empty_pos": 1, "mixed_format": 1, "unknown_format": 1}
+
+
+def test_mixed_formats_in_one_file_is_an_error(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "mixed.jsonl", [SPEC_TRIPLET, SPEC_TRIPLET, SPEC_PAIR])
+    with pytest.raises(UserError, match=r"mixed.jsonl:3: mixed formats: this line is pairs, line 1 is triplets"):
+        F.read_records(path)
+
+
+def test_unknown_format_and_bad_override(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "u.jsonl", [{"question": "q", "answer": "a"}])
+    with pytest.raises(UserError, match=r"u.jsonl:1: unknown format"):
+        F.read_records(path)
+    with pytest.raises(UserError, match="unknown format override 'nested'"):
+        F.read_records(write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET]), override="nested")
+
+
+def test_override_names_missing_field(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET])
+    with pytest.raises(UserError, match=r"t.jsonl:1: missing 'passage'"):
+        F.read_records(path, override="pairs")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n")
+    with pytest.raises(UserError, match="empty.jsonl: empty file"):
+        F.read_records(path)
+    g, p, rec = F.read_external(path, strict=False)
+    assert g.height == 0 and p.height == 0 and rec.drops["empty_file"] == 1
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("query,pos\n")
+    with pytest.raises(UserError, match="unsupported file type '.csv'"):
+        F.read_records(path)
+
+
+def test_parquet_input_and_type_check(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pl.DataFrame([SPEC_TRIPLET, {**SPEC_TRIPLET, "query": "two"}]).write_parquet(path)
+    g, p, rec = F.read_external(path)
+    assert rec.format == "triplets" and g.height == 2 and p.height == 8
+    assert g["source"].to_list() == [f"{path}:1", f"{path}:2"]
+    bad = tmp_path / "bad.parquet"
+    pl.DataFrame({"query": ["q"], "pos": ["not a list"], "neg": [["n"]]}).write_parquet(bad)
+    with pytest.raises(UserError, match="column 'pos' has type String, expected List"):
+        F.read_records(bad)
+
+
+def test_unicode_and_extra_keys_survive(tmp_path: Path) -> None:
+    row = {**SPEC_TRIPLET, "query": "Ünïcödé — 查询", "extra": {"ignored": True}}
+    g, _, _ = F.read_external(write_lines(tmp_path / "u.jsonl", [row]))
+    assert g["query"].to_list() == ["Ünïcödé — 查询"] and g["prompt"].to_list() == ["为此查询生成表示:"]
+
+
+def test_sentence_transformers_layouts(tmp_path: Path) -> None:
+    g, p, _ = F.read_external(write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET]))
+    assert F.st_triplet(g).columns == ["anchor", "positive", "negative"]
+    assert F.st_triplet(g).row(0) == (SPEC_TRIPLET["query"], SPEC_TRIPLET["pos"][0], SPEC_TRIPLET["neg"][0])
+    nt = F.st_ntuple(g, 2)
+    assert nt.columns == ["anchor", "positive", "negative_1", "negative_2"] and nt.height == 1
+    assert F.st_ntuple(g, 3).height == 0  # too few negatives for 3
+    lp = F.st_labeled_pair(p)
+    assert lp.columns == ["sentence1", "sentence2", "label"] and lp["label"].to_list() == [1.0, 1.0, 0.0, 0.0]
+    ll = F.st_labeled_list(g)
+    assert ll.row(0) == (SPEC_TRIPLET["query"], SPEC_TRIPLET["pos"] + SPEC_TRIPLET["neg"], [1, 1, 0, 0])
+
+
+def test_record_dicts_are_valid_spec_json(tmp_path: Path) -> None:
+    g, p, _ = F.read_external(write_lines(tmp_path / "c.jsonl", [SPEC_CANDIDATES]))
+    out = F.to_record_dicts(g, "triplets")
+    again = write_lines(tmp_path / "again.jsonl", out)
+    assert json.loads(again.read_text().splitlines()[0])["neg"] == [SPEC_CANDIDATES["candidates"][2]["text"]]
+    assert F.read_records(again).format == "triplets"
+
+
+def test_parquet_integer_scores_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "ints.parquet"
+    pl.DataFrame({"query": ["q"], "pos": [["a"]], "neg": [["n"]], "pos_scores": [[1]], "neg_scores": [[0]]}).write_parquet(path)
+    g, _, _ = F.read_external(path)
+    assert g["pos_scores"].to_list() == [[1.0]] and g.schema["neg_scores"] == pl.List(pl.Float64)

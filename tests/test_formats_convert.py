@@ -1,0 +1,42 @@
+"""convert_all: mined rows + external files -> one grouped and one pairs frame, with counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from formats_data import SPEC_CANDIDATES, SPEC_TRIPLET, mined_frame, write_lines
+
+from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
+from tripleforge.errors import UserError
+
+
+def test_mined_and_external_rows_keep_their_source(tmp_path: Path) -> None:
+    ext = write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET])
+    cand = write_lines(tmp_path / "c.jsonl", [SPEC_CANDIDATES])
+    c = convert_all(mined_frame(n_docs=4), "m.parquet", ConvertFormatsParams(external=[str(ext), str(cand)]))
+    assert c.grouped["source_format"].to_list() == ["mined"] * 4 + ["triplets", "candidates"]
+    assert c.grouped["source"].to_list()[:4] == [f"m.parquet:{i}" for i in range(1, 5)]
+    mined = c.grouped.filter(pl.col("source_format") == "mined")
+    assert mined["qid"].to_list() == sorted(mined["pair_id"].to_list())
+    assert set(c.grouped.filter(pl.col("source_format") != "mined")["split"]) == {"train"}
+    m = convert_metrics(c, {"queries": 1})
+    assert m["pairs"]["by_source_format"] == {"candidates": 3, "mined": 20, "triplets": 4}
+    assert m["by_source"][str(cand)]["format"] == "candidates" and m["dropped_total"] == 0
+
+
+def test_mined_validation_strict_and_counted() -> None:
+    bad = mined_frame(n_docs=4).with_columns(
+        pos=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit([], dtype=pl.List(pl.String))).otherwise("pos"))
+    with pytest.raises(UserError, match=r"m.parquet:2: empty pos \(pair_id "):
+        convert_all(bad, "m.parquet", ConvertFormatsParams())
+    c = convert_all(bad, "m.parquet", ConvertFormatsParams(strict=False))
+    assert c.grouped.height == 3 and dict(c.drops) == {"empty_pos": 1}
+    with pytest.raises(UserError, match="missing column"):
+        convert_all(bad.drop("split"), "m.parquet", ConvertFormatsParams())
+
+
+def test_override_must_name_an_external_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="format_override names 'x.jsonl'"):
+        convert_all(None, "", ConvertFormatsParams(format_override={"x.jsonl": "pairs"}))

@@ -1,0 +1,113 @@
+"""The `convert-formats` and `train-data` stages as a user runs them: standalone CLI and DVC."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from formats_data import SPEC_CANDIDATES, SPEC_TRIPLET, mined_frame, write_lines
+from helpers import PROJECT, dvc, make_project_repo, run
+
+
+def _stage(cwd: Path, name: str, *args: str, check: bool = True):  # noqa: ANN202
+    return run([sys.executable, str(PROJECT / "stages" / f"{name}.py"), *args], cwd, check=check,
+               env={"TRIPLEFORGE_NO_PROGRESS": "1"})
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "mined").mkdir(parents=True)
+    mined_frame(n_docs=8, candidates=2, n_neg=4).write_parquet(tmp_path / "data" / "mined" / "triplets.parquet")
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    write_lines(tmp_path / "ext.jsonl", [SPEC_TRIPLET, {**SPEC_TRIPLET, "query": "second"}])
+    write_lines(tmp_path / "cand.jsonl", [SPEC_CANDIDATES])
+    return tmp_path
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_both_stages_standalone_and_byte_identical(workdir: Path) -> None:
+    sets = ["--set", "external=[ext.jsonl, cand.jsonl]"]
+    train_sets = ["--set", "n_candidates=2", "--set", "train_group_size=3", "--set", "batch.batch_size=2",
+                  "--set", "tokenizer.query_max_len=8", "--set", "tokenizer.passage_max_len=16"]
+    proc = _stage(workdir, "convert_formats", *sets)
+    assert proc.stdout == ""  # stdout stays clean
+    _stage(workdir, "train_data", *train_sets)
+    first = {**_snapshot(workdir / "data" / "formats"), **_snapshot(workdir / "data" / "train"),
+             **_snapshot(workdir / "metrics")}
+    _stage(workdir, "convert_formats", *sets)
+    _stage(workdir, "train_data", *train_sets)
+    second = {**_snapshot(workdir / "data" / "formats"), **_snapshot(workdir / "data" / "train"),
+              **_snapshot(workdir / "metrics")}
+    assert first.keys() == second.keys() and first == second
+
+    m = json.loads((workdir / "metrics" / "convert_formats.json").read_text())
+    assert m["triplets"]["by_source_format"] == {"candidates": 1, "mined": 16, "triplets": 2}
+    assert m["by_source"]["ext.jsonl"]["format"] == "triplets" and m["eval"]["queries"] == 4
+    t = json.loads((workdir / "metrics" / "train_data.json").read_text())
+    assert t["dpo_pairs"] == 6 and t["dropped"] == {"not_best_candidate": 6}
+    assert set(t["datasets"]) == {"any/default", "en/code2code", "en/text2code"}
+    assert t["tokenized"]["rows"] == t["embedder_rows"] == 9
+    for f in (workdir / "data" / "train" / "embedder").rglob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            assert rec["neg"] and rec.get("prompt", "") is not None and "None" not in rec.get("prompt", "")
+    assert (workdir / "data" / "train" / "dpo.jsonl").is_file()
+    plan = [json.loads(x) for x in (workdir / "data" / "train" / "batch_plan.jsonl").read_text().splitlines()]
+    assert plan and all(len(b["indices"]) == 2 for b in plan)
+
+
+def test_bad_external_line_fails_cleanly_without_outputs(workdir: Path) -> None:
+    write_lines(workdir / "bad.jsonl", [SPEC_TRIPLET, {**SPEC_TRIPLET, "pos_scores": [1.0]}])
+    proc = _stage(workdir, "convert_formats", "--set", "external=[bad.jsonl]", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: bad.jsonl:2: 'pos_scores' length differs from 'pos'"
+    assert not (workdir / "data" / "formats").exists()
+    ok = _stage(workdir, "convert_formats", "--set", "external=[bad.jsonl]", "--set", "strict=false")
+    assert ok.returncode == 0
+    m = json.loads((workdir / "metrics" / "convert_formats.json").read_text())
+    assert m["dropped"] == {"pos_scores_length_differs_from_pos": 1}
+    assert m["by_source"]["bad.jsonl"]["triplets"] == 1
+
+
+def test_bad_params_and_missing_inputs(workdir: Path) -> None:
+    proc = _stage(workdir, "convert_formats", "--set", "strict=maybe", check=False)
+    assert proc.returncode == 2 and "convert_formats.strict" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = _stage(workdir, "train_data", "--set", "select_positive=best", check=False)
+    assert proc.returncode == 2 and "train_data.select_positive" in proc.stderr
+    proc = _stage(workdir, "train_data", check=False)  # convert-formats has not run
+    assert proc.returncode == 2 and "data/formats/triplets.parquet: input not found" in proc.stderr
+    proc = _stage(workdir, "convert_formats", "--set", "external=[nope.jsonl]", check=False)
+    assert proc.returncode == 2 and "file not found: nope.jsonl" in proc.stderr
+
+
+def test_help_is_fast_and_names_options(workdir: Path) -> None:
+    for name in ("convert_formats", "train_data"):
+        out = _stage(workdir, name, "--help").stdout
+        assert "--set" in out and "--out-dir" in out
+
+
+@pytest.mark.e2e
+def test_dvc_repro_runs_both_stages(tmp_path: Path) -> None:
+    repo = make_project_repo(tmp_path, params={"train_data": {"train_group_size": 3, "batch": {"batch_size": 2},
+                                                              "tokenizer": {"query_max_len": 8, "passage_max_len": 16}}},
+                             stages=["convert-formats", "train-data"])
+    (repo / "data" / "mined").mkdir(parents=True)
+    mined_frame(n_docs=6, n_neg=3).write_parquet(repo / "data" / "mined" / "triplets.parquet")
+    dvc(repo, "repro")
+    assert (repo / "data" / "train" / "embedder" / "en" / "text2code.jsonl").is_file()
+    assert (repo / "data" / "formats" / "eval" / "qrels" / "test.tsv").is_file()
+    assert "up to date" in dvc(repo, "status").stdout
+    # a train_data param change re-runs only train-data
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train_data"]["select_negative"] = "first"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = dvc(repo, "repro").stdout
+    assert "Running stage 'train-data'" in log and "Running stage 'convert-formats'" not in log
+    metrics = dvc(repo, "metrics", "show", "--json").stdout
+    assert "train_data.json" in metrics and "convert_formats.json" in metrics

@@ -1,0 +1,250 @@
+"""Generation flows over a scripted in-process backend (deterministic replies, counted calls).
+
+The scripted backend implements the same `Backend` interface as the real ones; the real models
+are exercised in tests/llm and tests/test_generate_stage.py. Here we check flow logic exactly:
+which side is query/positive, what each step sees, caching, dedup, QC and rejection counting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+from gen_fixtures import PY_DOCS, docs_frame
+
+from tripleforge.errors import UserError
+from tripleforge.generate import GenerateParams, check_docs, generate_pairs, jsonl_groups
+from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
+from tripleforge.llm.cache import ResponseCache
+
+Reply = Callable[[ChatRequest], str | ChatResult]
+
+
+class Scripted:
+    name = "scripted"
+
+    def __init__(self, reply: Reply):
+        self.reply = reply
+        self.calls: list[ChatRequest] = []
+
+    def fingerprint(self) -> str:
+        return "scripted:v1"
+
+    def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+        for r in requests:
+            self.calls.append(r)
+            out = self.reply(r)
+            on_result(r, out if isinstance(out, ChatResult) else ChatResult([out], ["stop"], 10, 5))
+
+    def close(self) -> None:
+        pass
+
+
+def user(r: ChatRequest) -> str:
+    return r.messages[-1][1]
+
+
+def block(r: ChatRequest, label: str) -> str:
+    m = re.search(label + r":\n(`{3,4})[^\n]*\n(.*?)\n\1", user(r), re.DOTALL)
+    assert m, user(r)
+    return m.group(2)
+
+
+def params(**kw: object) -> GenerateParams:
+    return GenerateParams(**{"tasks": ["code_summary_retrieval"], **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ResponseCache:
+    return ResponseCache(tmp_path / "c.sqlite")
+
+
+def summary_of(r: ChatRequest) -> str:
+    return "Summary of " + block(r, "Code").split("(")[0].split()[-1]
+
+
+def test_code2text_and_text2code_sides(cache: ResponseCache) -> None:
+    docs = docs_frame(PY_DOCS[:3])
+    be = Scripted(summary_of)
+    pairs, m = generate_pairs(docs, params(tasks=["code_summary_retrieval", "web_code_retrieval"]), be, cache)
+    assert pairs.height == 6 and m["kept"] == 6 and m["cache_misses"] == 6
+    assert pairs["pair_id"].to_list() == sorted(pairs["pair_id"].to_list())
+    for r in pairs.iter_rows(named=True):
+        doc = docs.filter(pl.col("doc_id") == r["doc_id"])["text"][0]
+        if r["task"] == "code_summary_retrieval":
+            assert r["query"] == doc and r["pos"][0].startswith("Summary of")
+        else:
+            assert r["pos"] == [doc] and r["query"].startswith("Summary of")
+        assert r["model"] == "scripted:v1" and r["qc"] == "off" and r["neg"] == []
+        assert (r["tokens_in"], r["tokens_out"], r["candidate_idx"]) == (10, 5, 0)
+    assert set(pairs["prompt"]) == {"Given a piece of code, retrieve a short summary of what it does.",
+                                    "Given a web search query, retrieve the code that answers it."}
+
+
+def test_rerun_is_free_and_growing_pays_only_new_docs(cache: ResponseCache) -> None:
+    be = Scripted(summary_of)
+    first, _ = generate_pairs(docs_frame(PY_DOCS[:4]), params(), be, cache)
+    again, m = generate_pairs(docs_frame(PY_DOCS[:4]), params(), be, cache)
+    assert m["cache_misses"] == 0 and m["cache_hits"] == 4 and len(be.calls) == 4
+    assert again.equals(first)
+    grown, m2 = generate_pairs(docs_frame(PY_DOCS[:5]), params(), be, cache)
+    assert m2["cache_misses"] == 1 and len(be.calls) == 5 and grown.height == 5
+    assert PY_DOCS[4] in block(be.calls[-1], "Code") + "\n"
+
+
+def test_context_cut_needs_no_llm(cache: ResponseCache) -> None:
+    pairs, m = generate_pairs(docs_frame(), params(tasks=["code_context_retrieval"]), None, cache)
+    assert pairs.height == len(PY_DOCS) and m["cache_misses"] == 0
+    for r in pairs.iter_rows(named=True):
+        doc = docs_frame().filter(pl.col("doc_id") == r["doc_id"])["text"][0]
+        assert r["query"] + r["pos"][0] == doc
+        n, k = len(doc.split()), len(r["query"].split())
+        assert 0.4 * n - 1 <= k <= 0.7 * n + 1
+        assert r["model"] == "rule:context-cut" and r["qc"] == "n/a" and r["language"] == "en"
+    # a different seed moves at least one cut
+    other, _ = generate_pairs(docs_frame(), params(tasks=["code_context_retrieval"], seed=7), None, cache)
+    assert other.sort("doc_id")["query"].to_list() != pairs.sort("doc_id")["query"].to_list()
+
+
+def test_bug_desc_two_steps(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str:
+        if "Introduce" in user(r):
+            return "```python\n" + block(r, "Code").replace("return", "return None  #") + "\n```"
+        assert "return None  #" in block(r, "Code")  # step 1 sees step 0's buggy code
+        return "It returns nothing instead of the result of " + block(r, "Code").split("(")[0].split()[-1]
+
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), params(tasks=["bug_desc_retrieval"]), Scripted(reply), cache)
+    assert m["cache_misses"] == 4 and pairs.height == 2
+    assert set(pairs["query"]) == {"It returns nothing instead of the result of add",
+                                   "It returns nothing instead of the result of read_lines"}
+    assert {p[0] for p in pairs["pos"]} == set(PY_DOCS[:2])
+    assert pairs["tokens_out"].to_list() == [10, 10]
+
+
+def test_two_step_reuse_query_holds_request_and_code(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str:
+        if "Write a request" in user(r):
+            return "Please extract a helper function."
+        assert "Please extract a helper function." in user(r) and "Hybrid:" in user(r)
+        return "```python\ndef helper():\n    pass\n```"
+
+    pairs, _ = generate_pairs(docs_frame(PY_DOCS[:1]), params(tasks=["code_refactoring_pattern_retrieval"]),
+                              Scripted(reply), cache)
+    row = pairs.row(0, named=True)
+    assert row["query"].startswith("Please extract a helper function.") and PY_DOCS[0].strip() in row["query"]
+    assert row["pos"] == ["def helper():\n    pass"]
+
+
+def test_similar_tasks_use_the_similar_document(cache: ResponseCache) -> None:
+    docs = docs_frame(PY_DOCS[:3])
+
+    def reply(r: ChatRequest) -> str:
+        if "Input code:" in user(r):
+            assert block(r, "Input code") != block(r, "Output code")
+            return "The second one is shorter than " + block(r, "Input code").split("(")[0].split()[-1]
+        return "Make it shorter: " + user(r).split("shorter than ")[1].split()[0]
+
+    be = Scripted(reply)
+    tasks = ["code_modification_retrieval", "code_comparison_retrieval"]
+    pairs, m = generate_pairs(docs, params(tasks=tasks), be, cache)
+    assert pairs.height == 6 and m["cache_misses"] == 12
+    sim = dict(zip(docs["doc_id"], docs["similar_text"], strict=True))
+    for r in pairs.filter(pl.col("task") == "code_modification_retrieval").iter_rows(named=True):
+        assert r["pos"] == [sim[r["doc_id"]]] and r["query"].startswith("Make it shorter: ")
+    for r in pairs.filter(pl.col("task") == "code_comparison_retrieval").iter_rows(named=True):
+        assert "Input Code:" in r["query"] and sim[r["doc_id"]].strip() in r["query"]
+        assert r["pos"][0].startswith("Make it shorter: ")
+
+
+def test_similar_task_without_column_stops_before_any_call() -> None:
+    docs = docs_frame(similar=False)
+    with pytest.raises(UserError, match="column 'similar_text' missing; task code_comparison_retrieval"):
+        check_docs(docs, params(tasks=["code_comparison_retrieval"]), "data/paired/docs.parquet")
+    check_docs(docs, params(), "x")  # other tasks do not need it
+
+
+def test_translation_targets_are_separate_pairs_and_cache_keys(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str:
+        lang = re.search(r"into idiomatic (\S+)", user(r)).group(1)  # type: ignore[union-attr]
+        return f"```\n// {lang} version\n```"
+
+    be = Scripted(reply)
+    p = params(tasks=["code_translation_retrieval"], tgt_code_languages=["java", "cplusplus", "python"])
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), p, be, cache)
+    assert m["cache_misses"] == 4 and len({c.key for c in be.calls}) == 4  # python -> python skipped
+    assert sorted(set(pairs["tgt_code_language"])) == ["cplusplus", "java"]
+    by_tgt = {r["tgt_code_language"]: r for r in pairs.iter_rows(named=True)}
+    assert by_tgt["java"]["pos"] == ["// Java version"] and by_tgt["cplusplus"]["pos"] == ["// C++ version"]
+    assert "Java" in by_tgt["java"]["prompt"] and "C++" in by_tgt["cplusplus"]["prompt"]
+    paths = sorted(str(p.relative_to("/o")) for p in jsonl_groups(pairs, Path("/o")))
+    assert paths == ["en/code_translation_retrieval/en-python-to-cplusplus-triplets.jsonl",
+                     "en/code_translation_retrieval/en-python-to-java-triplets.jsonl"]
+
+
+def test_bad_replies_are_rejected_and_counted(cache: ResponseCache) -> None:
+    replies = iter(["", "   ", "Ok."])
+
+    def reply(r: ChatRequest) -> str | ChatResult:
+        if "word_count" in user(r):
+            return ChatResult(error="HTTP 500")
+        if "clamp" in user(r):
+            return ChatResult(["A long summary that was cut"], ["length"], 3, 3)
+        if "fib" in user(r):
+            return "计算斐波那契数"
+        return next(replies, "Fine summary of " + block(r, "Code").split("(")[0].split()[-1])
+
+    pairs, m = generate_pairs(docs_frame(), params(), Scripted(reply), cache)
+    rej = m["per_task"]["code_summary_retrieval"]["rejected"]
+    assert rej == {"empty": 2, "llm_error": 1, "truncated": 1, "wrong_language": 1}, rej
+    assert m["kept"] == pairs.height == len(PY_DOCS) - 5 and m["llm_failures"] == 1
+    # the failed request is not cached: the next run asks again (and only for it)
+    be = Scripted(lambda r: "Fine summary of word counting.")
+    _, m2 = generate_pairs(docs_frame(), params(), be, cache)
+    assert m2["cache_misses"] == 1 and "word_count" in user(be.calls[0])
+
+
+def test_qc_is_greedy_and_strict(cache: ResponseCache) -> None:
+    verdicts = {"add": "1", "read_lines": "10", "is_prime": "2", "Stack": " 1\n"}
+
+    def reply(r: ChatRequest) -> str:
+        if r.messages[0][1].startswith("You are a strict judge"):
+            assert r.sampling.temperature == 0.0
+            return next(v for k, v in verdicts.items() if k in user(r))
+        return "Summary " + block(r, "Code").split()[1]
+
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:4]), params(qc=True), Scripted(reply), cache)
+    assert m["per_task"]["code_summary_retrieval"]["rejected"] == {"qc_rejected": 1, "qc_unparseable": 1}
+    assert pairs.height == 2 and set(pairs["qc"]) == {"judge:1"}
+    assert pairs["tokens_out"].to_list() == [10, 10]
+
+
+def test_dedup_within_and_across_runs(cache: ResponseCache, tmp_path: Path) -> None:
+    be = Scripted(lambda r: "Does something useful.")
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:3]), params(tasks=["web_code_retrieval"]), be, cache)
+    assert pairs.height == 1 and m["per_task"]["web_code_retrieval"]["rejected"] == {"duplicate_query": 2}
+    # across runs: an earlier file's queries and positives are not produced again
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text('{"query": "q", "pos": ["Summary of add"], "neg": []}\n')
+    be2 = Scripted(summary_of)
+    p2 = params(dedup_against=[str(earlier)])
+    pairs2, m2 = generate_pairs(docs_frame(PY_DOCS[:3]), p2, be2, cache)
+    assert m2["per_task"]["code_summary_retrieval"]["rejected"] == {"duplicate_pos": 1}
+    assert "Summary of add" not in [p[0] for p in pairs2["pos"]]
+
+
+def test_candidates_and_hard_negatives(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str:
+        if "does not actually answer" in user(r):
+            return f"Unrelated text {r.sampling.seed % 3}"
+        return f"Summary {r.sampling.seed}"
+
+    be = Scripted(reply)
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), params(n_candidates=2, gen_hard_neg=3), be, cache)
+    assert pairs.height == 4 and sorted(pairs["candidate_idx"].to_list()) == [0, 0, 1, 1]
+    assert pairs.group_by("doc_id").agg(pl.col("pos").n_unique())["pos"].to_list() == [2, 2]
+    for r in pairs.iter_rows(named=True):
+        assert 1 <= len(r["neg"]) <= 3 and len(set(r["neg"])) == len(r["neg"]) and r["pos"][0] not in r["neg"]
+    assert m["cache_misses"] == 4 + 4 * 3

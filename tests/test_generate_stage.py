@@ -1,0 +1,133 @@
+"""`stages/generate.py` as a user runs it: bad input fails early, real SmolLM2 runs are cached,
+crash-safe and byte-reproducible."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from gen_fixtures import PY_DOCS, docs_frame, free_port
+from helpers import PROJECT, run
+
+STAGE = PROJECT / "stages" / "generate.py"
+
+
+def setup(tmp: Path, similar: bool = True, docs: list[str] | None = None, **gen: object) -> Path:
+    (tmp / "data" / "paired").mkdir(parents=True, exist_ok=True)
+    docs_frame(docs, similar=similar).write_parquet(tmp / "data" / "paired" / "docs.parquet")
+    base = {"tasks": ["code_summary_retrieval"], "max_tokens": 32, "n_threads": 1}
+    (tmp / "params.yaml").write_text(yaml.safe_dump({"generate": {**base, **gen}}))
+    return tmp
+
+
+def stage(cwd: Path, *args: str, cache: Path | None = None, check: bool = True,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = {"TRIPLEFORGE_CACHE_DIR": str(cache or cwd / "cache"), **(env or {})}
+    return run([sys.executable, str(STAGE), *args], cwd, check=check, env=e)
+
+
+@pytest.mark.parametrize("gen,similar,expected", [
+    ({"tasks": ["nope_retrieval"]}, True, "params.yaml: params key 'generate.tasks': Value error, unknown task 'nope_retrieval'"),
+    ({"languages": ["klingon"]}, True, "generate.languages': Value error, unknown language 'klingon'"),
+    ({"code_languages": ["cobol"]}, True, "unknown code language 'cobol'"),
+    ({"tasks": ["code_translation_retrieval"]}, True, "generate.tgt_code_languages': Value error, task code_translation_retrieval needs a target"),
+    ({"tasks": ["code_modification_retrieval"]}, False, "data/paired/docs.parquet: column 'similar_text' missing; task code_modification_retrieval"),
+    ({"model_path": "/nowhere/model.gguf"}, True, "generate.model_path: model file not found: /nowhere/model.gguf"),
+    ({"backend": "openai", "base_urls": ["http://127.0.0.1:{port}/v1"]}, True, "cannot reach LLM endpoint http://127.0.0.1:"),
+    ({"backend": "openai", "api_key_env": "TF_UNSET_KEY_VAR"}, True, "environment variable TF_UNSET_KEY_VAR is not set"),
+    ({"backend": "vllm", "model": "some/model"}, True, "backend 'vllm' needs the vllm package"),
+    ({"max_tokens": "many"}, True, "generate.max_tokens"),
+])
+def test_bad_input_fails_with_one_line_before_any_llm_call(tmp_path: Path, gen: dict, similar: bool,
+                                                           expected: str) -> None:
+    gen = {k: [u.format(port=free_port()) for u in v] if k == "base_urls" else v for k, v in gen.items()}
+    setup(tmp_path, similar=similar, **gen)
+    proc = stage(tmp_path, check=False, env={"TF_UNSET_KEY_VAR": ""})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "data" / "generated").exists() and not (tmp_path / "cache" / "llm").exists()
+
+
+def test_missing_input_is_named(tmp_path: Path) -> None:
+    setup(tmp_path)
+    proc = stage(tmp_path, "--docs", "data/none.parquet", check=False)
+    assert proc.returncode == 2 and "error: input not found: data/none.parquet" in proc.stderr
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.llm
+def test_real_run_outputs_rerun_and_standalone_overrides(tmp_path: Path) -> None:
+    setup(tmp_path, docs=PY_DOCS[:3], tasks=["code_summary_retrieval", "code_context_retrieval"])
+    stage(tmp_path)
+    out = tmp_path / "data" / "generated"
+    m = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    assert m["requested"] == 6 and m["cache_misses"] == 3 and m["kept"] + m["rejected"] == 6
+    assert m["tokens_out"] > 0 and m["tokens_per_s"] > 0
+    assert set(m["per_task"]) == {"code_summary_retrieval", "code_context_retrieval"}
+    assert (out / "jsonl" / "en" / "code_context_retrieval" / "en-python-triplets.jsonl").is_file()
+    first = _files(out)
+    stage(tmp_path)
+    m2 = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    assert m2["cache_misses"] == 0 and m2["cache_hits"] == 3 and _files(out) == first
+    # standalone use: --set overrides params.yaml, output paths are options
+    stage(tmp_path, "--set", "tasks=[code_context_retrieval]", "--pairs", "alt/p.parquet",
+          "--jsonl-dir", "alt/jsonl", "--metrics", "alt/m.json")
+    assert json.loads((tmp_path / "alt" / "m.json").read_text())["requested"] == 3
+
+
+@pytest.mark.llm
+def test_translation_to_two_targets_gives_distinct_answers(tmp_path: Path) -> None:
+    setup(tmp_path, docs=PY_DOCS[:1], tasks=["code_translation_retrieval"], tgt_code_languages=["java", "cplusplus"],
+          max_tokens=48)
+    stage(tmp_path)
+    m = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    assert m["requested"] == 2 and m["cache_misses"] == 2
+    db = sqlite3.connect(tmp_path / "cache" / "llm" / "responses.sqlite")
+    texts = [r[0] for r in db.execute("SELECT texts FROM responses")]
+    assert len(texts) == 2 and texts[0] != texts[1]
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_killed_run_resumes_without_repeating_calls_and_same_bytes(tmp_path: Path) -> None:
+    docs = PY_DOCS[:6]
+    work = setup(tmp_path / "a", docs=docs, max_tokens=16)
+    ref = setup(tmp_path / "b", docs=docs, max_tokens=16)
+    db_path = work / "cache" / "llm" / "responses.sqlite"
+    env = {**os.environ, "TRIPLEFORGE_CACHE_DIR": str(work / "cache"), "TRIPLEFORGE_NO_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, str(STAGE)], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db_path.exists():
+            try:
+                done = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work / "data" / "generated" / "pairs.parquet").exists()  # nothing half-written
+    done = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert 2 <= done < len(docs)
+    stage(work)
+    m = json.loads((work / "metrics" / "generate.json").read_text())
+    assert m["cache_hits"] == done and m["cache_misses"] == len(docs) - done
+    stage(ref)  # uninterrupted, separate cache
+    assert _files(work / "data" / "generated") == _files(ref / "data" / "generated")

@@ -1,0 +1,190 @@
+"""mine_negatives with the real MiniLM on tiny frames, and the stage CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tripleforge.errors import UserError
+from tripleforge.hashing import normalize_text, text_id
+from tripleforge.io import write_parquet
+from tripleforge.mining import MineParams, mine_metrics, mine_negatives
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POOL_TEXTS = [
+    "def add(a, b):\n    return a + b",
+    "def subtract(a, b):\n    return a - b",
+    "def multiply(a, b):\n    return a * b",
+    "def read_file(path):\n    with open(path) as fh:\n        return fh.read()",
+    "def write_file(path, text):\n    with open(path, 'w') as fh:\n        fh.write(text)",
+    "def reverse(s):\n    return s[::-1]",
+    "def is_even(n):\n    return n % 2 == 0",
+    "class Stack:\n    def __init__(self):\n        self.items = []",
+    "def mean(xs):\n    return sum(xs) / len(xs)",
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)",
+    "import json\ndef load(path):\n    return json.load(open(path))",
+    "def square(x):\n    return x * x",
+]
+
+
+def make_pairs() -> pl.DataFrame:
+    rows = [
+        ("p1", POOL_TEXTS[0], "add two numbers", [POOL_TEXTS[0]], ["def plus(x, y): return x + y"]),
+        ("p2", POOL_TEXTS[3], "read the contents of a file", [POOL_TEXTS[3]], []),
+        # same normalized query as p2, another positive: each row must mask both
+        ("p3", POOL_TEXTS[10], "read the  contents of a file", [POOL_TEXTS[10]], []),
+        ("p4", POOL_TEXTS[9], "fibonacci number", [POOL_TEXTS[9], "def fibo(n): ..."], []),
+    ]
+    return pl.DataFrame(
+        {
+            "pair_id": [r[0] for r in rows],
+            "doc_id": [text_id(r[1]) for r in rows],
+            "task": ["web_code_retrieval"] * 4,
+            "prompt": ["Given a question, retrieve code that answers it."] * 4,
+            "query": [r[2] for r in rows],
+            "pos": [r[3] for r in rows],
+            "neg": [r[4] for r in rows],
+        }
+    )
+
+
+def make_pool(texts=POOL_TEXTS) -> pl.DataFrame:
+    return pl.DataFrame({"doc_id": [text_id(t) for t in texts], "text": texts})
+
+
+def test_mine_masks_positives_groups_queries_and_reports(tmp_path):
+    params = MineParams(num_negatives=4, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    pairs = make_pairs()
+    out, report = mine_negatives(pairs, make_pool(), params)
+    assert out.get_column("pair_id").to_list() == ["p1", "p2", "p3", "p4"]
+    for col in ("pos_scores", "neg_scores", "neg_ranks", "pos_rank", "split"):
+        assert col in out.columns
+    group = {}
+    for row in out.iter_rows(named=True):
+        group.setdefault(normalize_text(row["query"]), set()).update(text_id(p) for p in row["pos"])
+    for row in out.iter_rows(named=True):
+        neg_ids = [text_id(n) for n in row["neg"]]
+        assert not set(neg_ids) & group[normalize_text(row["query"])]
+        assert text_id(row["query"]) not in neg_ids
+        assert len(neg_ids) == len(set(neg_ids)) == 4
+        assert len(row["neg_scores"]) == len(row["neg_ranks"]) == 4
+        assert row["neg_ranks"] == sorted(row["neg_ranks"])
+        assert row["neg_scores"] == sorted(row["neg_scores"], reverse=True)
+        assert len(row["pos_scores"]) == len(row["pos"])
+    # MiniLM ranks the obvious positive first for these queries
+    assert out.filter(pl.col("pair_id") == "p1").get_column("pos_rank").item() == 0
+    metrics = mine_metrics(out, report, pairs.height, params)
+    assert metrics["pairs"] == 4 and metrics["short_of_negatives"] == 0
+    assert metrics["skipped"]["masked_positive_or_query"] >= 4
+    assert metrics["pos_rank"]["histogram"]["0"] >= 1
+    assert set(metrics["split"]) == {"train", "eval"}
+
+
+def test_relative_margin_bounds_negatives(tmp_path):
+    params = MineParams(num_negatives=15, range_max=50, relative_margin=0.9, cache_dir=str(tmp_path))
+    out, report = mine_negatives(make_pairs(), make_pool(), params)
+    for row in out.iter_rows(named=True):
+        ref = min(row["pos_scores"])
+        assert all(s <= ref - abs(ref) * 0.1 + 1e-6 for s in row["neg_scores"])
+    assert report.short_of_negatives == out.height  # 12 candidates cannot give 15 negatives
+    assert report.skipped.get("relative_margin", 0) > 0
+
+
+def test_short_pool_is_counted_not_padded_and_can_drop(tmp_path):
+    pool = make_pool(POOL_TEXTS[:3])
+    params = MineParams(num_negatives=15, range_max=30, fallback_range_max=100, relative_margin=None,
+                        cache_dir=str(tmp_path))
+    out, report = mine_negatives(make_pairs(), pool, params)
+    assert report.short_of_negatives == 4
+    for row in out.iter_rows(named=True):
+        assert not {text_id(n) for n in row["neg"]} & {text_id(p) for p in row["pos"]}
+    dropped, rep2 = mine_negatives(make_pairs(), pool, params.model_copy(update={"drop_short": True}))
+    assert dropped.height == 0 and rep2.skipped["short_dropped"] == 4
+
+
+def test_random_and_mixed_neg_types_and_llm_negatives(tmp_path):
+    base = MineParams(num_negatives=4, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    for neg_type in ("random", "mixed"):
+        out, _ = mine_negatives(make_pairs(), make_pool(), base.model_copy(update={"neg_type": neg_type}))
+        for row in out.iter_rows(named=True):
+            ids = [text_id(n) for n in row["neg"]]
+            assert len(ids) == len(set(ids)) == 4
+            assert not set(ids) & {text_id(p) for p in row["pos"]}
+    kept, _ = mine_negatives(make_pairs(), make_pool(), base.model_copy(update={"keep_llm_negatives": True}))
+    p1 = kept.filter(pl.col("pair_id") == "p1").row(0, named=True)
+    assert p1["neg"][-1] == "def plus(x, y): return x + y" and p1["neg_ranks"][-1] is None
+    assert len(p1["neg"]) == len(p1["neg_scores"]) == 5
+
+
+def test_filter_rank_and_bad_input(tmp_path):
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, filter_rank=0, cache_dir=str(tmp_path))
+    out, report = mine_negatives(make_pairs(), make_pool(), params)
+    assert out.height == 0 and report.skipped["filter_rank"] == 4
+    with pytest.raises(UserError, match="missing column"):
+        mine_negatives(make_pairs().drop("pos"), make_pool(), params)
+    with pytest.raises(UserError, match="no documents"):
+        mine_negatives(make_pairs(), make_pool([]).cast({"text": pl.String}), params)
+    bad = make_pairs().with_columns(pl.when(pl.col("pair_id") == "p4").then(pl.lit([], pl.List(pl.String)))
+                                    .otherwise(pl.col("pos")).alias("pos"))
+    out, report = mine_negatives(bad, make_pool(), params.model_copy(update={"filter_rank": None}))
+    assert out.height == 3 and report.skipped["no_positive"] == 1
+
+
+def test_cross_encoder_rescoring_gives_teacher_scores(tmp_path):
+    """A tiny cross-encoder built from the bundled MiniLM weights (seeded head) rescoring pos/neg."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from tripleforge.embed import bundled_minilm_dir
+
+    torch.manual_seed(0)
+    ce_dir = tmp_path / "ce"
+    CrossEncoder(str(bundled_minilm_dir()), num_labels=1, device="cpu").save(str(ce_dir))
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, rescore_model=str(ce_dir),
+                        cache_dir=str(tmp_path))
+    out, _ = mine_negatives(make_pairs(), make_pool(), params)
+    row = out.row(0, named=True)
+    assert row["dense_pos_scores"] != row["pos_scores"]
+    assert len(row["neg_scores"]) == len(row["neg"]) == 2
+    ce = CrossEncoder(str(ce_dir), device="cpu")
+    expect = float(ce.predict([(row["query"], row["neg"][0])])[0])
+    assert row["neg_scores"][0] == pytest.approx(expect, abs=1e-4)
+
+
+def _stage(tmp_path, *extra):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages/mine_negatives.py"), "--params", str(tmp_path / "params.yaml"),
+         "--pairs", str(tmp_path / "pairs.parquet"), "--pool", str(tmp_path / "pool.parquet"),
+         "--out", str(tmp_path / "out/triplets.parquet"), "--metrics", str(tmp_path / "out/m.json"),
+         "--plot", str(tmp_path / "out/scores.csv"), *extra],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+
+
+def test_stage_cli_byte_identical_and_errors(tmp_path):
+    write_parquet(make_pairs(), tmp_path / "pairs.parquet")
+    write_parquet(make_pool(), tmp_path / "pool.parquet")
+    (tmp_path / "params.yaml").write_text(
+        f"mine_negatives:\n  num_negatives: 3\n  range_max: 20\n  cache_dir: {tmp_path / 'cache'}\n"
+    )
+    first = _stage(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == ""
+    bytes1 = (tmp_path / "out/triplets.parquet").read_bytes()
+    assert _stage(tmp_path).returncode == 0
+    assert (tmp_path / "out/triplets.parquet").read_bytes() == bytes1
+    metrics = json.loads((tmp_path / "out/m.json").read_text())
+    assert {"pairs", "short_of_negatives", "skipped", "pos_rank", "search"} <= set(metrics)
+    csv = (tmp_path / "out/scores.csv").read_text().splitlines()
+    assert csv[0] == "score,pos,neg" and len(csv) == 21
+    bad = _stage(tmp_path, "--set", "num_negativs=3")
+    assert bad.returncode == 2 and "mine_negatives.num_negativs" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "pool.parquet").unlink()
+    missing = _stage(tmp_path)
+    assert missing.returncode == 2 and "pool file not found" in missing.stderr

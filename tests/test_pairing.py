@@ -1,0 +1,57 @@
+"""pair-similar with the real MiniLM on a tiny pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from tripleforge.embed import EmbedderConfig, encode_documents
+from tripleforge.hashing import text_id
+from tripleforge.pairing import PairSimilarParams, pair_similar, token_jaccard
+
+PY = [
+    "def add(a, b):\n    return a + b",
+    "def add(a, b):\n    return a + b + b",  # near-duplicate of the first (same token set)
+    "def add_three(a, b, c):\n    return a + b + c",
+    "def read_file(path):\n    return open(path).read()",
+    "def mean(xs):\n    return sum(xs) / len(xs)",
+]
+JS = ["function add(a, b) { return a + b; }", "function sub(a, b) { return a - b; }"]
+
+
+def frame(texts, lang):
+    return pl.DataFrame({"doc_id": [text_id(t) for t in texts], "text": texts, "code_language": [lang] * len(texts)})
+
+
+def test_jaccard():
+    assert token_jaccard("a b c", "a  b\nc") == 1.0
+    assert token_jaccard("a b", "c d") == 0.0
+
+
+def test_pairs_skip_self_near_duplicates_and_top(tmp_path):
+    pool = pl.concat([frame(PY, "python"), frame(JS, "javascript")])
+    docs = pool.filter(pl.col("doc_id").is_in([text_id(PY[0]), text_id(JS[0])]))
+    params = PairSimilarParams(skip_top=0, search_depth=10, cache_dir=str(tmp_path))
+    out, counts = pair_similar(docs, pool, params)
+    py = out.filter(pl.col("code_language") == "python").row(0, named=True)
+    js = out.filter(pl.col("code_language") == "javascript").row(0, named=True)
+    # reference: best same-language candidate that is neither itself nor its whitespace twin
+    emb = encode_documents(PY, EmbedderConfig(), cache_dir=str(tmp_path))
+    sims = emb[2:] @ emb[0]
+    assert py["similar_text"] == PY[2 + int(np.argmax(sims))]
+    assert py["similar_score"] == float(np.max(sims)) or abs(py["similar_score"] - float(np.max(sims))) < 1e-5
+    assert js["similar_text"] == JS[1]  # only same-language candidates
+    assert counts["skipped_self"] == 2 and counts["skipped_near_duplicate"] == 1 and counts["paired"] == 2
+
+    # skip_top larger than the javascript pool: no candidate, counted, null kept
+    out2, counts2 = pair_similar(docs, pool, params.model_copy(update={"skip_top": 2}))
+    js2 = out2.filter(pl.col("code_language") == "javascript").row(0, named=True)
+    assert js2["similar_doc_id"] is None and js2["similar_score"] is None
+    assert counts2["no_candidate"] == 1 and out2.height == 2
+
+
+def test_disabled_copies_with_null_columns(tmp_path):
+    docs = frame(PY[:2], "python")
+    out, counts = pair_similar(docs, docs.head(0), PairSimilarParams(enabled=False))
+    assert out.height == 2 and out.get_column("similar_text").null_count() == 2
+    assert out.schema["similar_score"] == pl.Float64 and counts["enabled"] is False

@@ -1,0 +1,144 @@
+"""LLM-Embedder group sampling, teacher filters, instructions, best-of-n and DPO, safe records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+from formats_data import mined_frame
+
+from tripleforge.convert import ConvertFormatsParams, convert_all
+from tripleforge.training import (
+    InstructionTemplate,
+    TrainDataParams,
+    apply_instructions,
+    best_of_candidates,
+    embedder_records,
+    sample_per_task,
+    select_group,
+    select_training_groups,
+)
+
+ROW: dict[str, Any] = {
+    "qid": "q1", "query": "q", "task": "t",
+    "pos": ["p0", "p1"], "neg": ["n0", "n1", "n2", "n3"],
+    "pos_scores": [0.5, 0.7], "neg_scores": [0.6, 0.9, 0.1, 0.3],
+}
+
+
+def P(**kw: Any) -> TrainDataParams:
+    return TrainDataParams(**{"train_group_size": 3, **kw})
+
+
+def test_first_first() -> None:
+    out, why = select_group(ROW, P(select_positive="first", select_negative="first"))
+    assert why is None and out is not None
+    assert out["pos"] == ["p0"] and out["neg"] == ["n0", "n1"]
+    assert out["pos_scores"] == [0.5] and out["neg_scores"] == [0.6, 0.9]
+
+
+def test_teacher_positive_may_promote_a_negative() -> None:
+    out, _ = select_group(ROW, P(select_positive="teacher", select_negative="first"))
+    assert out is not None and out["pos"] == ["n1"] and out["pos_scores"] == [0.9]
+    assert "n1" not in out["neg"] and out["neg"] == ["n0", "n2"] and out["neg_scores"] == [0.6, 0.1]
+
+
+def test_teacher_pos_picks_best_positive_only() -> None:
+    out, _ = select_group(ROW, P(select_positive="teacher-pos"))
+    assert out is not None and out["pos"] == ["p1"]
+
+
+def test_teacher_plus_minus_and_stable_distill() -> None:
+    hard, _ = select_group(ROW, P(select_negative="teacher+"))
+    easy, _ = select_group(ROW, P(select_negative="teacher-"))
+    assert hard is not None and easy is not None
+    assert hard["neg"] == ["n1", "n0"] and easy["neg"] == ["n2", "n3"]
+    sd, _ = select_group(ROW, P(select_negative="teacher-", stable_distill=True))
+    assert sd is not None and sd["neg"] == ["n3", "n2"] and sd["neg_scores"] == [0.3, 0.1]
+
+
+def test_random_is_seeded_per_row() -> None:
+    picks = {tuple(select_group(ROW, P(select_negative="random", seed=s))[0]["neg"]) for s in range(20)}  # type: ignore[index]
+    assert len(picks) > 1  # really random across seeds
+    assert select_group(ROW, P(seed=3)) == select_group(ROW, P(seed=3))
+    out, _ = select_group(ROW, P(train_group_size=10))
+    assert out is not None and sorted(out["neg"]) == ROW["neg"]  # fewer than G-1: all, no repeats written
+
+
+def test_teacher_filters_and_drops() -> None:
+    assert select_group(ROW, P(teacher_scores_min=0.95)) == (None, "below_teacher_scores_min")
+    assert select_group(ROW, P(teacher_scores_margin=0.9)) == (None, "below_teacher_scores_margin")
+    assert select_group(ROW, P(teacher_scores_margin=0.5))[1] is None
+    assert select_group({**ROW, "neg": [], "neg_scores": []}, P()) == (None, "no_negatives")
+    # teacher options fall back to `first` when a row has no scores
+    out, _ = select_group({**ROW, "pos_scores": None, "neg_scores": None}, P(select_positive="teacher"))
+    assert out is not None and out["pos"] == ["p0"] and out["pos_scores"] is None
+
+
+def _grouped(**kw: Any) -> pl.DataFrame:
+    return convert_all(mined_frame(**kw), "mined.parquet", ConvertFormatsParams()).grouped
+
+
+def test_best_of_n_and_dpo() -> None:
+    g = _grouped(n_docs=4, candidates=3, eval_every=100)
+    kept, dpo, drops = best_of_candidates(g, P(n_candidates=2))
+    assert kept.height == 4 and set(kept["candidate_idx"]) == {0}  # candidate 0 has the best pos score
+    assert drops == {"candidate_beyond_n": 4, "not_best_candidate": 4}
+    assert dpo.height == 4 and dpo.columns[:5] == ["prompt", "chosen", "rejected", "chosen_score", "rejected_score"]
+    assert all(c.endswith("candidate 0") and r.endswith("candidate 1") for c, r in dpo.select("chosen", "rejected").rows())
+    assert (dpo["chosen_score"] > dpo["rejected_score"]).all()
+    assert dpo["prompt"][0].startswith("Write a ") and "def f" in dpo["prompt"][0]
+    assert best_of_candidates(g, P(n_candidates=2, dpo_min_margin=0.5))[1].height == 0
+    same, none, _ = best_of_candidates(g, P(n_candidates=1))
+    assert same.height == g.height and none.height == 0
+
+
+def test_instructions_per_task() -> None:
+    g = _grouped(n_docs=4)
+    out = apply_instructions(g, {"text2code": InstructionTemplate(query="Find code: ", passage="passage: "),
+                                 "*": InstructionTemplate(passage="doc: ")})
+    t2c = out.filter(pl.col("task") == "text2code")
+    assert set(t2c["prompt"]) == {"Find code: "}
+    assert all(x.startswith("passage: ") for x in t2c["pos"].explode().to_list() + t2c["neg"].explode().to_list())
+    c2c = out.filter(pl.col("task") == "code2code")
+    assert c2c["prompt"].to_list() == g.filter(pl.col("task") == "code2code")["prompt"].to_list()
+    assert all(x.startswith("doc: ") for x in c2c["pos"].explode().to_list())
+
+
+def test_max_samples_per_task_is_seeded_and_capped() -> None:
+    g = _grouped(n_docs=8, eval_every=100)
+    a, dropped = sample_per_task(g, 2, seed=1)
+    assert dropped == 4 and a.group_by("task").len()["len"].to_list() == [2, 2]
+    assert a.equals(sample_per_task(g, 2, seed=1)[0])
+    assert a["qid"].to_list() != sample_per_task(g, 2, seed=7)[0]["qid"].to_list()
+
+
+def test_select_training_groups_excludes_eval_and_counts() -> None:
+    g = _grouped(n_docs=8, n_neg=2)
+    sel = select_training_groups(g, P())
+    assert sel.grouped.height == 6 and set(sel.grouped["split"]) == {"train"}
+    assert sel.drops == {"not_train_split": 2}
+    assert all(len(n) == 2 for n in sel.grouped["neg"].to_list())
+
+
+def test_embedder_records_never_null_prompt_or_empty_neg() -> None:
+    sel = select_training_groups(_grouped(n_docs=4, eval_every=100), P()).grouped
+    mixed = sel.with_columns(prompt=pl.when(pl.col("qid") == sel["qid"][0]).then(None).otherwise("prompt"))
+    recs = embedder_records(mixed, keep_scores=True)
+    assert all(r["neg"] and isinstance(r["prompt"], str) for r in recs)
+    assert recs[0]["prompt"] == "" and "type" not in recs[0]  # no row has a type: no column
+    no_prompt = embedder_records(sel.with_columns(prompt=pl.lit(None, pl.String)), keep_scores=False)
+    assert set(no_prompt[0]) == {"query", "pos", "neg"}  # all-null column dropped, scores off
+    partial = sel.with_columns(pos_scores=pl.when(pl.col("qid") == sel["qid"][0]).then(None).otherwise("pos_scores"))
+    assert "pos_scores" not in embedder_records(partial, keep_scores=True)[0]  # scores all or nothing per file
+
+
+def test_params_reject_unknown_values() -> None:
+    from tripleforge.errors import UserError
+    from tripleforge.params import validate_params
+
+    with pytest.raises(UserError, match="train_data.select_negative"):
+        validate_params(TrainDataParams, "train_data", {"select_negative": "hardest"})
+    with pytest.raises(UserError, match="train_data.batch.mode"):
+        validate_params(TrainDataParams, "train_data", {"batch": {"mode": "static"}})

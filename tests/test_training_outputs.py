@@ -1,0 +1,36 @@
+"""The train-data directory: dataset naming, and all-or-nothing replacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from formats_data import mined_frame
+
+from tripleforge.convert import ConvertFormatsParams, convert_all
+from tripleforge.errors import UserError
+from tripleforge.train_outputs import write_train_dir
+from tripleforge.training import TrainDataParams
+
+
+def _grouped() -> pl.DataFrame:
+    return convert_all(mined_frame(n_docs=6, n_neg=3, eval_every=100), "m.parquet", ConvertFormatsParams()).grouped
+
+
+def test_unsafe_task_names_and_null_language(tmp_path: Path) -> None:
+    g = _grouped().with_columns(task=pl.lit("a/b c"), language=pl.lit(None, pl.String))
+    m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    assert m["datasets"] == {"any/a_b_c": 5}  # doc 0 is eval
+    assert (tmp_path / "train" / "embedder" / "any" / "a_b_c.jsonl").is_file()
+
+
+def test_failed_run_leaves_previous_output_intact(tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    write_train_dir(_grouped(), TrainDataParams(tokenizer={"enabled": False}), out)  # type: ignore[arg-type]
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    bad = TrainDataParams(tokenizer={"model": str(tmp_path / "no-such-tokenizer")})  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="not a local directory"):
+        write_train_dir(_grouped(), bad, out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]  # no temp directory left behind
