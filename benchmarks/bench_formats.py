@@ -26,7 +26,6 @@ import platform
 import random
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 

@@ -121,7 +121,7 @@ def part_mine_st(n_pool: int, n_queries: int, workdir: str, margin: float) -> di
 def part_mine_ours(n_pool: int, n_queries: int, workdir: str, margin: float, quantize: str, cache: str) -> dict:
     import polars as pl
 
-    from tripleforge.embed import EmbedderConfig, get_encoder
+    from tripleforge.embed import EmbedderConfig
     from tripleforge.hashing import text_id
     from tripleforge.mining import MineParams, mine_negatives
 

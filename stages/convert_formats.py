@@ -25,19 +25,14 @@ def main(
     from tripleforge.beir import eval_tables, write_beir
     from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
     from tripleforge.errors import UserError
-    from tripleforge.io import write_json, write_parquet
+    from tripleforge.io import read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.progress import log
 
     p = load_params(ConvertFormatsParams, "convert_formats", params, set_)
     mined = None
     if p.include_mined:
-        if not triplets.is_file():
-            raise UserError(f"{triplets}: input not found (run mine-negatives, or set convert_formats.include_mined=false)")
-        try:
-            mined = pl.read_parquet(triplets)
-        except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-facing error, not a traceback
-            raise UserError(f"{triplets}: not a readable Parquet file ({type(exc).__name__})") from None
+        mined = read_parquet(triplets, "input", "run mine-negatives, or set convert_formats.include_mined=false")
     for path in p.external:
         if not Path(path).is_file():
             raise UserError(f"params.yaml: convert_formats.external: file not found: {path}")

@@ -11,7 +11,6 @@ positive-rank histogram `metrics/evaluate_pos_rank.csv`.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import typer
@@ -49,7 +48,7 @@ def main(
         per_task_frame,
         summarize,
     )
-    from tripleforge.io import atomic_path, write_json, write_parquet
+    from tripleforge.io import atomic_dir, atomic_path, read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.quality_report import quality_report, rank_histogram
 
@@ -61,12 +60,7 @@ def main(
         raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not 'eval': {names}")
     trip = None
     if cfg.quality_report:
-        if not triplets.is_file():
-            raise UserError(f"triplets file not found: {triplets} (or set evaluate.quality_report=false)")
-        try:
-            trip = pl.read_parquet(triplets)
-        except Exception as exc:
-            raise UserError(f"{triplets}: not a readable parquet file ({type(exc).__name__})") from None
+        trip = read_parquet(triplets, "triplets file", "or set evaluate.quality_report=false")
     datasets = [load_dataset(eval_dir, "eval", cfg.split, cfg.relevance_level)]
     datasets += [load_dataset(p, n, cfg.split, cfg.relevance_level) for p, n in zip(cfg.external, names[1:])]
 
@@ -78,12 +72,10 @@ def main(
         hist = rank_histogram(trip)
 
     write_parquet(result.per_query, per_query)
-    # the curves dir is a DVC output: rebuild it so a removed model leaves no stale file
-    if curves.exists():
-        shutil.rmtree(curves)
-    for stem, frame in curve_frames(summary, cfg.k_values).items():
-        with atomic_path(curves / f"{stem}.csv") as tmp:
-            frame.write_csv(tmp, float_precision=5)
+    # the curves dir is a DVC output: rebuilt whole so a removed model leaves no stale file
+    with atomic_dir(curves) as tmp_dir:
+        for stem, frame in curve_frames(summary, cfg.k_values).items():
+            frame.write_csv(tmp_dir / f"{stem}.csv", float_precision=5)
     with atomic_path(per_task) as tmp:
         per_task_frame(summary).write_csv(tmp, float_precision=5)
     if hist is None:  # the plot is a declared output: write it empty rather than not at all

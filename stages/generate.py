@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import polars as pl
 import typer
 
-from tripleforge.errors import UserError
 from tripleforge.generate import GenerateParams, check_docs, generate_pairs, jsonl_groups, make_backend
-from tripleforge.io import write_json, write_jsonl, write_parquet
+from tripleforge.io import atomic_dir, read_parquet, write_json, write_jsonl, write_parquet
 from tripleforge.llm.cache import ResponseCache, default_cache_path
 from tripleforge.params import load_params
 from tripleforge.progress import log
@@ -22,19 +18,11 @@ app = new_app("Generate (query, positive) pairs with an LLM: task catalog x lang
 
 
 def write_jsonl_tree(pairs: pl.DataFrame, root: Path) -> int:
-    """Write the original's per-task JSONL layout into a temp dir, then swap it in (never half-written)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    """The original's per-task JSONL layout, built aside and swapped in whole (never half-written)."""
+    with atomic_dir(root) as tmp:
         files = jsonl_groups(pairs, tmp)
         for path, rows in files.items():
             write_jsonl(rows, path)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return len(files)
 
 
@@ -49,9 +37,7 @@ def main(
     metrics: Path = typer.Option(Path("metrics/generate.json"), help="output metrics"),
 ) -> None:
     p = load_params(GenerateParams, "generate", params, set_)
-    if not docs.is_file():
-        raise UserError(f"input not found: {docs} (run the pair-similar stage first)")
-    frame = pl.read_parquet(docs)
+    frame = read_parquet(docs, "input", "run the pair-similar stage first")
     check_docs(frame, p, str(docs))
     backend = make_backend(p)  # model file / API key / endpoint checked before any LLM call
     cache = ResponseCache(default_cache_path(p.cache_dir or None))

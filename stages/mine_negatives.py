@@ -17,16 +17,6 @@ from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
 app = new_app("Mine hard negatives for generated pairs from the candidate pool.")
 
 
-def _read(path: Path, what: str):  # type: ignore[no-untyped-def]
-    import polars as pl
-
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
-    try:
-        return pl.read_parquet(path)
-    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
-
 
 @app.command()
 @user_errors
@@ -39,13 +29,13 @@ def main(
     metrics: Path = typer.Option(Path("metrics/mine_negatives.json"), help="metrics file"),
     plot: Path = typer.Option(Path("metrics/mine_negatives_scores.csv"), help="score histogram (DVC plot)"),
 ) -> None:
-    from tripleforge.io import atomic_path, write_json, write_parquet
+    from tripleforge.io import atomic_path, read_parquet, write_json, write_parquet
     from tripleforge.mining import MineParams, mine_metrics, mine_negatives, score_histogram
     from tripleforge.params import load_params
 
     cfg = load_params(MineParams, "mine_negatives", params, set_)
-    pairs_df = _read(pairs, "pairs file")
-    pool_df = _read(pool, "pool file")
+    pairs_df = read_parquet(pairs, "pairs file")
+    pool_df = read_parquet(pool, "pool file")
     try:
         triplets, report = mine_negatives(pairs_df, pool_df, cfg)
     except UserError as exc:

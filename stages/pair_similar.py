@@ -17,16 +17,6 @@ from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
 app = new_app("Pair each sampled document with its most similar pool document (similar-code tasks).")
 
 
-def _read(path: Path, what: str):  # type: ignore[no-untyped-def]
-    import polars as pl
-
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
-    try:
-        return pl.read_parquet(path)
-    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
-
 
 @app.command()
 @user_errors
@@ -38,13 +28,13 @@ def main(
     out: Path = typer.Option(Path("data/paired/docs.parquet"), help="output documents"),
     metrics: Path = typer.Option(Path("metrics/pair_similar.json"), help="metrics file"),
 ) -> None:
-    from tripleforge.io import write_json, write_parquet
+    from tripleforge.io import read_parquet, write_json, write_parquet
     from tripleforge.pairing import PairSimilarParams, pair_similar
     from tripleforge.params import load_params
 
     cfg = load_params(PairSimilarParams, "pair_similar", params, set_)
-    docs_df = _read(docs, "docs file")
-    pool_df = _read(pool, "pool file") if cfg.enabled else docs_df.head(0)
+    docs_df = read_parquet(docs, "docs file")
+    pool_df = read_parquet(pool, "pool file") if cfg.enabled else docs_df.head(0)
     try:
         paired, counts = pair_similar(docs_df, pool_df, cfg)
     except UserError as exc:

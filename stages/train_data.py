@@ -21,19 +21,14 @@ def main(
     out_dir: Path = typer.Option(Path("data/train"), help="output directory (replaced as a whole)"),
     metrics: Path = typer.Option(Path("metrics/train_data.json"), help="metrics file"),
 ) -> None:
-    import polars as pl
-
-    from tripleforge.errors import UserError
-    from tripleforge.io import write_json
+    from tripleforge.io import read_parquet, write_json
     from tripleforge.params import load_params
     from tripleforge.progress import log
     from tripleforge.train_outputs import write_train_dir
     from tripleforge.training import TrainDataParams
 
     p = load_params(TrainDataParams, "train_data", params, set_)
-    if not triplets.is_file():
-        raise UserError(f"{triplets}: input not found (run convert-formats first)")
-    grouped = pl.read_parquet(triplets)
+    grouped = read_parquet(triplets, "input", "run convert-formats first")
     m = write_train_dir(grouped, p, out_dir)
     write_json(m, metrics)
     log(f"train-data: {m['embedder_rows']} embedder rows in {len(m['datasets'])} datasets, "

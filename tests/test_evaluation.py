@@ -176,4 +176,4 @@ def test_reads_what_convert_formats_writes(tmp_path: Path) -> None:
     assert ds.diagnostics["evaluated_queries"] == 2 and ds.diagnostics["corpus_docs"] == 3
     assert ds.diagnostics["qrels_unknown_docs"] == 0
     assert ds.queries["task"].to_list() == ["text2code", "all"]
-    assert ds.queries["prompt"].to_list() == ["", "Retrieve code: "]
+    assert ds.queries["prompt"].to_list() == [None, "Retrieve code: "]  # null: the model default applies

@@ -81,7 +81,7 @@ def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     proc = _stage(workdir, "train_data", "--set", "select_positive=best", check=False)
     assert proc.returncode == 2 and "train_data.select_positive" in proc.stderr
     proc = _stage(workdir, "train_data", check=False)  # convert-formats has not run
-    assert proc.returncode == 2 and "data/formats/triplets.parquet: input not found" in proc.stderr
+    assert proc.returncode == 2 and "input not found: data/formats/triplets.parquet" in proc.stderr
     proc = _stage(workdir, "convert_formats", "--set", "external=[nope.jsonl]", check=False)
     assert proc.returncode == 2 and "file not found: nope.jsonl" in proc.stderr
 

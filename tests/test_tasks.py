@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from tripleforge.cli import app
 from tripleforge.prompts import fill
+from tripleforge.languages import CODE_LANGUAGES
 from tripleforge.tasks import (
-    CODE_LANGUAGES,
     LANGUAGES,
     TASKS,
     TRANSLATION_PAIRS,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from tripleforge.tasks import CODE_LANGUAGES, LANGUAGES, TRANSLATION_PAIRS, catalog_rows
+from tripleforge.languages import CODE_LANGUAGE_NAMES
+from tripleforge.tasks import LANGUAGES, TRANSLATION_PAIRS, catalog_rows
 
 app = typer.Typer(help="tripleforge: versioned training data for code embedding and reranker models.",
                   add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
@@ -30,8 +31,8 @@ def tasks(group: str = typer.Option("", help="show only this group: text2code co
     console = Console(width=160)
     console.print(table)
     console.print(f"languages ({len(LANGUAGES)}): " + " ".join(LANGUAGES))
-    console.print(f"code languages ({len(CODE_LANGUAGES)}): "
-                  + " ".join(f"{k}={v[0]}" for k, v in CODE_LANGUAGES.items()))
+    console.print(f"code languages ({len(CODE_LANGUAGE_NAMES)}): "
+                  + " ".join(f"{k}={v[0]}" for k, v in CODE_LANGUAGE_NAMES.items()))
     console.print(f"translation pairs ({len(TRANSLATION_PAIRS)}, both directions): "
                   + " ".join(f"{a}<->{b}" for a, b in TRANSLATION_PAIRS))
 

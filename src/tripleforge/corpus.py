@@ -32,8 +32,8 @@ from tripleforge.code_units import Unit, split_units
 from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import CODE_LANGUAGES, language_of_path
-from tripleforge.params import StageParams
-from tripleforge.progress import bar, log
+from tripleforge.params import StageParams, require_known
+from tripleforge.progress import bar
 
 # Every reason a file, record or unit can be skipped for; all appear in metrics (0 if none), so
 # `dvc exp show` has the same columns for every experiment.
@@ -77,24 +77,20 @@ class SampleParams(StageParams):
     @field_validator("code_languages")
     @classmethod
     def _known_languages(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in CODE_LANGUAGES]
-        if bad:
-            raise ValueError(f"unknown code language {bad[0]!r} (one of: {', '.join(CODE_LANGUAGES)})")
+        require_known(v, CODE_LANGUAGES, "code language")
         return v
 
     @field_validator("external_code_language")
     @classmethod
     def _known_language_or_empty(cls, v: str) -> str:
-        if v and v not in CODE_LANGUAGES:
-            raise ValueError(f"unknown code language {v!r} (one of: {', '.join(CODE_LANGUAGES)})")
+        require_known([v] if v else [], CODE_LANGUAGES, "code language")
         return v
 
     @field_validator("quotas")
     @classmethod
     def _known_quotas(cls, v: dict[str, int]) -> dict[str, int]:
+        require_known(v, CODE_LANGUAGES, "code language")
         for lang, n in v.items():
-            if lang not in CODE_LANGUAGES:
-                raise ValueError(f"unknown code language {lang!r} (one of: {', '.join(CODE_LANGUAGES)})")
             if n < 0:
                 raise ValueError(f"quota for {lang!r} must be >= 0")
         return v
@@ -102,9 +98,7 @@ class SampleParams(StageParams):
     @field_validator("length_buckets")
     @classmethod
     def _known_buckets(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in LENGTH_BUCKETS]
-        if bad:
-            raise ValueError(f"unknown length bucket {bad[0]!r} (one of: {', '.join(LENGTH_BUCKETS)})")
+        require_known(v, LENGTH_BUCKETS, "length bucket")
         return v
 
     def quota(self, code_language: str) -> int:

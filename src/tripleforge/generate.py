@@ -28,7 +28,7 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
-from tripleforge.params import StageParams
+from tripleforge.params import StageParams, require_known
 from tripleforge.progress import bar, log
 from tripleforge.prompts import (
     PROMPT_VERSION,
@@ -40,7 +40,8 @@ from tripleforge.prompts import (
     qc_messages,
 )
 from tripleforge.quality import check_output, clean_reply, parse_verdict
-from tripleforge.tasks import CODE_LANGUAGES, LANGUAGES, TASKS, Task, retrieval_instruction
+from tripleforge.languages import CODE_LANGUAGES
+from tripleforge.tasks import LANGUAGES, TASKS, Task, retrieval_instruction
 
 CONTEXT_MODEL = "rule:context-cut"
 
@@ -80,9 +81,7 @@ class GenerateParams(StageParams):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if t not in TASKS]
-        if bad:
-            raise ValueError(f"unknown task {bad[0]!r} (see `tripleforge tasks`)")
+        require_known(v, TASKS, "task", "see `tripleforge tasks`")
         if not v:
             raise ValueError("at least one task is needed")
         return v
@@ -90,9 +89,7 @@ class GenerateParams(StageParams):
     @field_validator("languages")
     @classmethod
     def _known_languages(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in LANGUAGES]
-        if bad:
-            raise ValueError(f"unknown language {bad[0]!r}; known: {' '.join(LANGUAGES)}")
+        require_known(v, LANGUAGES, "language")
         if not v:
             raise ValueError("at least one language is needed")
         return v
@@ -100,9 +97,7 @@ class GenerateParams(StageParams):
     @field_validator("code_languages", "tgt_code_languages")
     @classmethod
     def _known_code_languages(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in CODE_LANGUAGES]
-        if bad:
-            raise ValueError(f"unknown code language {bad[0]!r}; known: {' '.join(CODE_LANGUAGES)}")
+        require_known(v, CODE_LANGUAGES, "code language")
         return v
 
     @field_validator("tgt_code_languages")

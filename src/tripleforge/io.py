@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
+
+from tripleforge.errors import UserError
 
 
 @contextlib.contextmanager
@@ -30,6 +33,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temp directory next to `path`; on success it replaces `path` whole (no stale
+    files from an earlier run survive), on error it is removed and `path` is left as it was."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)
+    old = target.with_name(f".{target.name}.old")
+    try:
+        yield tmp
+        if old.exists():
+            shutil.rmtree(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 @contextlib.contextmanager
@@ -60,3 +86,14 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) ->
             fh.write("\n")
             n += 1
     return n
+
+
+def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = "") -> pl.DataFrame:
+    """Read a stage input, or fail with one line naming the file (missing, truncated or foreign)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} not found: {p}{f' ({hint})' if hint else ''}")
+    try:
+        return pl.read_parquet(p)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
+        raise UserError(f"{p}: not a readable parquet file ({type(exc).__name__})") from None

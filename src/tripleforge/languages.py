@@ -10,11 +10,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-CODE_LANGUAGES: tuple[str, ...] = (
-    "java", "python", "javascript", "php", "ruby", "go", "csharp", "cplusplus", "c", "rust",
-    "typescript", "perl", "shell", "sql", "batchfile", "fortran", "haskell", "lua", "powershell",
-    "visual_basic",
-)
+# identifier -> (display name used in prompts, markdown fence tag). Tiers as in CodeR: high
+# (java … cplusplus), medium (c … sql), low (batchfile … visual_basic).
+CODE_LANGUAGE_NAMES: dict[str, tuple[str, str]] = {
+    "java": ("Java", "java"), "python": ("Python", "python"), "javascript": ("JavaScript", "javascript"),
+    "php": ("PHP", "php"), "ruby": ("Ruby", "ruby"), "go": ("Go", "go"), "csharp": ("C#", "csharp"),
+    "cplusplus": ("C++", "cpp"), "c": ("C", "c"), "rust": ("Rust", "rust"),
+    "typescript": ("TypeScript", "typescript"), "perl": ("Perl", "perl"), "shell": ("Shell", "bash"),
+    "sql": ("SQL", "sql"), "batchfile": ("Batchfile", "bat"), "fortran": ("Fortran", "fortran"),
+    "haskell": ("Haskell", "haskell"), "lua": ("Lua", "lua"), "powershell": ("PowerShell", "powershell"),
+    "visual_basic": ("Visual Basic", "vbnet"),
+}
+CODE_LANGUAGES: tuple[str, ...] = tuple(CODE_LANGUAGE_NAMES)
 
 # Lower-case file extension -> code language. `.h` is read as C (the common case; C++ headers
 # usually use .hpp/.hh). `.pyi` stubs are left out on purpose: they have no bodies.

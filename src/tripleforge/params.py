@@ -6,6 +6,7 @@ CLI `--set key=value` overrides (value parsed as YAML) let every stage run stand
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,14 @@ class StageParams(BaseModel):
 
 
 P = TypeVar("P", bound=StageParams)
+
+
+def require_known(values: Iterable[str], known: Iterable[str], what: str, hint: str = "") -> None:
+    """For field validators: the first value not in `known` raises, naming it and the choices."""
+    allowed = list(known)
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {bad[0]!r}; known: {hint or ' '.join(allowed)}")
 
 
 def _format_error(source: str, section: str, err: ValidationError) -> str:

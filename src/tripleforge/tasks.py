@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tripleforge.languages import CODE_LANGUAGE_NAMES
+
 Group = Literal["text2code", "code2text", "code2code", "hybrid"]
 # How a task turns one document into (query, positive); see `tripleforge.generate`.
 Flow = Literal[
@@ -33,17 +35,6 @@ LANGUAGES: dict[str, str] = {
     "ja": "Japanese", "ko": "Korean", "ru": "Russian", "sw": "Swahili", "te": "Telugu", "th": "Thai",
     "de": "German", "yo": "Yoruba", "it": "Italian", "pt": "Portuguese", "vi": "Vietnamese",
     "zh_tw": "Traditional Chinese",
-}
-
-# identifier -> (display name, markdown fence tag). Tiers as in CodeR: high, medium, low.
-CODE_LANGUAGES: dict[str, tuple[str, str]] = {
-    "java": ("Java", "java"), "python": ("Python", "python"), "javascript": ("JavaScript", "javascript"),
-    "php": ("PHP", "php"), "ruby": ("Ruby", "ruby"), "go": ("Go", "go"), "csharp": ("C#", "csharp"),
-    "cplusplus": ("C++", "cpp"), "c": ("C", "c"), "rust": ("Rust", "rust"),
-    "typescript": ("TypeScript", "typescript"), "perl": ("Perl", "perl"), "shell": ("Shell", "bash"),
-    "sql": ("SQL", "sql"), "batchfile": ("Batchfile", "bat"), "fortran": ("Fortran", "fortran"),
-    "haskell": ("Haskell", "haskell"), "lua": ("Lua", "lua"), "powershell": ("PowerShell", "powershell"),
-    "visual_basic": ("Visual Basic", "vbnet"),
 }
 
 # Unordered pairs; `translation_targets` uses them in both directions.
@@ -373,11 +364,11 @@ def get_task(name: str) -> Task:
 
 
 def code_display(code_language: str) -> str:
-    return CODE_LANGUAGES[code_language][0]
+    return CODE_LANGUAGE_NAMES[code_language][0]
 
 
 def code_fence(code_language: str) -> str:
-    return CODE_LANGUAGES[code_language][1]
+    return CODE_LANGUAGE_NAMES[code_language][1]
 
 
 def translation_targets(code_language: str) -> list[str]:

@@ -14,9 +14,6 @@ swapped in at the end, so `data/train/` is always either the old or the new comp
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ import polars as pl
 
 from tripleforge import formats as F
 from tripleforge.batching import batch_plan, small_datasets
-from tripleforge.io import write_jsonl
+from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.training import (
     TrainDataParams,
     embedder_records,
@@ -113,22 +110,5 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path) -> di
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:
     """Build into a temp directory next to ``out_dir`` and swap it in; returns the metrics."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
-        metrics = build_train_dir(grouped, p, tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return metrics
+    with atomic_dir(out_dir) as tmp:
+        return build_train_dir(grouped, p, tmp)
