@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 repro: setup
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
+	$(BIN)/tripleforge summary
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -37,5 +37,56 @@ def tasks(group: str = typer.Option("", help="show only this group: text2code co
                   + " ".join(f"{a}<->{b}" for a, b in TRANSLATION_PAIRS))
 
 
+def _get(d: dict, path: str) -> object:
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+# (metrics file, label, key path) for the headline numbers of each stage
+HEADLINES: tuple[tuple[str, str, str], ...] = (
+    ("sample", "documents / pool", "docs|pool"),
+    ("sample", "files read / duplicates removed", "files_read|duplicates_removed"),
+    ("pair_similar", "paired / no candidate", "paired|no_candidate"),
+    ("generate", "pairs kept / rejected", "kept|rejected"),
+    ("generate", "LLM calls / cache hits", "cache_misses|cache_hits"),
+    ("mine_negatives", "pairs / short of negatives", "pairs|short_of_negatives"),
+    ("mine_negatives", "negatives per pair (mean)", "negatives_mean"),
+    ("mine_negatives", "positive rank median (0-based)", "pos_rank.median"),
+    ("convert_formats", "eval queries / corpus", "eval.queries|eval.corpus"),
+    ("train_data", "embedder rows / dropped", "embedder_rows|dropped_total"),
+    ("evaluate", "too-easy share (positive already top-1)", "quality.too_easy_share"),
+)
+
+
+@app.command()
+def summary(metrics_dir: str = typer.Option("metrics", help="directory of the stages' metrics files")) -> None:
+    """Print the headline numbers of every stage (all of them: `dvc metrics show`)."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    loaded = {}
+    for f in sorted(Path(metrics_dir).glob("*.json")):
+        loaded[f.stem] = json.loads(f.read_text(encoding="utf-8"))
+    table = Table(title="tripleforge summary", show_header=True)
+    for col in ("stage", "what", "value"):
+        table.add_column(col)
+    for stage, label, keys in HEADLINES:
+        if stage in loaded:
+            values = [_get(loaded[stage], k) for k in keys.split("|")]
+            table.add_row(stage, label, " / ".join("-" if v is None else str(v) for v in values))
+    for model, per_ds in (_get(loaded.get("evaluate", {}), "models") or {}).items():
+        for ds, res in per_ds.items():
+            o = res.get("overall", {})
+            table.add_row("evaluate", f"{model} on {ds}: ndcg@10 / recall@10 / mrr@10",
+                          " / ".join(str(o.get(k, "-")) for k in ("ndcg_at_10", "recall_at_10", "mrr_at_10")))
+    Console(width=120).print(table)
+
+
 if __name__ == "__main__":
     app()
