@@ -16,8 +16,6 @@ relevant and unretrievable, so recall shows the loss), and queries without a rel
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from tripleforge.embed import EmbedderConfig
 from tripleforge.errors import UserError
+from tripleforge.io import iter_jsonl
 from tripleforge.metrics import (
     METRICS,
     RunStats,
@@ -127,19 +126,6 @@ class EvalDataset:
     diagnostics: dict[str, int] = field(default_factory=dict)
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
-        for no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{no}: expected a JSON object")
-            yield no, obj
-
 
 def _field(obj: dict[str, Any], keys: tuple[str, ...], where: str, what: str, required: bool = True) -> Any:
     for k in keys:
@@ -163,7 +149,7 @@ def load_corpus(path: Path) -> tuple[pl.DataFrame, int]:
     texts: list[str] = []
     seen: set[str] = set()
     dups = 0
-    for no, obj in _jsonl(path):
+    for no, obj in iter_jsonl(path):
         where = f"{path}:{no}"
         doc_id = _str(_field(obj, _DOC_ID_KEYS, where, "document id"), where, "document id")
         text = _str(_field(obj, ("text",), where, "'text'"), where, "text")
@@ -184,7 +170,7 @@ def load_queries(path: Path) -> tuple[pl.DataFrame, int]:
     """queries.jsonl -> (frame `query_id`, `text`, `task`, `prompt`, duplicate id count)."""
     rows: dict[str, tuple[str, str, str | None]] = {}
     dups = 0
-    for no, obj in _jsonl(path):
+    for no, obj in iter_jsonl(path):
         where = f"{path}:{no}"
         qid = _str(_field(obj, _QUERY_ID_KEYS, where, "query id"), where, "query id")
         text = _str(_field(obj, ("text",), where, "'text'"), where, "text")
@@ -220,7 +206,7 @@ def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
     """qrels TSV (with or without header) or JSONL -> ([(query_id, doc_id, grade)], duplicate pairs)."""
     triples: list[tuple[str, str, int]] = []
     if path.suffix == ".jsonl":
-        for no, obj in _jsonl(path):
+        for no, obj in iter_jsonl(path):
             where = f"{path}:{no}"
             q = _str(_field(obj, _QRELS_QUERY, where, "query id"), where, "query id")
             d = _str(_field(obj, _QRELS_DOC, where, "corpus id"), where, "corpus id")

@@ -97,3 +97,19 @@ def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = 
         return pl.read_parquet(p)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise UserError(f"{p}: not a readable parquet file ({type(exc).__name__})") from None
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a line that is not a JSON object stops the
+    read with `file:line: reason`."""
+    with open(path, encoding="utf-8") as fh:
+        for no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{no}: expected a JSON object")
+            yield no, obj

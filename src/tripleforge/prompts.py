@@ -7,12 +7,12 @@ answers to an older prompt.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import TypedDict
 
 from tripleforge.errors import UserError
+from tripleforge.io import iter_jsonl
 from tripleforge.tasks import LANGUAGES, Task, code_display, code_fence
 
 # Bump whenever a text below changes in a way that should invalidate cached answers.
@@ -132,14 +132,8 @@ def load_examples(examples_dir: str | Path | None, task: str, code_language: str
     if not path.is_file():
         return []
     rows: list[Example] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-        if not (isinstance(obj, dict) and isinstance(obj.get("input"), str) and isinstance(obj.get("output"), str)):
+    for lineno, obj in iter_jsonl(path):
+        if not (isinstance(obj.get("input"), str) and isinstance(obj.get("output"), str)):
             raise UserError(f"{path}:{lineno}: expected an object with string fields 'input' and 'output'")
         rows.append({"input": obj["input"], "output": obj["output"]})
     return rows
