@@ -96,7 +96,55 @@ def test_missing_model_dir_is_user_error():
 
 def test_int8_quantized_agrees_with_fp32(tmp_path):
     texts = [f"def handler_{i}(request):\n    return request.json()['{i}']" for i in range(6)]
-    fp32 = encode_documents(texts, EmbedderConfig(), cache_dir=str(tmp_path))
+    fp32 = encode_documents(texts, EmbedderConfig(dtype="float32"), cache_dir=str(tmp_path))
     int8 = encode_documents(texts, EmbedderConfig(quantize="int8"), cache_dir=str(tmp_path))
     cos = (fp32 * int8).sum(axis=1)
     assert cos.min() > 0.9  # measured ~0.93 worst case on short code; the benchmark reports ranking agreement
+
+
+CODE = [
+    "def add(a, b):\n    return a + b",
+    "class LRU:\n    def __init__(self, n):\n        self.n = n\n        self.d = {}\n" * 12,
+    "import json\n\ndef load(path):\n    with open(path) as fh:\n        return json.load(fh)",
+    "SELECT id, name FROM users WHERE active = 1 ORDER BY name",
+    "fn main() { println!(\"hello\"); }",
+] + [f"def f{i}(x):\n    return x ** {i} + {i}" for i in range(20)]
+
+
+def test_token_budget_batches_cover_every_index_once_within_limits():
+    lengths = [5, 300, 40, 40, 7, 256, 1, 40, 0, 120]
+    batches = embed.token_budget_batches(lengths, max_rows=3, max_tokens=256)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
+    assert flat.index(2) < flat.index(3) < flat.index(7)  # ties keep input order
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * lengths[b[0]] <= 256  # an over-long row goes alone
+    assert embed.token_budget_batches(lengths, 4, 0) == [flat[i:i + 4] for i in range(0, 10, 4)]  # 0: rows only
+    assert embed.token_budget_batches([], 4, 256) == []
+
+
+def test_fp32_matches_plain_sentence_transformers_encode(tmp_path):
+    """Token-budget batching changes batch shapes, not vectors: fp32 equals ST's own encode."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(embed.bundled_minilm_dir()), device="cpu")
+    st.max_seq_length = 256
+    ref = st.encode(CODE, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    ours = encode_documents(CODE, EmbedderConfig(device="cpu", dtype="float32", batch_tokens=64), cache_dir=str(tmp_path))
+    np.testing.assert_allclose(ours, ref, atol=2e-6)
+
+
+def test_cpu_auto_dtype_is_bf16_autocast_only_with_native_bf16(tmp_path):
+    auto, fp32 = EmbedderConfig(device="cpu"), EmbedderConfig(device="cpu", dtype="float32")
+    native = embed.cpu_has_native_bf16()
+    assert embed.resolve_dtype(auto, "cpu") == ("bfloat16" if native else "float32")
+    assert embed.resolve_dtype(EmbedderConfig(device="cpu", quantize="int8"), "cpu") == "float32"
+    assert (embed.config_key(auto)[0] != embed.config_key(fp32)[0]) == native  # the cache keeps them apart
+    half = encode_documents(CODE, EmbedderConfig(device="cpu", dtype="bfloat16"), cache_dir=str(tmp_path))
+    full = encode_documents(CODE, fp32, cache_dir=str(tmp_path))
+    cos = (half * full).sum(axis=1)
+    assert cos.min() > 0.999  # autocast keeps norms, softmax and pooling in fp32; measured >= 0.99997
+    assert not np.array_equal(half, full)  # it really ran in bf16
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
