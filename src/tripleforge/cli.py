@@ -54,7 +54,7 @@ HEADLINES: tuple[tuple[str, str, str], ...] = (
     ("generate", "LLM calls / cache hits", "cache_misses|cache_hits"),
     ("mine_negatives", "pairs / short of negatives", "pairs|short_of_negatives"),
     ("mine_negatives", "negatives per pair (mean)", "negatives_mean"),
-    ("mine_negatives", "positive rank median (0-based)", "pos_rank.median"),
+    ("mine_negatives", "positive rank median (1 = top hit)", "pos_rank.median"),
     ("convert_formats", "eval queries / corpus", "eval.queries|eval.corpus"),
     ("train_data", "embedder rows / dropped", "embedder_rows|dropped_total"),
     ("evaluate", "too-easy share (positive already top-1)", "quality.too_easy_share"),

@@ -32,12 +32,10 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, sha256_hex, text_id
 from tripleforge.params import StageParams
 from tripleforge.progress import bar, log
+from tripleforge.quality_report import rank_histogram
 from tripleforge.search import SearchConfig, search
 
 PAIR_COLUMNS = ("pair_id", "doc_id", "query", "pos", "neg", "prompt")
-RANK_BUCKETS = ((0, 1), (1, 5), (5, 10), (10, 20), (20, 50), (50, 100), (100, None))
-
-
 class MineParams(StageParams):
     """Params section `mine_negatives` (defaults equal params.yaml)."""
 
@@ -413,17 +411,12 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
 # metrics and plots
 
 
-def rank_histogram(ranks: list[int | None]) -> dict[str, int]:
-    hist: dict[str, int] = {}
-    for lo, hi in RANK_BUCKETS:
-        name = f"{lo}" if hi == lo + 1 else (f"{lo}-{hi - 1}" if hi is not None else f"{lo}+")
-        hist[name] = sum(1 for r in ranks if r is not None and r >= lo and (hi is None or r < hi))
-    hist["not_found"] = sum(1 for r in ranks if r is None)
-    return hist
-
-
 def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: MineParams) -> dict[str, Any]:
-    found = [r for r in report.pos_ranks if r is not None]
+    # Metrics speak 1-based ranks (1 = the positive is the top hit), as the evaluate quality
+    # report does; the `pos_rank` column stays a 0-based index (what `filter_rank` compares).
+    ranks = pl.DataFrame({"pos_rank": report.pos_ranks}, schema={"pos_rank": pl.Int64})
+    hist = rank_histogram(ranks)
+    found = [r + 1 for r in report.pos_ranks if r is not None]
     negs = out.get_column("neg").list.len() if out.height else pl.Series([], dtype=pl.UInt32)
     pos_s = out.get_column("pos_scores").explode().drop_nulls() if out.height else pl.Series([], dtype=pl.Float64)
     neg_s = out.get_column("neg_scores").explode().drop_nulls() if out.height else pl.Series([], dtype=pl.Float64)
@@ -445,7 +438,7 @@ def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: M
         "negatives_mean": round(float(negs.mean()), 4) if len(negs) else 0.0,  # type: ignore[arg-type]
         "skipped": dict(sorted(report.skipped.items())),
         "pos_rank": {
-            "histogram": rank_histogram(report.pos_ranks),
+            "histogram": dict(zip(hist["bucket"].to_list(), hist["pairs"].to_list(), strict=True)),
             "median": float(np.median(found)) if found else None,
             "mean": round(float(np.mean(found)), 4) if found else None,
             "found": len(found),
