@@ -190,6 +190,24 @@ def test_unicode_and_extra_keys_survive(tmp_path: Path) -> None:
     assert g["query"].to_list() == ["Ünïcödé — 查询"] and g["prompt"].to_list() == ["为此查询生成表示:"]
 
 
+def test_keys_the_head_does_not_show_are_still_typed(tmp_path: Path) -> None:
+    # The reader gives Arrow only the keys seen in a file's first 64 KiB; a key that appears later,
+    # an unknown key of mixed types, or an extra key in a candidate must neither slip through
+    # untyped nor change the frame.
+    head = [SPEC_PAIR] * 1000  # ~170 KB
+    late_bad = write_lines(tmp_path / "late.jsonl", [*head, {**SPEC_PAIR, "prompt": 5}])
+    with pytest.raises(UserError, match=r"late.jsonl:1001: 'prompt' must be str, got int"):
+        F.read_records(late_bad)
+    late_ok = F.read_records(write_lines(tmp_path / "ok.jsonl", [*head, {**SPEC_PAIR, "prompt": "p"}])).frame
+    assert late_ok["prompt"].to_list()[-2:] == [None, "p"]
+    assert dict(late_ok.select(list(F.READ_SCHEMA)).schema) == F.READ_SCHEMA
+    mixed_unknown = write_lines(tmp_path / "m.jsonl", [{**SPEC_PAIR, "id": 1}, {**SPEC_PAIR, "id": "x"}])
+    assert F.read_records(mixed_unknown).frame.height == 2
+    cand = {**SPEC_CANDIDATES, "candidates": [{**c, "extra": 1} for c in SPEC_CANDIDATES["candidates"]]}
+    frame = F.read_records(write_lines(tmp_path / "c.jsonl", [cand])).frame
+    assert frame.schema["candidates"] == pl.List(F.CANDIDATE)
+
+
 def test_sentence_transformers_layouts(tmp_path: Path) -> None:
     g, p, _ = F.read_external(write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET]))
     assert F.st_triplet(g).columns == ["anchor", "positive", "negative"]
