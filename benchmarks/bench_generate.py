@@ -16,11 +16,9 @@ Writes benchmarks/results/generate.json and prints the ratios.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -38,27 +36,14 @@ from tripleforge.hashing import text_id  # noqa: E402
 from tripleforge.llm.base import ChatRequest, ChatResult, OnResult  # noqa: E402
 from tripleforge.llm.cache import ResponseCache  # noqa: E402
 from tripleforge.llm.llama_cpp import LlamaCppBackend  # noqa: E402
+
+from python_functions import python_functions  # noqa: E402  (benchmarks/ is sys.path[0])
 from tripleforge.llm.openai_compat import OpenAICompatBackend  # noqa: E402
 
 
 def stdlib_docs(limit: int) -> pl.DataFrame:
     """Python stdlib functions of 150-900 chars, deterministic order."""
-    texts: list[str] = []
-    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
-        try:
-            src = path.read_text(encoding="utf-8")
-            tree = ast.parse(src)
-        except (SyntaxError, UnicodeDecodeError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef):
-                code = ast.get_source_segment(src, node) or ""
-                if 150 <= len(code) <= 900 and code not in texts:
-                    texts.append(code)
-                    if len(texts) >= limit:
-                        break
-        if len(texts) >= limit:
-            break
+    texts = [code for _, code in python_functions(limit, 150, 900, with_docstring=False, include_async=False)]
     return pl.DataFrame({"doc_id": [text_id(t) for t in texts], "text": texts,
                          "code_language": ["python"] * len(texts)})
 

@@ -1,26 +1,31 @@
 """Benchmark: encoding, mining and big-pool search against sentence-transformers, same data, one run.
 
-    .venv/bin/python benchmarks/bench_mining.py [--pool 600] [--queries 150] [--encode 256] [--big 200000]
+    .venv/bin/python benchmarks/bench_mining.py [--pool 1200] [--queries 300] [--encode 192] [--big 200000] [--ann-docs 8000]
 
 Every measurement runs in its own subprocess so peak RSS (ru_maxrss) is that measurement's own.
 Data: functions with docstrings from the Python standard library (query = first docstring line,
-positive = the function source); the big-pool part uses random unit vectors (d=384).
+positive = the function source). Encoding compares plain sentence-transformers `encode` (fp32) with
+ours at its default (`dtype: auto`: bf16 autocast on a CPU with native bf16, else fp32), forced fp32
+and int8, and reports agreement with the fp32 vectors and docstring->function retrieval quality.
+The big-pool part uses random unit vectors (d=384) to show memory staying flat; the approximate
+search part measures IVF/HNSW recall on real MiniLM vectors of stdlib + site-packages functions.
 Writes benchmarks/results/mining.json and prints ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import resource
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+from python_functions import python_functions  # benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mining.json"
@@ -31,26 +36,7 @@ def stdlib_functions(limit: int) -> list[tuple[str, str]]:
     data = os.environ.get("BENCH_DATA")
     if data and os.path.exists(data):
         return [tuple(x) for x in json.load(open(data))[:limit]]  # type: ignore[misc]
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
-        try:
-            src = path.read_text(encoding="utf-8")
-            tree = ast.parse(src)
-        except (SyntaxError, UnicodeDecodeError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                code = ast.get_source_segment(src, node) or ""
-                if doc and 200 <= len(code) <= 2000 and code not in seen:
-                    first = doc.strip().splitlines()[0].strip()
-                    if len(first) > 15:
-                        seen.add(code)
-                        out.append((first, code))
-                        if len(out) >= limit:
-                            return out
-    return out
+    return python_functions(limit, 200, 2000, with_docstring=True)
 
 
 def rss_mb() -> float:
@@ -60,11 +46,22 @@ def rss_mb() -> float:
 # ------------------------------------------------------------------------------ parts (subprocess)
 
 
-def part_encode(kind: str, n: int, workdir: str) -> dict:
-    import numpy as np
+ENCODE_KINDS = ("st", "ours", "ours_fp32", "ours_int8")
 
+
+def _our_config(kind: str, **kw: object):  # type: ignore[no-untyped-def]
+    """ours = the default config (dtype auto: bf16 autocast on a CPU with native bf16, else fp32)."""
+    from tripleforge.embed import EmbedderConfig
+
+    extra = {"ours": {}, "ours_fp32": {"dtype": "float32"}, "ours_int8": {"quantize": "int8"}}[kind]
+    return EmbedderConfig(device="cpu", **extra, **kw)  # type: ignore[arg-type]
+
+
+def part_encode(kind: str, n: int, workdir: str) -> dict:
+    """Encode n functions (timed), then their docstring queries (untimed, for retrieval quality)."""
     os.makedirs(workdir, exist_ok=True)
-    texts = [code for _, code in stdlib_functions(n)]
+    funcs = stdlib_functions(n)
+    texts, queries = [code for _, code in funcs], [q for q, _ in funcs]
     t0 = time.perf_counter()
     if kind == "st":
         from sentence_transformers import SentenceTransformer
@@ -75,17 +72,42 @@ def part_encode(kind: str, n: int, workdir: str) -> dict:
         model.max_seq_length = 256
         t1 = time.perf_counter()
         emb = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        t2 = time.perf_counter()
+        q_emb = model.encode(queries, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        dtype = "float32"
     else:
-        from tripleforge.embed import EmbedderConfig, encode_documents, get_encoder
+        from tripleforge.embed import encode_documents, encode_queries, get_encoder, resolve_dtype
 
-        cfg = EmbedderConfig(device="cpu", quantize="int8" if kind == "ours_int8" else "none")
+        cfg = _our_config(kind)
         get_encoder(cfg)
         t1 = time.perf_counter()
         emb = encode_documents(texts, cfg, cache_dir=os.path.join(workdir, f"cache-{kind}"))
-    t2 = time.perf_counter()
+        t2 = time.perf_counter()
+        q_emb = encode_queries(queries, cfg, cache_dir=os.path.join(workdir, f"cache-{kind}"))
+        dtype = resolve_dtype(cfg, "cpu")
     np.save(os.path.join(workdir, f"enc-{kind}.npy"), emb)
+    np.save(os.path.join(workdir, f"query-{kind}.npy"), q_emb)
     return {"docs": len(texts), "load_s": t1 - t0, "encode_s": t2 - t1, "docs_per_s": len(texts) / (t2 - t1),
-            "peak_rss_mb": rss_mb()}
+            "dtype": dtype, "peak_rss_mb": rss_mb()}
+
+
+def retrieval_quality(q: np.ndarray, d: np.ndarray) -> dict:
+    """Query i's relevant document is function i: MRR@10 and Recall@10 over all functions."""
+    order = np.argsort(-(q @ d.T), axis=1, kind="stable")[:, :10]
+    hit = order == np.arange(len(q))[:, None]
+    ranks = np.where(hit.any(1), hit.argmax(1) + 1, 0)
+    return {"mrr_at_10": float(np.mean(np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0))),
+            "recall_at_10": float(hit.any(1).mean())}
+
+
+def agreement(x: np.ndarray, ref: np.ndarray) -> dict:
+    """Cosine of each vector to the reference's, and the overlap of each document's 10 nearest neighbours."""
+    cos = (x * ref).sum(1)
+    tx = np.argsort(-(x @ x.T), axis=1, kind="stable")[:, 1:11]
+    tr = np.argsort(-(ref @ ref.T), axis=1, kind="stable")[:, 1:11]
+    overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(tx, tr, strict=True)]))
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+            "max_abs_diff": float(np.abs(x - ref).max()), "top10_neighbour_overlap": overlap}
 
 
 def _pairs(n_pool: int, n_queries: int):
@@ -96,14 +118,15 @@ def _pairs(n_pool: int, n_queries: int):
 
 
 def part_mine_st(n_pool: int, n_queries: int, workdir: str, margin: float) -> dict:
+    """load_s: imports + model; mine_s: the `mine_hard_negatives` call (encoding, search, selection)."""
+    funcs, chosen = _pairs(n_pool, n_queries)
+    t0 = time.perf_counter()
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
     from tripleforge.embed import bundled_minilm_dir
 
-    funcs, chosen = _pairs(n_pool, n_queries)
-    t0 = time.perf_counter()
     model = SentenceTransformer(str(bundled_minilm_dir()), device="cpu")
     model.max_seq_length = 256
     ds = Dataset.from_dict({"query": [q for q, _ in chosen], "pos": [c for _, c in chosen]})
@@ -118,16 +141,21 @@ def part_mine_st(n_pool: int, n_queries: int, workdir: str, margin: float) -> di
             "rows_out": len(out), "peak_rss_mb": rss_mb()}
 
 
-def part_mine_ours(n_pool: int, n_queries: int, workdir: str, margin: float, quantize: str, cache: str) -> dict:
+def part_mine_ours(n_pool: int, n_queries: int, workdir: str, margin: float, kind: str, cache: str) -> dict:
+    """load_s: imports + (cold runs only) the model, as ST's API is handed a loaded model;
+    mine_s: the `mine_negatives` call. A warm run needs no model: every vector is cached."""
+    funcs, chosen = _pairs(n_pool, n_queries)
+    warm = os.path.exists(os.path.join(workdir, cache))
+    t0 = time.perf_counter()
     import polars as pl
 
-    from tripleforge.embed import EmbedderConfig
+    from tripleforge.embed import get_encoder
     from tripleforge.hashing import text_id
     from tripleforge.mining import MineParams, mine_negatives
 
-    funcs, chosen = _pairs(n_pool, n_queries)
-    t0 = time.perf_counter()
-    cfg = EmbedderConfig(device="cpu", quantize=quantize)
+    cfg = _our_config(kind)
+    if not warm:
+        get_encoder(cfg)
     pairs = pl.DataFrame({
         "pair_id": [f"p{i:05d}" for i in range(len(chosen))],
         "doc_id": [text_id(c) for _, c in chosen],
@@ -145,8 +173,6 @@ def part_mine_ours(n_pool: int, n_queries: int, workdir: str, margin: float, qua
 
 
 def part_big(n_pool: int, n_queries: int, method: str) -> dict:
-    import numpy as np
-
     from tripleforge.mining import Rules, select_chunk
     from tripleforge.search import SearchConfig, search
 
@@ -178,6 +204,35 @@ def part_big(n_pool: int, n_queries: int, method: str) -> dict:
             "full_matrix_would_be_mb": n_queries * n_pool * 4 / 2**20}
 
 
+def part_ann_real(n: int, workdir: str) -> dict:
+    """Approximate search on real MiniLM vectors: recall@10/@100 of IVF and HNSW against exact search."""
+    from tripleforge.embed import encode_documents, encode_queries
+    from tripleforge.search import SearchConfig, search
+
+    funcs = python_functions(n, 200, 2000, with_docstring=True, site_packages=True)
+    cfg = _our_config("ours", max_length=128)  # 128 tokens: the index sees the same kind of vectors, encoding costs half
+    cache = os.path.join(workdir, "cache-ann")
+    docs = encode_documents([c for _, c in funcs], cfg, cache_dir=cache)
+    queries = encode_queries([q for q, _ in funcs], cfg, cache_dir=cache)
+    out: dict = {"docs": len(funcs), "queries": len(funcs), "max_length": 128}
+    t0 = time.perf_counter()
+    exact = search(queries, docs, 100)
+    out["exact"] = {"queries_per_s": len(funcs) / (time.perf_counter() - t0)}
+    settings = {"ivf_nprobe16": SearchConfig(method="ivf", ivf_nprobe=16),
+                "ivf_nprobe64": SearchConfig(method="ivf", ivf_nprobe=64),
+                "hnsw_m32_ef256": SearchConfig(method="hnsw")}
+    for name, sc in settings.items():
+        t0 = time.perf_counter()
+        res = search(queries, docs, 100, sc)
+        qps = len(funcs) / (time.perf_counter() - t0)
+        rec = {}
+        for k in (10, 100):
+            hits = sum(len(set(a[:k]) & set(b[:k])) for a, b in zip(res.indices, exact.indices, strict=True))
+            rec[f"recall_at_{k}"] = hits / float(k * len(funcs))
+        out[name] = {**rec, "queries_per_s_incl_build": qps, "stage_reported_recall": res.recall}
+    return out
+
+
 # ------------------------------------------------------------------------------ orchestration
 
 
@@ -195,22 +250,22 @@ def sub(*args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", nargs="*")
-    ap.add_argument("--pool", type=int, default=600)
-    ap.add_argument("--queries", type=int, default=150)
+    ap.add_argument("--pool", type=int, default=1200)
+    ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--encode", type=int, default=192)
     ap.add_argument("--big", type=int, default=200_000)
     ap.add_argument("--big-queries", type=int, default=5_000)
+    ap.add_argument("--ann-docs", type=int, default=8_000, help="real functions for the IVF/HNSW recall part (0: skip)")
     a = ap.parse_args()
     if a.part:
         name, *rest = a.part
         fn = {"encode": lambda: part_encode(rest[0], int(rest[1]), rest[2]),
               "mine_st": lambda: part_mine_st(int(rest[0]), int(rest[1]), rest[2], float(rest[3])),
               "mine_ours": lambda: part_mine_ours(int(rest[0]), int(rest[1]), rest[2], float(rest[3]), rest[4], rest[5]),
-              "big": lambda: part_big(int(rest[0]), int(rest[1]), rest[2])}[name]
+              "big": lambda: part_big(int(rest[0]), int(rest[1]), rest[2]),
+              "ann_real": lambda: part_ann_real(int(rest[0]), rest[1])}[name]
         print(json.dumps(fn()))
         return
-
-    import numpy as np
 
     work = tempfile.mkdtemp(prefix="bench-mining-")
     data = os.path.join(work, "functions.json")
@@ -220,48 +275,46 @@ def main() -> None:
     results: dict = {"machine": {"cpus": os.cpu_count()}, "model": "all-MiniLM-L6-v2 (bundled), max_length 256",
                      "data": "stdlib functions with docstrings; query = first docstring line"}
     print("encoding ...", flush=True)
-    # two interleaved rounds, best of two: the shared machine's load varies by the minute
+    # two interleaved rounds, best of two: load on a shared machine varies by the minute
     enc: dict = {}
     for rnd in range(2):
-        for k in ("st", "ours", "ours_int8"):
+        for k in ENCODE_KINDS:
             r = sub("encode", k, str(a.encode), f"{work}/r{rnd}")
             if k not in enc or r["docs_per_s"] > enc[k]["docs_per_s"]:
                 enc[k] = {**r, "round": rnd}
-    import shutil
-    for k in ("st", "ours", "ours_int8"):
-        shutil.copy(f"{work}/r{enc[k]['round']}/enc-{k}.npy", os.path.join(work, f"enc-{k}.npy"))
-    st_e, fp, i8 = (np.load(os.path.join(work, f"enc-{k}.npy")) for k in ("st", "ours", "ours_int8"))
-
-    def top10_overlap(x: np.ndarray, y: np.ndarray) -> float:
-        tx = np.argsort(-(x @ x.T), axis=1)[:, 1:11]
-        ty = np.argsort(-(y @ y.T), axis=1)[:, 1:11]
-        return float(np.mean([len(set(p) & set(r)) / 10 for p, r in zip(tx, ty)]))
-
+    vec = {k: (np.load(f"{work}/r{enc[k]['round']}/enc-{k}.npy"), np.load(f"{work}/r{enc[k]['round']}/query-{k}.npy"))
+           for k in ENCODE_KINDS}
     results["encoding"] = {
-        **{k: v for k, v in enc.items()},
-        "speedup_ours_fp32_vs_st": enc["ours"]["docs_per_s"] / enc["st"]["docs_per_s"],
-        "speedup_ours_int8_vs_st": enc["ours_int8"]["docs_per_s"] / enc["st"]["docs_per_s"],
-        "fp32_max_abs_diff_vs_st": float(np.abs(fp - st_e).max()),
-        "int8_cosine_vs_st": {"mean": float((i8 * st_e).sum(1).mean()), "min": float((i8 * st_e).sum(1).min())},
-        "int8_top10_neighbour_overlap_vs_st": top10_overlap(i8, st_e),
+        **enc,
+        **{f"speedup_{k}_vs_st": enc[k]["docs_per_s"] / enc["st"]["docs_per_s"] for k in ENCODE_KINDS[1:]},
+        "agreement_with_st": {k: agreement(vec[k][0], vec["st"][0]) for k in ENCODE_KINDS[1:]},
+        "retrieval_docstring_to_function": {k: retrieval_quality(vec[k][1], vec[k][0]) for k in ENCODE_KINDS},
     }
     print("mining ...", flush=True)
     st_cold = sub("mine_st", str(a.pool), str(a.queries), work, "0.05")
     st_warm = sub("mine_st", str(a.pool), str(a.queries), work, "0.10")  # embeddings from its cache_folder
-    ours_cold = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "none", "cache-mine")
-    ours_warm = sub("mine_ours", str(a.pool), str(a.queries), work, "0.10", "none", "cache-mine")
-    ours_int8 = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "int8", "cache-mine-int8")
+    ours_cold = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "ours", "cache-mine")
+    ours_warm = sub("mine_ours", str(a.pool), str(a.queries), work, "0.10", "ours", "cache-mine")
+    ours_fp32 = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "ours_fp32", "cache-mine-fp32")
+    ours_int8 = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "ours_int8", "cache-mine-int8")
     results["mining"] = {
         "settings": "range 0-100, relative margin 0.05 (ours: relative_margin 0.95), 15 negatives, top",
         "st_cold": st_cold, "st_warm_cache_margin_change": st_warm,
-        "ours_cold": ours_cold, "ours_warm_margin_change": ours_warm, "ours_int8_cold": ours_int8,
+        "ours_cold": ours_cold, "ours_warm_margin_change": ours_warm,
+        "ours_fp32_cold": ours_fp32, "ours_int8_cold": ours_int8,
+        "speedup_cold_mining_call_vs_st": st_cold["mine_s"] / ours_cold["mine_s"],
+        "speedup_fp32_cold_mining_call_vs_st": st_cold["mine_s"] / ours_fp32["mine_s"],
         "speedup_cold_end_to_end_vs_st": st_cold["wall_s"] / ours_cold["wall_s"],
+        "speedup_fp32_cold_end_to_end_vs_st": st_cold["wall_s"] / ours_fp32["wall_s"],
         "speedup_int8_cold_end_to_end_vs_st": st_cold["wall_s"] / ours_int8["wall_s"],
         "speedup_warm_end_to_end_vs_st_warm": st_warm["wall_s"] / ours_warm["wall_s"],
         "speedup_warm_mining_call_vs_st_warm": (st_warm["load_s"] + st_warm["mine_s"]) / (ours_warm["load_s"] + ours_warm["mine_s"]),
         "remine_warm_vs_cold_ours_mining_call": ours_cold["mine_s"] / ours_warm["mine_s"],
         "remine_warm_vs_cold_ours_end_to_end": ours_cold["wall_s"] / ours_warm["wall_s"],
     }
+    if a.ann_docs:
+        print("approximate search on real vectors ...", flush=True)
+        results["ann_real_vectors"] = sub("ann_real", str(a.ann_docs), work)
     print("big pool ...", flush=True)
     big = {}
     for n in (a.big // 4, a.big // 2, a.big):
@@ -271,14 +324,21 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     e, m = results["encoding"], results["mining"]
-    print(f"encoding docs/s: st {e['st']['docs_per_s']:.1f}  ours fp32 {e['ours']['docs_per_s']:.1f} "
-          f"({e['speedup_ours_fp32_vs_st']:.2f}x)  ours int8 {e['ours_int8']['docs_per_s']:.1f} "
-          f"({e['speedup_ours_int8_vs_st']:.2f}x, cos {e['int8_cosine_vs_st']['mean']:.3f}, "
-          f"top10 overlap {e['int8_top10_neighbour_overlap_vs_st']:.2f})")
-    print(f"mining cold end-to-end vs ST: {m['speedup_cold_end_to_end_vs_st']:.2f}x (int8 {m['speedup_int8_cold_end_to_end_vs_st']:.2f}x); "
+    for k in ENCODE_KINDS:
+        ag = e["agreement_with_st"].get(k, {})
+        rq = e["retrieval_docstring_to_function"][k]
+        print(f"encode {k:10s} {e[k]['dtype']:9s} {e[k]['docs_per_s']:6.1f} docs/s "
+              f"({e[k]['docs_per_s'] / e['st']['docs_per_s']:.2f}x st)  MRR@10 {rq['mrr_at_10']:.4f}"
+              + (f"  cos min {ag['cosine_min']:.5f}  top-10 overlap {ag['top10_neighbour_overlap']:.3f}" if ag else ""))
+    print(f"mining cold, mining call vs ST: {m['speedup_cold_mining_call_vs_st']:.2f}x "
+          f"(fp32 {m['speedup_fp32_cold_mining_call_vs_st']:.2f}x); end-to-end: {m['speedup_cold_end_to_end_vs_st']:.2f}x "
+          f"(fp32 {m['speedup_fp32_cold_end_to_end_vs_st']:.2f}x, int8 {m['speedup_int8_cold_end_to_end_vs_st']:.2f}x); "
           f"warm vs ST warm: {m['speedup_warm_end_to_end_vs_st_warm']:.2f}x end-to-end, "
           f"{m['speedup_warm_mining_call_vs_st_warm']:.2f}x mining call; re-mine warm vs cold: "
           f"{m['remine_warm_vs_cold_ours_mining_call']:.1f}x mining call, {m['remine_warm_vs_cold_ours_end_to_end']:.1f}x end-to-end")
+    for k, v in results.get("ann_real_vectors", {}).items():
+        if isinstance(v, dict) and "recall_at_100" in v:
+            print(f"real vectors {k}: recall@10 {v['recall_at_10']:.3f} recall@100 {v['recall_at_100']:.3f}")
     for k, v in big.items():
         print(f"{k}: {v['queries_per_s']:.0f} q/s, peak RSS {v['peak_rss_mb']:.0f} MB "
               f"(corpus {v['corpus_mb']:.0f} MB, full matrix would be {v['full_matrix_would_be_mb']:.0f} MB), recall {v['recall_at_100']}")
