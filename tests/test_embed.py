@@ -148,3 +148,25 @@ def test_cpu_auto_dtype_is_bf16_autocast_only_with_native_bf16(tmp_path):
     assert cos.min() > 0.999  # autocast keeps norms, softmax and pooling in fp32; measured >= 0.99997
     assert not np.array_equal(half, full)  # it really ran in bf16
     np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
+
+
+def test_bf16_linear_weights_give_the_vectors_of_autocast_over_fp32_weights():
+    """The bf16 path stores Linear weights in bf16; autocast casts them to bf16 anyway, so the
+    vectors must equal plain autocast over the fp32 model, batch for batch."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    cfg = EmbedderConfig(device="cpu", dtype="bfloat16", batch_tokens=128)
+    enc = embed.get_encoder(cfg)
+    linear = [m for m in enc.model.modules() if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in enc.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    assert norms and all(m.weight.dtype == torch.float32 for m in norms)
+
+    st = SentenceTransformer(str(embed.bundled_minilm_dir()), device="cpu")
+    st.max_seq_length = cfg.max_length
+    ref = np.zeros((len(CODE), enc.dim), dtype=np.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for idx in embed.token_budget_batches(enc.token_lengths(CODE), cfg.batch_size, 128):
+            ref[idx] = st.encode([CODE[i] for i in idx], batch_size=len(idx), normalize_embeddings=True)
+    np.testing.assert_allclose(enc.encode(CODE, cfg.batch_size), ref, atol=1e-7)
