@@ -190,6 +190,19 @@ def test_unicode_and_extra_keys_survive(tmp_path: Path) -> None:
     assert g["query"].to_list() == ["Ünïcödé — 查询"] and g["prompt"].to_list() == ["为此查询生成表示:"]
 
 
+def test_blank_lines_keep_numbering_and_two_records_on_a_line_are_reported(tmp_path: Path) -> None:
+    q = json.dumps(SPEC_PAIR)
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(f"{q}\r\n\r\n   \n\t\n  {q}\n\n".encode())
+    assert F.read_records(path).frame["line"].to_list() == [1, 5]
+    # Arrow reads "{...} {...}" as two records; with a whitespace-only line the record count
+    # would equal the line count, yet the line must still be rejected
+    bad = tmp_path / "two.jsonl"
+    bad.write_text(f"{q}\n{q} {q}\n   \n{q}\n")
+    with pytest.raises(UserError, match=r"two.jsonl:2: invalid JSON"):
+        F.read_records(bad)
+
+
 def test_keys_the_head_does_not_show_are_still_typed(tmp_path: Path) -> None:
     # The reader gives Arrow only the keys seen in a file's first 64 KiB; a key that appears later,
     # an unknown key of mixed types, or an extra key in a candidate must neither slip through
