@@ -1,8 +1,10 @@
 """Benchmark: encoding, mining and big-pool search against sentence-transformers, same data, one run.
 
-    .venv/bin/python benchmarks/bench_mining.py [--pool 1200] [--queries 300] [--encode 192] [--big 200000] [--ann-docs 8000]
+    .venv/bin/python benchmarks/bench_mining.py [--pool 1200] [--queries 300] [--encode 192] [--big 200000] [--ann-docs 8000] [--mining-rounds 2]
 
-Every measurement runs in its own subprocess so peak RSS (ru_maxrss) is that measurement's own.
+Every measurement runs in its own subprocess so peak RSS (ru_maxrss) is that measurement's own;
+encoding and cold mining run in interleaved rounds and keep each kind's best, as a shared machine's
+load varies by the minute.
 Data: functions with docstrings from the Python standard library (query = first docstring line,
 positive = the function source). Encoding compares plain sentence-transformers `encode` (fp32) with
 ours at its default (`dtype: auto`: bf16 autocast on a CPU with native bf16, else fp32), forced fp32
@@ -255,6 +257,7 @@ def main() -> None:
     ap.add_argument("--encode", type=int, default=192)
     ap.add_argument("--big", type=int, default=200_000)
     ap.add_argument("--big-queries", type=int, default=5_000)
+    ap.add_argument("--mining-rounds", type=int, default=2, help="interleaved cold mining rounds (best is kept)")
     ap.add_argument("--ann-docs", type=int, default=8_000, help="real functions for the IVF/HNSW recall part (0: skip)")
     a = ap.parse_args()
     if a.part:
@@ -291,14 +294,26 @@ def main() -> None:
         "retrieval_docstring_to_function": {k: retrieval_quality(vec[k][1], vec[k][0]) for k in ENCODE_KINDS},
     }
     print("mining ...", flush=True)
-    st_cold = sub("mine_st", str(a.pool), str(a.queries), work, "0.05")
-    st_warm = sub("mine_st", str(a.pool), str(a.queries), work, "0.10")  # embeddings from its cache_folder
-    ours_cold = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "ours", "cache-mine")
-    ours_warm = sub("mine_ours", str(a.pool), str(a.queries), work, "0.10", "ours", "cache-mine")
-    ours_fp32 = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "ours_fp32", "cache-mine-fp32")
-    ours_int8 = sub("mine_ours", str(a.pool), str(a.queries), work, "0.05", "ours_int8", "cache-mine-int8")
+    # Cold runs in interleaved rounds, each round in its own directory (so ST's cache_folder and
+    # ours start empty), best mining call per kind; the warm re-runs reuse round 0's caches.
+    P, Q = str(a.pool), str(a.queries)
+    cold: dict = {}
+    for rnd in range(a.mining_rounds):
+        wd = f"{work}/m{rnd}"
+        os.makedirs(wd, exist_ok=True)
+        for k in ("st", "ours", "ours_fp32", "ours_int8"):
+            r = (sub("mine_st", P, Q, wd, "0.05") if k == "st"
+                 else sub("mine_ours", P, Q, wd, "0.05", k, f"cache-mine-{k}"))
+            rounds = [*cold.get(k, {}).get("rounds", []), {"mine_s": r["mine_s"], "wall_s": r["wall_s"]}]
+            if k not in cold or r["mine_s"] < cold[k]["mine_s"]:
+                cold[k] = {**r, "round": rnd}
+            cold[k]["rounds"] = rounds
+    st_cold, ours_cold, ours_fp32, ours_int8 = cold["st"], cold["ours"], cold["ours_fp32"], cold["ours_int8"]
+    st_warm = sub("mine_st", P, Q, f"{work}/m0", "0.10")  # embeddings from its cache_folder
+    ours_warm = sub("mine_ours", P, Q, f"{work}/m0", "0.10", "ours", "cache-mine-ours")
     results["mining"] = {
         "settings": "range 0-100, relative margin 0.05 (ours: relative_margin 0.95), 15 negatives, top",
+        "cold_runs": f"best mining call of {a.mining_rounds} interleaved rounds (all rounds under 'rounds')",
         "st_cold": st_cold, "st_warm_cache_margin_change": st_warm,
         "ours_cold": ours_cold, "ours_warm_margin_change": ours_warm,
         "ours_fp32_cold": ours_fp32, "ours_int8_cold": ours_int8,
