@@ -25,6 +25,7 @@ def main(
     from tripleforge.beir import eval_tables, write_beir
     from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
     from tripleforge.errors import UserError
+    from tripleforge.inputs import warn_untracked
     from tripleforge.io import read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.progress import log
@@ -38,12 +39,13 @@ def main(
             raise UserError(f"params.yaml: convert_formats.external: file not found: {path}")
     c = convert_all(mined, str(triplets), p)
     corpus, queries, qrels = eval_tables(c.grouped.filter(pl.col("split") == "eval"))
+    untracked = warn_untracked("convert_formats.external", p.external)
     # Everything is computed before the first write, so a bad input never leaves half the outputs.
     write_parquet(c.grouped, out_dir / "triplets.parquet")
     write_parquet(c.pairs, out_dir / "pairs.parquet")
     write_beir(out_dir / "eval", corpus, queries, qrels, coir_naming=p.coir_naming)
     sizes = {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}
-    write_json(convert_metrics(c, sizes), metrics)
+    write_json({**convert_metrics(c, sizes), "untracked_inputs": untracked}, metrics)
     log(f"convert-formats: {c.grouped.height} triplets, {c.pairs.height} pairs, eval {sizes}, dropped {sum(c.drops.values())}")
 
 

@@ -48,6 +48,7 @@ def main(
         per_task_frame,
         summarize,
     )
+    from tripleforge.inputs import warn_untracked
     from tripleforge.io import atomic_dir, atomic_path, read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.quality_report import quality_report, rank_histogram
@@ -71,6 +72,7 @@ def main(
         summary["quality"] = quality_report(trip, str(triplets))
         hist = rank_histogram(trip)
 
+    untracked = warn_untracked("evaluate.external", cfg.external)
     write_parquet(result.per_query, per_query)
     # the curves dir is a DVC output: rebuilt whole so a removed model leaves no stale file
     with atomic_dir(curves) as tmp_dir:
@@ -82,7 +84,7 @@ def main(
         hist = pl.DataFrame(schema={"bucket": pl.String, "pairs": pl.Int64, "share": pl.Float64})
     with atomic_path(pos_rank) as tmp:
         hist.write_csv(tmp, float_precision=5)
-    write_json(summary, metrics)
+    write_json({**summary, "untracked_inputs": untracked}, metrics)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from tripleforge.corpus import SampleParams, sample_corpus
+from tripleforge.corpus import SampleParams, input_files, sample_corpus
+from tripleforge.inputs import warn_untracked
 from tripleforge.io import write_json, write_parquet
 from tripleforge.params import load_params
 from tripleforge.progress import log
@@ -33,9 +34,10 @@ def main(
         log("sample: skipped " + ", ".join(f"{k}={v}" for k, v in skipped.items()))
     if result.metrics["docs"] == 0:
         log(f"warning: no documents found in corpus '{p.corpus}' (files read: {result.metrics['files_read']})")
+    untracked = warn_untracked("sample.corpus/external", input_files(p))
     write_parquet(result.docs, docs)
     write_parquet(result.pool, pool)
-    write_json(result.metrics, metrics)
+    write_json({**result.metrics, "untracked_inputs": untracked}, metrics)
     log(f"sample: {result.metrics['docs']} docs, {result.metrics['pool']} pool "
         f"from {result.metrics['files_read']} files ({result.metrics['candidates']} unique units)")
 

@@ -75,6 +75,7 @@ def test_stage_external_dataset(workdir: Path) -> None:
     m = json.loads((workdir / "metrics/evaluate.json").read_text())
     assert set(m["models"]["minilm"]) == {"eval", "ext-coir"}
     assert "quality" not in m
+    assert m["untracked_inputs"] == [str(ext)]  # outside data/external/: dvc repro would miss edits
 
 
 @pytest.mark.parametrize(

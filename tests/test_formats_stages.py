@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 from formats_data import SPEC_CANDIDATES, SPEC_TRIPLET, mined_frame, write_lines
@@ -111,3 +112,28 @@ def test_dvc_repro_runs_both_stages(tmp_path: Path) -> None:
     assert "Running stage 'train-data'" in log and "Running stage 'convert-formats'" not in log
     metrics = dvc(repo, "metrics", "show", "--json").stdout
     assert "train_data.json" in metrics and "convert_formats.json" in metrics
+
+
+@pytest.mark.e2e
+def test_dvc_repro_watches_external_files_under_data_external_and_warns_about_others(tmp_path: Path) -> None:
+    repo = make_project_repo(tmp_path, params={"convert_formats": {"external": [
+        "data/external/ext.jsonl", "other.jsonl"]}}, stages=["convert-formats"])
+    (repo / "data" / "mined").mkdir(parents=True)
+    mined_frame(n_docs=4, n_neg=3).write_parquet(repo / "data" / "mined" / "triplets.parquet")
+    write_lines(repo / "data" / "external" / "ext.jsonl", [SPEC_TRIPLET])
+    write_lines(repo / "other.jsonl", [{**SPEC_TRIPLET, "query": "other"}])
+    first = dvc(repo, "repro")
+    assert "other.jsonl is outside data/external/" in first.stderr + first.stdout
+    m = json.loads((repo / "metrics" / "convert_formats.json").read_text())
+    assert m["untracked_inputs"] == ["other.jsonl"]
+    assert "up to date" in dvc(repo, "status").stdout
+    # an edit outside data/external/ goes unseen (hence the warning) ...
+    write_lines(repo / "other.jsonl", [{**SPEC_TRIPLET, "query": "other, edited"}])
+    assert "up to date" in dvc(repo, "status").stdout
+    # ... an edit inside it re-runs the stage and reaches the outputs
+    write_lines(repo / "data" / "external" / "ext.jsonl", [{**SPEC_TRIPLET, "query": "edited"}])
+    assert "convert-formats" in dvc(repo, "status").stdout
+    assert "Running stage 'convert-formats'" in dvc(repo, "repro").stdout
+    m = json.loads((repo / "metrics" / "convert_formats.json").read_text())
+    assert m["by_source"]["data/external/ext.jsonl"]["rows_read"] == 1
+    assert "edited" in pl.read_parquet(repo / "data" / "formats" / "triplets.parquet")["query"].to_list()

@@ -149,9 +149,18 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
+def reads_stdlib(params: SampleParams) -> bool:
+    return params.corpus_kind == "python-stdlib" or (params.corpus_kind == "auto" and params.corpus == "python-stdlib")
+
+
+def input_files(params: SampleParams) -> list[str]:
+    """The user-named paths the stage reads: the corpus folder (unless the stdlib) and `external`."""
+    return ([] if reads_stdlib(params) else [params.corpus]) + list(params.external)
+
+
 def resolve_corpus(params: SampleParams) -> tuple[str, Path]:
     """(kind, root). A missing path is a UserError naming the params key, raised before any work."""
-    if params.corpus_kind == "python-stdlib" or (params.corpus_kind == "auto" and params.corpus == "python-stdlib"):
+    if reads_stdlib(params):
         return "python-stdlib", stdlib_root()
     root = Path(params.corpus).expanduser()
     if not root.exists():

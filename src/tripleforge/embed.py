@@ -48,7 +48,7 @@ class EmbedderConfig(StageParams):
     max_length: int = 256
     batch_size: int = 32  # most rows per forward pass
     # Most padded tokens per forward pass (0: no cap). Length-sorted batches under a token budget
-    # keep each pass cache-sized on CPU: measured 1.35x fp32 throughput over 32 x 256-token
+    # keep each pass cache-sized on CPU: measured 1.2-1.3x fp32 throughput over 32 x 256-token
     # batches. null = auto: 2048 on CPU, no cap on GPU (large batches feed the GPU better).
     batch_tokens: int | None = None
     query_instruction_format: str = DEFAULT_QUERY_FORMAT
