@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from tripleforge.errors import UserError
-from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, name_input_file, new_app, user_errors
 
 app = new_app("Mine hard negatives for generated pairs from the candidate pool.")
 
@@ -39,12 +39,14 @@ def main(
     try:
         triplets, report = mine_negatives(pairs_df, pool_df, cfg)
     except UserError as exc:
-        raise UserError(str(exc).replace("pairs:", f"{pairs}:", 1).replace("pool:", f"{pool}:", 1)) from None
-    write_parquet(triplets, out)
+        raise UserError(name_input_file(str(exc), {"pairs:": pairs, "pool:": pool})) from None
+    # everything is computed before the first write: a failure must not leave a partial output set
     hist = score_histogram(triplets, cfg.histogram_bins)
+    summary = mine_metrics(triplets, report, pairs_df.height, cfg)
+    write_parquet(triplets, out)
     with atomic_path(plot) as tmp:
         hist.write_csv(tmp, float_precision=6)
-    write_json(mine_metrics(triplets, report, pairs_df.height, cfg), metrics)
+    write_json(summary, metrics)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from tripleforge.errors import UserError
-from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
+from tripleforge.stage import PARAMS_OPTION, SET_OPTION, name_input_file, new_app, user_errors
 
 app = new_app("Pair each sampled document with its most similar pool document (similar-code tasks).")
 
@@ -38,7 +38,7 @@ def main(
     try:
         paired, counts = pair_similar(docs_df, pool_df, cfg)
     except UserError as exc:
-        raise UserError(str(exc).replace("docs:", f"{docs}:", 1).replace("pool:", f"{pool}:", 1)) from None
+        raise UserError(name_input_file(str(exc), {"docs:": docs, "pool:": pool})) from None
     write_parquet(paired.sort(["code_language", "doc_id"], maintain_order=True), out)
     write_json(counts, metrics)
 

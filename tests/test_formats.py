@@ -112,6 +112,18 @@ def test_every_row_keeps_source_and_line(tmp_path: Path) -> None:
         ({"query": "q", "candidates": []}, "empty 'candidates'"),
         ({"query": "q", "candidates": [{"score": 1}]}, "a candidate has no 'text'"),
         ({"query": "q", "candidates": [{"text": 7}]}, "'candidates' must be a list of objects"),
+        ({"query": "", "pos": ["a"], "neg": ["n"]}, "empty 'query'"),
+        ({"query": " \t", "passage": "p", "label": 1}, "empty 'query'"),
+        ({"query": "q", "pos": [""], "neg": ["n"]}, "empty text in 'pos'"),
+        ({"query": "q", "pos": ["a"], "neg": ["n", "  "]}, "empty text in 'neg'"),
+        ({"query": "q", "passage": "", "label": 1}, "empty 'passage'"),
+        ({"query": "q", "candidates": [{"text": "a"}, {"text": "\n"}]}, "a candidate has an empty 'text'"),
+        ({"query": "q", "pos": ["a"], "neg": ["n"], "pos_scores": [float("nan")], "neg_scores": [0.1]},
+         "NaN or infinite value in a score list"),
+        ({"query": "q", "pos": ["a"], "neg": ["n"], "pos_scores": [1.0], "neg_scores": [float("-inf")]},
+         "NaN or infinite value in a score list"),
+        ({"query": "q", "passage": "p", "label": 1, "score": float("nan")}, "'score' is NaN or infinite"),
+        ({"query": "q", "candidates": [{"text": "a", "score": float("inf")}]}, "a candidate 'score' is NaN or infinite"),
         ("{not json", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
     ],
@@ -134,6 +146,34 @@ def test_not_strict_drops_and_counts(tmp_path: Path) -> None:
     assert g["query"].to_list() == [SPEC_TRIPLET["query"], "kept"]
     assert g["source"].str.split(":").list.last().to_list() == ["1", "6"]
     assert dict(rec.drops) == {"malformed": 1, "empty_pos": 1, "mixed_format": 1, "unknown_format": 1}
+
+
+def test_not_strict_drops_and_counts_empty_texts_and_non_finite_scores(tmp_path: Path) -> None:
+    rows = [{**SPEC_TRIPLET, "query": " "}, {**SPEC_TRIPLET, "pos": ["", "x"]}, {**SPEC_TRIPLET, "neg": ["", "y"]},
+            {**SPEC_TRIPLET, "pos_scores": [float("nan"), 0.5]}, {**SPEC_TRIPLET, "query": "kept"}]
+    g, _, rec = F.read_external(write_lines(tmp_path / "t.jsonl", rows), strict=False)
+    assert g["query"].to_list() == ["kept"]
+    assert dict(rec.drops) == {"empty_query": 1, "empty_text_in_pos": 1, "empty_text_in_neg": 1,
+                               "nan_or_infinite_value_in_a_score_list": 1}
+    pairs = [SPEC_PAIR, {**SPEC_PAIR, "passage": ""}, {**SPEC_PAIR, "score": float("inf")}]
+    _, p, rec = F.read_external(write_lines(tmp_path / "p.jsonl", pairs), strict=False)
+    assert p.height == 1 and dict(rec.drops) == {"empty_passage": 1, "score_is_nan_or_infinite": 1}
+    cands = [SPEC_CANDIDATES, {"query": "q", "candidates": [{"text": " "}]},
+             {"query": "q", "candidates": [{"text": "a", "score": float("nan")}]}]
+    _, p, rec = F.read_external(write_lines(tmp_path / "c.jsonl", cands), strict=False)
+    assert p.height == 3 and dict(rec.drops) == {"a_candidate_has_an_empty_text": 1,
+                                                 "a_candidate_score_is_nan_or_infinite": 1}
+
+
+def test_rows_read_counts_records_not_drops(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert F.read_records(empty, strict=False).rows_read == 0
+    # a file of bad lines is not also an empty file
+    rec = F.read_records(write_lines(tmp_path / "bad.jsonl", ["{x", "", "{y"]), strict=False)
+    assert rec.rows_read == 2 and dict(rec.drops) == {"malformed": 2}
+    rows = [SPEC_TRIPLET, "{x", {**SPEC_TRIPLET, "pos": []}]
+    assert F.read_records(write_lines(tmp_path / "t.jsonl", rows), strict=False).rows_read == 3
 
 
 def test_mixed_formats_in_one_file_is_an_error(tmp_path: Path) -> None:
@@ -182,6 +222,37 @@ def test_parquet_input_and_type_check(tmp_path: Path) -> None:
     pl.DataFrame({"query": ["q"], "pos": ["not a list"], "neg": [["n"]]}).write_parquet(bad)
     with pytest.raises(UserError, match="column 'pos' has type String, expected List"):
         F.read_records(bad)
+
+
+def test_parquet_rows_get_the_same_checks_as_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    base = {"query": "q", "pos": ["a"], "neg": ["n"], "pos_scores": [0.9], "neg_scores": [0.1]}
+    for bad, reason in [({"query": ""}, "empty 'query'"), ({"pos": [" "]}, "empty text in 'pos'"),
+                        ({"pos_scores": [float("nan")]}, "NaN or infinite value in a score list")]:
+        pl.DataFrame([base, {**base, **bad}]).write_parquet(path)
+        with pytest.raises(UserError, match=rf"t.parquet:2: {reason}"):
+            F.read_records(path)
+
+
+def test_parquet_candidates_may_lack_optional_struct_fields(tmp_path: Path) -> None:
+    rows = [{"query": "q", "qid": "q1", "candidates": [{"text": "a", "score": 0.9}, {"text": "b", "score": 0.1}]}]
+    pl.DataFrame(rows).write_parquet(tmp_path / "c.parquet")
+    _, p, rec = F.read_external(tmp_path / "c.parquet")
+    _, pj, _ = F.read_external(write_lines(tmp_path / "c.jsonl", rows))
+    assert rec.frame.schema["candidates"] == pl.List(F.CANDIDATE)
+    assert p.select("passage", "pid", "label", "score").rows() == pj.select("passage", "pid", "label", "score").rows()
+    pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "pid": "x", "extra": 1}]]}).write_parquet(tmp_path / "n.parquet")
+    _, p, _ = F.read_external(tmp_path / "n.parquet")
+    assert p.select("pid", "score", "label").rows() == [("x", 1.0, 1)]  # no score: the spec's 1.0
+    pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "score": 1}]]}).write_parquet(tmp_path / "i.parquet")
+    assert F.read_external(tmp_path / "i.parquet")[1]["score"].to_list() == [1.0]
+    pl.DataFrame({"query": ["q"], "candidates": [[{"score": 0.5}]]}).write_parquet(tmp_path / "t.parquet")
+    with pytest.raises(UserError, match=r"t.parquet:1: a candidate has no 'text'"):
+        F.read_records(tmp_path / "t.parquet")
+    for bad in ({"text": 1, "score": 0.5}, {"text": "a", "pid": 3}, {"text": "a", "score": "high"}):
+        pl.DataFrame({"query": ["q"], "candidates": [[bad]]}).write_parquet(tmp_path / "bad.parquet")
+        with pytest.raises(UserError, match="column 'candidates' has type"):
+            F.read_records(tmp_path / "bad.parquet")
 
 
 def test_unicode_and_extra_keys_survive(tmp_path: Path) -> None:

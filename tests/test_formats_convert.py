@@ -40,3 +40,40 @@ def test_mined_validation_strict_and_counted() -> None:
 def test_override_must_name_an_external_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="format_override names 'x.jsonl'"):
         convert_all(None, "", ConvertFormatsParams(format_override={"x.jsonl": "pairs"}))
+
+
+def test_external_listed_twice_is_a_params_error(tmp_path: Path) -> None:
+    from tripleforge.params import validate_params
+
+    with pytest.raises(UserError, match=r"params key 'convert_formats.external': .*'t.jsonl' is listed twice"):
+        validate_params(ConvertFormatsParams, "convert_formats", {"external": ["t.jsonl", "u.jsonl", "t.jsonl"]})
+    same = str(tmp_path / "t.jsonl")
+    with pytest.raises(UserError, match="listed twice"):
+        validate_params(ConvertFormatsParams, "convert_formats", {"external": [same, str(tmp_path / "." / "t.jsonl")]})
+
+
+def test_rows_read_per_source(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    # two label-0 records of one query: one group without a positive, yet two rows read
+    pairs = write_lines(tmp_path / "p.jsonl", [{"query": "q", "passage": f"x{i}", "label": 0, "qid": "q"} for i in range(2)])
+    c = convert_all(None, "", ConvertFormatsParams(external=[str(empty), str(pairs)], strict=False))
+    by = convert_metrics(c, {})["by_source"]
+    assert by[str(empty)]["rows_read"] == 0 and by[str(empty)]["dropped"] == {"empty_file": 1}
+    assert by[str(pairs)]["rows_read"] == 2 and by[str(pairs)]["dropped"] == {"no_positive": 1}
+
+
+def test_mined_empty_texts_and_non_finite_scores() -> None:
+    m = mined_frame(n_docs=4)
+    i = pl.int_range(pl.len())
+    bad = m.with_columns(
+        query=pl.when(i == 0).then(pl.lit(" ")).otherwise("query"),
+        neg=pl.when(i == 1).then(pl.lit([""], dtype=pl.List(pl.String))).otherwise("neg"),
+        neg_scores=pl.when(i == 1).then(pl.lit([0.1], dtype=pl.List(pl.Float64)))
+        .when(i == 2).then(pl.col("neg_scores").list.eval(pl.element() / 0.0)).otherwise("neg_scores"),
+    )
+    with pytest.raises(UserError, match=r"m.parquet:1: empty query \(pair_id "):
+        convert_all(bad, "m.parquet", ConvertFormatsParams())
+    c = convert_all(bad, "m.parquet", ConvertFormatsParams(strict=False))
+    assert c.grouped.height == 1
+    assert dict(c.drops) == {"empty_query": 1, "empty_text_in_neg": 1, "nan_or_infinite_value_in_a_score_list": 1}

@@ -87,6 +87,28 @@ def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     assert proc.returncode == 2 and "file not found: nope.jsonl" in proc.stderr
 
 
+def test_params_without_meaning_fail_before_any_work(workdir: Path) -> None:
+    for name, setting, expect in [
+        ("train_data", "train_group_size=1", "params key 'train_data.train_group_size': Input should be greater than or equal to 2"),
+        ("train_data", 'dpo_prompt_template="{foo} {document}"', "train_data.dpo_prompt_template': Value error, unknown placeholder {foo}"),
+        ("convert_formats", "external=[ext.jsonl, ext.jsonl]", "convert_formats.external': Value error, 'ext.jsonl' is listed twice"),
+    ]:
+        proc = _stage(workdir, name, "--set", setting, check=False)
+        assert proc.returncode == 2 and expect in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: params.yaml: ")
+    assert not (workdir / "data" / "formats").exists() and not (workdir / "metrics").exists()
+
+
+def test_empty_query_fails_cleanly_or_is_counted(workdir: Path) -> None:
+    write_lines(workdir / "e.jsonl", [SPEC_TRIPLET, {**SPEC_TRIPLET, "query": ""}])
+    proc = _stage(workdir, "convert_formats", "--set", "external=[e.jsonl]", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: e.jsonl:2: empty 'query'"
+    assert not (workdir / "data" / "formats").exists()
+    _stage(workdir, "convert_formats", "--set", "external=[e.jsonl]", "--set", "strict=false")
+    m = json.loads((workdir / "metrics" / "convert_formats.json").read_text())
+    assert m["dropped"] == {"empty_query": 1} and m["by_source"]["e.jsonl"]["rows_read"] == 2
+
+
 def test_help_is_fast_and_names_options(workdir: Path) -> None:
     for name in ("convert_formats", "train_data"):
         out = _stage(workdir, name, "--help").stdout

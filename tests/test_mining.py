@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,120 @@ def test_stage_cli_byte_identical_and_errors(tmp_path):
     (tmp_path / "pool.parquet").unlink()
     missing = _stage(tmp_path)
     assert missing.returncode == 2 and "pool file not found" in missing.stderr
+
+
+def _no_encoding(monkeypatch):
+    """Fail the test if mining starts encoding: the checks under test must come first."""
+    from tripleforge import mining
+
+    def fail(*_a, **_k):
+        raise AssertionError("encoded before checking the input")
+
+    monkeypatch.setattr(mining, "encode_documents", fail)
+    monkeypatch.setattr(mining, "encode_queries", fail)
+
+
+@pytest.mark.parametrize(
+    "column,value,expected",
+    [
+        ("query", pl.int_range(pl.len()), "String"),
+        ("query", pl.col("query").cast(pl.Categorical), "String"),
+        ("pos", pl.col("pos").list.first(), "List(String)"),
+        ("pair_id", pl.int_range(pl.len()), "String"),
+    ],
+)
+def test_pairs_of_the_wrong_type_name_column_and_type(monkeypatch, tmp_path, column, value, expected):
+    _no_encoding(monkeypatch)
+    pairs = make_pairs().with_columns(value.alias(column))
+    with pytest.raises(UserError, match=rf"^pairs: column '{column}' has type .*, expected {re.escape(expected)}$"):
+        mine_negatives(pairs, make_pool(), MineParams(cache_dir=str(tmp_path)))
+    with pytest.raises(UserError, match=r"^pool: column 'text' has type Int64, expected String$"):
+        mine_negatives(make_pairs(), make_pool().with_columns(pl.int_range(pl.len()).alias("text")),
+                       MineParams(cache_dir=str(tmp_path)))
+
+
+def test_all_null_columns_are_read_as_their_type(tmp_path):
+    """A pairs file whose `neg` and `prompt` are null everywhere is valid (typed Null by the writer)."""
+    pairs = make_pairs().with_columns(pl.lit(None).alias("neg"), pl.lit(None).alias("prompt"))
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, cache_dir=str(tmp_path))
+    out, _ = mine_negatives(pairs, make_pool(), params)
+    assert out.height == 4 and out.schema["prompt"] == pl.String
+
+
+def test_blank_pool_rows_are_counted_and_an_all_blank_pool_is_empty(monkeypatch, tmp_path):
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, cache_dir=str(tmp_path))
+    pool = pl.concat([make_pool(), pl.DataFrame({"doc_id": ["b1", "b2"], "text": [None, " \n "]})])
+    out, report = mine_negatives(make_pairs(), pool, params)
+    assert report.skipped["pool_empty_text"] == 2 and out.height == 4
+    assert mine_metrics(out, report, 4, params)["skipped"]["pool_empty_text"] == 2
+    _no_encoding(monkeypatch)
+    blank = pl.DataFrame({"doc_id": ["b1", "b2"], "text": [None, "  "]})
+    with pytest.raises(UserError, match=r"^pool: no documents; .*all 2 rows have null or blank text"):
+        mine_negatives(make_pairs(), blank, params)
+    with pytest.raises(UserError, match=r"^pool: no documents; .*\(the pool file is empty\)$"):
+        mine_negatives(make_pairs(), make_pool([]).cast({"text": pl.String}), params)
+
+
+def test_rescore_model_and_device_checked_before_any_encoding(monkeypatch, tmp_path):
+    import torch
+
+    _no_encoding(monkeypatch)
+    params = MineParams(cache_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"^mine_negatives.rescore_model: '/nonexistent' is not a local"):
+        mine_negatives(make_pairs(), make_pool(), params.model_copy(update={"rescore_model": "/nonexistent"}))
+    with pytest.raises(UserError, match=r"^mine_negatives.rescore_model: 'minilm' is the bundled bi-encoder"):
+        mine_negatives(make_pairs(), make_pool(), params.model_copy(update={"rescore_model": "minilm"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cuda = params.model_copy(update={"search": params.search.model_copy(update={"device": "cuda"})})
+    with pytest.raises(UserError, match=r"^mine_negatives.search.device: 'cuda' asked for"):
+        mine_negatives(make_pairs(), make_pool(), cuda)
+
+
+def test_stage_names_the_given_files_in_input_errors(tmp_path):
+    write_parquet(make_pairs().with_columns(pl.int_range(pl.len()).alias("query")), tmp_path / "pairs.parquet")
+    write_parquet(make_pool(), tmp_path / "pool.parquet")
+    write_parquet(make_pool([]).cast({"text": pl.String}), tmp_path / "my_empty_pool.parquet")
+    (tmp_path / "params.yaml").write_text(f"mine_negatives:\n  cache_dir: {tmp_path / 'cache'}\n")
+    typed = _stage(tmp_path)
+    assert typed.returncode == 2 and "Traceback" not in typed.stderr
+    assert typed.stderr.strip() == f"error: {tmp_path / 'pairs.parquet'}: column 'query' has type Int64, expected String"
+    write_parquet(make_pairs(), tmp_path / "pairs.parquet")
+    empty = _stage(tmp_path, "--pool", str(tmp_path / "my_empty_pool.parquet"))
+    assert empty.returncode == 2
+    assert empty.stderr.startswith(f"error: {tmp_path / 'my_empty_pool.parquet'}: no documents")
+    assert "data/sample/pool.parquet" not in empty.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_stage_computes_everything_before_writing(monkeypatch, tmp_path):
+    """A failure after mining (here in the metrics) leaves no output at all, not a lone parquet."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from tripleforge import mining
+    from tripleforge.mining import MineReport
+
+    triplets = make_pairs().with_columns(
+        pl.lit([0.5], pl.List(pl.Float64)).alias("pos_scores"), pl.lit([0.1], pl.List(pl.Float64)).alias("neg_scores"),
+        pl.lit(0, pl.Int64).alias("pos_rank"), pl.lit("train").alias("split"),
+    )
+    monkeypatch.setattr(mining, "mine_negatives", lambda *_a: (triplets, MineReport(pos_ranks=[0] * 4)))
+
+    def broken(*_a):
+        raise RuntimeError("metrics failed")
+
+    monkeypatch.setattr(mining, "mine_metrics", broken)
+    spec = importlib.util.spec_from_file_location("mine_stage", ROOT / "stages/mine_negatives.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    write_parquet(make_pairs(), tmp_path / "pairs.parquet")
+    write_parquet(make_pool(), tmp_path / "pool.parquet")
+    (tmp_path / "params.yaml").write_text("mine_negatives: {}\n")
+    result = CliRunner().invoke(stage.app, [
+        "--params", str(tmp_path / "params.yaml"), "--pairs", str(tmp_path / "pairs.parquet"),
+        "--pool", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "out/t.parquet"),
+        "--metrics", str(tmp_path / "out/m.json"), "--plot", str(tmp_path / "out/s.csv"),
+    ])
+    assert isinstance(result.exception, RuntimeError)
+    assert not (tmp_path / "out/t.parquet").exists()

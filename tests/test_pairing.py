@@ -55,3 +55,27 @@ def test_disabled_copies_with_null_columns(tmp_path):
     out, counts = pair_similar(docs, docs.head(0), PairSimilarParams(enabled=False))
     assert out.height == 2 and out.get_column("similar_text").null_count() == 2
     assert out.schema["similar_score"] == pl.Float64 and counts["enabled"] is False
+
+
+def test_text_of_the_wrong_type_is_one_line_error(tmp_path):
+    import pytest
+
+    from tripleforge.errors import UserError
+
+    docs = frame(PY[:2], "python")
+    bad = docs.with_columns(pl.int_range(pl.len()).alias("text"))
+    with pytest.raises(UserError, match=r"^docs: column 'text' has type Int64, expected String$"):
+        pair_similar(bad, docs, PairSimilarParams(cache_dir=str(tmp_path)))
+    with pytest.raises(UserError, match=r"^pool: column 'text' has type Int64, expected String$"):
+        pair_similar(docs, bad, PairSimilarParams(cache_dir=str(tmp_path)))
+
+
+def test_blank_texts_are_dropped_and_counted(tmp_path):
+    pool = pl.concat([frame(PY, "python"),
+                      pl.DataFrame({"doc_id": ["n1", "b1"], "text": [None, "  \n"], "code_language": ["python"] * 2})])
+    docs = pool.filter(pl.col("doc_id").is_in([text_id(PY[0]), "n1", "b1"]))
+    out, counts = pair_similar(docs, pool, PairSimilarParams(skip_top=0, search_depth=10, cache_dir=str(tmp_path)))
+    assert out.get_column("doc_id").to_list() == [text_id(PY[0])]
+    assert counts["docs_empty_text"] == 2 and counts["pool_empty_text"] == 2
+    assert counts["docs"] == counts["paired"] + counts["no_candidate"] == 1
+    assert out.get_column("similar_text").to_list()[0] in PY[2:]

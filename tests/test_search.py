@@ -117,3 +117,45 @@ def test_memory_bounded_by_chunking(path):
     proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, path], capture_output=True, text=True, check=True)
     grown_mb = float(proc.stdout.strip().splitlines()[-1])
     assert grown_mb < 150, grown_mb
+
+
+def test_chunk_size_below_one_still_searches_every_query():
+    """Params reject chunk_size < 1; a direct call with 0 must not slice empty chunks (zeros as hits)."""
+    from tripleforge.search import _torch_search
+
+    rng = np.random.default_rng(9)
+    q, c = unit(rng, 11), unit(rng, 400)
+    _, ref_i = exact_search(q, c, 6)
+    for chunk in (0, -3):
+        _, i = exact_search(q, c, 6, chunk_size=chunk)
+        np.testing.assert_array_equal(i, ref_i)
+        ts, ti = np.zeros((11, 6), np.float32), np.zeros((11, 6), np.int64)
+        _torch_search(q, c, 6, chunk, "cpu", ts, ti)
+        np.testing.assert_array_equal(ti, ref_i)
+        # model_copy skips validation, as a caller building the config by hand could
+        res = search(q, c, 6, SearchConfig(method="hnsw").model_copy(update={"chunk_size": chunk}))
+        assert res.valid.all()
+        np.testing.assert_allclose(res.scores, np.take_along_axis(q @ c.T, res.indices, axis=1), atol=1e-5)
+        assert (res.indices[:, 0] == ref_i[:, 0]).mean() > 0.8
+
+
+def test_recall_sample_zero_means_not_measured():
+    rng = np.random.default_rng(10)
+    q, c = unit(rng, 20), unit(rng, 800)
+    res = search(q, c, 5, SearchConfig(method="ivf", recall_sample=0))
+    assert res.recall is None and res.valid.any()
+
+
+def test_cuda_asked_for_on_a_machine_without_it(monkeypatch):
+    import torch
+
+    from tripleforge.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", "k") == "cpu" and resolve_device("cpu", "k") == "cpu"
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(UserError, match="mine_negatives.search.device: .*is_available"):
+            resolve_device(device, "mine_negatives.search.device")
+    rng = np.random.default_rng(11)
+    with pytest.raises(UserError, match="search.device"):
+        exact_search(unit(rng, 2), unit(rng, 10), 3, device="cuda")

@@ -42,3 +42,12 @@ def test_loader_errors(tmp_path: Path) -> None:
         load_tokenized(tmp_path, "zh/t")
     with pytest.raises(UserError, match="not a local directory"):
         load_tokenized(tmp_path, "en/t", expect_tokenizer="/nonexistent/tok")
+
+
+@pytest.mark.parametrize(("query_max_len", "passage_max_len", "key"), [(1, 24, "query_max_len"), (16, 2, "passage_max_len")])
+def test_max_len_must_leave_room_past_special_tokens(tmp_path: Path, query_max_len: int, passage_max_len: int,
+                                                     key: str) -> None:
+    # MiniLM adds [CLS] and [SEP]: 1 would not truncate at all, 2 would keep no text
+    with pytest.raises(UserError, match=rf"train_data.tokenizer.{key}: .* 2 special tokens \(use at least 3\)"):
+        build_tokenized({"en/t": RECS}, tmp_path, "minilm", query_max_len, passage_max_len, shard_rows=10)
+    assert not (tmp_path / "manifest.json").exists()

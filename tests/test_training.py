@@ -142,3 +142,44 @@ def test_params_reject_unknown_values() -> None:
         validate_params(TrainDataParams, "train_data", {"select_negative": "hardest"})
     with pytest.raises(UserError, match="train_data.batch.mode"):
         validate_params(TrainDataParams, "train_data", {"batch": {"mode": "static"}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"train_group_size": 1}, "train_data.train_group_size"),
+        ({"train_group_size": -3}, "train_data.train_group_size"),
+        ({"max_samples_per_task": -1}, "train_data.max_samples_per_task"),
+        ({"max_samples_per_task": 0}, "train_data.max_samples_per_task"),
+        ({"n_candidates": 0}, "train_data.n_candidates"),
+        ({"st_ntuple_negatives": 0}, "train_data.st_ntuple_negatives"),
+        ({"seed": -1}, "train_data.seed"),
+        ({"batch": {"batch_size": 0}}, "train_data.batch.batch_size"),
+        ({"batch": {"epochs": 0}}, "train_data.batch.epochs"),
+        ({"tokenizer": {"shard_rows": 0}}, "train_data.tokenizer.shard_rows"),
+        ({"tokenizer": {"query_max_len": 0}}, "train_data.tokenizer.query_max_len"),
+        ({"tokenizer": {"passage_max_len": -1}}, "train_data.tokenizer.passage_max_len"),
+        ({"dpo_prompt_template": "{foo} {document}"}, "train_data.dpo_prompt_template.*unknown placeholder {foo}"),
+        ({"dpo_prompt_template": "{task"}, "train_data.dpo_prompt_template.*unpaired brace"),
+        ({"dpo_prompt_template": "{} {document}"}, "train_data.dpo_prompt_template.*positional placeholder"),
+        ({"dpo_prompt_template": "{task.x}"}, "train_data.dpo_prompt_template.*not a valid template"),
+        ({"instructions": {"t": {"query": "Find {task} code"}}}, "train_data.instructions.t.query.*verbatim"),
+        ({"instructions": {"*": {"passage": "{}"}}}, r"train_data.instructions.\*.passage.*verbatim"),
+    ],
+)
+def test_params_reject_values_without_meaning(raw: dict[str, Any], key: str) -> None:
+    from tripleforge.errors import UserError
+    from tripleforge.params import validate_params
+
+    with pytest.raises(UserError, match=key) as err:
+        validate_params(TrainDataParams, "train_data", raw)
+    assert "\n" not in str(err.value)
+
+
+def test_params_accept_the_documented_edge_values() -> None:
+    p = TrainDataParams(train_group_size=2, max_samples_per_task=None, n_candidates=1, st_ntuple_negatives=1,
+                        dpo_prompt_template="{{literal}} {language} {document!r:>5}",
+                        instructions={"t": InstructionTemplate(query="Find code {", passage="a } b")})
+    assert p.dpo_prompt_template.format(task="", code_language="", language="en", document="d") == "{literal} en   'd'"
+    out, _ = select_group(ROW, TrainDataParams(train_group_size=2, select_negative="first"))
+    assert out is not None and out["neg"] == ["n0"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
+from pydantic import field_validator
 
 from tripleforge import formats as F
 from tripleforge.errors import UserError
@@ -23,6 +25,19 @@ class ConvertFormatsParams(StageParams):
     strict: bool = True  # first bad line is an error `file:line: reason`; off: drop and count
     label_threshold: float = 0.5  # candidates: score >= threshold -> label 1
     coir_naming: bool = False  # qrels header query_id/corpus_id (CoIR) instead of query-id/corpus-id
+
+    @field_validator("external")
+    @classmethod
+    def _no_duplicates(cls, v: list[str]) -> list[str]:
+        # A file listed twice would be read twice: every row and qid duplicated, nothing reported.
+        seen: dict[Path, str] = {}
+        for path in v:
+            key = Path(path).expanduser().resolve()
+            if key in seen:
+                same = "twice" if seen[key] == path else f"twice (as '{seen[key]}' and '{path}')"
+                raise ValueError(f"'{path}' is listed {same}")
+            seen[key] = path
+        return v
 
 
 @dataclass
@@ -64,11 +79,16 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
     )
     problem = (
         pl.when(pl.col("query").is_null()).then(pl.lit("missing_query"))
+        .when(F.is_blank(pl.col("query"))).then(pl.lit("empty_query"))
         .when(pl.col("pos").list.len().fill_null(0) == 0).then(pl.lit("empty_pos"))
+        .when(F.has_blank("pos")).then(pl.lit("empty_text_in_pos"))
+        .when(F.has_blank("neg")).then(pl.lit("empty_text_in_neg"))
         .when(pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()))
         .then(pl.lit("pos_scores_length_differs_from_pos"))
         .when(pl.col("neg_scores").is_not_null() & (pl.col("neg_scores").list.len() != pl.col("neg").list.len()))
         .then(pl.lit("neg_scores_length_differs_from_neg"))
+        .when(F.has_non_finite("pos_scores") | F.has_non_finite("neg_scores"))
+        .then(pl.lit("nan_or_infinite_value_in_a_score_list"))
         .otherwise(pl.lit(None, pl.String))
     )
     df = df.with_columns(_problem=problem)
@@ -102,7 +122,7 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
         drops.update(rec.drops)
         grouped_parts.append(g)
         pairs_parts.append(p)
-        sources[path] = {"format": rec.format or "none", "rows_read": rec.frame.height + sum(rec.drops.values()),
+        sources[path] = {"format": rec.format or "none", "rows_read": rec.rows_read,
                          "triplets": g.height, "pairs": p.height,
                          "dropped": dict(sorted(rec.drops.items()))}
     grouped = pl.concat(grouped_parts) if grouped_parts else pl.DataFrame(schema=F.GROUPED_SCHEMA)

@@ -8,9 +8,9 @@ Two kinds:
   format `<instruct>{instruction}\\n<query>{query}`, documents without instruction.
 
 Every vector is L2-normalised float32, so inner product = cosine. Texts are looked up in the
-cache first (`embed_cache.py`); only misses reach the model, in token-length-sorted batches under
-a row and padded-token budget, written back chunk by chunk so an interrupted run resumes where it
-stopped. On a CPU with native bf16, `dtype: auto` runs the model under bf16 autocast.
+cache first (`embed_cache.py`); only misses reach the model, in batches of equal token length
+(no padding, so a vector does not depend on which other texts were cached) under a row and token
+budget, written back chunk by chunk so an interrupted run resumes where it stopped. On a CPU with native bf16, `dtype: auto` runs the model under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from tripleforge.devices import resolve_device
 from tripleforge.embed_cache import EmbeddingCache
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, sha256_hex
@@ -45,16 +47,16 @@ class EmbedderConfig(StageParams):
     model: str = "minilm"
     kind: Literal["sentence-transformers", "decoder"] = "sentence-transformers"
     pooling: Literal["auto", "mean", "cls", "last_token"] = "auto"
-    max_length: int = 256
-    batch_size: int = 32  # most rows per forward pass
-    # Most padded tokens per forward pass (0: no cap). Length-sorted batches under a token budget
-    # keep each pass cache-sized on CPU: measured 1.2-1.3x fp32 throughput over 32 x 256-token
-    # batches. null = auto: 2048 on CPU, no cap on GPU (large batches feed the GPU better).
-    batch_tokens: int | None = None
+    max_length: int = Field(256, ge=1)  # at most the model's position embeddings (checked)
+    batch_size: int = Field(32, ge=1)  # most rows per forward pass
+    # Most tokens per forward pass (0: no cap). A token budget keeps each pass cache-sized on
+    # CPU: measured 1.2-1.3x fp32 throughput over 32 x 256-token batches. null = auto: 2048 on
+    # CPU, no cap on GPU (large batches feed the GPU better).
+    batch_tokens: int | None = Field(None, ge=0)
     query_instruction_format: str = DEFAULT_QUERY_FORMAT
     query_instruction: str = ""
     document_instruction: str = ""
-    device: str = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")  # auto | cpu | cuda | cuda:N
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     # int8 dynamic quantization of the Linear layers (CPU only): faster, cosine >= ~0.93 to fp32 (opt-in).
     quantize: Literal["none", "int8"] = "none"
@@ -108,12 +110,17 @@ def model_fingerprint(model_dir: Path) -> str:
     return _fingerprint_cached(str(model_dir), tuple(stamp))
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+def check_max_length(model_dir: Path, max_length: int, name: str) -> None:
+    """A `max_length` past the model's position embeddings fails deep inside the forward pass;
+    say so before any work (models without a readable limit are left to the tokenizer)."""
+    import json
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        limit = int(json.loads((model_dir / "config.json").read_text())["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if max_length > limit:
+        raise UserError(f"embedder.max_length: {max_length} exceeds the {limit} positions of model '{name}'")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -149,7 +156,8 @@ def resolve_pooling(cfg: EmbedderConfig) -> str:
 def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
     """(cache key, description) of everything that changes a vector for the same input string."""
     model_dir = resolve_model_dir(cfg.model)
-    device = resolve_device(cfg.device)
+    check_max_length(model_dir, cfg.max_length, cfg.model)
+    device = resolve_device(cfg.device, "embedder.device")
     dtype = resolve_dtype(cfg, device)
     quant = cfg.quantize if not device.startswith("cuda") else "none"
     parts = {
@@ -162,7 +170,7 @@ def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
         "normalize": True,
     }
     desc = f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant}"
-    return key_of("embed-v1", parts), desc
+    return key_of("embed-v2", parts), desc  # v2: equal-length batches (batch-invariant vectors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,17 +183,22 @@ def resolve_batch_tokens(cfg: EmbedderConfig, device: str) -> int:
     return 0 if device.startswith("cuda") else 2048
 
 
-def token_budget_batches(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches, longest first, each with at most `max_rows` rows and at most
-    `max_tokens` padded tokens (rows x its longest length; 0 = no token cap, a row always fits).
-    Ties keep input order, so the grouping is a pure function of the lengths."""
+def equal_length_batches(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches of rows with the same token length, longest first, each with
+    at most `max_rows` rows and at most `max_tokens` tokens (0 = no token cap; a row always fits).
+    Ties keep input order, so the grouping is a pure function of the lengths.
+
+    Equal lengths mean no padding, and that is what makes a text's vector independent of the
+    other texts encoded with it: a padded batch runs attention over a longer, masked key range,
+    whose different blocking rounds differently (up to 7e-4 in bf16, 1e-7 in fp32), so which
+    texts happened to be cached would change the vectors of the rest, and with them the mined
+    negatives. An unpadded row of a batch comes out bit for bit as when encoded alone (tested)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     for i in order:
         cur = batches[-1] if batches else None
-        # sorted longest first: the batch's padded width is its first row's length
-        if cur is not None and len(cur) < max_rows and (
-            max_tokens <= 0 or (len(cur) + 1) * max(lengths[cur[0]], 1) <= max_tokens
+        if cur is not None and lengths[cur[0]] == lengths[i] and len(cur) < max_rows and (
+            max_tokens <= 0 or (len(cur) + 1) * max(lengths[i], 1) <= max_tokens
         ):
             cur.append(i)
         else:
@@ -268,7 +281,7 @@ class _STEncoder(_Encoder):
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with _maybe(self.autocast):
-            for idx in token_budget_batches(self.token_lengths(texts), batch_size, self.batch_tokens):
+            for idx in equal_length_batches(self.token_lengths(texts), batch_size, self.batch_tokens):
                 vecs = self.model.encode(
                     [texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=True, convert_to_numpy=True,
                     show_progress_bar=False,
@@ -312,7 +325,7 @@ class _DecoderEncoder(_Encoder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         lengths = [len(ids) for ids in self.tok(texts, truncation=True, max_length=self.max_length)["input_ids"]]
         with torch.inference_mode(), _maybe(self.autocast):
-            for idx in token_budget_batches(lengths, batch_size, self.batch_tokens):
+            for idx in equal_length_batches(lengths, batch_size, self.batch_tokens):
                 batch = self.tok(
                     [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
                     return_tensors="pt",
@@ -350,7 +363,7 @@ def _load_encoder(model_dir: str, cfg_json: str, device: str, dtype: str) -> _En
 
 
 def get_encoder(cfg: EmbedderConfig) -> _Encoder:
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "embedder.device")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return _load_encoder(str(resolve_model_dir(cfg.model)), cfg.model_dump_json(), device, resolve_dtype(cfg, device))
 

@@ -99,6 +99,7 @@ class ReadResult:
     format: str | None  # None when the file had no usable rows
     frame: pl.DataFrame  # READ_SCHEMA columns + `line` (1-based) + `source_format`
     drops: Counter[str] = field(default_factory=Counter)
+    rows_read: int = 0  # records in the file, valid or not (blank lines are not records)
 
 
 def _arrow_schema(names: Collection[str] | None = None) -> Any:
@@ -334,9 +335,32 @@ def _read_parquet(path: Path) -> pl.DataFrame:
             cols[name] = pl.col(name).cast(dtype)  # integer scores are fine
         elif dtype == pl.Int64() and have.is_integer():
             cols[name] = pl.col(name).cast(dtype)
+        elif name == "candidates" and (expr := _parquet_candidates(have)) is not None:
+            cols[name] = expr
         else:
             raise UserError(f"{path}: column '{name}' has type {have}, expected {dtype}")
     return df.select(**cols).with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+
+
+def _parquet_candidates(have: pl.DataType) -> pl.Expr | None:
+    """The ``candidates`` column rebuilt as ``List(CANDIDATE)`` when its struct type differs only
+    in ways JSONL allows (None when a field has a wrong type): a writer infers the struct from the
+    keys present, so files without the optional ``pid``/``score`` lack the field, while a JSONL
+    record may simply leave the key out. A missing ``text`` becomes null and is reported per row;
+    unknown fields are ignored, and integer scores are widened, as in the other columns."""
+    if not isinstance(have, pl.List) or not isinstance(have.inner, pl.Struct):
+        return None
+    fields = {f.name: f.dtype for f in have.inner.fields}
+    parts = {}
+    for name, want in CANDIDATE.to_schema().items():
+        got = fields.get(name)
+        if got is None:
+            parts[name] = pl.lit(None, want)
+        elif got == want or got == pl.Null or (want == pl.Float64() and got.is_numeric()):
+            parts[name] = pl.element().struct.field(name).cast(want)
+        else:
+            return None
+    return pl.col("candidates").list.eval(pl.struct(**parts))
 
 
 def detect_expr() -> pl.Expr:
@@ -354,35 +378,65 @@ def _has_null(col: str) -> pl.Expr:
     return pl.col(col).list.eval(pl.element().is_null()).list.any().fill_null(False)
 
 
+def is_blank(e: pl.Expr) -> pl.Expr:
+    """An empty or whitespace-only string. The anchored regex stops at the first other character
+    and allocates nothing, where ``str.strip_chars() == ""`` would copy every text."""
+    return e.str.contains(r"^\s*$")
+
+
+def has_blank(col: str) -> pl.Expr:
+    """A list column holding an empty or whitespace-only string."""
+    return pl.col(col).list.eval(is_blank(pl.element())).list.any().fill_null(False)
+
+
+def has_non_finite(col: str) -> pl.Expr:
+    """A float list column holding NaN or ±inf (JSON readers accept ``NaN`` and ``Infinity``;
+    a NaN score would make every teacher comparison and threshold false)."""
+    return pl.col(col).list.eval(~pl.element().is_finite()).list.any().fill_null(False)
+
+
 def _problem_expr(fmt: str) -> pl.Expr:
     """First validation problem of a row read as `fmt` (null when valid)."""
-    checks: list[tuple[pl.Expr, str]] = [(pl.col("query").is_null(), "missing 'query'")]
+    checks: list[tuple[pl.Expr, str]] = [
+        (pl.col("query").is_null(), "missing 'query'"),
+        (is_blank(pl.col("query")), "empty 'query'"),
+    ]
     if fmt in ("triplets", "legacy"):
         checks += [
             (pl.col("pos").is_null(), "missing 'pos'"),
             (pl.col("pos").list.len() == 0, "empty 'pos'"),
             (_has_null("pos") | _has_null("neg"), "null text in 'pos'/'neg'"),
+            (has_blank("pos"), "empty text in 'pos'"),
+            (has_blank("neg"), "empty text in 'neg'"),
             (pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()),
              "'pos_scores' length differs from 'pos'"),
             (pl.col("neg_scores").is_not_null()
              & (pl.col("neg_scores").list.len() != pl.col("neg").list.len().fill_null(0)),
              "'neg_scores' length differs from 'neg'"),
             (_has_null("pos_scores") | _has_null("neg_scores"), "null in a score list"),
+            (has_non_finite("pos_scores") | has_non_finite("neg_scores"), "NaN or infinite value in a score list"),
         ]
         if fmt == "triplets":
-            checks.insert(1, (pl.col("neg").is_null(), "missing 'neg' (format triplets)"))
+            checks.insert(2, (pl.col("neg").is_null(), "missing 'neg' (format triplets)"))
     elif fmt == "pairs":
         checks += [
             (pl.col("passage").is_null(), "missing 'passage'"),
+            (is_blank(pl.col("passage")), "empty 'passage'"),
             (pl.col("label").is_null(), "missing 'label'"),
             (~pl.col("label").is_in([0, 1]).fill_null(True), "'label' must be 0 or 1"),
+            (~pl.col("score").is_finite(), "'score' is NaN or infinite"),
         ]
     else:
+        text = pl.element().struct.field("text")
+        score = pl.element().struct.field("score")
         checks += [
             (pl.col("candidates").is_null(), "missing 'candidates'"),
             (pl.col("candidates").list.len() == 0, "empty 'candidates'"),
-            (pl.col("candidates").list.eval(pl.element().struct.field("text").is_null()).list.any().fill_null(False),
-             "a candidate has no 'text'"),
+            (pl.col("candidates").list.eval(text.is_null()).list.any().fill_null(False), "a candidate has no 'text'"),
+            (pl.col("candidates").list.eval(is_blank(text)).list.any().fill_null(False),
+             "a candidate has an empty 'text'"),
+            (pl.col("candidates").list.eval(~score.is_finite()).list.any().fill_null(False),
+             "a candidate 'score' is NaN or infinite"),
         ]
     expr = pl.lit(None, pl.String)
     for cond, reason in reversed(checks):
@@ -410,11 +464,13 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
         df = _read_jsonl(p, strict, drops)
     else:
         raise UserError(f"{p}: unsupported file type '{suffix}' (use .jsonl or .parquet)")
+    rows_read = df.height + drops["malformed"]
     if df.height == 0:
-        if strict:
-            raise UserError(f"{p}: empty file (no records)")
-        drops["empty_file"] += 1
-        return ReadResult(str(p), None, df.with_columns(source_format=pl.lit(None, pl.String)), drops)
+        if rows_read == 0:  # every line dropped as malformed is counted as that, not as an empty file too
+            if strict:
+                raise UserError(f"{p}: empty file (no records)")
+            drops["empty_file"] += 1
+        return ReadResult(str(p), None, df.with_columns(source_format=pl.lit(None, pl.String)), drops, rows_read)
 
     df = df.with_columns(_detected=detect_expr())
     if override is None:
@@ -428,7 +484,8 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
             drops["unknown_format"] += unknown.height
             df = df.filter(pl.col("_detected").is_not_null())
         if df.height == 0:
-            return ReadResult(str(p), None, df.drop("_detected").with_columns(source_format=pl.lit(None, pl.String)), drops)
+            return ReadResult(str(p), None, df.drop("_detected").with_columns(source_format=pl.lit(None, pl.String)),
+                              drops, rows_read)
         fmt = str(df["_detected"][0])
         other = df.filter(pl.col("_detected") != fmt)
         if other.height:
@@ -450,7 +507,7 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
             drops[_reason_key(reason)] += n
         df = df.filter(pl.col("_problem").is_null())
     df = df.drop("_problem").with_columns(source_format=pl.lit(fmt))
-    return ReadResult(str(p), fmt, df, drops)
+    return ReadResult(str(p), fmt, df, drops, rows_read)
 
 
 def _reason_key(reason: str) -> str:

@@ -99,6 +99,27 @@ def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = 
         raise UserError(f"{p}: not a readable parquet file ({type(exc).__name__})") from None
 
 
+def check_dtypes(df: pl.DataFrame, expected: dict[str, pl.DataType], name: str) -> pl.DataFrame:
+    """`df` with the `expected` columns it has; an all-null column (dtype Null, or List(Null) for
+    lists) is cast to the expected type, any other mismatch is a UserError naming `name` and the column."""
+    casts = []
+    for col, want in expected.items():
+        if col not in df.columns or df.schema[col] == want:
+            continue
+        got = df.schema[col]
+        if got == pl.Null or (isinstance(want, pl.List) and got == pl.List(pl.Null)):
+            casts.append(pl.col(col).cast(want))
+            continue
+        raise UserError(f"{name}: column '{col}' has type {got}, expected {want}")
+    return df.with_columns(casts) if casts else df
+
+
+def drop_blank_text(df: pl.DataFrame, column: str = "text") -> tuple[pl.DataFrame, int]:
+    """(`df` without rows whose `column` is null or only whitespace, how many were dropped)."""
+    kept = df.filter(pl.col(column).is_not_null() & (pl.col(column).str.strip_chars() != ""))
+    return kept, df.height - kept.height
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a line that is not a JSON object stops the
     read with `file:line: reason`."""

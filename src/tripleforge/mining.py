@@ -1,7 +1,8 @@
 """Hard-negative mining: (query, positives) pairs + a candidate pool -> ranked, filtered negatives.
 
 Input columns (pairs): `pair_id`, `doc_id`, `query`, `pos` (list[str]), `neg` (list[str]),
-`prompt`; every other column is carried through. Pool columns: `text` (`doc_id` optional).
+`prompt` (strings; `pos`, `neg` list[str]); every other column is carried through. Pool columns:
+`text` (`doc_id` optional); pool rows with null or blank text are dropped and counted.
 Output: the pairs plus `neg` (mined), `pos_scores`, `neg_scores` (list[f64]), `neg_ranks`
 (list[i64], 0-based rank in the query's search; null for a negative that was not retrieved
 within the searched depth, e.g. random ones), `pos_rank` (i64 or null), `split` (`train`/`eval`).
@@ -22,47 +23,89 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from pydantic import Field, ValidationInfo, field_validator
 
-from tripleforge.embed import EmbedderConfig, encode_documents, encode_queries
+from tripleforge.devices import resolve_device
+from tripleforge.embed import (
+    EmbedderConfig,
+    encode_documents,
+    encode_queries,
+    resolve_model_dir,
+)
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, sha256_hex, text_id
+from tripleforge.io import check_dtypes, drop_blank_text
 from tripleforge.params import StageParams
 from tripleforge.progress import bar, log
 from tripleforge.quality_report import rank_histogram
 from tripleforge.search import SearchConfig, search
 
 PAIR_COLUMNS = ("pair_id", "doc_id", "query", "pos", "neg", "prompt")
+STR_LIST = pl.List(pl.String)
+PAIR_DTYPES: dict[str, pl.DataType] = {
+    "pair_id": pl.String(), "doc_id": pl.String(), "query": pl.String(), "pos": STR_LIST, "neg": STR_LIST,
+    "prompt": pl.String(),
+}
+
+
 class MineParams(StageParams):
     """Params section `mine_negatives` (defaults equal params.yaml)."""
 
     embedder: EmbedderConfig = EmbedderConfig()
     search: SearchConfig = SearchConfig()
     use_prompt_as_instruction: bool = False
-    num_negatives: int = 15
-    range_min: int = 0
+    num_negatives: int = Field(15, ge=1)
+    range_min: int = Field(0, ge=0)
     range_max: int = 100
     relative_margin: float | None = 0.95
     margin: float | None = None
     max_score: float | None = None
     min_score: float | None = None
     sampling: Literal["top", "random"] = "top"
-    fallback_range_min: int = 0
-    fallback_range_max: int = 0  # 0 = no fallback window
+    fallback_range_min: int = Field(0, ge=0)
+    fallback_range_max: int = Field(0, ge=0)  # 0 = no fallback window
     drop_short: bool = False
-    filter_rank: int | None = None
+    filter_rank: int | None = Field(None, ge=0)
     neg_type: Literal["hard", "random", "mixed"] = "hard"
     keep_llm_negatives: bool = False
     rescore_model: str | None = None
-    rescore_batch_size: int = 16
-    eval_fraction: float = 0.2
-    seed: int = 42
-    query_chunk: int = 2048
-    histogram_bins: int = 20
+    rescore_batch_size: int = Field(16, ge=1)
+    # 1.0 would put every pair in eval and leave training nothing
+    eval_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = Field(42, ge=0)  # numpy seeds the random negatives and takes no negative seed
+    query_chunk: int = Field(2048, ge=1)
+    histogram_bins: int = Field(20, ge=1)
     cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
+
+    # fields validate in declaration order, so `info.data` holds the earlier bound when it was valid
+    @field_validator("range_max")
+    @classmethod
+    def _window_not_empty(cls, v: int, info: ValidationInfo) -> int:
+        lo = info.data.get("range_min")
+        if lo is not None and v <= lo:
+            raise ValueError(f"must be greater than range_min ({lo})")
+        return v
+
+    @field_validator("fallback_range_max")
+    @classmethod
+    def _fallback_not_empty(cls, v: int, info: ValidationInfo) -> int:
+        lo = info.data.get("fallback_range_min")
+        if v > 0 and lo is not None and v <= lo:
+            raise ValueError(f"must be greater than fallback_range_min ({lo}), or 0 for no fallback")
+        return v
+
+    @field_validator("min_score")
+    @classmethod
+    def _scores_overlap(cls, v: float | None, info: ValidationInfo) -> float | None:
+        hi = info.data.get("max_score")
+        if v is not None and hi is not None and v > hi:
+            raise ValueError(f"must not exceed max_score ({hi}): no score could pass both")
+        return v
 
     def depth(self) -> int:
         return max(self.range_max, self.fallback_range_max)
@@ -193,6 +236,18 @@ def _check_columns(df: pl.DataFrame, needed: tuple[str, ...], name: str) -> None
         raise UserError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(df.columns)})")
 
 
+def resolve_rescore_model(model: str) -> Path:
+    """The cross-encoder folder, resolved like `embedder.model` (local only, never downloaded)."""
+    if model == "minilm":
+        # the bundled MiniLM is a bi-encoder: as a cross-encoder its score head would be random
+        raise UserError("mine_negatives.rescore_model: 'minilm' is the bundled bi-encoder, not a cross-encoder")
+    try:
+        return resolve_model_dir(model)
+    except UserError:
+        raise UserError(f"mine_negatives.rescore_model: '{model}' is not a local cross-encoder directory "
+                        f"(models are never downloaded)") from None
+
+
 def assign_split(doc_ids: list[str], eval_fraction: float, seed: int) -> list[str]:
     """`eval` for a seeded-hash fraction of documents, `train` for the rest (by document)."""
     out = []
@@ -225,18 +280,14 @@ def build_candidates(pool: pl.DataFrame, pos_lists: list[list[str]]) -> tuple[li
     return texts, index
 
 
-def _rescore(model_dir: str, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
+def _rescore(model_dir: Path, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
     """Cross-encoder teacher scores for (query, text) pairs, row by row lists."""
     import os
 
     from sentence_transformers import CrossEncoder
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pathlib import Path
-
-    if not Path(model_dir).is_dir():
-        raise UserError(f"mine_negatives.rescore_model: '{model_dir}' is not a local cross-encoder directory")
-    ce = CrossEncoder(model_dir, device="cpu")
+    ce = CrossEncoder(str(model_dir), device="cpu")
     flat = [(q, t) for q, ts in zip(queries, lists) for t in ts]
     scores = ce.predict(flat, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True) if flat else []
     out, i = [], 0
@@ -250,11 +301,18 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     """Mine negatives for every pair; returns (triplets sorted by pair_id, report)."""
     _check_columns(pairs, PAIR_COLUMNS, "pairs")
     _check_columns(pool, ("text",), "pool")
-    if params.range_max <= params.range_min:
-        raise UserError("params.yaml: mine_negatives.range_max must be greater than range_min")
+    pairs = check_dtypes(pairs, PAIR_DTYPES, "pairs")
+    pool = check_dtypes(pool, {"text": pl.String()}, "pool")
+    # environment and model checks come before any encoding, which can take minutes
+    resolve_device(params.search.device, "mine_negatives.search.device")
+    rescore_dir = resolve_rescore_model(params.rescore_model) if params.rescore_model else None
     report = MineReport()
     if pool.height == 0:
-        raise UserError("pool: no documents; mining needs a candidate pool (data/sample/pool.parquet is empty)")
+        raise UserError("pool: no documents; mining needs a candidate pool (the pool file is empty)")
+    pool, blank = drop_blank_text(pool)
+    report.add("pool_empty_text", blank)
+    if pool.height == 0:
+        raise UserError(f"pool: no documents; mining needs a candidate pool (all {blank} rows have null or blank text)")
 
     # rows that cannot be mined are counted, not silently lost
     pairs = pairs.with_columns(
@@ -382,13 +440,13 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         pl.Series("pos_rank", pos_rank, dtype=pl.Int64),
         pl.Series("split", assign_split(doc_ids, params.eval_fraction, params.seed), dtype=pl.String),
     )
-    if params.rescore_model:
+    if rescore_dir is not None:
         log(f"rescoring {nq} queries with cross-encoder {params.rescore_model}")
         out = out.with_columns(
             pl.col("pos_scores").alias("dense_pos_scores"), pl.col("neg_scores").alias("dense_neg_scores")
         )
-        teacher_pos = _rescore(params.rescore_model, queries, [list(p) for p in pos_lists], params.rescore_batch_size)
-        teacher_neg = _rescore(params.rescore_model, queries, neg_texts, params.rescore_batch_size)
+        teacher_pos = _rescore(rescore_dir, queries, [list(p) for p in pos_lists], params.rescore_batch_size)
+        teacher_neg = _rescore(rescore_dir, queries, neg_texts, params.rescore_batch_size)
         out = out.with_columns(
             pl.Series("pos_scores", teacher_pos, dtype=pl.List(pl.Float64)),
             pl.Series("neg_scores", teacher_neg, dtype=pl.List(pl.Float64)),

@@ -4,9 +4,10 @@ For every sampled document, the most similar pool document of the same code lang
 "related but clearly different": the raw top `skip_top` ranks of its search (itself included)
 are skipped, then the first hit that is not itself and whose whitespace-token Jaccard similarity
 with the document is at most `jaccard_max` wins. Documents without such a hit keep nulls and are
-counted (the original dropped them silently).
+counted (the original dropped them silently). Docs and pool rows with null or blank text are
+dropped and counted (`docs_empty_text`, `pool_empty_text`).
 
-Input: docs (`doc_id`, `text`, `code_language`, ...), pool (same columns).
+Input: docs (`doc_id`, `text`, `code_language`: str, ...), pool (same columns).
 Output: the docs plus `similar_doc_id` (str), `similar_text` (str), `similar_score` (f64), nullable.
 """
 
@@ -16,13 +17,16 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from tripleforge.embed import EmbedderConfig, encode_documents
 from tripleforge.errors import UserError
+from tripleforge.io import check_dtypes, drop_blank_text
 from tripleforge.params import StageParams
 from tripleforge.search import exact_search
 
 SIMILAR_SCHEMA = {"similar_doc_id": pl.String, "similar_text": pl.String, "similar_score": pl.Float64}
+DOC_DTYPES: dict[str, pl.DataType] = {"doc_id": pl.String(), "text": pl.String(), "code_language": pl.String()}
 
 
 class PairSimilarParams(StageParams):
@@ -30,9 +34,10 @@ class PairSimilarParams(StageParams):
 
     enabled: bool = True
     embedder: EmbedderConfig = EmbedderConfig()
-    skip_top: int = 20
-    search_depth: int = 100
-    jaccard_max: float = 0.95
+    skip_top: int = Field(20, ge=0)
+    # hits inspected after the skipped ones, so it need not exceed skip_top
+    search_depth: int = Field(100, ge=1)
+    jaccard_max: float = Field(0.95, ge=0.0)
     same_code_language: bool = True
     cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
 
@@ -52,10 +57,15 @@ def with_null_similar(docs: pl.DataFrame) -> pl.DataFrame:
 def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarParams) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Add the similar columns to `docs`; returns (frame in the input order, counts)."""
     for name, df in (("docs", docs), ("pool", pool)):
-        missing = [c for c in ("doc_id", "text", "code_language") if c not in df.columns]
+        missing = [c for c in DOC_DTYPES if c not in df.columns]
         if missing:
             raise UserError(f"{name}: missing column(s) {', '.join(missing)}")
-    counts = {"docs": docs.height, "paired": 0, "no_candidate": 0, "skipped_self": 0, "skipped_near_duplicate": 0}
+    docs = check_dtypes(docs, DOC_DTYPES, "docs")
+    pool = check_dtypes(pool, DOC_DTYPES, "pool")
+    docs, docs_blank = drop_blank_text(docs)
+    pool, pool_blank = drop_blank_text(pool)
+    counts = {"docs": docs.height, "paired": 0, "no_candidate": 0, "skipped_self": 0, "skipped_near_duplicate": 0,
+              "docs_empty_text": docs_blank, "pool_empty_text": pool_blank}
     if not params.enabled:
         counts["no_candidate"] = docs.height
         return with_null_similar(docs), {**counts, "enabled": False}

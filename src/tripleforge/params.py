@@ -19,7 +19,7 @@ from tripleforge.errors import UserError
 class StageParams(BaseModel):
     """Base for every params section: no unknown keys, no silent coercion of strings to numbers."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)  # .nan would pass every bound
 
 
 P = TypeVar("P", bound=StageParams)

@@ -14,27 +14,39 @@ cannot pad; approximate results are returned with a validity mask instead.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from tripleforge.devices import resolve_device
 from tripleforge.errors import UserError
 from tripleforge.params import StageParams
+
+DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 class SearchConfig(StageParams):
     """How candidates are retrieved (nested as `search` in stage params)."""
 
     method: Literal["exact", "hnsw", "ivf"] = "exact"
-    device: str = "cpu"  # cpu | cuda | auto (GPU exact search runs torch fp32)
-    chunk_size: int = 1024  # queries per search call: bounds memory
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 256
-    ivf_nlist: int = 0  # 0 = 4*sqrt(n)
-    ivf_nprobe: int = 16
-    recall_sample: int = 256  # queries checked against exact search to report recall@k
-    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (GPU exact search runs torch fp32)
+    chunk_size: int = Field(1024, ge=1)  # queries per search call: bounds memory
+    hnsw_m: int = Field(32, ge=2)  # FAISS segfaults building a graph with M < 2
+    hnsw_ef_search: int = Field(256, ge=1)
+    ivf_nlist: int = Field(0, ge=0)  # 0 = 4*sqrt(n)
+    ivf_nprobe: int = Field(16, ge=1)
+    recall_sample: int = Field(256, ge=0)  # queries checked against exact search for recall@k; 0 = not measured
+    seed: int = Field(0, ge=0)  # numpy and FAISS take no negative seeds
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(v):
+            raise ValueError("must be cpu, cuda, cuda:N or auto")
+        return v
 
 
 @dataclass
@@ -57,14 +69,6 @@ def check_matrix(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def exact_search(
     queries: np.ndarray, corpus: np.ndarray, k: int, chunk_size: int = 1024, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +83,7 @@ def exact_search(
     indices = np.zeros((len(q), kk), dtype=np.int64)
     if kk == 0 or len(q) == 0:
         return scores, indices
-    dev = _resolve_device(device)
+    dev = resolve_device(device, "search.device")
     if dev.startswith("cuda"):
         _torch_search(q, c, kk, chunk_size, dev, scores, indices)
     else:
@@ -87,8 +91,10 @@ def exact_search(
 
         index = faiss.IndexFlatIP(c.shape[1])
         index.add(c)
-        for start in range(0, len(q), max(1, chunk_size)):
-            s, i = index.search(q[start : start + chunk_size], kk)
+        # params reject chunk_size < 1; a direct caller's 0 must still step and slice alike
+        step = max(1, chunk_size)
+        for start in range(0, len(q), step):
+            s, i = index.search(q[start : start + step], kk)
             scores[start : start + len(s)] = s
             indices[start : start + len(s)] = i
     if (indices < 0).any():  # cannot happen for a flat index with k' <= n; guard the invariant
@@ -105,8 +111,9 @@ def _torch_search(
 
     corpus = torch.from_numpy(c).to(device)
     with torch.inference_mode():
-        for start in range(0, len(q), max(1, chunk_size)):
-            qt = torch.from_numpy(q[start : start + chunk_size]).to(device)
+        step = max(1, chunk_size)
+        for start in range(0, len(q), step):
+            qt = torch.from_numpy(q[start : start + step]).to(device)
             best_s = None
             best_i = None
             for cstart in range(0, len(corpus), block):
@@ -165,16 +172,23 @@ def search(queries: np.ndarray, corpus: np.ndarray, k: int, cfg: SearchConfig | 
     index = _build_approx(c, cfg)
     scores = np.zeros((len(q), kk), dtype=np.float32)
     indices = np.zeros((len(q), kk), dtype=np.int64)
-    for start in range(0, len(q), max(1, cfg.chunk_size)):
-        s, i = index.search(q[start : start + cfg.chunk_size], kk)
+    step = max(1, cfg.chunk_size)
+    for start in range(0, len(q), step):
+        s, i = index.search(q[start : start + step], kk)
         scores[start : start + len(s)] = s
         indices[start : start + len(s)] = i
     valid = indices >= 0
     scores[~valid] = -np.inf
-    # recall@k' on a seeded sample: the share of exact top-k' ids the index also returned
+    return SearchResult(scores, indices, valid, cfg.method, sampled_recall(q, c, indices, valid, cfg))
+
+
+def sampled_recall(q: np.ndarray, c: np.ndarray, indices: np.ndarray, valid: np.ndarray, cfg: SearchConfig) -> float | None:
+    """recall@k' on a seeded sample of `cfg.recall_sample` queries: the share of exact top-k' ids
+    the index also returned; None when the sample is empty (recall_sample 0 = not measured)."""
     rng = np.random.default_rng(cfg.seed)
     sample = np.sort(rng.choice(len(q), min(len(q), cfg.recall_sample), replace=False))
-    _, exact_i = exact_search(q[sample], c, kk, cfg.chunk_size, "cpu")
+    if sample.size == 0:
+        return None
+    _, exact_i = exact_search(q[sample], c, indices.shape[1], cfg.chunk_size, "cpu")
     hits = sum(len(set(exact_i[j].tolist()) & set(indices[r][valid[r]].tolist())) for j, r in enumerate(sample))
-    recall = hits / float(exact_i.size)
-    return SearchResult(scores, indices, valid, cfg.method, recall)
+    return hits / float(exact_i.size)

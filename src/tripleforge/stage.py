@@ -48,3 +48,12 @@ def user_errors(fn: F) -> F:
             fail(str(exc), exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def name_input_file(message: str, files: dict[str, Any]) -> str:
+    """`pool: ...` -> `<pool path>: ...`: library errors name an input by role, the stage knows its
+    path. Only a leading label is replaced, so the same word inside the text stays."""
+    for label, path in files.items():
+        if message.startswith(label):
+            return f"{path}:{message[len(label):]}"
+    return message

@@ -91,6 +91,13 @@ def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Pa
     """Tokenize every dataset (``name -> records``) into shards plus ``manifest.json``."""
     out = Path(out_dir)
     tok = load_tokenizer(model)
+    # A max length within the special tokens does not truncate at all (Hugging Face only warns),
+    # or leaves no token of text: either way the shards would not be what the params say.
+    room = tok.num_special_tokens_to_add()
+    for key, n in (("query_max_len", query_max_len), ("passage_max_len", passage_max_len)):
+        if n <= room:
+            raise UserError(f"params.yaml: train_data.tokenizer.{key}: {n} leaves no room for text after the "
+                            f"tokenizer's {room} special tokens (use at least {room + 1})")
     manifest: dict[str, Any] = {
         "tokenizer": model if model == "minilm" else str(Path(model).name),
         "tokenizer_fingerprint": tokenizer_fingerprint(model),

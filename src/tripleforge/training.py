@@ -8,38 +8,79 @@ not depend on which other rows exist: adding data does not reshuffle what was al
 
 from __future__ import annotations
 
+import string
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from pydantic import Field, field_validator
 
 from tripleforge.hashing import sha256_hex
 from tripleforge.params import StageParams
+
+DPO_PROMPT_FIELDS = ("task", "code_language", "language", "document")
+
+
+def check_template(text: str, fields: Collection[str]) -> str:
+    """For field validators: `text` must format with (some of) the named `fields`, all strings, so
+    a typo fails when params are read, not with a KeyError after the whole selection has run."""
+    known = " ".join(f"{{{f}}}" for f in fields)
+    try:
+        list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"unpaired brace ({exc}); write a literal brace as {{{{ or }}}}") from None
+    try:
+        text.format(**{f: "x" for f in fields})
+    except KeyError as exc:
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; known: {known}") from None
+    except IndexError:
+        raise ValueError(f"positional placeholder {{}} or {{0}}; use the named ones: {known}") from None
+    except (ValueError, AttributeError) as exc:  # a format spec or attribute a string does not have
+        raise ValueError(f"not a valid template ({exc}); known placeholders: {known}") from None
+    return text
+
+
+def check_verbatim(text: str | None) -> str | None:
+    """For field validators: instructions are used as written, so a `{name}` in one would reach
+    the training data literally; reject it rather than let it pass for a filled-in field."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text or "") if name is not None]
+    except ValueError:  # an unpaired brace: plain text, nothing that looks like a field
+        return text
+    if names:
+        raise ValueError(f"placeholder {{{names[0]}}}: instructions are used verbatim and no field is filled in")
+    return text
 
 
 class InstructionTemplate(StageParams):
     query: str | None = None  # per-sample query instruction (the FlagEmbedding `prompt`); None keeps the row's
     passage: str = ""  # prefix added to every positive and negative of the task
 
+    @field_validator("query", "passage")
+    @classmethod
+    def _verbatim(cls, v: str | None) -> str | None:
+        return check_verbatim(v)
+
 
 class BatchPlanConfig(StageParams):
     mode: Literal["random", "epoch", "epoch-random"] = "epoch"
-    batch_size: int = 8
-    epochs: int = 1
+    batch_size: int = Field(8, ge=1)
+    epochs: int = Field(1, ge=1)
 
 
 class TokenizerConfig(StageParams):
     enabled: bool = True
     model: str = "minilm"  # "minilm" = bundled all-MiniLM-L6-v2 tokenizer, or a local model directory
-    query_max_len: int = 32
-    passage_max_len: int = 128
-    shard_rows: int = 10000
+    query_max_len: int = Field(32, ge=1)  # must also leave room past the tokenizer's special tokens
+    passage_max_len: int = Field(128, ge=1)
+    shard_rows: int = Field(10000, ge=1)
 
 
 class TrainDataParams(StageParams):
-    train_group_size: int = 8  # 1 positive + (G-1) negatives per query
+    train_group_size: int = Field(8, ge=2)  # 1 positive + (G-1) negatives per query; FlagEmbedding needs a negative
     select_positive: Literal["first", "random", "teacher", "teacher-pos"] = "first"
     select_negative: Literal["random", "first", "teacher+", "teacher-"] = "random"
     teacher_scores_min: float | None = None  # drop a query whose best teacher score is below this
@@ -47,15 +88,20 @@ class TrainDataParams(StageParams):
     stable_distill: bool = False  # sort the chosen negatives by teacher score, descending
     keep_scores: bool = True  # write pos_scores/neg_scores (for --knowledge_distillation)
     instructions: dict[str, InstructionTemplate] = {}  # task -> templates; key "*" = every other task
-    max_samples_per_task: int | None = None  # seeded sample of at most N queries per task
-    n_candidates: int = 1  # >1: keep the best of the first n candidate queries per (doc_id, task)
+    max_samples_per_task: int | None = Field(None, ge=1)  # seeded sample of at most N queries per task; None = all
+    n_candidates: int = Field(1, ge=1)  # >1: keep the best of the first n candidate queries per (doc_id, task)
     dpo: bool = True  # write DPO pairs when a (doc_id, task) has more than one candidate
     dpo_min_margin: float = 0.0  # chosen_score - rejected_score must exceed this
     dpo_prompt_template: str = "Write a {task} query for this {code_language} document.\n\n{document}"
-    st_ntuple_negatives: int = 3  # negatives per row of the sentence-transformers n-tuple layout
-    seed: int = 42
+    st_ntuple_negatives: int = Field(3, ge=1)  # negatives per row of the sentence-transformers n-tuple layout
+    seed: int = Field(42, ge=0)  # numpy seeds must be non-negative
     batch: BatchPlanConfig = BatchPlanConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
+
+    @field_validator("dpo_prompt_template")
+    @classmethod
+    def _dpo_fields(cls, v: str) -> str:
+        return check_template(v, DPO_PROMPT_FIELDS)
 
 
 @dataclass
@@ -113,7 +159,7 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> tuple[pl.DataFram
             & ((pl.col("chosen_score") - pl.col("rejected_score")) > p.dpo_min_margin)
             & pl.col("chosen_score").is_finite() & pl.col("rejected_score").is_finite()
         )
-        prompts = [
+        prompts = [  # the fields are DPO_PROMPT_FIELDS, which the params check against
             p.dpo_prompt_template.format(task=r["task"] or "", code_language=r["code_language"] or "",
                                          language=r["language"] or "", document=r["document"] or "")
             for r in groups.iter_rows(named=True)

@@ -1,0 +1,86 @@
+"""Params of mine-negatives, its search and pair-similar: values with no meaning fail before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from tripleforge.errors import UserError
+from tripleforge.mining import MineParams
+from tripleforge.pairing import PairSimilarParams
+from tripleforge.params import parse_overrides, validate_params
+
+
+def mine(*overrides: str) -> MineParams:
+    return validate_params(MineParams, "mine_negatives", parse_overrides(list(overrides)), source="params.yaml")
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("search.chunk_size=0", "search.chunk_size"),
+        ("search.chunk_size=-4", "search.chunk_size"),
+        ("search.hnsw_m=1", "search.hnsw_m"),
+        ("search.hnsw_ef_search=0", "search.hnsw_ef_search"),
+        ("search.ivf_nlist=-1", "search.ivf_nlist"),
+        ("search.ivf_nprobe=0", "search.ivf_nprobe"),
+        ("search.recall_sample=-1", "search.recall_sample"),
+        ("search.seed=-1", "search.seed"),
+        ("search.device=banana", "search.device"),
+        ("search.device=cuda:x", "search.device"),
+        ("num_negatives=0", "num_negatives"),
+        ("num_negatives=-2", "num_negatives"),
+        ("eval_fraction=1.0", "eval_fraction"),
+        ("eval_fraction=-0.1", "eval_fraction"),
+        ("range_min=-1", "range_min"),
+        ("range_max=0", "range_max"),
+        ("filter_rank=-1", "filter_rank"),
+        ("rescore_batch_size=0", "rescore_batch_size"),
+        ("seed=-1", "seed"),
+        ("query_chunk=0", "query_chunk"),
+        ("histogram_bins=0", "histogram_bins"),
+        ("histogram_bins=-5", "histogram_bins"),
+    ],
+)
+def test_meaningless_values_name_the_key(override, key):
+    with pytest.raises(UserError) as err:
+        mine(override)
+    msg = str(err.value)
+    assert f"params.yaml: params key 'mine_negatives.{key}'" in msg and "\n" not in msg
+
+
+def test_cross_field_rules_name_the_later_key():
+    with pytest.raises(UserError, match=r"'mine_negatives.range_max'.*greater than range_min \(30\)"):
+        mine("range_min=30", "range_max=30")
+    with pytest.raises(UserError, match=r"'mine_negatives.fallback_range_max'.*fallback_range_min \(50\)"):
+        mine("fallback_range_min=50", "fallback_range_max=10")
+    with pytest.raises(UserError, match=r"'mine_negatives.min_score'.*max_score"):
+        mine("max_score=0.2", "min_score=0.5")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("fallback_range_min=50", "fallback_range_max=0"),  # 0 = no fallback: its min is unused
+        ("filter_rank=null",),
+        ("filter_rank=0",),
+        ("eval_fraction=0.0",),
+        ("search.recall_sample=0",),  # 0 = recall not measured
+        ("search.device=cuda:1",),  # whether the machine has it is checked when mining starts
+        ("search.device=auto",),
+        ("min_score=0.5", "max_score=0.5"),
+    ],
+)
+def test_documented_values_stay_valid(overrides):
+    mine(*overrides)
+
+
+@pytest.mark.parametrize("override,key", [("skip_top=-1", "skip_top"), ("search_depth=0", "search_depth"),
+                                          ("search_depth=-5", "search_depth"), ("jaccard_max=-0.1", "jaccard_max")])
+def test_pair_similar_rejects_negative_ranks(override, key):
+    with pytest.raises(UserError, match=f"'pair_similar.{key}'"):
+        validate_params(PairSimilarParams, "pair_similar", parse_overrides([override]), source="params.yaml")
+
+
+def test_pair_similar_depth_is_counted_after_skip_top():
+    """search_depth counts hits after the skipped ones, so a depth below skip_top is meaningful."""
+    validate_params(PairSimilarParams, "pair_similar", {"skip_top": 50, "search_depth": 10})
