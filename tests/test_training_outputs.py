@@ -34,3 +34,10 @@ def test_failed_run_leaves_previous_output_intact(tmp_path: Path) -> None:
         write_train_dir(_grouped(), bad, out)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir()] == ["train"]  # no temp directory left behind
+
+
+def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = TrainDataParams(train_group_size=3, st_ntuple_negatives=3, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    m = write_train_dir(_grouped(), p, tmp_path / "train")
+    assert m["sentence_transformers"]["ntuple"] == 0 and m["sentence_transformers"]["triplet"] > 0
+    assert "ntuple.jsonl keeps 0 of" in capsys.readouterr().err

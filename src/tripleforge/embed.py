@@ -279,14 +279,29 @@ class _STEncoder(_Encoder):
         return [len(ids) for ids in tok["input_ids"]]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Tokenized once with the model's own preprocessing (padded to the longest text), then
+        run in equal-length batches cut from that: one `encode` call per small batch cost ~10% in
+        per-call overhead. Same vectors as `model.encode` on each batch (tested)."""
+        import torch
+
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with _maybe(self.autocast):
-            for idx in equal_length_batches(self.token_lengths(texts), batch_size, self.batch_tokens):
-                vecs = self.model.encode(
-                    [texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=True, convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                out[idx] = np.asarray(vecs, dtype=np.float32)
+        if not texts:
+            return out
+        features = self.model.preprocess(texts)
+        mask = features["attention_mask"]
+        lengths = mask.sum(dim=1).tolist()
+        width = mask.shape[1]
+        left = getattr(self.model.tokenizer, "padding_side", "right") == "left"
+        device = self.model.device
+        with torch.inference_mode(), _maybe(self.autocast):
+            for idx in equal_length_batches(lengths, batch_size, self.batch_tokens):
+                n = lengths[idx[0]]
+                cols = slice(width - n, width) if left else slice(0, n)
+                rows = torch.tensor(idx)
+                batch = {k: (v[rows][:, cols].to(device) if isinstance(v, torch.Tensor) and v.dim() == 2 else v)
+                         for k, v in features.items()}
+                emb = self.model(batch)["sentence_embedding"]
+                out[idx] = torch.nn.functional.normalize(emb.float(), p=2, dim=1).cpu().numpy()
         return out
 
 

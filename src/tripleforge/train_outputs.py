@@ -23,6 +23,7 @@ import polars as pl
 from tripleforge import formats as F
 from tripleforge.batching import batch_plan, small_datasets
 from tripleforge.io import atomic_dir, write_jsonl
+from tripleforge.progress import log
 from tripleforge.training import (
     TrainDataParams,
     embedder_records,
@@ -55,6 +56,10 @@ def _write_st(sel: pl.DataFrame, root: Path, n_neg: int) -> dict[str, int]:
         "labeled_pair": F.st_labeled_pair(F.grouped_to_pairs(sel)),
         "labeled_list": F.st_labeled_list(sel),
     }
+    if sel.height and layouts["ntuple"].height < sel.height:
+        # a row needs n_neg negatives; with fewer (e.g. train_group_size <= n_neg) it is left out
+        log(f"warning: sentence-transformers ntuple.jsonl keeps {layouts['ntuple'].height} of {sel.height} rows: "
+            f"the others have fewer than train_data.st_ntuple_negatives={n_neg} negatives")
     for name, df in layouts.items():
         write_jsonl(df.iter_rows(named=True), root / f"{name}.jsonl")
     return {k: v.height for k, v in layouts.items()}
