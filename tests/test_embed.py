@@ -80,11 +80,14 @@ def cache_keys(texts):
 def test_decoder_last_token_left_padding_matches_single(tmp_path):
     """Batched left-padded encoding equals one-at-a-time encoding (pooling reads the real last token)."""
     cfg = EmbedderConfig(kind="decoder", batch_size=8)
-    texts = ["short", "a considerably longer piece of text with many more tokens in it"]
+    texts = ["short", "a considerably longer piece of text", "def f(x): return x", "longer " * 30]
     enc = embed.get_encoder(cfg)
+    lengths = [len(ids) for ids in enc.tok(texts)["input_ids"]]
+    batches = embed.length_bucket_batches(lengths, 8, enc.batch_tokens, cfg.max_length)
+    assert any(len({lengths[i] for i in b}) > 1 for _, b in batches)  # some row really is left-padded
     batched = enc.encode(texts, 8)
     single = np.stack([enc.encode([t], 1)[0] for t in texts])
-    np.testing.assert_allclose(batched, single, atol=1e-4)
+    assert np.array_equal(batched, single)
     q = format_queries(["sort a list"], cfg, ["Retrieve code"])
     assert q == ["<instruct>Retrieve code\n<query>sort a list"]
 
@@ -124,20 +127,31 @@ CODE = [
 ] + [f"def f{i}(x):\n    return x ** {i} + {i}" for i in range(20)]
 
 
-def test_equal_length_batches_cover_every_index_once_within_limits():
-    lengths = [5, 300, 40, 40, 7, 256, 1, 40, 0, 120, 40, 40]
-    batches = embed.equal_length_batches(lengths, max_rows=3, max_tokens=256)
-    flat = [i for b in batches for i in b]
+def test_padded_width_is_the_next_multiple_of_the_step_within_max_length():
+    assert [embed.padded_width(n, 256) for n in (0, 1, 16, 17, 250, 256)] == [0, 16, 16, 32, 256, 256]
+    assert embed.padded_width(100, 100) == 100 and embed.padded_width(99, 100) == 100
+    assert embed.padded_width(5, 256, step=1) == 5
+
+
+def test_length_bucket_batches_cover_every_index_once_within_limits():
+    lengths = [5, 256, 40, 40, 7, 250, 1, 33, 0, 120, 48, 36, 16]
+    batches = embed.length_bucket_batches(lengths, max_rows=3, max_tokens=256, max_length=256)
+    flat = [i for _, b in batches for i in b]
     assert sorted(flat) == list(range(len(lengths)))
-    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
-    assert flat.index(2) < flat.index(3) < flat.index(7) < flat.index(10)  # ties keep input order
-    for b in batches:
-        assert len({lengths[i] for i in b}) == 1  # no padding
+    widths = [w for w, _ in batches]
+    assert widths == sorted(widths, reverse=True)  # widest first
+    for width, b in batches:
+        assert {embed.padded_width(lengths[i], 256) for i in b} == {width}
+        # a batch is either all exact (no padding at all) or padded in every row
+        assert len({lengths[i] == width for i in b}) == 1
         assert len(b) <= 3
-        assert len(b) == 1 or len(b) * lengths[b[0]] <= 256  # an over-long row goes alone
-    assert [b for b in batches if lengths[b[0]] == 40] == [[2, 3, 7], [10, 11]]
-    assert embed.equal_length_batches([9, 9, 9, 9, 9, 2], 4, 0) == [[0, 1, 2, 3], [4], [5]]  # 0: rows only
-    assert embed.equal_length_batches([], 4, 256) == []
+        assert len(b) == 1 or len(b) * width <= 256  # an over-wide row goes alone
+    # width 48: the padded rows in input order, three at most, then the exact 48 apart
+    assert [b for w, b in batches if w == 48] == [[2, 3, 7], [11], [10]]
+    assert [b for w, b in batches if w == 256] == [[5], [1]]
+    assert [b for w, b in batches if w == 16] == [[0, 4, 6], [12]]
+    assert embed.length_bucket_batches([9, 9, 9, 9, 9, 2], 4, 0, 256) == [(16, [0, 1, 2, 3]), (16, [4, 5])]
+    assert embed.length_bucket_batches([], 4, 256, 256) == []
 
 
 @pytest.mark.parametrize("dtype", ["auto", "float32"])
@@ -196,8 +210,7 @@ def test_bf16_linear_weights_give_the_vectors_of_autocast_over_fp32_weights():
 
     st = SentenceTransformer(str(embed.bundled_minilm_dir()), device="cpu")
     st.max_seq_length = cfg.max_length
-    ref = np.zeros((len(CODE), enc.dim), dtype=np.float32)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        for idx in embed.equal_length_batches(enc.token_lengths(CODE), cfg.batch_size, 128):
-            ref[idx] = st.encode([CODE[i] for i in idx], batch_size=len(idx), normalize_embeddings=True)
-    np.testing.assert_allclose(enc.encode(CODE, cfg.batch_size), ref, atol=1e-7)
+    over_fp32 = object.__new__(embed._STEncoder)  # the same encoder, fp32 weights, same batches
+    over_fp32.__dict__.update({**enc.__dict__, "model": st.eval()})
+    assert all(m.weight.dtype == torch.float32 for m in st.modules() if isinstance(m, torch.nn.Linear))
+    np.testing.assert_allclose(enc.encode(CODE, cfg.batch_size), over_fp32.encode(CODE, cfg.batch_size), atol=1e-7)
