@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from tripleforge.hashing import key_of, normalize_text, text_id
-from tripleforge.io import atomic_text, write_json, write_jsonl, write_parquet
+from tripleforge.io import atomic_dir, atomic_text, write_json, write_jsonl, write_parquet
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
@@ -44,3 +44,21 @@ def test_text_id_ignores_whitespace_only() -> None:
     assert text_id("a b") != text_id("a c")
     assert normalize_text("  a\n\tb ") == "a b"
     assert key_of({"b": 1, "a": 2}) == key_of({"a": 2, "b": 1})
+
+
+def test_outputs_get_the_umask_modes_not_mkstemps_0600(tmp_path: Path) -> None:
+    """A trainer running as another user must be able to read what a stage wrote."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json({"a": 1}, tmp_path / "m.json")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x.txt").write_text("x")
+        os.umask(0o077)
+        write_json({"a": 1}, tmp_path / "private.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600

@@ -71,3 +71,23 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_params(Demo, "demo", tmp_path / "nope.yaml")
     with pytest.raises(UserError, match=r"params\.yaml:\d+"):
         load_params(Demo, "demo", write(tmp_path, "demo:\n  a: [1,\n  b: 2\n"))
+
+
+def test_errors_name_where_the_bad_value_came_from(tmp_path: Path) -> None:
+    """A value given with --set is reported as such, not as if params.yaml held it."""
+    p = write(tmp_path, "demo:\n  ratio: 'x'\n")
+    with pytest.raises(UserError) as exc:
+        load_params(Demo, "demo", p, ["num_samples=oops"])
+    msg = str(exc.value)
+    assert "--set: params key 'demo.num_samples'" in msg and f"{p}: params key 'demo.ratio'" in msg
+    with pytest.raises(UserError, match=r"^--set: params key 'demo\.inner\.max_length'"):
+        load_params(Demo, "demo", write(tmp_path, "demo: {}\n"), ["inner={max_length: x}"])
+
+
+def test_a_section_prefixed_override_gets_a_hint(tmp_path: Path) -> None:
+    """`dvc exp run -S demo.num_samples=3` spells the section; a stage's --set does not."""
+    with pytest.raises(UserError) as exc:
+        load_params(Demo, "demo", write(tmp_path, "demo: {}\n"), ["demo.num_samples=3"])
+    assert str(exc.value) == (
+        "--set: unknown params key 'demo.demo' (keys are relative to the 'demo' section: drop the 'demo.' prefix)"
+    )

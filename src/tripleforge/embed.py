@@ -316,7 +316,7 @@ class _STEncoder(_Encoder):
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Tokenized once with the model's own preprocessing, then run in batches of one padded
         width (`length_bucket_batches`) cut from that: one `encode` call per small batch cost
-        ~10% in per-call overhead. Same vectors as `model.encode` on each batch (tested)."""
+        ~10% in per-call overhead. In fp32 the vectors equal `model.encode`'s within 2e-6 (tested)."""
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

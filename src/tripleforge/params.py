@@ -33,18 +33,37 @@ def require_known(values: Iterable[str], known: Iterable[str], what: str, hint: 
         raise ValueError(f"unknown {what} {bad[0]!r}; known: {hint or ' '.join(allowed)}")
 
 
-def _format_error(source: str, section: str, err: ValidationError) -> str:
+def _format_error(source: str, section: str, err: ValidationError, overridden: frozenset[str] = frozenset()) -> str:
+    """One line per error, naming where the bad value came from: the params file, or `--set`
+    for a key (or a parent of it) given on the command line."""
     parts = []
     for e in err.errors():
-        key = ".".join([section, *(str(x) for x in e["loc"])])
+        loc = [str(x) for x in e["loc"]]
+        key = ".".join([section, *loc])
+        from_cli = any(".".join(loc[:i]) in overridden for i in range(1, len(loc) + 1))
+        where = "--set" if from_cli else source
         if e["type"] == "extra_forbidden":
-            parts.append(f"{source}: unknown params key '{key}'")
+            hint = ""
+            if loc and loc[0] == section:
+                hint = f" (keys are relative to the '{section}' section: drop the '{section}.' prefix)"
+            parts.append(f"{where}: unknown params key '{key}'{hint}")
         elif e["type"] == "missing":
-            parts.append(f"{source}: missing params key '{key}'")
+            parts.append(f"{where}: missing params key '{key}'")
         else:
             got = e.get("input")
-            parts.append(f"{source}: params key '{key}': {e['msg']} (got {got!r})")
+            parts.append(f"{where}: params key '{key}': {e['msg']} (got {got!r})")
     return "; ".join(parts)
+
+
+def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
+    """Every key path of a nested dict: {"a": {"b": 1}} -> {"a", "a.b"}."""
+    keys: set[str] = set()
+    for k, v in tree.items():
+        path = f"{prefix}{k}"
+        keys.add(path)
+        if isinstance(v, dict):
+            keys |= _dotted_keys(v, f"{path}.")
+    return frozenset(keys)
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -104,12 +123,15 @@ def load_params(
     overrides: list[str] | None = None,
 ) -> P:
     """Validate `section` of the params file (plus `--set` overrides) into `model`."""
-    raw = _merge(read_section(path, section), parse_overrides(overrides or []))
-    return validate_params(model, section, raw, source=str(path))
+    cli = parse_overrides(overrides or [])
+    raw = _merge(read_section(path, section), cli)
+    return validate_params(model, section, raw, source=str(path), overridden=_dotted_keys(cli))
 
 
-def validate_params(model: type[P], section: str, raw: dict[str, Any], source: str = "params") -> P:
+def validate_params(
+    model: type[P], section: str, raw: dict[str, Any], source: str = "params", overridden: frozenset[str] = frozenset()
+) -> P:
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        raise UserError(_format_error(source, section, err)) from None
+        raise UserError(_format_error(source, section, err, overridden)) from None
