@@ -25,10 +25,10 @@ def main(
     from tripleforge.params import load_params
     from tripleforge.progress import log
     from tripleforge.train_outputs import write_train_dir
-    from tripleforge.training import TrainDataParams
+    from tripleforge.training import TrainDataParams, check_train_input
 
     p = load_params(TrainDataParams, "train_data", params, set_)
-    grouped = read_parquet(triplets, "input", "run convert-formats first")
+    grouped = check_train_input(read_parquet(triplets, "input", "run convert-formats first"), str(triplets))
     m = write_train_dir(grouped, p, out_dir)
     write_json(m, metrics)
     log(f"train-data: {m['embedder_rows']} embedder rows in {len(m['datasets'])} datasets, "

@@ -318,3 +318,65 @@ def test_parquet_integer_scores_are_accepted(tmp_path: Path) -> None:
     pl.DataFrame({"query": ["q"], "pos": [["a"]], "neg": [["n"]], "pos_scores": [[1]], "neg_scores": [[0]]}).write_parquet(path)
     g, _, _ = F.read_external(path)
     assert g["pos_scores"].to_list() == [[1.0]] and g.schema["neg_scores"] == pl.List(pl.Float64)
+
+
+# Lines Python's json accepts and Arrow's reader rejects (written verbatim: json.dumps cannot).
+ARROW_ONLY = [
+    ('{"query": "a", "pos": ["x"], "neg": ["y"], "query": "b"}', "key 'query' appears twice"),
+    ('{"query": "a", "pos": ["x"], "neg": ["y"], "pos_scores": [1e400], "neg_scores": [0.1]}',
+     "a number beyond the float range"),
+    ('{"query": "a", "pos": ["x"], "neg": ["y"], "label": 99999999999999999999}',
+     "integer 99999999999999999999 is out of the 64-bit range"),
+    ('{"query": "a\\ud800", "pos": ["x"], "neg": ["y"]}', "unpaired UTF-16 surrogate"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), ARROW_ONLY)
+def test_line_only_arrow_rejects_is_a_file_line_error_or_a_malformed_drop(tmp_path: Path, line: str,
+                                                                           reason: str) -> None:
+    json.loads(line)  # the premise: Python's json takes it
+    rows = [SPEC_TRIPLET, {**SPEC_TRIPLET, "query": "two"}, line, {**SPEC_TRIPLET, "query": "four"}]
+    path = write_lines(tmp_path / "a.jsonl", rows)
+    with pytest.raises(UserError) as err:
+        F.read_records(path)
+    assert str(err.value) == f"{path}:3: invalid JSON: {str(err.value).split('invalid JSON: ', 1)[1]}"
+    assert reason in str(err.value)
+    rec = F.read_records(path, strict=False)
+    assert rec.frame["line"].to_list() == [1, 2, 4] and rec.frame["query"][2] == "four"
+    assert dict(rec.drops) == {"malformed": 1} and rec.rows_read == 4
+
+
+def test_arrow_only_rejections_are_found_among_many_lines(tmp_path: Path) -> None:
+    # Several bad lines of both kinds spread over the file: the halving must find each Arrow-only
+    # one, keep every good line in order, and strict mode must name the first bad line of any kind.
+    rows: list[object] = [{**SPEC_PAIR, "passage": f"p{i}"} for i in range(40)]
+    rows[5] = ARROW_ONLY[0][0]
+    rows[17] = {**SPEC_PAIR, "query": 5}  # a Python-side type error, after the Arrow-only line
+    rows[33] = ARROW_ONLY[3][0]
+    path = write_lines(tmp_path / "many.jsonl", rows)
+    with pytest.raises(UserError, match=r"many.jsonl:6: invalid JSON: key 'query' appears twice"):
+        F.read_records(path)
+    rec = F.read_records(path, strict=False)
+    assert rec.frame["line"].to_list() == [n for n in range(1, 41) if n not in (6, 18, 34)]
+    assert rec.frame["passage"].to_list() == [f"p{n - 1}" for n in rec.frame["line"].to_list()]
+    assert dict(rec.drops) == {"malformed": 3}
+    rows[5] = {**SPEC_PAIR, "passage": "p5"}
+    with pytest.raises(UserError, match=r"many.jsonl:18: 'query' must be str"):
+        F.read_records(write_lines(tmp_path / "many.jsonl", rows))
+
+
+def test_pairs_without_pid_are_numbered_per_query_and_label(tmp_path: Path) -> None:
+    rows = [{"query": "a", "passage": t, "label": label, "qid": "q1"}
+            for t, label in [("x", 1), ("y", 0), ("z", 1), ("w", 0)]]
+    rows.insert(2, {"query": "b", "passage": "v", "label": 1, "qid": "q2"})
+    rows.append({"query": "a", "passage": "u", "label": 1, "qid": "q1", "pid": "given"})
+    rows.append({"query": "a", "passage": "t", "label": 1, "qid": "q1"})
+    g, p, _ = F.read_external(write_lines(tmp_path / "p.jsonl", rows))
+    assert p["pid"].to_list() == ["q1:p0", "q1:n0", "q2:p0", "q1:p1", "q1:n1", "given", "q1:p3"]
+    # the same pids as the grouped frame's pos/neg positions give
+    back = F.grouped_to_pairs(g).filter(pl.col("passage") != "u").sort("pid")["pid"].to_list()
+    assert back == p.filter(pl.col("pid") != "given").sort("pid")["pid"].to_list()
+    # without a qid every line is its own query
+    _, p, _ = F.read_external(write_lines(tmp_path / "n.jsonl", [{k: v for k, v in r.items() if k != "qid"}
+                                                                 for r in rows[:2]]))
+    assert p["pid"].to_list() == [f"{tmp_path / 'n.jsonl'}:1:p0", f"{tmp_path / 'n.jsonl'}:2:n0"]

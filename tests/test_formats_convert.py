@@ -77,3 +77,15 @@ def test_mined_empty_texts_and_non_finite_scores() -> None:
     c = convert_all(bad, "m.parquet", ConvertFormatsParams(strict=False))
     assert c.grouped.height == 1
     assert dict(c.drops) == {"empty_query": 1, "empty_text_in_neg": 1, "nan_or_infinite_value_in_a_score_list": 1}
+
+
+def test_query_without_positive_is_a_counted_drop_even_when_strict(tmp_path: Path) -> None:
+    # Valid pairs data (a reranker negative) that cannot form a triplet: kept in pairs, left out
+    # of triplets and counted, never a strict-mode error; the docs must say so.
+    pairs = write_lines(tmp_path / "p.jsonl", [{"query": "a", "passage": "x", "label": 0},
+                                               {"query": "b", "passage": "y", "label": 1}])
+    c = convert_all(None, "", ConvertFormatsParams(external=[str(pairs)], strict=True))
+    assert c.pairs["passage"].to_list() == ["x", "y"] and c.grouped["query"].to_list() == ["b"]
+    assert convert_metrics(c, {})["dropped"] == {"no_positive": 1}
+    doc = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
+    assert "`no_positive` is not a validation error and is counted **in both strict modes**" in doc

@@ -95,7 +95,7 @@ def test_params_without_meaning_fail_before_any_work(workdir: Path) -> None:
     ]:
         proc = _stage(workdir, name, "--set", setting, check=False)
         assert proc.returncode == 2 and expect in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: params.yaml: ")
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: --set: ")
     assert not (workdir / "data" / "formats").exists() and not (workdir / "metrics").exists()
 
 
@@ -159,3 +159,26 @@ def test_dvc_repro_watches_external_files_under_data_external_and_warns_about_ot
     m = json.loads((repo / "metrics" / "convert_formats.json").read_text())
     assert m["by_source"]["data/external/ext.jsonl"]["rows_read"] == 1
     assert "edited" in pl.read_parquet(repo / "data" / "formats" / "triplets.parquet")["query"].to_list()
+
+
+def test_line_only_arrow_rejects_fails_cleanly_or_is_counted(workdir: Path) -> None:
+    # Python's json takes a duplicated key; Arrow's reader raised a bare ArrowInvalid traceback.
+    write_lines(workdir / "dup.jsonl", [SPEC_TRIPLET, '{"query": "a", "pos": ["x"], "neg": ["y"], "query": "b"}'])
+    proc = _stage(workdir, "convert_formats", "--set", "external=[dup.jsonl]", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: dup.jsonl:2: invalid JSON: key 'query' appears twice in one object"
+    assert not (workdir / "data" / "formats").exists()
+    _stage(workdir, "convert_formats", "--set", "external=[dup.jsonl]", "--set", "strict=false")
+    m = json.loads((workdir / "metrics" / "convert_formats.json").read_text())
+    assert m["dropped"] == {"malformed": 1} and m["by_source"]["dup.jsonl"]["triplets"] == 1
+
+
+def test_train_data_names_the_missing_columns_of_a_wrong_input(workdir: Path) -> None:
+    _stage(workdir, "convert_formats", "--set", "include_mined=false", "--set", "external=[ext.jsonl]")
+    for wrong, missing in [("data/mined/triplets.parquet", "qid, type, source_format, source"),
+                           ("data/formats/pairs.parquet", "pos, neg, pos_scores, neg_scores")]:
+        proc = _stage(workdir, "train_data", "--triplets", wrong, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (f"error: {wrong}: missing column(s) {missing} "
+                                       "(expected the triplets of convert-formats, data/formats/triplets.parquet)")
+    assert not (workdir / "data" / "train").exists() and not (workdir / "metrics" / "train_data.json").exists()

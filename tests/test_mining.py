@@ -287,7 +287,7 @@ def test_stage_computes_everything_before_writing(monkeypatch, tmp_path):
         pl.lit([0.5], pl.List(pl.Float64)).alias("pos_scores"), pl.lit([0.1], pl.List(pl.Float64)).alias("neg_scores"),
         pl.lit(0, pl.Int64).alias("pos_rank"), pl.lit("train").alias("split"),
     )
-    monkeypatch.setattr(mining, "mine_negatives", lambda *_a: (triplets, MineReport(pos_ranks=[0] * 4)))
+    monkeypatch.setattr(mining, "mine_negatives", lambda *_a: (triplets, MineReport()))
 
     def broken(*_a):
         raise RuntimeError("metrics failed")
@@ -306,3 +306,77 @@ def test_stage_computes_everything_before_writing(monkeypatch, tmp_path):
     ])
     assert isinstance(result.exception, RuntimeError)
     assert not (tmp_path / "out/t.parquet").exists()
+
+
+def test_kept_llm_negatives_get_the_query_group_mask(tmp_path):
+    """p3 shares p2's normalized query: p2's positive is as much a positive for p3 as for p2."""
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, keep_llm_negatives=True,
+                        cache_dir=str(tmp_path))
+    plus = "def plus(x, y): return x + y"
+    llm = {"p3": [POOL_TEXTS[3].replace("\n", "\n  "), "read the contents  of a file", " \n", plus, plus]}
+    pairs = make_pairs().with_columns(
+        pl.col("pair_id").replace_strict(llm, default=pl.col("neg"), return_dtype=pl.List(pl.String)).alias("neg"))
+    out, report = mine_negatives(pairs, make_pool(), params)
+    p3 = out.filter(pl.col("pair_id") == "p3").row(0, named=True)
+    assert p3["neg"][2:] == [plus] and p3["neg_ranks"][2:] == [None]
+    assert not {text_id(n) for n in p3["neg"]} & {text_id(POOL_TEXTS[3]), text_id(POOL_TEXTS[10])}
+    assert report.skipped["llm_negative_positive_or_query"] == 2  # p2's positive and the query text
+    assert report.skipped["llm_negative_empty_text"] == 1 and report.skipped["llm_negative_duplicate"] == 1
+
+
+@pytest.mark.parametrize("update", [{}, {"filter_rank": 0}, {"filter_rank": 1},
+                                    {"drop_short": True, "num_negatives": 12}])
+def test_pos_rank_histogram_describes_the_output_pairs(tmp_path, update):
+    params = MineParams(num_negatives=2, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    params = params.model_copy(update=update)
+    out, report = mine_negatives(make_pairs(), make_pool(), params)
+    metrics = mine_metrics(out, report, 4, params)
+    assert sum(metrics["pos_rank"]["histogram"].values()) == metrics["pairs"] == out.height
+    assert metrics["pos_rank"]["found"] == out.get_column("pos_rank").drop_nulls().len()
+
+
+def test_blank_positive_texts_are_counted(tmp_path):
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, cache_dir=str(tmp_path))
+    pos = {"p1": ["", POOL_TEXTS[0]], "p2": [" \n"], "p4": [POOL_TEXTS[9], None, "def fibo(n): ..."]}
+    pairs = make_pairs().with_columns(
+        pl.col("pair_id").replace_strict(pos, default=pl.col("pos"), return_dtype=pl.List(pl.String)).alias("pos"))
+    out, report = mine_negatives(pairs, make_pool(), params)
+    assert out.get_column("pair_id").to_list() == ["p1", "p3", "p4"]
+    assert out.get_column("pos").to_list()[::2] == [[POOL_TEXTS[0]], [POOL_TEXTS[9], "def fibo(n): ..."]]
+    assert report.skipped["empty_positive_text"] == 3 and report.skipped["no_positive"] == 1
+
+
+def test_rank_window_past_every_candidate_fails_before_encoding(monkeypatch, tmp_path, capsys):
+    from tripleforge.mining import check_rank_window
+
+    _no_encoding(monkeypatch)
+    # 12 pool texts + 1 positive outside the pool ("def fibo(n): ...") = 13 candidates
+    params = MineParams(range_min=13, range_max=20, cache_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"^mine_negatives.range_min: 13 is past the last of the 13 candidates "
+                                        r"\(pool \+ positives\).*set range_min below 13$"):
+        mine_negatives(make_pairs(), make_pool(), params)
+    with pytest.raises(UserError, match="no fallback window"):  # a fallback as far out helps no more
+        check_rank_window(params.model_copy(update={"fallback_range_min": 13, "fallback_range_max": 30}), 13)
+    check_rank_window(params.model_copy(update={"range_min": 12}), 13)
+    check_rank_window(params.model_copy(update={"neg_type": "random"}), 13)  # no window is used
+    assert capsys.readouterr().err == ""
+    check_rank_window(params.model_copy(update={"fallback_range_max": 10}), 13)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: mine_negatives.range_min: 13") and "fallback window [0, 10)" in err
+
+
+def test_duplicate_pair_ids_fail_naming_the_first(monkeypatch, tmp_path):
+    _no_encoding(monkeypatch)
+    pairs = pl.concat([make_pairs(), make_pairs().slice(2, 1), make_pairs().slice(1, 1)])
+    with pytest.raises(UserError, match=r"^pairs: duplicate pair_id 'p2' \(4 rows"):
+        mine_negatives(pairs, make_pool(), MineParams(cache_dir=str(tmp_path)))
+    write_parquet(pairs, tmp_path / "pairs.parquet")
+    write_parquet(make_pool(), tmp_path / "pool.parquet")
+    (tmp_path / "params.yaml").write_text(f"mine_negatives:\n  cache_dir: {tmp_path / 'cache'}\n")
+    stage = _stage(tmp_path)
+    assert stage.returncode == 2
+    assert stage.stderr.startswith(f"error: {tmp_path / 'pairs.parquet'}: duplicate pair_id 'p2'")
+    assert "\n" not in stage.stderr.strip() and not (tmp_path / "out").exists()
+    nulls = make_pairs().with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("pair_id")).alias("pair_id"))
+    with pytest.raises(UserError, match=r"^pairs: 1 row\(s\) have a null pair_id"):
+        mine_negatives(nulls, make_pool(), MineParams(cache_dir=str(tmp_path)))

@@ -39,6 +39,9 @@ def mine(*overrides: str) -> MineParams:
         ("query_chunk=0", "query_chunk"),
         ("histogram_bins=0", "histogram_bins"),
         ("histogram_bins=-5", "histogram_bins"),
+        ("relative_margin=1.5", "relative_margin"),  # a negative could outscore the positive
+        ("relative_margin=-0.5", "relative_margin"),
+        ("relative_margin=0", "relative_margin"),
     ],
 )
 def test_meaningless_values_name_the_key(override, key):
@@ -68,6 +71,8 @@ def test_cross_field_rules_name_the_later_key():
         ("search.device=cuda:1",),  # whether the machine has it is checked when mining starts
         ("search.device=auto",),
         ("min_score=0.5", "max_score=0.5"),
+        ("relative_margin=1",),
+        ("relative_margin=null",),  # off
     ],
 )
 def test_documented_values_stay_valid(overrides):

@@ -9,11 +9,13 @@ import pytest
 from formats_data import mined_frame
 
 from tripleforge.convert import ConvertFormatsParams, convert_all
+from tripleforge.errors import UserError
 from tripleforge.training import (
     InstructionTemplate,
     TrainDataParams,
     apply_instructions,
     best_of_candidates,
+    check_train_input,
     embedder_records,
     sample_per_task,
     select_group,
@@ -183,3 +185,14 @@ def test_params_accept_the_documented_edge_values() -> None:
     assert p.dpo_prompt_template.format(task="", code_language="", language="en", document="d") == "{literal} en   'd'"
     out, _ = select_group(ROW, TrainDataParams(train_group_size=2, select_negative="first"))
     assert out is not None and out["neg"] == ["n0"]
+
+
+def test_train_input_must_be_the_convert_formats_triplets() -> None:
+    g = convert_all(mined_frame(n_docs=2), "m.parquet", ConvertFormatsParams()).grouped
+    assert check_train_input(g, "t.parquet").equals(g)
+    with pytest.raises(UserError, match=r"^m.parquet: missing column\(s\) qid, type, source_format, source \(expected"):
+        check_train_input(mined_frame(n_docs=2), "m.parquet")  # the mined triplets, one stage too early
+    with pytest.raises(UserError, match=r"^t.parquet: column 'pos' has type String, expected List\(String\)$"):
+        check_train_input(g.with_columns(pos=pl.lit("x")), "t.parquet")
+    nulls = g.with_columns(prompt=pl.lit(None), type=pl.lit(None))  # all-null columns are fine
+    assert check_train_input(nulls, "t.parquet").schema == g.schema

@@ -13,6 +13,7 @@ from pydantic import field_validator
 
 from tripleforge import formats as F
 from tripleforge.errors import UserError
+from tripleforge.io import require_columns
 from tripleforge.params import StageParams
 
 MINED_REQUIRED = ("pair_id", "query", "pos", "neg", "split")
@@ -51,9 +52,7 @@ class Converted:
 def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counter[str]) -> pl.DataFrame:
     """Mined triplets (contract of `mine-negatives`) -> GROUPED_SCHEMA, qid = ``pair_id``,
     source_format ``mined``, sorted by ``pair_id``."""
-    missing = [c for c in MINED_REQUIRED if c not in mined.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    require_columns(mined, MINED_REQUIRED, path, "the triplets of mine-negatives")
 
     def opt(name: str, dtype: pl.DataType) -> pl.Expr:
         return pl.col(name).cast(dtype) if name in mined.columns else pl.lit(None, dtype)

@@ -107,6 +107,15 @@ def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = 
         raise UserError(f"{p}: not a readable parquet file ({type(exc).__name__})") from None
 
 
+def require_columns(df: pl.DataFrame, needed: Iterable[str], name: str, expected: str = "") -> None:
+    """A UserError naming `name` and every column of `needed` that `df` lacks (`expected`: what
+    the input should have been, for the message)."""
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        what = f" (expected {expected})" if expected else f" (has: {', '.join(df.columns)})"
+        raise UserError(f"{name}: missing column(s) {', '.join(missing)}{what}")
+
+
 def check_dtypes(df: pl.DataFrame, expected: dict[str, pl.DataType], name: str) -> pl.DataFrame:
     """`df` with the `expected` columns it has; an all-null column (dtype Null, or List(Null) for
     lists) is cast to the expected type, any other mismatch is a UserError naming `name` and the column."""

@@ -10,8 +10,9 @@ within the searched depth, e.g. random ones), `pos_rank` (i64 or null), `split` 
 Candidates are the pool texts plus every positive, deduplicated by normalized text, so a negative
 is never a duplicate of another. For each query, every positive of every row with the same
 normalized query text, the row's source document and the query text itself are masked before
-any rule applies. Rules combine: rank window [range_min, range_max), `relative_margin`
-(neg <= p * hardest positive, sign-safe), `margin` (neg <= pos - margin), `max_score`, `min_score`.
+any rule applies (by text id for the kept LLM-written negatives too). Rules combine: rank window
+[range_min, range_max), `relative_margin` (neg <= p * hardest positive, sign-safe), `margin`
+(neg <= pos - margin), `max_score`, `min_score`.
 When fewer than `num_negatives` survive, the fallback window [fallback_range_min,
 fallback_range_max) is scanned with the same masks and rules; rows still short keep fewer
 negatives (never padded with a positive, the query or a duplicate) and are counted.
@@ -39,7 +40,7 @@ from tripleforge.embed import (
 )
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, sha256_hex, text_id
-from tripleforge.io import check_dtypes, drop_blank_text
+from tripleforge.io import check_dtypes, drop_blank_text, require_columns
 from tripleforge.params import StageParams
 from tripleforge.progress import bar, log
 from tripleforge.quality_report import rank_histogram
@@ -62,7 +63,9 @@ class MineParams(StageParams):
     num_negatives: int = Field(15, ge=1)
     range_min: int = Field(0, ge=0)
     range_max: int = 100
-    relative_margin: float | None = 0.95
+    # a share of the hardest positive's score: above 1 a negative could outscore the positive,
+    # at or below 0 every negative with a positive score would be cut
+    relative_margin: float | None = Field(0.95, gt=0.0, le=1.0)
     margin: float | None = None
     max_score: float | None = None
     min_score: float | None = None
@@ -117,7 +120,6 @@ class MineReport:
 
     skipped: dict[str, int] = field(default_factory=dict)
     short_of_negatives: int = 0
-    pos_ranks: list[int | None] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
     candidates: int = 0
 
@@ -230,10 +232,65 @@ def select_chunk(
 # the stage function
 
 
-def _check_columns(df: pl.DataFrame, needed: tuple[str, ...], name: str) -> None:
-    missing = [c for c in needed if c not in df.columns]
+def check_unique_pair_ids(pairs: pl.DataFrame) -> None:
+    """Downstream stages use `pair_id` as the query id: a missing one has no id, a repeated one
+    would merge two queries."""
+    missing = pairs.get_column("pair_id").null_count()
     if missing:
-        raise UserError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(df.columns)})")
+        raise UserError(f"pairs: {missing} row(s) have a null pair_id")
+    dup = pairs.filter(pl.col("pair_id").is_duplicated())
+    if dup.height:
+        first = dup.get_column("pair_id")[0]
+        raise UserError(f"pairs: duplicate pair_id {first!r} ({dup.height} rows share a pair_id with another row)")
+
+
+def check_rank_window(params: MineParams, n_candidates: int) -> None:
+    """A primary window starting past the last candidate mines nothing; an error unless the
+    fallback window still reaches candidates (then a warning)."""
+    if params.neg_type == "random" or params.range_min < n_candidates:
+        return
+    what = (f"mine_negatives.range_min: {params.range_min} is past the last of the {n_candidates} candidates "
+            f"(pool + positives), so the rank window [{params.range_min}, {params.range_max}) is empty")
+    fb_lo, fb_hi = params.fallback_range_min, params.fallback_range_max
+    if fb_hi > 0 and fb_lo < n_candidates:
+        log(f"warning: {what}; hard negatives come only from the fallback window [{fb_lo}, {fb_hi})")
+        return
+    raise UserError(f"{what} and no fallback window reaches a candidate; set range_min below {n_candidates}")
+
+
+def clean_positives(pairs: pl.DataFrame, report: MineReport) -> pl.DataFrame:
+    """`pos` without null or blank texts (counted per text in `empty_positive_text`): a blank
+    positive teaches nothing and would become a blank candidate."""
+    blank = pl.element().is_null() | (pl.element().str.strip_chars() == "")
+    n_blank = pairs.select(pl.col("pos").list.eval(blank).list.sum().sum()).item()
+    report.add("empty_positive_text", n_blank or 0)
+    return pairs.with_columns(pl.col("pos").list.eval(pl.element().filter(~blank)))
+
+
+def kept_llm_negatives(
+    llm_negs: list[list[str | None]], masked_tids: list[set[str]], mined: list[list[str]], report: MineReport
+) -> list[list[str]]:
+    """Per row, the LLM-written negatives to append: not blank, not masked for the row (`masked_tids`:
+    text ids of its query group's positives, its document and its query), not a repeat of a negative
+    it already has. Each removal is counted, since the LLM meant it as a negative."""
+    for name in ("llm_negative_empty_text", "llm_negative_positive_or_query", "llm_negative_duplicate"):
+        report.add(name, 0)  # present whenever LLM negatives are kept, so runs compare key by key
+    out = []
+    for negs, masked, have in zip(llm_negs, masked_tids, mined, strict=True):
+        seen = {text_id(t) for t in have}
+        extra = []
+        for t in negs:
+            if t is None or not t.strip():
+                report.add("llm_negative_empty_text", 1)
+            elif text_id(t) in masked:
+                report.add("llm_negative_positive_or_query", 1)
+            elif text_id(t) in seen:
+                report.add("llm_negative_duplicate", 1)
+            else:
+                seen.add(text_id(t))
+                extra.append(t)
+        out.append(extra)
+    return out
 
 
 def resolve_rescore_model(model: str) -> Path:
@@ -299,10 +356,11 @@ def _rescore(model_dir: Path, queries: list[str], lists: list[list[str]], batch_
 
 def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) -> tuple[pl.DataFrame, MineReport]:
     """Mine negatives for every pair; returns (triplets sorted by pair_id, report)."""
-    _check_columns(pairs, PAIR_COLUMNS, "pairs")
-    _check_columns(pool, ("text",), "pool")
+    require_columns(pairs, PAIR_COLUMNS, "pairs")
+    require_columns(pool, ("text",), "pool")
     pairs = check_dtypes(pairs, PAIR_DTYPES, "pairs")
     pool = check_dtypes(pool, {"text": pl.String()}, "pool")
+    check_unique_pair_ids(pairs)
     # environment and model checks come before any encoding, which can take minutes
     resolve_device(params.search.device, "mine_negatives.search.device")
     rescore_dir = resolve_rescore_model(params.rescore_model) if params.rescore_model else None
@@ -315,9 +373,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         raise UserError(f"pool: no documents; mining needs a candidate pool (all {blank} rows have null or blank text)")
 
     # rows that cannot be mined are counted, not silently lost
-    pairs = pairs.with_columns(
-        pl.col("pos").list.eval(pl.element().filter(pl.element().is_not_null() & (pl.element() != "")))
-    )
+    pairs = clean_positives(pairs, report)
     bad_query = pl.col("query").is_null() | (pl.col("query").str.strip_chars() == "")
     bad_pos = pl.col("pos").is_null() | (pl.col("pos").list.len() == 0)
     report.add("empty_query", pairs.filter(bad_query).height)
@@ -326,10 +382,11 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     nq = rows.height
     queries = rows.get_column("query").to_list()
     pos_lists = rows.get_column("pos").to_list()
-    llm_negs = [[t for t in (x or []) if t] for x in rows.get_column("neg").to_list()]
+    llm_negs = [list(x or []) for x in rows.get_column("neg").to_list()]
 
     cand_texts, cand_index = build_candidates(pool, pos_lists)
     report.candidates = len(cand_texts)
+    check_rank_window(params, len(cand_texts))
     cfg = params.embedder
     instructions = rows.get_column("prompt").to_list() if params.use_prompt_as_instruction else None
     c_emb = encode_documents(cand_texts, cfg, params.cache_dir)
@@ -414,15 +471,12 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
 
     neg_texts = [[cand_texts[c] for c in idxs] for idxs in neg_idx]
     if params.keep_llm_negatives:
-        extra_rows = []
-        for r, negs in enumerate(llm_negs):
-            seen = {text_id(t) for t in neg_texts[r]} | {text_id(p) for p in pos_lists[r]} | {text_id(queries[r])}
-            extra = []
-            for t in negs:
-                if text_id(t) not in seen:
-                    seen.add(text_id(t))
-                    extra.append(t)
-            extra_rows.append(extra)
+        # the same mask as mined negatives, by text id: an LLM negative need not be a candidate
+        group_tids: dict[str, set[str]] = {}
+        for q, plist in zip(queries, pos_lists):
+            group_tids.setdefault(normalize_text(q), set()).update(text_id(p) for p in plist)
+        masked_tids = [group_tids[normalize_text(q)] | {text_id(q), d} for q, d in zip(queries, doc_ids)]
+        extra_rows = kept_llm_negatives(llm_negs, masked_tids, neg_texts, report)
         flat = [t for ex in extra_rows for t in ex]
         e_emb = encode_documents(flat, cfg, params.cache_dir) if flat else np.zeros((0, c_emb.shape[1]), np.float32)
         k = 0
@@ -452,7 +506,6 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
             pl.Series("neg_scores", teacher_neg, dtype=pl.List(pl.Float64)),
         )
 
-    report.pos_ranks = list(pos_rank)
     if params.filter_rank is not None:
         keep = pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") < params.filter_rank)
         report.add("filter_rank", out.filter(~keep).height)
@@ -472,9 +525,10 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
 def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: MineParams) -> dict[str, Any]:
     # Metrics speak 1-based ranks (1 = the positive is the top hit), as the evaluate quality
     # report does; the `pos_rank` column stays a 0-based index (what `filter_rank` compares).
-    ranks = pl.DataFrame({"pos_rank": report.pos_ranks}, schema={"pos_rank": pl.Int64})
-    hist = rank_histogram(ranks)
-    found = [r + 1 for r in report.pos_ranks if r is not None]
+    # The distribution is over the output pairs, the same set as `pairs`: the ones dropped by
+    # `filter_rank` / `drop_short` are in `skipped`.
+    hist = rank_histogram(out)
+    found = [r + 1 for r in out.get_column("pos_rank").to_list() if r is not None]
     negs = out.get_column("neg").list.len() if out.height else pl.Series([], dtype=pl.UInt32)
     pos_s = out.get_column("pos_scores").explode().drop_nulls() if out.height else pl.Series([], dtype=pl.Float64)
     neg_s = out.get_column("neg_scores").explode().drop_nulls() if out.height else pl.Series([], dtype=pl.Float64)

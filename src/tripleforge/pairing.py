@@ -20,8 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from tripleforge.embed import EmbedderConfig, encode_documents
-from tripleforge.errors import UserError
-from tripleforge.io import check_dtypes, drop_blank_text
+from tripleforge.io import check_dtypes, drop_blank_text, require_columns
 from tripleforge.params import StageParams
 from tripleforge.search import exact_search
 
@@ -57,9 +56,7 @@ def with_null_similar(docs: pl.DataFrame) -> pl.DataFrame:
 def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarParams) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Add the similar columns to `docs`; returns (frame in the input order, counts)."""
     for name, df in (("docs", docs), ("pool", pool)):
-        missing = [c for c in DOC_DTYPES if c not in df.columns]
-        if missing:
-            raise UserError(f"{name}: missing column(s) {', '.join(missing)}")
+        require_columns(df, DOC_DTYPES, name)
     docs = check_dtypes(docs, DOC_DTYPES, "docs")
     pool = check_dtypes(pool, DOC_DTYPES, "pool")
     docs, docs_blank = drop_blank_text(docs)

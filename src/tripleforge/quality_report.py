@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from tripleforge.errors import UserError
+from tripleforge.io import require_columns
 
 # (label, lowest 0-based rank, highest 0-based rank exclusive or None)
 RANK_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -43,9 +43,7 @@ def _pick(frame: pl.DataFrame, name: str) -> str:
 
 
 def check_columns(frame: pl.DataFrame, source: str) -> None:
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise UserError(f"{source}: missing column(s) {', '.join(missing)} (expected mined triplets)")
+    require_columns(frame, REQUIRED, source, "mined triplets")
 
 
 def rank_histogram(triplets: pl.DataFrame) -> pl.DataFrame:

@@ -18,7 +18,9 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
+from tripleforge.formats import GROUPED_SCHEMA
 from tripleforge.hashing import sha256_hex
+from tripleforge.io import check_dtypes, require_columns
 from tripleforge.params import StageParams
 
 DPO_PROMPT_FIELDS = ("task", "code_language", "language", "document")
@@ -109,6 +111,14 @@ class Selected:
     grouped: pl.DataFrame  # GROUPED rows after selection: pos = [chosen], neg = chosen negatives
     dpo: pl.DataFrame  # prompt, chosen, rejected, chosen_score, rejected_score, doc_id, task, ...
     drops: Counter[str] = field(default_factory=Counter)
+
+
+def check_train_input(g: pl.DataFrame, name: str) -> pl.DataFrame:
+    """`g` if it is the grouped frame of `convert-formats`, else a UserError naming `name`: the
+    mined triplets or the pairs file look similar enough to be passed by mistake, and would
+    otherwise fail deep in the selection with a bare KeyError."""
+    require_columns(g, GROUPED_SCHEMA, name, "the triplets of convert-formats, data/formats/triplets.parquet")
+    return check_dtypes(g, GROUPED_SCHEMA, name)
 
 
 def row_rng(seed: int, key: str) -> np.random.Generator:
