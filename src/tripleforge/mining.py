@@ -267,6 +267,15 @@ def clean_positives(pairs: pl.DataFrame, report: MineReport) -> pl.DataFrame:
     return pairs.with_columns(pl.col("pos").list.eval(pl.element().filter(~blank)))
 
 
+def query_group_masks(queries: list[str], pos_lists: list[list[str]], doc_ids: list[str]) -> list[set[str]]:
+    """Per row, the text ids no negative may have: the positives of every row with the same
+    normalized query (duplicate queries grouped), the row's document id and its query text."""
+    group: dict[str, set[str]] = {}
+    for q, plist in zip(queries, pos_lists, strict=True):
+        group.setdefault(normalize_text(q), set()).update(text_id(p) for p in plist)
+    return [group[normalize_text(q)] | {text_id(q), d} for q, d in zip(queries, doc_ids, strict=True)]
+
+
 def kept_llm_negatives(
     llm_negs: list[list[str | None]], masked_tids: list[set[str]], mined: list[list[str]], report: MineReport
 ) -> list[list[str]]:
@@ -392,19 +401,11 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     c_emb = encode_documents(cand_texts, cfg, params.cache_dir)
     q_emb = encode_queries(queries, cfg, instructions, params.cache_dir) if nq else np.zeros((0, c_emb.shape[1]), np.float32)
 
-    # masks: positives of every row sharing the normalized query, the row's doc, the query text
-    group_pos: dict[str, set[int]] = {}
-    for q, plist in zip(queries, pos_lists):
-        g = group_pos.setdefault(normalize_text(q), set())
-        g.update(cand_index[text_id(p)] for p in plist)
+    # masks, by text id: positives of every row sharing the normalized query, the row's doc,
+    # the query text (kept LLM negatives get the same, and need not be candidates)
     doc_ids = rows.get_column("doc_id").to_list()
-    masks: list[set[int]] = []
-    for q, d in zip(queries, doc_ids):
-        m = set(group_pos[normalize_text(q)])
-        for tid in (text_id(q), d):
-            if tid in cand_index:
-                m.add(cand_index[tid])
-        masks.append(m)
+    masked_tids = query_group_masks(queries, pos_lists, doc_ids)
+    masks = [{cand_index[t] for t in tids if t in cand_index} for tids in masked_tids]
     width = max((len(m) for m in masks), default=0)
     masked_ids = np.full((nq, max(width, 1)), -2, dtype=np.int64)
     for r, m in enumerate(masks):
@@ -471,11 +472,6 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
 
     neg_texts = [[cand_texts[c] for c in idxs] for idxs in neg_idx]
     if params.keep_llm_negatives:
-        # the same mask as mined negatives, by text id: an LLM negative need not be a candidate
-        group_tids: dict[str, set[str]] = {}
-        for q, plist in zip(queries, pos_lists):
-            group_tids.setdefault(normalize_text(q), set()).update(text_id(p) for p in plist)
-        masked_tids = [group_tids[normalize_text(q)] | {text_id(q), d} for q, d in zip(queries, doc_ids)]
         extra_rows = kept_llm_negatives(llm_negs, masked_tids, neg_texts, report)
         flat = [t for ex in extra_rows for t in ex]
         e_emb = encode_documents(flat, cfg, params.cache_dir) if flat else np.zeros((0, c_emb.shape[1]), np.float32)
