@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from tripleforge.errors import UserError
+from tripleforge.progress import log
 from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
 
 app = new_app("Evaluate embedders on the eval split (and external BEIR/MTEB/CoIR dirs); report data quality.")
@@ -23,6 +24,14 @@ app = new_app("Evaluate embedders on the eval split (and external BEIR/MTEB/CoIR
 
 def _dataset_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).resolve().name) or "external"
+
+
+def _has_no_queries(path: Path) -> bool:
+    """An existing queries file without a record (a missing one is load_dataset's error)."""
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as fh:
+        return not any(line.strip() for line in fh)
 
 
 @app.command()
@@ -42,6 +51,7 @@ def main(
 
     from tripleforge.evaluation import (
         EvaluateParams,
+        check_devices,
         curve_frames,
         evaluate_models,
         load_dataset,
@@ -59,10 +69,21 @@ def main(
     names = ["eval", *(_dataset_name(p) for p in cfg.external)]
     if len(set(names)) != len(names):
         raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not 'eval': {names}")
+    check_devices(cfg)  # before reading inputs: a missing GPU would otherwise surface after encoding
     trip = None
     if cfg.quality_report:
         trip = read_parquet(triplets, "triplets file", "or set evaluate.quality_report=false")
-    datasets = [load_dataset(eval_dir, "eval", cfg.split, cfg.relevance_level)]
+    skipped: dict[str, str] = {}
+    datasets = []
+    if _has_no_queries(eval_dir / "queries.jsonl"):
+        why = "the eval split has no queries (mine_negatives.eval_fraction: 0 puts every pair in train)"
+        if not cfg.external:
+            raise UserError(f"{eval_dir / 'queries.jsonl'}: {why}; raise mine_negatives.eval_fraction or "
+                            "name datasets in evaluate.external")
+        log(f"warning: evaluate: skipping {eval_dir}: {why}; scoring evaluate.external only")
+        skipped["eval"] = why
+    else:
+        datasets.append(load_dataset(eval_dir, "eval", cfg.split, cfg.relevance_level))
     datasets += [load_dataset(p, n, cfg.split, cfg.relevance_level) for p, n in zip(cfg.external, names[1:])]
 
     result = evaluate_models(datasets, cfg)
@@ -84,7 +105,7 @@ def main(
         hist = pl.DataFrame(schema={"bucket": pl.String, "pairs": pl.Int64, "share": pl.Float64})
     with atomic_path(pos_rank) as tmp:
         hist.write_csv(tmp, float_precision=5)
-    write_json({**summary, "untracked_inputs": untracked}, metrics)
+    write_json({**summary, "skipped_datasets": skipped, "untracked_inputs": untracked}, metrics)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,15 @@ from pathlib import Path
 import polars as pl
 import typer
 
-from tripleforge.generate import GenerateParams, check_docs, generate_pairs, jsonl_groups, make_backend
+from tripleforge.generate import (
+    GenerateParams,
+    check_docs,
+    check_params,
+    generate_pairs,
+    jsonl_groups,
+    make_backend,
+)
+from tripleforge.inputs import warn_untracked
 from tripleforge.io import atomic_dir, read_parquet, write_json, write_jsonl, write_parquet
 from tripleforge.llm.cache import ResponseCache, default_cache_path
 from tripleforge.params import load_params
@@ -26,6 +34,12 @@ def write_jsonl_tree(pairs: pl.DataFrame, root: Path) -> int:
     return len(files)
 
 
+def untracked_inputs(p: GenerateParams) -> list[str]:
+    """Files named in params that `dvc repro` does not watch (warned once each, listed in metrics)."""
+    examples = warn_untracked("generate.examples_dir", [p.examples_dir] if p.examples_dir else [])
+    return examples + warn_untracked("generate.dedup_against", p.dedup_against)
+
+
 @app.command()
 @user_errors
 def main(
@@ -37,8 +51,10 @@ def main(
     metrics: Path = typer.Option(Path("metrics/generate.json"), help="output metrics"),
 ) -> None:
     p = load_params(GenerateParams, "generate", params, set_)
+    check_params(p)
     frame = read_parquet(docs, "input", "run the pair-similar stage first")
     check_docs(frame, p, str(docs))
+    untracked = untracked_inputs(p)
     backend = make_backend(p)  # model file / API key / endpoint checked before any LLM call
     cache = ResponseCache(default_cache_path(p.cache_dir or None))
     try:
@@ -49,9 +65,15 @@ def main(
             backend.close()
     write_parquet(out, pairs)
     stats["jsonl_files"] = write_jsonl_tree(out, jsonl_dir)
+    stats["untracked_inputs"] = untracked
     write_json(stats, metrics)
     log(f"generate: kept {stats['kept']} of {stats['requested']} pairs "
         f"({stats['cache_hits']} cached answers, {stats['cache_misses']} LLM calls) -> {pairs}")
+    if stats["llm_failures"]:
+        # tolerated by max_failed_fraction, but DVC now records the run as done: say how to retry
+        log(f"warning: generate: {stats['llm_failures']} of {stats['llm_requests']} LLM requests failed "
+            f"(allowed by generate.max_failed_fraction={p.max_failed_fraction:g}); their pairs are missing "
+            "(metrics: rejected_by_reason.llm_error); `dvc repro -f -s generate` retries only those")
 
 
 if __name__ == "__main__":

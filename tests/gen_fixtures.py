@@ -6,7 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -102,3 +105,59 @@ class LlamaServer:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+# body of a chat request -> None (forward it) or (status, body[, headers]) to answer instead
+Fault = Callable[[bytes], tuple[int, bytes] | tuple[int, bytes, dict[str, str]] | None]
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of a real OpenAI-compatible server (`upstream`, its
+    /v1 URL). `fault` may answer a chat request (POST) itself, to give the errors a healthy server
+    never gives; `posts` counts the POSTs that reached the proxy. Use as a context manager."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.fault, self.posts = upstream, None, 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in {"content-type": "application/json", **(headers or {})}.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0)) if method == "POST" else None
+                if method == "POST":
+                    proxy.posts += 1
+                    injected = proxy.fault(body or b"") if proxy.fault else None
+                    if injected is not None:
+                        self._send(*injected)
+                        return
+                keep = ("authorization", "content-type")
+                resp = httpx.request(method, proxy.upstream + self.path.removeprefix("/v1"), content=body,
+                                     headers={k: v for k, v in self.headers.items() if k.lower() in keep}, timeout=60)
+                self._send(resp.status_code, resp.content)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._forward("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._forward("POST")
+
+        self._srv = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self._srv.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._srv.server_address[1]}/v1"
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._srv.shutdown()
+        self._srv.server_close()

@@ -63,7 +63,7 @@ def make_project_repo(root: Path, params: dict[str, Any] | None = None,
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     base_params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump(deep_update(base_params, params or {}), sort_keys=False))
-    (repo / ".gitignore").write_text("/data/*\n!/data/external/\n/dvc_plots/\n__pycache__/\n")
+    shutil.copy(PROJECT / ".gitignore", repo / ".gitignore")
     (repo / "data" / "external").mkdir(parents=True)  # a declared dependency of three stages
     shutil.copy(PROJECT / "data" / "external" / "README.md", repo / "data" / "external" / "README.md")
     git(repo, "init", "-q", "-b", "main")

@@ -113,6 +113,39 @@ def test_missing_paths_fail_before_work(tmp_path: Path) -> None:
         sample_corpus(params(tmp_path, external=[str(tmp_path / "x.jsonl")]))
 
 
+def test_corpus_kind_that_does_not_fit_the_corpus_says_so(tmp_path: Path) -> None:
+    # `python-stdlib` is a corpus name, not a folder; an explicit kind needs a directory
+    with pytest.raises(UserError, match=r"^params.yaml: sample.corpus_kind: 'coder' needs sample.corpus to be a "
+                                        r"directory in the CodeR layout .*, but it is 'python-stdlib'") as err:
+        sample_corpus(SampleParams(corpus_kind="coder"))
+    assert "path not found" not in str(err.value)
+    with pytest.raises(UserError, match=r"sample.corpus_kind: 'tree' needs sample.corpus to be a source-tree "
+                                        r"directory, but it is 'python-stdlib'"):
+        resolve_corpus(SampleParams(corpus_kind="tree"))
+    # a source tree read as CodeR would ignore every file and end with 0 docs
+    root = write(tmp_path / "tree" / "a.py", FUNC.format(name="a", k=1)).parent
+    with pytest.raises(UserError, match=rf"sample.corpus_kind: 'coder' needs .*, but {root} has no such file"):
+        resolve_corpus(params(root, corpus_kind="coder"))
+
+
+def test_every_dropped_record_and_unit_is_counted(tmp_path: Path) -> None:
+    root = write(tmp_path / "tree" / "a.go", "package a\n\nfunc A(x int) int {\n\treturn x * 2\n}\n").parent
+    ext = write(tmp_path / "ext.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        {"text": FUNC.format(name="e", k=5), "code_language": "python"},
+        {"text": "fn main() { let x = 1; }", "code_language": "rust"},   # not in code_languages
+        {"text": "SELECT * FROM orders WHERE total > 100", "code_language": "sql"},  # not in code_languages
+    ]))
+    res = sample_corpus(params(root, external=[str(ext)], code_languages=["python", "go"]))
+    assert res.metrics["skipped"]["not_in_code_languages"] == 2
+    assert res.metrics["units_found"] == 2 and res.docs.height == 2
+    # a tree unit outside the selected length buckets
+    big = FUNC.format(name="b" * 600, k=1)
+    write(root / "big.py", big)
+    res = sample_corpus(params(root, max_chars=4000, length_buckets=["len_0_500"]))
+    assert res.metrics["skipped"]["not_in_length_buckets"] == 1
+    assert res.metrics["units_found"] == 2 and res.docs["source"].to_list() == ["a.go:3-5"]
+
+
 def test_process_pool_gives_identical_output(tmp_path: Path) -> None:
     root = tmp_path / "many"
     for i in range(70):

@@ -76,9 +76,16 @@ def test_growing_corpus_keeps_earlier_choices() -> None:
     ({"length_buckets": ["len_0_100"]}, "sample.length_buckets"),
     ({"num_samples": -1}, "sample.num_samples"),
     ({"max_chars": 50000}, "sample.max_chars"),
+    ({"min_chars": 5000, "max_chars": 100}, "'sample.max_chars': Value error, max_chars 100 is below min_chars 5000"),
+    ({"min_chars": 2000, "max_file_bytes": 1000}, "'sample.max_file_bytes': Value error, max_file_bytes 1000 is below"),
     ({"num_sample": 3}, "unknown params key 'sample.num_sample'"),
 ])
 def test_bad_params_name_the_key(raw: dict, needle: str) -> None:
     with pytest.raises(UserError) as err:
         validate_params(SampleParams, "sample", raw, source="params.yaml")
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_length_bounds_may_meet() -> None:
+    p = validate_params(SampleParams, "sample", {"min_chars": 100, "max_chars": 100, "max_file_bytes": 100})
+    assert (p.min_chars, p.max_chars, p.max_file_bytes) == (100, 100, 100)

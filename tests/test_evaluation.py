@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from tripleforge.errors import UserError
 from tripleforge.evaluation import (
     EvalModel,
     EvaluateParams,
+    check_devices,
     curve_frames,
     evaluate_models,
     load_dataset,
@@ -91,6 +93,10 @@ def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
         ("queries.jsonl", '{"text": "q"}\n', r"queries.jsonl:1: missing query id"),
         ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\thigh\n", r"test.tsv:2: relevance score must be an integer"),
         ("qrels/test.tsv", "q1 d1 1\n", r"test.tsv:1: expected 3 tab-separated columns"),
+        # convert-formats rejects blank texts too; an empty string would embed as noise
+        ("queries.jsonl", '{"_id": "q1", "text": "x"}\n{"_id": "q2", "text": " \\n"}\n', r"queries.jsonl:2: empty query 'text'"),
+        ("corpus.jsonl", '{"_id": "d1", "text": "x"}\n{"_id": "d2", "title": "", "text": ""}\n',
+         r"corpus.jsonl:2: empty document"),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str, message: str) -> None:
@@ -98,6 +104,41 @@ def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str,
     (root / where).write_text(content)
     with pytest.raises(UserError, match=message):
         load_dataset(root)
+
+
+def test_title_only_document_is_kept(tmp_path: Path) -> None:
+    """BEIR corpora such as TREC-COVID hold documents with a title and an empty text."""
+    root = write_beir(tmp_path / "t")
+    (root / "corpus.jsonl").write_text('{"_id": "d1", "title": "Adding numbers", "text": ""}\n')
+    ds = load_dataset(root)
+    assert ds.corpus["title"].to_list() == ["Adding numbers"] and ds.diagnostics["qrels_unknown_docs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"queries": []}, r"e/queries.jsonl: no queries"),
+        ({"qrels_lines": []}, r"e/qrels/test.tsv: no judgments"),
+        ({"qrels_lines": ["q1\td1\t0", "q2\td2\t0"]}, r"e/qrels/test.tsv: no query .* grade >= 1"),
+        ({"qrels_lines": ["qx\td1\t1"]}, r"e/qrels/test.tsv: no query of .*queries.jsonl has a judgment"),
+    ],
+)
+def test_no_scorable_query_is_an_error(tmp_path: Path, kwargs: dict, message: str) -> None:
+    """0.0 over 0 queries is not a score: an empty or unjudged dataset stops, naming the file."""
+    root = write_beir(tmp_path / "e", **kwargs)
+    with pytest.raises(UserError, match=message):
+        load_dataset(root)
+
+
+def test_headerless_empty_qrels_file_is_an_error(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "e")
+    (root / "qrels" / "test.tsv").write_text("")
+    with pytest.raises(UserError, match=r"test.tsv: no judgments"):
+        load_dataset(root)
+    # a dataset built by hand (or loaded at a lower relevance_level) is checked before any encoding
+    ds = load_dataset(write_beir(tmp_path / "g", qrels_lines=["q1\td1\t1"]), "g")
+    with pytest.raises(UserError, match=r"dataset g: no query has a judgment with grade >= 2"):
+        evaluate_models([ds], EvaluateParams(relevance_level=2))
 
 
 def test_missing_files(tmp_path: Path) -> None:
@@ -118,6 +159,50 @@ def test_params_validation() -> None:
         validate_params(EvaluateParams, "evaluate", {"models": [{"modle": "x"}]})
     with pytest.raises(UserError, match=r"evaluate.models.0.name"):
         validate_params(EvaluateParams, "evaluate", {"models": [{"name": "a/b"}]})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"relevance_level": 0}, "evaluate.relevance_level"),  # pytrec_eval TypeError mid-run
+        ({"relevance_level": -3}, "evaluate.relevance_level"),  # every grade, even 0, counted relevant
+        ({"significance": {"n_permutations": -5}}, "evaluate.significance.n_permutations"),  # p = -0.25
+        ({"significance": {"n_permutations": 0}}, "evaluate.significance.n_permutations"),  # p always 1.0
+        ({"significance": {"n_permutations": 19}}, "evaluate.significance.n_permutations"),  # p >= 1/20 = alpha
+        ({"significance": {"alpha": 0.01, "n_permutations": 99}}, "evaluate.significance.n_permutations"),
+        ({"significance": {"alpha": 7}}, "evaluate.significance.alpha"),  # identical models "significant"
+        ({"significance": {"alpha": 1.0}}, "evaluate.significance.alpha"),
+        ({"significance": {"alpha": 0}}, "evaluate.significance.alpha"),
+        ({"significance": {"seed": -1}}, "evaluate.significance.seed"),  # numpy rejects it after encoding
+        ({"search_device": "banana"}, "evaluate.search_device"),  # failed after encoding, naming search.device
+        ({"search_device": "cuda:x"}, "evaluate.search_device"),
+    ],
+)
+def test_params_bounds(raw: dict, key: str) -> None:
+    with pytest.raises(UserError, match=rf"params key '{re.escape(key)}'"):
+        validate_params(EvaluateParams, "evaluate", raw)
+
+
+def test_params_bounds_accept_the_edges() -> None:
+    p = validate_params(EvaluateParams, "evaluate", {"relevance_level": 2, "search_device": "cuda:1",
+                                                      "significance": {"n_permutations": 20, "alpha": 0.05}})
+    assert p.relevance_level == 2 and p.significance.n_permutations == 20
+    assert validate_params(EvaluateParams, "evaluate", {"significance": {"alpha": 0.5, "n_permutations": 2}})
+
+
+def test_missing_gpu_fails_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device this machine lacks names the evaluate key, before anything is encoded."""
+    import torch
+
+    from tripleforge import evaluation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(evaluation, "retrieve", lambda *a, **k: pytest.fail("encoded before the device check"))
+    ds = load_dataset(write_beir(tmp_path / "d"))
+    with pytest.raises(UserError, match=r"^evaluate.search_device: 'cuda' asked for"):
+        evaluate_models([ds], EvaluateParams(search_device="cuda"))
+    with pytest.raises(UserError, match=r"^evaluate.models.1.device: 'cuda:0' asked for"):
+        check_devices(EvaluateParams(models=[EvalModel(name="a"), EvalModel(name="b", device="cuda:0")]))
 
 
 def test_empty_corpus_counts_empty_runs(tmp_path: Path) -> None:

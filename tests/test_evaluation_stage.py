@@ -85,14 +85,27 @@ def test_stage_external_dataset(workdir: Path) -> None:
         (["--set", "significance.baseline=nope"], "evaluate.significance.baseline 'nope'"),
         (["--eval-dir", "missing"], "evaluation directory not found: missing"),
         (["--triplets", "none.parquet"], "triplets file not found: none.parquet"),
+        (["--set", "relevance_level=0"], "params key 'evaluate.relevance_level'"),  # was a pytrec_eval traceback
+        (["--set", "significance.alpha=7"], "params key 'evaluate.significance.alpha'"),
+        (["--set", "search_device=banana"], "params key 'evaluate.search_device'"),  # was after encoding
     ],
 )
 def test_stage_errors_are_one_line(workdir: Path, args: list[str], message: str) -> None:
-    proc = _stage(workdir, *args, check=False)
-    assert proc.returncode == 2
+    _assert_one_line_error(_stage(workdir, *args, check=False), message, workdir)
+
+
+def _assert_one_line_error(proc, message: str, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (workdir / "metrics/evaluate.json").exists()
+
+
+def test_stage_external_without_judgments_is_an_error(workdir: Path) -> None:
+    """An empty qrels file once gave `ndcg_at_10 = 0.0 over 0 queries` with exit 0."""
+    ext = write_beir(workdir / "data" / "external" / "empty", qrels_lines=[])
+    proc = _stage(workdir, "--set", f"external=[{ext}]", "--set", "quality_report=false", check=False)
+    _assert_one_line_error(proc, f"{ext}/qrels/test.tsv: no judgments", workdir)
 
 
 @pytest.mark.e2e
@@ -116,3 +129,19 @@ def test_dvc_repro_metrics_and_plots(tmp_path: Path) -> None:
     assert {"metrics/evaluate_per_task.csv", "metrics/evaluate_pos_rank.csv"} <= names
     again = dvc(repo, "repro", "evaluate")
     assert "didn't change" in again.stdout or "up to date" in again.stdout
+
+
+def test_an_empty_eval_split_is_skipped_for_external_datasets_else_an_error(workdir: Path) -> None:
+    """`mine_negatives.eval_fraction: 0` leaves the built-in eval split empty."""
+    builtin = workdir / "data" / "formats" / "eval"
+    shutil.rmtree(builtin)
+    write_beir(builtin, docs=[], queries=[], qrels_lines=[])
+    proc = _stage(workdir, "--set", "quality_report=false", check=False)
+    _assert_one_line_error(proc, "data/formats/eval/queries.jsonl: the eval split has no queries", workdir)
+    ext = write_beir(workdir / "data" / "external" / "bench")
+    proc = _stage(workdir, "--set", f"external=[{ext}]", "--set", "quality_report=false",
+                  "--set", "significance.n_permutations=100")
+    assert "skipping" in proc.stderr
+    m = json.loads((workdir / "metrics/evaluate.json").read_text())
+    assert list(m["datasets"]) == ["bench"] and "eval_fraction" in m["skipped_datasets"]["eval"]
+    assert m["models"]["minilm"]["bench"]["overall"]["ndcg_at_10"] > 0.5

@@ -89,3 +89,33 @@ def test_query_without_positive_is_a_counted_drop_even_when_strict(tmp_path: Pat
     assert convert_metrics(c, {})["dropped"] == {"no_positive": 1}
     doc = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
     assert "`no_positive` is not a validation error and is counted **in both strict modes**" in doc
+
+
+def test_external_rows_sharing_an_eval_query_or_positive_are_dropped_and_counted(tmp_path: Path) -> None:
+    mined = mined_frame(n_docs=8, n_neg=2)
+    ev = mined.filter(pl.col("split") == "eval").row(0, named=True)
+    rows = [
+        {"query": "  " + ev["query"].replace(" ", "   "), "pos": ["something else"], "neg": ["n"]},  # eval query
+        {"query": "fresh question", "pos": [ev["pos"][0] + "\n"], "neg": ["n"]},  # eval positive
+        {"query": "another question", "pos": ["unrelated"], "neg": [ev["pos"][0]]},  # eval doc as a negative only
+    ]
+    ext = write_lines(tmp_path / "leak.jsonl", rows)
+    pairs = write_lines(tmp_path / "p.jsonl", [
+        {"qid": "q1", "query": "q1", "passage": ev["pos"][0], "label": 1},  # eval positive as positive: leaks
+        {"qid": "q1", "query": "q1", "passage": "p", "label": 1},
+        {"qid": "q2", "query": "q2", "passage": ev["pos"][0], "label": 0},  # as a negative: kept
+        {"qid": "q2", "query": "q2", "passage": "x", "label": 1},
+    ])
+    c = convert_all(mined, "m.parquet", ConvertFormatsParams(external=[str(ext), str(pairs)]))
+    ext_rows = c.grouped.filter(pl.col("source_format") != "mined")
+    assert ext_rows["query"].to_list() == ["another question", "q2"]  # the q1 triplet holds the eval positive
+    assert c.pairs.filter(pl.col("source_format") == "pairs")["passage"].to_list() == ["p", ev["pos"][0], "x"]
+    m = convert_metrics(c, {})
+    # pairs: both of the eval-query row, the eval positive's pos pair, the pairs file's eval positive
+    assert m["dropped"] == {"eval_overlap": 3, "eval_overlap_pairs": 4}
+    assert m["by_source"][str(ext)]["dropped"] == {"eval_overlap": 2, "eval_overlap_pairs": 3}
+    # no eval query or eval positive is left among the training rows
+    train = c.grouped.filter(pl.col("split") == "train")
+    evals = c.grouped.filter(pl.col("split") == "eval")
+    assert not set(train["query"]) & set(evals["query"])
+    assert not {p.strip() for ps in train["pos"] for p in ps} & {p for ps in evals["pos"] for p in ps}

@@ -84,7 +84,11 @@ def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     proc = _stage(workdir, "train_data", check=False)  # convert-formats has not run
     assert proc.returncode == 2 and "input not found: data/formats/triplets.parquet" in proc.stderr
     proc = _stage(workdir, "convert_formats", "--set", "external=[nope.jsonl]", check=False)
-    assert proc.returncode == 2 and "file not found: nope.jsonl" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --set: convert_formats.external: file not found: nope.jsonl"
+    other = workdir / "other.yaml"
+    other.write_text(yaml.safe_dump({"convert_formats": {"external": ["gone.jsonl"]}}))
+    proc = _stage(workdir, "convert_formats", "--params", str(other), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {other}: convert_formats.external: file not found: gone.jsonl"
 
 
 def test_params_without_meaning_fail_before_any_work(workdir: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from gen_fixtures import PY_DOCS, docs_frame
 
 from tripleforge.errors import UserError
-from tripleforge.generate import GenerateParams, check_docs, generate_pairs, jsonl_groups
+from tripleforge.generate import GenerateParams, LLMFailures, check_docs, check_params, generate_pairs, jsonl_groups
 from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
 from tripleforge.llm.cache import ResponseCache
 
@@ -196,14 +196,76 @@ def test_bad_replies_are_rejected_and_counted(cache: ResponseCache) -> None:
             return "计算斐波那契数"
         return next(replies, "Fine summary of " + block(r, "Code").split("(")[0].split()[-1])
 
-    pairs, m = generate_pairs(docs_frame(), params(), Scripted(reply), cache)
+    pairs, m = generate_pairs(docs_frame(), params(max_failed_fraction=0.2), Scripted(reply), cache)
     rej = m["per_task"]["code_summary_retrieval"]["rejected"]
     assert rej == {"empty": 2, "llm_error": 1, "truncated": 1, "wrong_language": 1}, rej
-    assert m["kept"] == pairs.height == len(PY_DOCS) - 5 and m["llm_failures"] == 1
+    assert m["kept"] == pairs.height == len(PY_DOCS) - 5 and m["llm_failures"] == 1 and m["llm_requests"] == 8
     # the failed request is not cached: the next run asks again (and only for it)
     be = Scripted(lambda r: "Fine summary of word counting.")
     _, m2 = generate_pairs(docs_frame(), params(), be, cache)
-    assert m2["cache_misses"] == 1 and "word_count" in user(be.calls[0])
+    assert m2["cache_misses"] == 1 and "word_count" in user(be.calls[0]) and m2["llm_failures"] == 0
+
+
+def test_failures_stop_the_run_after_caching_the_answers(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str | ChatResult:
+        if "word_count" in user(r) or "clamp" in user(r):
+            return ChatResult(error="HTTP 500 from http://x/v1: overloaded")
+        return summary_of(r)
+
+    # default max_failed_fraction 0.0: any failure is an error, counted, with the first reason
+    with pytest.raises(LLMFailures, match=r"^generate: 2 of 8 LLM requests failed .*first failure: HTTP 500 "
+                                          r"from http://x/v1: overloaded\. Nothing written; the 6 answers are cached"):
+        generate_pairs(docs_frame(), params(), Scripted(reply), cache)
+    assert cache.count() == 6 and cache.failure_count() == 2
+    # 2/8 = 0.25 is more than 0.2 allows, exactly what 0.25 allows
+    with pytest.raises(LLMFailures):
+        generate_pairs(docs_frame(), params(max_failed_fraction=0.2), Scripted(reply), cache)
+    pairs, m = generate_pairs(docs_frame(), params(max_failed_fraction=0.25), Scripted(reply), cache)
+    assert pairs.height == 6 and m["llm_failures"] == 2 and m["rejected_by_reason"] == {"llm_error": 2}
+    # the re-run asks only the failed requests
+    be = Scripted(summary_of)
+    pairs, m = generate_pairs(docs_frame(), params(), be, cache)
+    assert m["cache_hits"] == 6 and len(be.calls) == 2 and pairs.height == 8 and m["llm_failures"] == 0
+
+
+def test_a_result_without_text_is_a_failure_not_a_cached_answer(cache: ResponseCache) -> None:
+    # e.g. a backend bug; and a row stored empty by an older version is not served either
+    be = Scripted(lambda r: ChatResult([], [], 7, 0) if "clamp" in user(r) else summary_of(r))
+    with pytest.raises(LLMFailures, match="1 of 8 LLM requests failed .*no text"):
+        generate_pairs(docs_frame(), params(), be, cache)
+    assert cache.count() == 7 and cache.failure_count() == 1
+    cache._db.execute("INSERT INTO responses VALUES ('old', '[]', '[]', 0, 0, 0)")
+    assert cache.get("old") is None
+
+
+def test_examples_dir_must_exist_and_missing_pools_are_warned(cache: ResponseCache, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.examples_dir: folder not found: /nonexistent$"):
+        check_params(params(examples_dir="/nonexistent"))
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.dedup_against: file not found: nope\.jsonl$"):
+        check_params(params(dedup_against=["nope.jsonl"]))
+    ex = tmp_path / "examples"
+    (ex / "code_summary_retrieval").mkdir(parents=True)
+    (ex / "code_summary_retrieval" / "python.jsonl").write_text('{"input": "x = 1", "output": "Sets x."}\n')
+    be = Scripted(summary_of)
+    p = params(tasks=["code_summary_retrieval", "web_code_retrieval", "code_context_retrieval"], examples_dir=str(ex))
+    check_params(p)
+    generate_pairs(docs_frame(PY_DOCS[:2]), p, be, cache)
+    err = capsys.readouterr().err
+    # the no-LLM context task needs none; web_code_retrieval has none: one warning line
+    assert err.count("warning: generate.examples_dir: no examples for 1 (task, code language) pool(s), "
+                     f"e.g. {ex}/web_code_retrieval/python.jsonl") == 1, err
+    assert len(be.calls) == 4 and sum("Sets x." in user(c) for c in be.calls) == 2  # the summary prompts
+
+
+def test_code_languages_absent_from_the_input(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = pl.concat([docs_frame(PY_DOCS[:2]), docs_frame(PY_DOCS[2:3], code_language="go")])
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.code_languages: no document in d\.parquet is in "
+                                        r"java rust \(present: go python\)$"):
+        check_docs(docs, params(code_languages=["java", "rust"]), "d.parquet")
+    check_docs(docs, params(code_languages=["java", "go"]), "d.parquet")  # some left: a warning
+    assert "warning: generate.code_languages: no document in d.parquet is in java (present: go python)" in \
+        capsys.readouterr().err
 
 
 def test_qc_is_greedy_and_strict(cache: ResponseCache) -> None:

@@ -45,6 +45,12 @@ def stage(cwd: Path, *args: str, cache: Path | None = None, check: bool = True,
     ({"backend": "openai", "api_key_env": "TF_UNSET_KEY_VAR"}, True, "environment variable TF_UNSET_KEY_VAR is not set"),
     ({"backend": "vllm", "model": "some/model"}, True, "backend 'vllm' needs the vllm package"),
     ({"max_tokens": "many"}, True, "generate.max_tokens"),
+    # a file that is not a model: named and explained, not one llm_error per request
+    ({"model_path": "params.yaml"}, True, "params.yaml: generate.model_path: params.yaml is not a GGUF model file"),
+    ({"examples_dir": "/nonexistent"}, True, "params.yaml: generate.examples_dir: folder not found: /nonexistent"),
+    ({"dedup_against": ["earlier.jsonl"]}, True, "params.yaml: generate.dedup_against: file not found: earlier.jsonl"),
+    ({"code_languages": ["java"]}, True,
+     "params.yaml: generate.code_languages: no document in data/paired/docs.parquet is in java (present: python)"),
 ])
 def test_bad_input_fails_with_one_line_before_any_llm_call(tmp_path: Path, gen: dict, similar: bool,
                                                            expected: str) -> None:
@@ -56,6 +62,42 @@ def test_bad_input_fails_with_one_line_before_any_llm_call(tmp_path: Path, gen: 
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not (tmp_path / "data" / "generated").exists() and not (tmp_path / "cache" / "llm").exists()
+
+
+@pytest.mark.parametrize("backend", ["openai", "llama-cpp"])
+def test_pasted_api_key_is_a_params_error_that_does_not_repeat_it(tmp_path: Path, backend: str) -> None:
+    secret = "sk-SECRET-12345"
+    setup(tmp_path, backend=backend, api_key_env=secret)
+    for args, where in [((), "params.yaml"), (("--set", f"api_key_env={secret}"), "--set")]:
+        proc = stage(tmp_path, *args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: {where}: generate.api_key_env: not an environment-variable name "
+                                      "(it looks like an API key was pasted)"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and secret not in proc.stderr + proc.stdout
+
+
+def test_input_paths_outside_data_external_are_warned_and_listed(tmp_path: Path) -> None:
+    # DVC watches data/external/, not paths taken from params: say which inputs it will not see change
+    ext = tmp_path / "data" / "external"
+    (ext / "examples").mkdir(parents=True)
+    (tmp_path / "my_examples").mkdir()
+    earlier = '{"query": "q", "pos": ["p"], "neg": []}\n'
+    (ext / "earlier.jsonl").write_text(earlier)
+    (tmp_path / "old.jsonl").write_text(earlier)
+    setup(tmp_path, tasks=["code_context_retrieval"], examples_dir="my_examples",  # no LLM: fast
+          dedup_against=["data/external/earlier.jsonl", "old.jsonl"])
+    proc = stage(tmp_path)
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        "warning: generate.examples_dir: my_examples is outside data/external/, so `dvc repro` will not notice when "
+        "it changes (move it there, or re-run this stage with -f after editing it)",
+        "warning: generate.dedup_against: old.jsonl is outside data/external/, so `dvc repro` will not notice when "
+        "it changes (move it there, or re-run this stage with -f after editing it)",
+    ], proc.stderr
+    m = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    assert m["untracked_inputs"] == ["my_examples", "old.jsonl"]
+    stage(tmp_path, "--set", "examples_dir=data/external/examples", "--set", "dedup_against=[]")
+    assert json.loads((tmp_path / "metrics" / "generate.json").read_text())["untracked_inputs"] == []
 
 
 def test_missing_input_is_named(tmp_path: Path) -> None:

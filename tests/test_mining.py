@@ -353,7 +353,7 @@ def test_rank_window_past_every_candidate_fails_before_encoding(monkeypatch, tmp
     # 12 pool texts + 1 positive outside the pool ("def fibo(n): ...") = 13 candidates
     params = MineParams(range_min=13, range_max=20, cache_dir=str(tmp_path))
     with pytest.raises(UserError, match=r"^mine_negatives.range_min: 13 is past the last of the 13 candidates "
-                                        r"\(pool \+ positives\).*set range_min below 13$"):
+                                        r"\(pool \+ code positives: candidate set 'code'\).*set range_min below 13$"):
         mine_negatives(make_pairs(), make_pool(), params)
     with pytest.raises(UserError, match="no fallback window"):  # a fallback as far out helps no more
         check_rank_window(params.model_copy(update={"fallback_range_min": 13, "fallback_range_max": 30}), 13)
@@ -380,3 +380,63 @@ def test_duplicate_pair_ids_fail_naming_the_first(monkeypatch, tmp_path):
     nulls = make_pairs().with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("pair_id")).alias("pair_id"))
     with pytest.raises(UserError, match=r"^pairs: 1 row\(s\) have a null pair_id"):
         mine_negatives(nulls, make_pool(), MineParams(cache_dir=str(tmp_path)))
+
+
+SUMMARIES = [
+    "Adds two numbers and returns the sum.",
+    "Reads a whole text file and returns its contents.",
+    "Computes the arithmetic mean of a list of numbers.",
+    "Returns the string reversed.",
+    "Checks whether an integer is even.",
+]
+
+
+def mixed_kind_pairs() -> pl.DataFrame:
+    """Two text->code rows (positive: a pool function) and five code->summary rows (positive: prose)."""
+    code_rows = [("c1", POOL_TEXTS[0], "add two numbers", POOL_TEXTS[0]),
+                 ("c2", POOL_TEXTS[3], "read the contents of a file", POOL_TEXTS[3])]
+    docs = [POOL_TEXTS[0], POOL_TEXTS[3], POOL_TEXTS[8], POOL_TEXTS[5], POOL_TEXTS[6]]
+    text_rows = [(f"s{i}", d, d, s) for i, (d, s) in enumerate(zip(docs, SUMMARIES, strict=True))]
+    rows = code_rows + text_rows
+    return pl.DataFrame({
+        "pair_id": [r[0] for r in rows],
+        "doc_id": [text_id(r[1]) for r in rows],
+        "task": ["web_code_retrieval"] * 2 + ["code_summary_retrieval"] * 5,
+        "prompt": [""] * 7,
+        "query": [r[2] for r in rows],
+        "pos": [[r[3]] for r in rows],
+        "neg": [[] for _ in rows],
+    })
+
+
+def test_prose_positives_get_prose_negatives_and_code_positives_code(tmp_path):
+    params = MineParams(num_negatives=3, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    out, report = mine_negatives(mixed_kind_pairs(), make_pool(), params)
+    rows = {r["pair_id"]: r for r in out.iter_rows(named=True)}
+    for pid in ("s0", "s1", "s2", "s3", "s4"):
+        negs = rows[pid]["neg"]
+        assert len(negs) == 3 and set(negs) <= set(SUMMARIES) and rows[pid]["pos"][0] not in negs
+    for pid in ("c1", "c2"):
+        assert len(rows[pid]["neg"]) == 3 and not set(rows[pid]["neg"]) & set(SUMMARIES)
+    assert report.candidate_sets == {"code": {"queries": 2, "candidates": 12}, "text": {"queries": 5, "candidates": 5}}
+    m = mine_metrics(out, report, 7, params)
+    assert m["candidates"] == 17 and m["candidate_sets"]["text"]["queries"] == 5
+
+    # `all`: one set, the pool plus every positive (summaries then draw code negatives)
+    out_all, rep_all = mine_negatives(mixed_kind_pairs(), make_pool(), params.model_copy(update={"candidates": "all"}))
+    assert rep_all.candidate_sets == {"all": {"queries": 7, "candidates": 17}}
+    assert any(set(r["neg"]) - set(SUMMARIES) for r in out_all.iter_rows(named=True) if r["pair_id"].startswith("s"))
+
+
+def test_candidate_sets_by_kind_task_and_all():
+    from tripleforge.mining import candidate_sets, positive_kind
+
+    assert [positive_kind(t) for t in ("web_code_retrieval", "code_summary_retrieval", "code_context_retrieval",
+                                       "code_modification_retrieval", "code_comparison_retrieval", "nope", None)] == [
+        "code", "text", "code", "code", "text", "code", "code"]
+    tasks = ["code_summary_retrieval", "web_code_retrieval", "code_review_retrieval", None]
+    assert candidate_sets(tasks, "kind") == [("code", True, [1, 3]), ("text", False, [0, 2])]
+    assert candidate_sets(tasks, "task") == [
+        ("code:None", True, [3]), ("code:web_code_retrieval", True, [1]),
+        ("text:code_review_retrieval", False, [2]), ("text:code_summary_retrieval", False, [0])]
+    assert candidate_sets(tasks, "all") == [("all", True, [0, 1, 2, 3])]

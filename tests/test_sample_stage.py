@@ -71,5 +71,15 @@ def test_ill_typed_key_and_missing_corpus(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = stage(cwd, "--set", f"corpus={tmp_path / 'missing'}", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: params.yaml: sample.corpus: path not found: {tmp_path / 'missing'}"]
+    # the corpus came from --set, so the message says so (stage.relabel_params_error)
+    assert proc.stderr.strip().splitlines() == [f"error: --set: sample.corpus: path not found: {tmp_path / 'missing'}"]
     assert not (cwd / "data").exists()
+
+
+def test_contradictory_length_bounds_fail_before_any_work(tmp_path: Path) -> None:
+    cwd = setup(tmp_path)
+    proc = stage(cwd, "--set", "min_chars=5000", "--set", "max_chars=100", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: --set: params key 'sample.max_chars': Value error, max_chars 100 is below "
+                                   "min_chars 5000: no unit could be kept (got 100)")
+    assert not (cwd / "data").exists() and not (cwd / "metrics").exists()

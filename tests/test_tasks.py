@@ -78,3 +78,9 @@ def test_cli_prints_the_catalog_table() -> None:
     assert "47 tasks" in result.output and "python<->ruby" in result.output
     hybrid = CliRunner().invoke(app, ["tasks", "--group", "hybrid"])
     assert "9 tasks" in hybrid.output and "web_code_retrieval" not in hybrid.output
+
+
+def test_cli_unknown_group_names_the_known_ones() -> None:
+    result = CliRunner().invoke(app, ["tasks", "--group", "nosuch"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --group: unknown group 'nosuch'; known: text2code code2text code2code hybrid"

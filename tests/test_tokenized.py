@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from tripleforge.errors import UserError
-from tripleforge.tokenized import build_tokenized, load_tokenized, load_tokenizer
+from tripleforge.tokenized import (
+    build_tokenized,
+    load_tokenized,
+    load_tokenizer,
+    model_max_positions,
+    resolve_tokenizer_dir,
+)
 
 RECS = [
     {"query": "sort a list", "prompt": "Find code: ", "pos": ["def s(x): return sorted(x)"], "neg": ["def f(): pass", "x = 1"]},
@@ -51,3 +57,50 @@ def test_max_len_must_leave_room_past_special_tokens(tmp_path: Path, query_max_l
     with pytest.raises(UserError, match=rf"train_data.tokenizer.{key}: .* 2 special tokens \(use at least 3\)"):
         build_tokenized({"en/t": RECS}, tmp_path, "minilm", query_max_len, passage_max_len, shard_rows=10)
     assert not (tmp_path / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(("query_max_len", "passage_max_len", "key"),
+                         [(513, 24, "query_max_len"), (16, 100000, "passage_max_len")])
+def test_max_len_must_fit_the_model_positions(tmp_path: Path, query_max_len: int, passage_max_len: int,
+                                              key: str) -> None:
+    # MiniLM has 512 positions: longer ids would make the trainer index out of range
+    with pytest.raises(UserError, match=rf"^params.yaml: train_data.tokenizer.{key}: {max(query_max_len, passage_max_len)} "
+                                        r"is more than the model's 512 positions .*use at most 512\)$"):
+        build_tokenized({"en/t": RECS}, tmp_path, "minilm", query_max_len, passage_max_len, shard_rows=10)
+    assert not (tmp_path / "manifest.json").exists()
+    build_tokenized({"en/t": RECS}, tmp_path, "minilm", 512, 512, shard_rows=10)  # the limit itself is fine
+
+
+def _tokenizer_copy(root: Path, config: dict | None, model_max_length: int | None) -> Path:
+    """The MiniLM tokenizer files with another config.json / model_max_length."""
+    import json
+    import shutil
+
+    src = resolve_tokenizer_dir("minilm")
+    root.mkdir()
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / name, root / name)
+    tcfg = json.loads((src / "tokenizer_config.json").read_text())
+    tcfg.pop("model_max_length")
+    if model_max_length is not None:
+        tcfg["model_max_length"] = model_max_length
+    (root / "tokenizer_config.json").write_text(json.dumps(tcfg))
+    if config is not None:
+        (root / "config.json").write_text(json.dumps(config))
+    return root
+
+
+def test_model_limit_sources(tmp_path: Path) -> None:
+    # no model_max_length (the 1e30 sentinel): the config's positions are the limit
+    cfg_only = _tokenizer_copy(tmp_path / "a", {"max_position_embeddings": 64}, None)
+    assert load_tokenizer(str(cfg_only)).model_max_length > 10**20
+    assert model_max_positions(load_tokenizer(str(cfg_only)), cfg_only) == (64, "max_position_embeddings in config.json")
+    with pytest.raises(UserError, match=r"passage_max_len: 65 is more than the model's 64 positions"):
+        build_tokenized({"en/t": RECS}, tmp_path / "out", str(cfg_only), 16, 65, shard_rows=10)
+    # RoBERTa-style: 2 of the config's positions are padding; the tokenizer's limit is the real one
+    both = _tokenizer_copy(tmp_path / "b", {"max_position_embeddings": 514}, 512)
+    assert model_max_positions(load_tokenizer(str(both)), both) == (512, "the tokenizer's model_max_length")
+    # neither says: no upper bound is enforced
+    neither = _tokenizer_copy(tmp_path / "c", None, None)
+    assert model_max_positions(load_tokenizer(str(neither)), neither) is None
+    build_tokenized({"en/t": RECS}, tmp_path / "out", str(neither), 16, 4096, shard_rows=10)

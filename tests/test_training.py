@@ -167,6 +167,10 @@ def test_params_reject_unknown_values() -> None:
         ({"dpo_prompt_template": "{task.x}"}, "train_data.dpo_prompt_template.*not a valid template"),
         ({"instructions": {"t": {"query": "Find {task} code"}}}, "train_data.instructions.t.query.*verbatim"),
         ({"instructions": {"*": {"passage": "{}"}}}, r"train_data.instructions.\*.passage.*verbatim"),
+        ({"instructions": {"nosuch_task": {"query": "Find: "}}},
+         r"train_data.instructions.*unknown task 'nosuch_task'; known: '\*' .* web_code_retrieval code_contest_retrieval"),
+        ({"instructions": {"default": {"query": "Find: "}}}, r"train_data.instructions.*unknown task 'default'"),
+        ({"teacher_scores_margin": -0.1}, "train_data.teacher_scores_margin"),
     ],
 )
 def test_params_reject_values_without_meaning(raw: dict[str, Any], key: str) -> None:
@@ -181,7 +185,9 @@ def test_params_reject_values_without_meaning(raw: dict[str, Any], key: str) -> 
 def test_params_accept_the_documented_edge_values() -> None:
     p = TrainDataParams(train_group_size=2, max_samples_per_task=None, n_candidates=1, st_ntuple_negatives=1,
                         dpo_prompt_template="{{literal}} {language} {document!r:>5}",
-                        instructions={"t": InstructionTemplate(query="Find code {", passage="a } b")})
+                        teacher_scores_margin=0.0,
+                        instructions={"web_code_retrieval": InstructionTemplate(query="Find code {", passage="a } b"),
+                                      "*": InstructionTemplate(passage="doc: ")})
     assert p.dpo_prompt_template.format(task="", code_language="", language="en", document="d") == "{literal} en   'd'"
     out, _ = select_group(ROW, TrainDataParams(train_group_size=2, select_negative="first"))
     assert out is not None and out["neg"] == ["n0"]

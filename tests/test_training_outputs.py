@@ -23,6 +23,12 @@ def test_unsafe_task_names_and_null_language(tmp_path: Path) -> None:
     m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
     assert m["datasets"] == {"any/a_b_c": 5}  # doc 0 is eval
     assert (tmp_path / "train" / "embedder" / "any" / "a_b_c.jsonl").is_file()
+    # the counts name language and task as the dataset folders do, never "none"
+    assert m["by_language"] == {"any": 5} and m["by_task"] == {"a_b_c": 5}
+    nulls = _grouped().with_columns(task=pl.lit(None, pl.String), language=pl.lit(None, pl.String))
+    m = write_train_dir(nulls, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    assert m["datasets"] == {"any/default": 5}
+    assert m["by_language"] == {"any": 5} and m["by_task"] == {"default": 5}
 
 
 def test_failed_run_leaves_previous_output_intact(tmp_path: Path) -> None:
@@ -34,6 +40,18 @@ def test_failed_run_leaves_previous_output_intact(tmp_path: Path) -> None:
         write_train_dir(_grouped(), bad, out)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir()] == ["train"]  # no temp directory left behind
+
+
+def test_max_len_over_the_model_limit_fails_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    write_train_dir(_grouped(), TrainDataParams(tokenizer={"enabled": False}), out)  # type: ignore[arg-type]
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad = TrainDataParams(tokenizer={"passage_max_len": 100000})  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^params.yaml: train_data.tokenizer.passage_max_len: 100000 is more than "
+                                        r"the model's 512 positions"):
+        write_train_dir(_grouped(), bad, out)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]
 
 
 def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from tripleforge.languages import CODE_LANGUAGE_NAMES
-from tripleforge.tasks import LANGUAGES, TRANSLATION_PAIRS, catalog_rows
+from tripleforge.stage import fail
+from tripleforge.tasks import GROUPS, LANGUAGES, TRANSLATION_PAIRS, catalog_rows
 
 app = typer.Typer(help="tripleforge: versioned training data for code embedding and reranker models.",
                   add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
@@ -17,11 +18,13 @@ def _root() -> None:
 
 
 @app.command()
-def tasks(group: str = typer.Option("", help="show only this group: text2code code2text code2code hybrid")) -> None:
+def tasks(group: str = typer.Option("", help=f"show only this group: {' '.join(GROUPS)}")) -> None:
     """Print the task catalog (identifiers as in BGE-Coder), languages and translation pairs."""
     from rich.console import Console
     from rich.table import Table
 
+    if group and group not in GROUPS:  # else every task is filtered out: an empty table, exit 0
+        fail(f"--group: unknown group '{group}'; known: {' '.join(GROUPS)}")
     rows = [r for r in catalog_rows() if not group or r["group"] == group]
     table = Table(title=f"{len(rows)} tasks", show_lines=False)
     for col in ("task", "group", "flow", "tags", "instruction"):

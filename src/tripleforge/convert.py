@@ -100,6 +100,34 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
     return df.filter(pl.col("_problem").is_null()).select(list(F.GROUPED_SCHEMA))
 
 
+def _normalized(e: pl.Expr) -> pl.Expr:
+    """Whitespace runs collapsed, ends stripped: `hashing.normalize_text` as an expression."""
+    return e.str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def drop_eval_overlap(
+    grouped: pl.DataFrame, pairs: pl.DataFrame, eval_rows: pl.DataFrame, drops: Counter[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """External (train) rows without those that share an eval query or an eval positive (texts
+    compared whitespace-normalized): training on them would leak the eval split. Removed rows are
+    counted as `eval_overlap` (triplets) and `eval_overlap_pairs` (pairs; a label-0 pair whose
+    passage is an eval positive stays: a negative teaches nothing about the eval judgment)."""
+    queries = eval_rows.select(q=_normalized(pl.col("query"))).get_column("q").unique()
+    positives = eval_rows.select(p=_normalized(pl.col("pos").explode())).get_column("p").unique()
+    leaks_g = _normalized(pl.col("query")).is_in(queries) | (
+        pl.col("pos").list.eval(_normalized(pl.element()).is_in(positives)).list.any()
+    )
+    leaks_p = _normalized(pl.col("query")).is_in(queries) | (
+        (pl.col("label") == 1) & _normalized(pl.col("passage")).is_in(positives)
+    )
+    g_out, p_out = grouped.filter(~leaks_g), pairs.filter(~leaks_p)
+    if grouped.height - g_out.height:
+        drops["eval_overlap"] += grouped.height - g_out.height
+    if pairs.height - p_out.height:
+        drops["eval_overlap_pairs"] += pairs.height - p_out.height
+    return g_out, p_out
+
+
 def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertFormatsParams) -> Converted:
     """Everything -> one grouped frame and one pairs frame. Order: mined rows (by pair_id), then
     each external file in params order, each in file order — deterministic without a re-sort."""
@@ -116,8 +144,11 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
     unknown = sorted(set(params.format_override) - set(params.external))
     if unknown:
         raise UserError(f"params.yaml: convert_formats.format_override names '{unknown[0]}', which is not in external")
+    eval_rows = grouped_parts[0].filter(pl.col("split") == "eval") if grouped_parts else None
     for path in params.external:
         g, p, rec = F.read_external(path, params.format_override.get(path), params.strict, params.label_threshold)
+        if eval_rows is not None and eval_rows.height:
+            g, p = drop_eval_overlap(g, p, eval_rows, rec.drops)
         drops.update(rec.drops)
         grouped_parts.append(g)
         pairs_parts.append(p)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from tripleforge.cleaning import LENGTH_BUCKETS, clean_text, has_real_code, length_bucket
 from tripleforge.code_units import Unit, split_units
@@ -39,7 +39,8 @@ from tripleforge.progress import bar
 # `dvc exp show` has the same columns for every experiment.
 SKIP_REASONS: tuple[str, ...] = (
     "unreadable", "binary", "non_utf8", "empty", "too_large", "malformed_jsonl", "no_text",
-    "unknown_code_language", "empty_after_cleaning", "too_short", "too_long", "no_code",
+    "unknown_code_language", "not_in_code_languages", "empty_after_cleaning", "too_short", "too_long",
+    "no_code", "not_in_length_buckets",
 )
 # Directories never entered in a source tree: VCS/tool metadata, caches, vendored installs.
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".dvc", ".venv", ".tox"})
@@ -52,6 +53,9 @@ MAX_WARNINGS = 5
 # `__init__.py`, too short, ...) are ordinary filtering and only counted.
 WARN_REASONS = frozenset({"unreadable", "binary", "non_utf8", "too_large", "malformed_jsonl", "no_text",
                           "unknown_code_language"})
+# What `sample.corpus` must name for an explicit `corpus_kind` (for error messages).
+KIND_EXPECTS = {"coder": "a directory in the CodeR layout <dir>/<code_language>/*_len-<L>-<R>.jsonl",
+                "tree": "a source-tree directory"}
 OUTPUT_COLUMNS = ("doc_id", "text", "code_language", "length_bucket", "source", "n_chars", "unit",
                   "unit_type", "meta")
 
@@ -73,6 +77,24 @@ class SampleParams(StageParams):
     max_chars: int = Field(default=4000, ge=1, le=32000)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
     workers: int = Field(default=1, ge=0)
+
+    @field_validator("max_chars")
+    @classmethod
+    def _max_not_below_min(cls, v: int, info: ValidationInfo) -> int:
+        lo = info.data.get("min_chars")  # absent when min_chars itself failed validation
+        if lo is not None and v < lo:
+            raise ValueError(f"max_chars {v} is below min_chars {lo}: no unit could be kept")
+        return v
+
+    @field_validator("max_file_bytes")
+    @classmethod
+    def _files_can_hold_min_chars(cls, v: int, info: ValidationInfo) -> int:
+        # A character takes at least one UTF-8 byte, so no unit of a file (or JSONL line) that is
+        # read can reach min_chars: every document would be skipped.
+        lo = info.data.get("min_chars")
+        if lo is not None and v < lo:
+            raise ValueError(f"max_file_bytes {v} is below min_chars {lo}: no unit of a file read could be that long")
+        return v
 
     @field_validator("code_languages")
     @classmethod
@@ -159,14 +181,24 @@ def input_files(params: SampleParams) -> list[str]:
 
 
 def resolve_corpus(params: SampleParams) -> tuple[str, Path]:
-    """(kind, root). A missing path is a UserError naming the params key, raised before any work."""
+    """(kind, root). A missing path, or one that does not fit an explicit `corpus_kind`, is a
+    UserError naming the params key, raised before any work."""
     if reads_stdlib(params):
         return "python-stdlib", stdlib_root()
     root = Path(params.corpus).expanduser()
+    if not root.exists() and params.corpus == "python-stdlib":
+        # `python-stdlib` is a corpus name, not a folder: only kinds auto/python-stdlib read it.
+        raise UserError(f"params.yaml: sample.corpus_kind: '{params.corpus_kind}' needs sample.corpus to be "
+                        f"{KIND_EXPECTS[params.corpus_kind]}, but it is 'python-stdlib', the built-in corpus that "
+                        f"only corpus_kind auto or python-stdlib reads")
     if not root.exists():
         raise UserError(f"params.yaml: sample.corpus: path not found: {params.corpus}")
     if not root.is_dir():
         raise UserError(f"params.yaml: sample.corpus: not a directory: {params.corpus}")
+    if params.corpus_kind == "coder" and not _looks_like_coder(root):
+        # Otherwise every file is ignored and the stage ends with 0 docs and a warning only.
+        raise UserError(f"params.yaml: sample.corpus_kind: 'coder' needs sample.corpus to be {KIND_EXPECTS['coder']}, "
+                        f"but {params.corpus} has no such file (a source tree is corpus_kind tree or auto)")
     if params.corpus_kind != "auto":
         return params.corpus_kind, root
     return ("coder" if _looks_like_coder(root) else "tree"), root
@@ -330,6 +362,7 @@ def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadSta
         stats.skip("unknown_code_language", where)
         return
     if params.code_languages and lang not in params.code_languages:
+        stats.skip("not_in_code_languages")
         return
     meta = {k: v for k, v in obj.items() if k not in ("text", "code_language")}
     stats.units_found += 1
@@ -400,6 +433,7 @@ def validate(cands: Iterator[Candidate], params: SampleParams, stats: ReadStats,
             continue
         bucket = length_bucket(n)
         if bucket_filter and params.length_buckets and bucket not in params.length_buckets:
+            stats.skip("not_in_length_buckets")
             continue
         for k, v in (("doc_id", text_id(text)), ("text", text), ("code_language", c.code_language),
                      ("length_bucket", bucket), ("source", c.source), ("n_chars", n),

@@ -10,12 +10,14 @@ A dataset directory holds
 Loading never changes a denominator silently: duplicate ids (first kept), qrels for unknown
 queries (dropped: there is no text to encode), qrels for unknown documents (kept: they stay
 relevant and unretrievable, so recall shows the loss), and queries without a relevant judgment
-(not scorable) are all counted in `EvalDataset.diagnostics`. Malformed lines stop with
-`file:line: reason`.
+(not scorable) are all counted in `EvalDataset.diagnostics`. Malformed lines, and records with
+blank text, stop with `file:line: reason`; a dataset with no scorable query stops too (its
+metrics would be 0.0 over 0 queries, which is not a score).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field, ValidationInfo, field_validator
 
+from tripleforge.devices import resolve_device
 from tripleforge.embed import EmbedderConfig
 from tripleforge.errors import UserError
 from tripleforge.io import iter_jsonl
@@ -39,6 +42,7 @@ from tripleforge.metrics import (
 )
 from tripleforge.params import StageParams
 from tripleforge.progress import log
+from tripleforge.search import SearchDevice
 
 _DOC_ID_KEYS = ("_id", "id", "corpus_id", "doc_id")
 _QUERY_ID_KEYS = ("_id", "id", "query_id", "qid")
@@ -65,9 +69,21 @@ class EvalModel(EmbedderConfig):
 
 class SignificanceParams(StageParams):
     baseline: str = ""  # model name compared against; "" = the first model
-    n_permutations: int = 10_000
-    seed: int = 0
-    alpha: float = 0.05
+    # declared before n_permutations: its validator reads alpha
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # a p-value threshold; >= 1 calls identical models significant
+    n_permutations: int = Field(10_000, ge=1)  # <= 0 gives p = 1 (n = 0) or a negative p
+    seed: int = Field(0, ge=0)  # numpy's default_rng takes no negative seed
+
+    @field_validator("n_permutations")
+    @classmethod
+    def _can_reach_alpha(cls, v: int, info: ValidationInfo) -> int:
+        # the randomisation p is (hits + 1) / (n + 1) >= 1 / (n + 1): with fewer permutations
+        # `significant` could never be true, a powerless test that would look like "no difference"
+        alpha = info.data.get("alpha")
+        if alpha is not None and 1 / (v + 1) >= alpha:
+            raise ValueError(f"the randomisation p-value is at least 1/(n_permutations+1), so it can never be "
+                             f"below alpha={alpha}; use at least {math.floor(1 / alpha)}")
+        return v
 
 
 class EvaluateParams(StageParams):
@@ -76,11 +92,11 @@ class EvaluateParams(StageParams):
     main_metric: str = "ndcg_at_10"
     external: list[str] = []  # extra BEIR/MTEB/CoIR dirs, named by their folder name
     split: str = "test"  # qrels/<split>.tsv
-    relevance_level: int = 1
+    relevance_level: int = Field(1, ge=1)  # pytrec_eval rejects < 1 (and grade 0 means "not relevant")
     ignore_identical_ids: bool = False  # drop a hit whose doc id equals the query id
     significance: SignificanceParams = SignificanceParams()
     quality_report: bool = True
-    search_device: str = "cpu"
+    search_device: SearchDevice = "cpu"  # cpu | cuda | cuda:N | auto
     cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
 
     @field_validator("models")
@@ -153,13 +169,16 @@ def load_corpus(path: Path) -> tuple[pl.DataFrame, int]:
         where = f"{path}:{no}"
         doc_id = _str(_field(obj, _DOC_ID_KEYS, where, "document id"), where, "document id")
         text = _str(_field(obj, ("text",), where, "'text'"), where, "text")
-        title = obj.get("title") or ""
+        title = _str(obj.get("title") or "", where, "title")
+        # a blank document embeds as noise; title-only documents are real (TREC-COVID has many)
+        if not text.strip() and not title.strip():
+            raise UserError(f"{where}: empty document (blank 'text' and no 'title')")
         if doc_id in seen:
             dups += 1
             continue
         seen.add(doc_id)
         ids.append(doc_id)
-        titles.append(_str(title, where, "title"))
+        titles.append(title)
         texts.append(text)
     schema = {"doc_id": pl.String, "title": pl.String, "text": pl.String}
     frame = pl.DataFrame({"doc_id": ids, "title": titles, "text": texts}, schema=schema)
@@ -174,6 +193,8 @@ def load_queries(path: Path) -> tuple[pl.DataFrame, int]:
         where = f"{path}:{no}"
         qid = _str(_field(obj, _QUERY_ID_KEYS, where, "query id"), where, "query id")
         text = _str(_field(obj, ("text",), where, "'text'"), where, "text")
+        if not text.strip():
+            raise UserError(f"{where}: empty query 'text'")
         task = obj.get("task") or DEFAULT_TASK
         prompt = _field(obj, ("prompt", "instruction"), where, "prompt", required=False)
         if qid in rows:
@@ -258,7 +279,8 @@ def load_dataset(
             raise UserError(f"{root / f}: file not found (expected a BEIR/MTEB layout)")
     corpus, dup_docs = load_corpus(root / "corpus.jsonl")
     queries, dup_queries = load_queries(root / "queries.jsonl")
-    triples, dup_qrels = load_qrels(find_qrels(root, split))
+    qrels_path = find_qrels(root, split)
+    triples, dup_qrels = load_qrels(qrels_path)
     doc_ids = set(corpus["doc_id"].to_list())
     query_ids = set(queries["query_id"].to_list())
     qrels: dict[str, dict[str, int]] = {}
@@ -271,6 +293,8 @@ def load_dataset(
             unknown_d += 1
         qrels.setdefault(q, {})[d] = g
     scorable = set(relevant_queries(qrels, relevance_level))
+    if not scorable:
+        raise UserError(_nothing_to_score(root, qrels_path, queries.height, len(triples), relevance_level))
     diagnostics = {
         "corpus_docs": corpus.height,
         "queries": queries.height,
@@ -284,6 +308,16 @@ def load_dataset(
         "evaluated_queries": len(scorable),
     }
     return EvalDataset(name or root.name, corpus, queries, qrels, diagnostics)
+
+
+def _nothing_to_score(root: Path, qrels_path: Path, n_queries: int, n_judgments: int, relevance_level: int) -> str:
+    """Why a dataset has no scorable query, naming the file to look at."""
+    if n_queries == 0:
+        return f"{root / 'queries.jsonl'}: no queries, nothing to evaluate"
+    if n_judgments == 0:
+        return f"{qrels_path}: no judgments, nothing to evaluate"
+    return (f"{qrels_path}: no query of {root / 'queries.jsonl'} has a judgment with grade >= {relevance_level} "
+            f"(evaluate.relevance_level), nothing to evaluate")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +356,14 @@ def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
     return run
 
 
+def check_devices(params: EvaluateParams) -> None:
+    """Fail on a device this machine lacks before any dataset is read or text encoded, naming the
+    evaluate key (the search would otherwise fail after encoding, naming `search.device`)."""
+    resolve_device(params.search_device, "evaluate.search_device")
+    for i, model in enumerate(params.models):
+        resolve_device(model.device, f"evaluate.models.{i}.device")
+
+
 @dataclass
 class EvaluationResult:
     per_query: pl.DataFrame  # dataset, model, query_id, task, <metric>_at_<k>...
@@ -331,6 +373,11 @@ class EvaluationResult:
 def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> EvaluationResult:
     """Evaluate every model on every dataset; per-query values sorted by (dataset, model, query_id)."""
     ks = check_k_values(params.k_values)
+    check_devices(params)
+    for ds in datasets:  # load_dataset checks this too, but may have used another relevance_level
+        if not relevant_queries(ds.qrels, params.relevance_level):
+            raise UserError(f"dataset {ds.name}: no query has a judgment with grade >= {params.relevance_level} "
+                            f"(evaluate.relevance_level), nothing to evaluate")
     frames: list[pl.DataFrame] = []
     stats: dict[tuple[str, str], RunStats] = {}
     for ds in datasets:

@@ -523,14 +523,11 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
         return ReadResult(str(p), None, df.with_columns(source_format=pl.lit(None, pl.String)), drops, rows_read)
 
     df = df.with_columns(_detected=detect_expr())
+    if strict:
+        _raise_first_problem(p, df, override)
     if override is None:
         unknown = df.filter(pl.col("_detected").is_null())
         if unknown.height:
-            if strict:
-                raise UserError(
-                    f"{p}:{unknown['line'][0]}: unknown format: no 'candidates', 'passage' or 'pos' key "
-                    "(set convert_formats.format_override to force one)"
-                )
             drops["unknown_format"] += unknown.height
             df = df.filter(pl.col("_detected").is_not_null())
         if df.height == 0:
@@ -539,25 +536,45 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
         fmt = str(df["_detected"][0])
         other = df.filter(pl.col("_detected") != fmt)
         if other.height:
-            if strict:
-                raise UserError(
-                    f"{p}:{other['line'][0]}: mixed formats: this line is {other['_detected'][0]}, "
-                    f"line {df['line'][0]} is {fmt} (one format per file)"
-                )
             drops["mixed_format"] += other.height
             df = df.filter(pl.col("_detected") == fmt)
     else:
         fmt = override
     df = df.drop("_detected").with_columns(_problem=_problem_expr(fmt))
     bad = df.filter(pl.col("_problem").is_not_null())
-    if bad.height:
-        if strict:
-            raise UserError(f"{p}:{bad['line'][0]}: {bad['_problem'][0]}")
+    if bad.height:  # strict mode raised above
         for reason, n in bad.group_by("_problem").len().iter_rows():
             drops[_reason_key(reason)] += n
         df = df.filter(pl.col("_problem").is_null())
     df = df.drop("_problem").with_columns(source_format=pl.lit(fmt))
     return ReadResult(str(p), fmt, df, drops, rows_read)
+
+
+_UNKNOWN_FORMAT = ("unknown format: no 'candidates', 'passage' or 'pos' key "
+                   "(set convert_formats.format_override to force one)")
+
+
+def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> None:
+    """Strict mode: raise `file:line: reason` for the first line with any problem, whether its
+    format is unknown, differs from the file's (the first detected line's), or its values fail
+    validation; checking these one kind after another would name a later line first."""
+    if override is None:
+        detected = df.filter(pl.col("_detected").is_not_null())
+        if detected.height == 0:
+            raise UserError(f"{p}:{df['line'][0]}: {_UNKNOWN_FORMAT}")
+        fmt, first = str(detected["_detected"][0]), int(detected["line"][0])
+        problem = (
+            pl.when(pl.col("_detected").is_null()).then(pl.lit(_UNKNOWN_FORMAT))
+            .when(pl.col("_detected") != fmt)
+            .then(pl.lit("mixed formats: this line is ") + pl.col("_detected")
+                  + pl.lit(f", line {first} is {fmt} (one format per file)"))
+            .otherwise(_problem_expr(fmt))
+        )
+    else:
+        problem = _problem_expr(override)
+    bad = df.select("line", _problem=problem).filter(pl.col("_problem").is_not_null())
+    if bad.height:
+        raise UserError(f"{p}:{bad['line'][0]}: {bad['_problem'][0]}")
 
 
 def _reason_key(reason: str) -> str:

@@ -77,6 +77,7 @@ class GenerateParams(StageParams):
     max_output_chars: int = Field(4000, ge=1)
     dedup_against: list[str] = []           # earlier pairs files (.parquet/.jsonl) whose queries/positives are excluded
     cache_dir: str = ""                     # "" = $TRIPLEFORGE_LLM_CACHE or <cache root>/llm
+    max_failed_fraction: float = Field(0.0, ge=0, le=1)  # failed LLM requests tolerated; more = error, nothing written
 
     @field_validator("tasks")
     @classmethod
@@ -140,13 +141,42 @@ class RunStats:
     cache_hits: int = 0
     cache_misses: int = 0
     llm_failures: int = 0
+    first_error: str | None = None
     new_tokens_in: int = 0
     new_tokens_out: int = 0
     llm_seconds: float = 0.0
 
+    @property
+    def llm_requests(self) -> int:
+        return self.cache_hits + self.cache_misses
+
+
+class LLMFailures(UserError):
+    """Too many LLM requests failed: the run wrote nothing (exit 1: the input was fine, the run was not)."""
+
+    exit_code = 1
+
 
 def pair_id_of(doc_id: str, task: str, language: str, code_language: str, tgt: str | None, cand: int) -> str:
     return key_of("pair", doc_id, task, language, code_language, tgt, cand)[:16]
+
+
+def check_params(params: GenerateParams) -> None:
+    """Params that pydantic cannot judge alone, checked before the model loads or any LLM call."""
+    from tripleforge.llm.openai_compat import check_api_key_env
+
+    check_api_key_env(params.api_key_env)  # for every backend: a pasted key in params is a leak anyway
+    check_input_paths(params)
+
+
+def check_input_paths(params: GenerateParams) -> None:
+    """Files and folders named in params exist. A mistyped `examples_dir` would otherwise silently
+    mean "no few-shot examples", which changes every prompt without a word."""
+    if params.examples_dir and not Path(params.examples_dir).is_dir():
+        raise UserError(f"params.yaml: generate.examples_dir: folder not found: {params.examples_dir}")
+    for p in params.dedup_against:
+        if not Path(p).is_file():
+            raise UserError(f"params.yaml: generate.dedup_against: file not found: {p}")
 
 
 def check_docs(docs: pl.DataFrame, params: GenerateParams, source: str) -> None:
@@ -157,9 +187,25 @@ def check_docs(docs: pl.DataFrame, params: GenerateParams, source: str) -> None:
     for name in params.tasks:
         if TASKS[name].needs_similar and "similar_text" not in docs.columns:
             raise UserError(f"{source}: column 'similar_text' missing; task {name} needs the pair-similar stage output")
-    unknown = sorted(set(docs["code_language"].drop_nulls().to_list()) - set(CODE_LANGUAGES))
+    present = set(docs["code_language"].drop_nulls().to_list())
+    unknown = sorted(present - set(CODE_LANGUAGES))
     if unknown:
         raise UserError(f"{source}: unknown code_language {unknown[0]!r}")
+    _check_code_languages(params.code_languages, present, docs.height, source)
+
+
+def _check_code_languages(wanted: list[str], present: set[str], n_docs: int, source: str) -> None:
+    """Asking for code languages the input lacks is a mistake (a typo, or the sample stage kept other
+    languages): if none remain it is an error, since an empty pairs file only fails later, further from
+    the cause; if some remain, a warning, since the rest is still a useful run."""
+    missing = [c for c in wanted if c not in present]
+    if not missing:
+        return
+    have = " ".join(sorted(present)) or "none"
+    if n_docs and len(missing) == len(wanted):
+        raise UserError(f"params.yaml: generate.code_languages: no document in {source} is in "
+                        f"{' '.join(missing)} (present: {have})")
+    log(f"warning: generate.code_languages: no document in {source} is in {' '.join(missing)} (present: {have})")
 
 
 def _select_docs(docs: pl.DataFrame, params: GenerateParams) -> pl.DataFrame:
@@ -175,6 +221,7 @@ def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
     docs = _select_docs(docs, params)
     has_similar = "similar_text" in docs.columns
     pools: dict[tuple[str, str], list[Example]] = {}
+    missing_pools: list[str] = []
     jobs: list[Job] = []
     for row in docs.iter_rows(named=True):
         code = row["code_language"]
@@ -188,7 +235,10 @@ def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
                 for tgt in tgts:
                     pool_name = f"{code}-to-{tgt}" if tgt else code
                     if (name, pool_name) not in pools:
-                        pools[(name, pool_name)] = load_examples(params.examples_dir, name, pool_name)
+                        want = bool(params.examples_dir and params.num_examples and task.uses_llm)
+                        pools[(name, pool_name)] = load_examples(params.examples_dir, name, pool_name) if want else []
+                        if want and not pools[(name, pool_name)]:
+                            missing_pools.append(f"{name}/{pool_name}.jsonl")
                     for cand in range(params.n_candidates):
                         pid = pair_id_of(row["doc_id"], name, lang, code, tgt, cand)
                         ex_seed = int(key_of("examples", params.seed, pid)[:8], 16)
@@ -198,6 +248,9 @@ def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
                             similar=row.get("similar_text") if has_similar else None,
                             examples=choose_examples(pools[(name, pool_name)], params.num_examples, ex_seed),
                         ))
+    if missing_pools:
+        log(f"warning: generate.examples_dir: no examples for {len(missing_pools)} (task, code language) "
+            f"pool(s), e.g. {Path(params.examples_dir) / missing_pools[0]}; those prompts get no few-shot examples")
     jobs.sort(key=lambda j: j.pair_id)
     return jobs
 
@@ -281,6 +334,8 @@ class Runner:
         with bar(len(todo), desc, unit="req") as b:
 
             def on_result(req: ChatRequest, res: ChatResult) -> None:
+                if res.ok and not res.texts:  # no answer is a failure: never cached, asked again next run
+                    res = ChatResult(error="the backend returned no text", tokens_in=res.tokens_in)
                 self.cache.put(req.key, res)  # committed before anything else: crash-safe
                 results[req.key] = res
                 if res.ok:
@@ -288,6 +343,7 @@ class Runner:
                     self.stats.new_tokens_out += res.tokens_out
                 else:
                     self.stats.llm_failures += 1
+                    self.stats.first_error = self.stats.first_error or res.error
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 b.set_postfix(tok_s=f"{self.stats.new_tokens_out / elapsed:.1f}", refresh=False)
                 b.update(1)
@@ -326,11 +382,6 @@ def _context_cut(job: Job, seed: int) -> None:
     job.qc = "n/a"
 
 
-def _pos_is_code(task: Task) -> bool:
-    """The positive is the document (text2code), the similar document, or the final LLM output."""
-    return task.group == "text2code" or task.flow == "similar_modify" or task.output_is_code
-
-
 def _assemble(job: Job) -> None:
     """Query and positive from the step outputs, per flow."""
     f, out = job.task.flow, job.outputs
@@ -353,9 +404,7 @@ def _load_seen(paths: list[str]) -> tuple[set[str], set[str]]:
     queries: set[str] = set()
     positives: set[str] = set()
     for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise UserError(f"params.yaml: generate.dedup_against: file not found: {path}")
+        path = Path(p)  # existence checked by check_input_paths
         try:
             df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ndjson(path)
         except Exception as exc:  # noqa: BLE001 - any reader error is a bad input file
@@ -399,13 +448,31 @@ def _dedup(jobs: list[Job], seen_q: set[str], seen_p: set[str]) -> None:
             pairs.add((q, p))
 
 
+def check_failures(stats: RunStats, max_failed_fraction: float) -> None:
+    """Raise `LLMFailures` when more than `max_failed_fraction` of this run's LLM requests failed.
+
+    The fraction is of every request the pairs needed, cached or not, so the verdict does not depend
+    on how much a previous run already paid for. Successful answers are in the cache already, so the
+    re-run the error asks for sends only the failed requests."""
+    if not stats.llm_failures or stats.llm_failures <= max_failed_fraction * stats.llm_requests:
+        return
+    reason = " ".join((stats.first_error or "unknown error").split())[:300]
+    ok = stats.llm_requests - stats.llm_failures
+    raise LLMFailures(
+        f"generate: {stats.llm_failures} of {stats.llm_requests} LLM requests failed (generate.max_failed_fraction="
+        f"{max_failed_fraction:g}); first failure: {reason}. Nothing written; the {ok} answers are cached, "
+        f"so re-running asks only for the failed ones")
+
+
 def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend | None,
                    cache: ResponseCache) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Run every flow over `docs`; returns (pairs sorted by pair_id, metrics)."""
+    """Run every flow over `docs`; returns (pairs sorted by pair_id, metrics). Raises `LLMFailures`
+    (after every request was tried, each answer cached) when too many LLM requests failed."""
     t0 = time.perf_counter()
     stats = RunStats()
     runner = Runner(backend, cache, stats)
     fp = backend.fingerprint() if backend is not None else ""
+    check_input_paths(params)
     seen_q, seen_p = _load_seen(params.dedup_against)  # bad files fail before any LLM call
     jobs = expand_jobs(docs, params)
     for job in jobs:
@@ -461,7 +528,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
         reqs_n = {}
         for j in kept:
             instr = retrieval_instruction(j.task, j.code_language, j.tgt)
-            pos_is_code = _pos_is_code(j.task)
+            pos_is_code = j.task.positive_is_code
             msgs = hard_negative_messages(instr, j.query, j.pos, pos_is_code)
             reqs_n[j.pair_id] = [_request(fp, msgs, _sampling(params, j.seed(params.seed, f"neg{i}")))
                                  for i in range(params.gen_hard_neg)]
@@ -469,7 +536,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
         results = runner.run(flat, "hard negatives") if flat else {}
         for j in kept:
             seen = {_h(j.pos), _h(j.query)}
-            pos_is_code = _pos_is_code(j.task)
+            pos_is_code = j.task.positive_is_code
             for r in reqs_n[j.pair_id]:
                 res = results[r.key]
                 j.tokens_in += res.tokens_in
@@ -483,6 +550,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
                     seen.add(_h(text))
                     j.neg.append(text)
 
+    check_failures(stats, params.max_failed_fraction)
     model_name = fp
     pairs = _frame([j for j in jobs if not j.reason], model_name)
     metrics = _metrics(jobs, stats, time.perf_counter() - t0)
@@ -528,6 +596,7 @@ def _metrics(jobs: list[Job], stats: RunStats, seconds: float) -> dict[str, Any]
         "cache_hits": stats.cache_hits,
         "cache_misses": stats.cache_misses,
         "llm_calls": stats.cache_misses,
+        "llm_requests": stats.llm_requests,
         "llm_failures": stats.llm_failures,
         "tokens_in": sum(j.tokens_in for j in jobs),
         "tokens_out": sum(j.tokens_out for j in jobs),

@@ -7,8 +7,11 @@ Output: the pairs plus `neg` (mined), `pos_scores`, `neg_scores` (list[f64]), `n
 (list[i64], 0-based rank in the query's search; null for a negative that was not retrieved
 within the searched depth, e.g. random ones), `pos_rank` (i64 or null), `split` (`train`/`eval`).
 
-Candidates are the pool texts plus every positive, deduplicated by normalized text, so a negative
-is never a duplicate of another. For each query, every positive of every row with the same
+Candidates are deduplicated by normalized text, so a negative is never a duplicate of another.
+They come in sets (`candidates` param, `candidate_sets`): by default a row whose positive is code
+(its task's `positive_is_code`; rows without a known task count as code) searches the pool plus
+the code positives, and a row whose positive is prose searches the prose positives only, so a
+summary's negatives are other summaries, not code. For each query, every positive of every row with the same
 normalized query text, the row's source document and the query text itself are masked before
 any rule applies (by text id for the kept LLM-written negatives too). Rules combine: rank window
 [range_min, range_max), `relative_margin` (neg <= p * hardest positive, sign-safe), `margin`
@@ -45,6 +48,7 @@ from tripleforge.params import StageParams
 from tripleforge.progress import bar, log
 from tripleforge.quality_report import rank_histogram
 from tripleforge.search import SearchConfig, search
+from tripleforge.tasks import TASKS
 
 PAIR_COLUMNS = ("pair_id", "doc_id", "query", "pos", "neg", "prompt")
 STR_LIST = pl.List(pl.String)
@@ -60,6 +64,7 @@ class MineParams(StageParams):
     embedder: EmbedderConfig = EmbedderConfig()
     search: SearchConfig = SearchConfig()
     use_prompt_as_instruction: bool = False
+    candidates: Literal["kind", "task", "all"] = "kind"
     num_negatives: int = Field(15, ge=1)
     range_min: int = Field(0, ge=0)
     range_max: int = 100
@@ -121,7 +126,8 @@ class MineReport:
     skipped: dict[str, int] = field(default_factory=dict)
     short_of_negatives: int = 0
     search: dict[str, Any] = field(default_factory=dict)
-    candidates: int = 0
+    candidates: int = 0  # summed over the candidate sets
+    candidate_sets: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, key: str, n: int) -> None:
         self.skipped[key] = self.skipped.get(key, 0) + int(n)
@@ -244,13 +250,19 @@ def check_unique_pair_ids(pairs: pl.DataFrame) -> None:
         raise UserError(f"pairs: duplicate pair_id {first!r} ({dup.height} rows share a pair_id with another row)")
 
 
-def check_rank_window(params: MineParams, n_candidates: int) -> None:
+def check_rank_window(params: MineParams, n_candidates: int, label: str = "all") -> None:
     """A primary window starting past the last candidate mines nothing; an error unless the
     fallback window still reaches candidates (then a warning)."""
     if params.neg_type == "random" or params.range_min < n_candidates:
         return
+    if label == "all":
+        which = "(pool + positives)"
+    elif label.startswith("code"):
+        which = f"(pool + code positives: candidate set '{label}')"
+    else:
+        which = f"(prose positives only: candidate set '{label}', see mine_negatives.candidates)"
     what = (f"mine_negatives.range_min: {params.range_min} is past the last of the {n_candidates} candidates "
-            f"(pool + positives), so the rank window [{params.range_min}, {params.range_max}) is empty")
+            f"{which}, so the rank window [{params.range_min}, {params.range_max}) is empty")
     fb_lo, fb_hi = params.fallback_range_min, params.fallback_range_max
     if fb_hi > 0 and fb_lo < n_candidates:
         log(f"warning: {what}; hard negatives come only from the fallback window [{fb_lo}, {fb_hi})")
@@ -323,11 +335,11 @@ def assign_split(doc_ids: list[str], eval_fraction: float, seed: int) -> list[st
     return out
 
 
-def build_candidates(pool: pl.DataFrame, pos_lists: list[list[str]]) -> tuple[list[str], dict[str, int]]:
+def build_candidates(pool_texts: list[str | None], pos_lists: list[list[str]]) -> tuple[list[str], dict[str, int]]:
     """Pool texts (pool order) then positives not already there (by text id): texts and id->index."""
     texts: list[str] = []
     index: dict[str, int] = {}
-    for t in pool.get_column("text").to_list():
+    for t in pool_texts:
         if t is None or not t.strip():
             continue
         tid = text_id(t)
@@ -344,6 +356,67 @@ def build_candidates(pool: pl.DataFrame, pos_lists: list[list[str]]) -> tuple[li
         index[tid] = len(texts)
         texts.append(extra[tid])
     return texts, index
+
+
+def positive_kind(task: str | None) -> str:
+    """`code` or `text`: what a row's positive is, from its task (a row without a known task has
+    a document, i.e. code, as positive, as the pool's texts are)."""
+    known = TASKS.get(task) if task is not None else None
+    return "text" if known is not None and not known.positive_is_code else "code"
+
+
+def candidate_sets(tasks: list[str | None], mode: str) -> list[tuple[str, bool, list[int]]]:
+    """(label, uses the pool, row indices) per candidate set, in label order.
+
+    `kind`: rows whose positive is code search the pool plus the code positives; rows whose
+    positive is prose (code2text tasks, written answers) search only the prose positives, since a
+    code negative for a prose positive is one a model rejects by its form alone. `task`: one set
+    per task (the pool joins the code ones). `all`: one set, the pool plus every positive."""
+    if mode == "all":
+        return [("all", True, list(range(len(tasks))))]
+    groups: dict[str, list[int]] = {}
+    for r, t in enumerate(tasks):
+        kind = positive_kind(t)
+        groups.setdefault(kind if mode == "kind" else f"{kind}:{t}", []).append(r)
+    return [(label, label.startswith("code"), idx) for label, idx in sorted(groups.items())]
+
+
+@dataclass
+class MinedRows:
+    """Per-row mining results, aligned with the rows being mined."""
+
+    neg_texts: list[list[str]]
+    neg_scores: list[list[float]]
+    neg_ranks: list[list[int | None]]
+    pos_scores: list[list[float]]
+    pos_rank: list[int | None]
+
+    @classmethod
+    def empty(cls, n: int) -> MinedRows:
+        return cls([[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)],
+                   [[] for _ in range(n)], [None] * n)
+
+    def scatter(self, idx: list[int], part: MinedRows) -> None:
+        """Put the rows of `part` (one candidate set's rows) at positions `idx`."""
+        for j, r in enumerate(idx):
+            self.neg_texts[r], self.neg_scores[r], self.neg_ranks[r] = (
+                part.neg_texts[j], part.neg_scores[j], part.neg_ranks[j])
+            self.pos_scores[r], self.pos_rank[r] = part.pos_scores[j], part.pos_rank[j]
+
+
+def merged_search_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One `search` metrics entry over the candidate sets: the deepest search, and the lowest
+    measured recall (null when every set was searched exactly)."""
+    if len(reports) == 1:
+        return reports[0]
+    recalls = [r["recall_at_depth"] for r in reports if r.get("recall_at_depth") is not None]
+    first = reports[0] if reports else {}
+    return {
+        "method": first.get("method"),
+        "depth": max((r["depth"] for r in reports), default=0),
+        "device": first.get("device"),
+        "recall_at_depth": min(recalls) if recalls else None,
+    }
 
 
 def _rescore(model_dir: Path, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
@@ -363,48 +436,29 @@ def _rescore(model_dir: Path, queries: list[str], lists: list[list[str]], batch_
     return out
 
 
-def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) -> tuple[pl.DataFrame, MineReport]:
-    """Mine negatives for every pair; returns (triplets sorted by pair_id, report)."""
-    require_columns(pairs, PAIR_COLUMNS, "pairs")
-    require_columns(pool, ("text",), "pool")
-    pairs = check_dtypes(pairs, PAIR_DTYPES, "pairs")
-    pool = check_dtypes(pool, {"text": pl.String()}, "pool")
-    check_unique_pair_ids(pairs)
-    # environment and model checks come before any encoding, which can take minutes
-    resolve_device(params.search.device, "mine_negatives.search.device")
-    rescore_dir = resolve_rescore_model(params.rescore_model) if params.rescore_model else None
-    report = MineReport()
-    if pool.height == 0:
-        raise UserError("pool: no documents; mining needs a candidate pool (the pool file is empty)")
-    pool, blank = drop_blank_text(pool)
-    report.add("pool_empty_text", blank)
-    if pool.height == 0:
-        raise UserError(f"pool: no documents; mining needs a candidate pool (all {blank} rows have null or blank text)")
-
-    # rows that cannot be mined are counted, not silently lost
-    pairs = clean_positives(pairs, report)
-    bad_query = pl.col("query").is_null() | (pl.col("query").str.strip_chars() == "")
-    bad_pos = pl.col("pos").is_null() | (pl.col("pos").list.len() == 0)
-    report.add("empty_query", pairs.filter(bad_query).height)
-    report.add("no_positive", pairs.filter(~bad_query & bad_pos).height)
-    rows = pairs.filter(~bad_query & ~bad_pos).sort("pair_id", maintain_order=True)
-    nq = rows.height
-    queries = rows.get_column("query").to_list()
-    pos_lists = rows.get_column("pos").to_list()
-    llm_negs = [list(x or []) for x in rows.get_column("neg").to_list()]
-
-    cand_texts, cand_index = build_candidates(pool, pos_lists)
-    report.candidates = len(cand_texts)
-    check_rank_window(params, len(cand_texts))
+def _mine_candidate_set(
+    label: str,
+    queries: list[str],
+    pos_lists: list[list[str]],
+    masked_tids: list[set[str]],
+    llm_negs: list[list[str | None]],
+    seeds: np.ndarray,
+    pool_texts: list[str | None],
+    instructions: list[str | None] | None,
+    params: MineParams,
+    report: MineReport,
+) -> MinedRows:
+    """Mine the rows of one candidate set (`candidate_sets`): candidates = `pool_texts` plus the
+    rows' positives; sets `report.search` to this set's search."""
+    nq = len(queries)
+    cand_texts, cand_index = build_candidates(pool_texts, pos_lists)
+    report.candidates += len(cand_texts)
+    report.candidate_sets[label] = {"queries": nq, "candidates": len(cand_texts)}
+    check_rank_window(params, len(cand_texts), label)
     cfg = params.embedder
-    instructions = rows.get_column("prompt").to_list() if params.use_prompt_as_instruction else None
     c_emb = encode_documents(cand_texts, cfg, params.cache_dir)
     q_emb = encode_queries(queries, cfg, instructions, params.cache_dir) if nq else np.zeros((0, c_emb.shape[1]), np.float32)
 
-    # masks, by text id: positives of every row sharing the normalized query, the row's doc,
-    # the query text (kept LLM negatives get the same, and need not be candidates)
-    doc_ids = rows.get_column("doc_id").to_list()
-    masked_tids = query_group_masks(queries, pos_lists, doc_ids)
     masks = [{cand_index[t] for t in tids if t in cand_index} for tids in masked_tids]
     width = max((len(m) for m in masks), default=0)
     masked_ids = np.full((nq, max(width, 1)), -2, dtype=np.int64)
@@ -427,7 +481,6 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     }
     rules = Rules(params.range_min, params.range_max, params.relative_margin, params.margin,
                   params.max_score, params.min_score)
-    seeds = row_seeds(rows.get_column("pair_id").to_list(), params.seed)
 
     pwidth = max((len(x) for x in pos_idx), default=1)
     pos_ids = np.full((nq, max(pwidth, 1)), -2, dtype=np.int64)
@@ -437,7 +490,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     neg_rank: list[list[int | None]] = []
     neg_scores: list[list[float]] = []
     pos_rank: list[int | None] = []
-    with bar(nq, "mine negatives", unit="query") as b:
+    with bar(nq, f"mine negatives ({label})", unit="query") as b:
         for start in range(0, nq, params.query_chunk):
             sl = slice(start, start + params.query_chunk)
             s, i, v = res.scores[sl], res.indices[sl], res.valid[sl]
@@ -481,6 +534,63 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
             neg_scores[r] = neg_scores[r] + [float(q_emb[r] @ e_emb[k + j]) for j in range(len(ex))]
             neg_rank[r] = neg_rank[r] + [None] * len(ex)
             k += len(ex)
+    return MinedRows(neg_texts, neg_scores, neg_rank, pos_scores, pos_rank)
+
+
+def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) -> tuple[pl.DataFrame, MineReport]:
+    """Mine negatives for every pair; returns (triplets sorted by pair_id, report)."""
+    require_columns(pairs, PAIR_COLUMNS, "pairs")
+    require_columns(pool, ("text",), "pool")
+    pairs = check_dtypes(pairs, PAIR_DTYPES, "pairs")
+    pool = check_dtypes(pool, {"text": pl.String()}, "pool")
+    check_unique_pair_ids(pairs)
+    # environment and model checks come before any encoding, which can take minutes
+    resolve_device(params.search.device, "mine_negatives.search.device")
+    rescore_dir = resolve_rescore_model(params.rescore_model) if params.rescore_model else None
+    report = MineReport()
+    if pool.height == 0:
+        raise UserError("pool: no documents; mining needs a candidate pool (the pool file is empty)")
+    pool, blank = drop_blank_text(pool)
+    report.add("pool_empty_text", blank)
+    if pool.height == 0:
+        raise UserError(f"pool: no documents; mining needs a candidate pool (all {blank} rows have null or blank text)")
+
+    # rows that cannot be mined are counted, not silently lost
+    pairs = clean_positives(pairs, report)
+    bad_query = pl.col("query").is_null() | (pl.col("query").str.strip_chars() == "")
+    bad_pos = pl.col("pos").is_null() | (pl.col("pos").list.len() == 0)
+    report.add("empty_query", pairs.filter(bad_query).height)
+    report.add("no_positive", pairs.filter(~bad_query & bad_pos).height)
+    rows = pairs.filter(~bad_query & ~bad_pos).sort("pair_id", maintain_order=True)
+    nq = rows.height
+    queries = rows.get_column("query").to_list()
+    pos_lists = rows.get_column("pos").to_list()
+    llm_negs = [list(x or []) for x in rows.get_column("neg").to_list()]
+    instructions = rows.get_column("prompt").to_list() if params.use_prompt_as_instruction else None
+
+    doc_ids = rows.get_column("doc_id").to_list()
+    # masks, by text id: positives of every row sharing the normalized query (in any candidate
+    # set), the row's doc, the query text (kept LLM negatives get the same; need not be candidates)
+    masked_tids = query_group_masks(queries, pos_lists, doc_ids)
+    pool_texts = pool.get_column("text").to_list()
+    tasks = rows.get_column("task").to_list() if "task" in rows.columns else [None] * nq
+    pair_ids = rows.get_column("pair_id").to_list()
+    mined = MinedRows.empty(nq)
+    search_reports = []
+    # no rows: the pool alone is still checked against the rank window
+    sets = candidate_sets(tasks, params.candidates) or [("all", True, [])]
+    for label, uses_pool, idx in sets:
+        sub = _mine_candidate_set(
+            label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
+            [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
+            pool_texts if uses_pool else [], [instructions[r] for r in idx] if instructions else None,
+            params, report,
+        )
+        mined.scatter(idx, sub)
+        search_reports.append(report.search)
+    report.search = merged_search_report(search_reports)
+    neg_texts, neg_scores, neg_rank = mined.neg_texts, mined.neg_scores, mined.neg_ranks
+    pos_scores, pos_rank = mined.pos_scores, mined.pos_rank
 
     out = rows.with_columns(
         pl.Series("neg", neg_texts, dtype=pl.List(pl.String)),
@@ -506,7 +616,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         keep = pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") < params.filter_rank)
         report.add("filter_rank", out.filter(~keep).height)
         out = out.filter(keep)
-    short = pl.col("neg").list.len() < n_total
+    short = pl.col("neg").list.len() < params.num_negatives
     report.short_of_negatives = out.filter(short).height
     if params.drop_short:
         report.add("short_dropped", report.short_of_negatives)
@@ -541,6 +651,7 @@ def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: M
         "pairs_in": pairs_in,
         "pairs": out.height,
         "candidates": report.candidates,
+        "candidate_sets": report.candidate_sets,
         "short_of_negatives": report.short_of_negatives,
         "negatives_total": int(negs.sum()) if len(negs) else 0,
         "negatives_mean": round(float(negs.mean()), 4) if len(negs) else 0.0,  # type: ignore[arg-type]

@@ -55,14 +55,14 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
     return "; ".join(parts)
 
 
-def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
+def dotted_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
     """Every key path of a nested dict: {"a": {"b": 1}} -> {"a", "a.b"}."""
     keys: set[str] = set()
     for k, v in tree.items():
         path = f"{prefix}{k}"
         keys.add(path)
         if isinstance(v, dict):
-            keys |= _dotted_keys(v, f"{path}.")
+            keys |= dotted_keys(v, f"{path}.")
     return frozenset(keys)
 
 
@@ -125,7 +125,7 @@ def load_params(
     """Validate `section` of the params file (plus `--set` overrides) into `model`."""
     cli = parse_overrides(overrides or [])
     raw = _merge(read_section(path, section), cli)
-    return validate_params(model, section, raw, source=str(path), overridden=_dotted_keys(cli))
+    return validate_params(model, section, raw, source=str(path), overridden=dotted_keys(cli))
 
 
 def validate_params(

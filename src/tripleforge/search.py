@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from tripleforge.devices import resolve_device
 from tripleforge.errors import UserError
@@ -28,11 +28,21 @@ from tripleforge.params import StageParams
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
+def _known_device(v: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(v):
+        raise ValueError("must be cpu, cuda, cuda:N or auto")
+    return v
+
+
+# a params value naming where search runs (whether this machine has it is checked at run time)
+SearchDevice = Annotated[str, AfterValidator(_known_device)]
+
+
 class SearchConfig(StageParams):
     """How candidates are retrieved (nested as `search` in stage params)."""
 
     method: Literal["exact", "hnsw", "ivf"] = "exact"
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto (GPU exact search runs torch fp32)
+    device: SearchDevice = "cpu"  # cpu | cuda | cuda:N | auto (GPU exact search runs torch fp32)
     chunk_size: int = Field(1024, ge=1)  # queries per search call: bounds memory
     hnsw_m: int = Field(32, ge=2)  # FAISS segfaults building a graph with M < 2
     hnsw_ef_search: int = Field(256, ge=1)
@@ -40,13 +50,6 @@ class SearchConfig(StageParams):
     ivf_nprobe: int = Field(16, ge=1)
     recall_sample: int = Field(256, ge=0)  # queries checked against exact search for recall@k; 0 = not measured
     seed: int = Field(0, ge=0)  # numpy and FAISS take no negative seeds
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, v: str) -> str:
-        if not DEVICE_PATTERN.fullmatch(v):
-            raise ValueError("must be cpu, cuda, cuda:N or auto")
-        return v
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 
 from tripleforge.errors import UserError
+from tripleforge.params import dotted_keys, parse_overrides
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,27 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+PARAMS_LABEL = "params.yaml: "
+
+
+def relabel_params_error(message: str, params_path: Any, overrides: list[str]) -> str:
+    """`params.yaml: <section>.<key>...` -> the params file the stage actually read, or `--set`
+    when that key (or a parent of it) was given on the command line. Library code checks a
+    validated value (a file that does not exist, a name not among the models) without knowing
+    where the value came from; the stage does."""
+    if not message.startswith(PARAMS_LABEL):
+        return message
+    rest = message[len(PARAMS_LABEL):]
+    key = re.split(r"[:\s]", rest, maxsplit=1)[0]
+    parts = key.split(".")[1:]  # relative to the section, as --set keys are
+    try:
+        cli = dotted_keys(parse_overrides(overrides))
+    except UserError:
+        cli = frozenset()
+    from_cli = any(".".join(parts[:i]) in cli for i in range(1, len(parts) + 1))
+    return f"{'--set' if from_cli else params_path}: {rest}"
+
+
 def user_errors(fn: F) -> F:
     """Turn `UserError` into `error: <one line>` on stderr and a non-zero exit (no traceback)."""
 
@@ -45,7 +68,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            fail(str(exc), exc.exit_code)
+            message = relabel_params_error(str(exc), kwargs.get("params", "params.yaml"), kwargs.get("set_") or [])
+            fail(message, exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
 

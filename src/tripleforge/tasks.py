@@ -80,6 +80,12 @@ class Task:
         return self.group == "code2code"
 
     @property
+    def positive_is_code(self) -> bool:
+        """The positive is the document (text2code), the similar document, or an LLM output that
+        is code; otherwise it is prose written by the LLM (a summary, a review, an answer)."""
+        return self.group == "text2code" or self.flow == "similar_modify" or self.output_is_code
+
+    @property
     def query_is_output(self) -> bool:
         """Single-step tasks: text2code queries are written by the LLM; others use the document."""
         return self.group in ("text2code", "hybrid")

@@ -25,6 +25,9 @@ from tripleforge.errors import UserError
 from tripleforge.io import atomic_path, write_json
 
 IDS = pl.List(pl.UInt32)
+# Hugging Face reports int(1e30) as `model_max_length` when a tokenizer names no limit; no real
+# model has anywhere near a billion positions, so anything above this is "no limit".
+NO_LIMIT = 10**9
 
 
 def resolve_tokenizer_dir(model: str) -> Path:
@@ -45,6 +48,49 @@ def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(resolve_tokenizer_dir(model)))
+
+
+def model_max_positions(tokenizer: Any, model_dir: Path) -> tuple[int, str] | None:
+    """(most tokens the model can embed, where that limit comes from), or None if nothing says.
+    The smaller of the model config's `max_position_embeddings` and the tokenizer's real
+    `model_max_length`: RoBERTa-style configs count 2 padding positions the text cannot use."""
+    limits: list[tuple[int, str]] = []
+    cfg = model_dir / "config.json"
+    try:
+        n = json.loads(cfg.read_text(encoding="utf-8")).get("max_position_embeddings") if cfg.is_file() else None
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object
+        n = None
+    if isinstance(n, int) and n > 0:
+        limits.append((n, "max_position_embeddings in config.json"))
+    n = getattr(tokenizer, "model_max_length", None)
+    if isinstance(n, int) and 0 < n < NO_LIMIT:
+        limits.append((n, "the tokenizer's model_max_length"))
+    return min(limits) if limits else None
+
+
+def check_max_lens(tokenizer: Any, model_dir: Path, lens: dict[str, int]) -> None:
+    """Each ``tokenizer.<key>`` length must leave room for text past the special tokens and fit the
+    model's positions; otherwise a params error naming the key."""
+    # A max length within the special tokens does not truncate at all (Hugging Face only warns),
+    # or leaves no token of text: either way the shards would not be what the params say.
+    room = tokenizer.num_special_tokens_to_add()
+    # Longer ids than the model has positions make the trainer index out of range.
+    limit = model_max_positions(tokenizer, model_dir)
+    for key, n in lens.items():
+        if n <= room:
+            raise UserError(f"params.yaml: train_data.tokenizer.{key}: {n} leaves no room for text after the "
+                            f"tokenizer's {room} special tokens (use at least {room + 1})")
+        if limit is not None and n > limit[0]:
+            raise UserError(f"params.yaml: train_data.tokenizer.{key}: {n} is more than the model's "
+                            f"{limit[0]} positions ({limit[1]}; use at most {limit[0]})")
+
+
+def load_checked_tokenizer(model: str, query_max_len: int, passage_max_len: int) -> Any:
+    """The tokenizer of ``model``, once the max lengths are known to suit it (see check_max_lens)."""
+    tok = load_tokenizer(model)
+    check_max_lens(tok, resolve_tokenizer_dir(model),
+                   {"query_max_len": query_max_len, "passage_max_len": passage_max_len})
+    return tok
 
 
 def tokenizer_fingerprint(model: str) -> str:
@@ -87,17 +133,14 @@ def write_shards(frame: pl.DataFrame, out_dir: Path, shard_rows: int) -> list[st
 
 
 def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Path, model: str,
-                    query_max_len: int, passage_max_len: int, shard_rows: int) -> dict[str, Any]:
-    """Tokenize every dataset (``name -> records``) into shards plus ``manifest.json``."""
+                    query_max_len: int, passage_max_len: int, shard_rows: int,
+                    tokenizer: Any = None) -> dict[str, Any]:
+    """Tokenize every dataset (``name -> records``) into shards plus ``manifest.json``.
+
+    ``tokenizer``: the one ``load_checked_tokenizer`` returned for the same model and lengths
+    (a caller that checks params before any work); None loads and checks it here."""
     out = Path(out_dir)
-    tok = load_tokenizer(model)
-    # A max length within the special tokens does not truncate at all (Hugging Face only warns),
-    # or leaves no token of text: either way the shards would not be what the params say.
-    room = tok.num_special_tokens_to_add()
-    for key, n in (("query_max_len", query_max_len), ("passage_max_len", passage_max_len)):
-        if n <= room:
-            raise UserError(f"params.yaml: train_data.tokenizer.{key}: {n} leaves no room for text after the "
-                            f"tokenizer's {room} special tokens (use at least {room + 1})")
+    tok = tokenizer if tokenizer is not None else load_checked_tokenizer(model, query_max_len, passage_max_len)
     manifest: dict[str, Any] = {
         "tokenizer": model if model == "minilm" else str(Path(model).name),
         "tokenizer_fingerprint": tokenizer_fingerprint(model),

@@ -32,21 +32,27 @@ from tripleforge.training import (
 )
 
 _UNSAFE = r"[^A-Za-z0-9_.+-]"
+# What a missing value is called in a dataset name (and so in folder names and metrics).
+_DATASET_DEFAULTS = {"language": "any", "task": "default"}
+
+
+def _dataset_part(col: str) -> pl.Expr:
+    """One part of a dataset name: the column's value, path-unsafe characters replaced."""
+    return pl.col(col).fill_null(_DATASET_DEFAULTS[col]).str.replace_all(_UNSAFE, "_").replace("", "_")
 
 
 def _dataset_expr() -> pl.Expr:
     """``<language>/<task>`` (see training.dataset_name) with path-unsafe characters replaced."""
-    def part(col: str, default: str) -> pl.Expr:
-        return pl.col(col).fill_null(default).str.replace_all(_UNSAFE, "_").replace("", "_")
-
-    return pl.concat_str([part("language", "any"), pl.lit("/"), part("task", "default")])
+    return pl.concat_str([_dataset_part("language"), pl.lit("/"), _dataset_part("task")])
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
+    """Rows per value of ``col``; a language or task is named as in the dataset folders (a
+    missing one is ``any``/``default``), so these keys match ``datasets``."""
     if df.height == 0:
         return {}
-    return {str(k) if k is not None else "none": int(n)
-            for k, n in df.group_by(col).len().sort(col, nulls_last=True).iter_rows()}
+    key = _dataset_part(col) if col in _DATASET_DEFAULTS else pl.col(col).cast(pl.String).fill_null("none")
+    return {str(k): int(n) for k, n in df.select(key.alias("_k")).group_by("_k").len().sort("_k").iter_rows()}
 
 
 def _write_st(sel: pl.DataFrame, root: Path, n_neg: int) -> dict[str, int]:
@@ -65,8 +71,9 @@ def _write_st(sel: pl.DataFrame, root: Path, n_neg: int) -> dict[str, int]:
     return {k: v.height for k, v in layouts.items()}
 
 
-def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path) -> dict[str, Any]:
-    """Write every output under ``root`` (which should be empty); returns the metrics."""
+def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, tokenizer: Any = None) -> dict[str, Any]:
+    """Write every output under ``root`` (which should be empty); returns the metrics.
+    ``tokenizer``: already loaded and checked (see write_train_dir), or None to load it here."""
     sel = select_training_groups(grouped, p)
     drops: Counter[str] = Counter(sel.drops)
     eval_rows = drops.pop("not_train_split", 0)
@@ -87,7 +94,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path) -> di
         from tripleforge.tokenized import build_tokenized
 
         man = build_tokenized(records_by_ds, root / "tokenized", p.tokenizer.model, p.tokenizer.query_max_len,
-                              p.tokenizer.passage_max_len, p.tokenizer.shard_rows)
+                              p.tokenizer.passage_max_len, p.tokenizer.shard_rows, tokenizer)
         tok.update(rows=sum(d["rows"] for d in man["datasets"].values()),
                    shards=sum(len(d["shards"]) for d in man["datasets"].values()))
     plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs)
@@ -115,5 +122,12 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path) -> di
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:
     """Build into a temp directory next to ``out_dir`` and swap it in; returns the metrics."""
+    tokenizer = None
+    if p.tokenizer.enabled:
+        # The tokenizer settings are params: a missing model or max lengths it cannot take stop
+        # the stage before the selection runs and before a temp directory exists.
+        from tripleforge.tokenized import load_checked_tokenizer
+
+        tokenizer = load_checked_tokenizer(p.tokenizer.model, p.tokenizer.query_max_len, p.tokenizer.passage_max_len)
     with atomic_dir(out_dir) as tmp:
-        return build_train_dir(grouped, p, tmp)
+        return build_train_dir(grouped, p, tmp, tokenizer)

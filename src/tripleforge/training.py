@@ -21,9 +21,11 @@ from pydantic import Field, field_validator
 from tripleforge.formats import GROUPED_SCHEMA
 from tripleforge.hashing import sha256_hex
 from tripleforge.io import check_dtypes, require_columns
-from tripleforge.params import StageParams
+from tripleforge.params import StageParams, require_known
+from tripleforge.tasks import TASKS
 
 DPO_PROMPT_FIELDS = ("task", "code_language", "language", "document")
+DEFAULT_INSTRUCTION_KEY = "*"  # the `instructions` entry for every task without its own
 
 
 def check_template(text: str, fields: Collection[str]) -> str:
@@ -86,10 +88,12 @@ class TrainDataParams(StageParams):
     select_positive: Literal["first", "random", "teacher", "teacher-pos"] = "first"
     select_negative: Literal["random", "first", "teacher+", "teacher-"] = "random"
     teacher_scores_min: float | None = None  # drop a query whose best teacher score is below this
-    teacher_scores_margin: float | None = None  # drop a query whose max - min teacher score is below this
+    # drop a query whose max - min teacher score is below this; max - min is never negative, so a
+    # negative margin would filter nothing
+    teacher_scores_margin: float | None = Field(None, ge=0)
     stable_distill: bool = False  # sort the chosen negatives by teacher score, descending
     keep_scores: bool = True  # write pos_scores/neg_scores (for --knowledge_distillation)
-    instructions: dict[str, InstructionTemplate] = {}  # task -> templates; key "*" = every other task
+    instructions: dict[str, InstructionTemplate] = {}  # catalog task -> templates; key "*" = every other task
     max_samples_per_task: int | None = Field(None, ge=1)  # seeded sample of at most N queries per task; None = all
     n_candidates: int = Field(1, ge=1)  # >1: keep the best of the first n candidate queries per (doc_id, task)
     dpo: bool = True  # write DPO pairs when a (doc_id, task) has more than one candidate
@@ -104,6 +108,14 @@ class TrainDataParams(StageParams):
     @classmethod
     def _dpo_fields(cls, v: str) -> str:
         return check_template(v, DPO_PROMPT_FIELDS)
+
+    @field_validator("instructions")
+    @classmethod
+    def _known_tasks(cls, v: dict[str, InstructionTemplate]) -> dict[str, InstructionTemplate]:
+        # A misspelt task would match no row and leave its instruction out without a word.
+        require_known(v, [DEFAULT_INSTRUCTION_KEY, *TASKS], "task",
+                      f"'{DEFAULT_INSTRUCTION_KEY}' (every other task) or a catalog task: {' '.join(TASKS)}")
+        return v
 
 
 @dataclass
@@ -184,7 +196,7 @@ def apply_instructions(g: pl.DataFrame, instructions: dict[str, InstructionTempl
     the texts, since FlagEmbedding's passage instruction is one global argument)."""
     if not instructions:
         return g
-    default = instructions.get("*")
+    default = instructions.get(DEFAULT_INSTRUCTION_KEY)
     parts = []
     for (task,), part in g.group_by(["task"], maintain_order=True):
         tmpl = instructions.get(task) if task is not None else None

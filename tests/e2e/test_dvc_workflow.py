@@ -51,7 +51,20 @@ def test_repro_exp_push_clone_pull(tmp_path: Path) -> None:
     dag = dvc(repo, "dag")
     assert "sample" in dag.stdout
 
-    # push, then a fresh clone + pull restores the outputs byte for byte
+    # an input the user versions with `dvc add` under data/external/ (as the README says)
+    extra = repo / "data" / "external" / "extra"
+    extra.mkdir()
+    (extra / "x.jsonl").write_text('{"query": "q", "pos": ["p"]}\n')
+    dvc(repo, "add", "data/external/extra")
+    git(repo, "add", "-A")
+    before = (repo / "data/sample/docs.parquet").read_bytes()
+    assert "data/external" in dvc(repo, "status").stdout  # sample watches the whole folder
+    dvc(repo, "repro")
+    assert (repo / "data/sample/docs.parquet").read_bytes() == before  # a file it does not read
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "extra input")
+
+    # push, then a fresh clone + pull restores the outputs (and that input) byte for byte
     dvc(repo, "push")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
@@ -60,12 +73,14 @@ def test_repro_exp_push_clone_pull(tmp_path: Path) -> None:
     dvc(clone, "pull")
     for name in ("docs.parquet", "pool.parquet"):
         assert (clone / "data/sample" / name).read_bytes() == (repo / "data/sample" / name).read_bytes()
+    assert (clone / "data/external/extra/x.jsonl").read_bytes() == (extra / "x.jsonl").read_bytes()
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
 
     # an experiment with another num_samples changes the output and shows in exp show
     baseline = docs.read_bytes()
     dvc(repo, "exp", "run", "-n", "more", "-S", "sample.num_samples=4")
     assert docs.read_bytes() != baseline
+    assert (extra / "x.jsonl").is_file()  # the experiment's checkout keeps the dvc-added input
     assert pl.read_parquet(docs).filter(pl.col("code_language") == "python").height == 4
     shown = dvc(repo, "exp", "show", "--csv", "--no-pager").stdout
     rows = list(csv.DictReader(io.StringIO(shown)))

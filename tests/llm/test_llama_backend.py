@@ -32,6 +32,23 @@ def test_missing_model_file_is_a_user_error(tmp_path: Path) -> None:
         LlamaCppBackend(str(tmp_path / "nope.gguf"))
 
 
+def test_a_file_that_is_not_a_model_fails_once_naming_the_key_and_the_reason(tmp_path: Path) -> None:
+    text = tmp_path / "x.txt"
+    text.write_text("not a model\n")
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.model_path: .*x\.txt is not a GGUF model file"):
+        LlamaCppBackend(str(text))
+    # right header, unloadable body: the first request stops the run (a params error), instead of
+    # every request failing after another load attempt
+    truncated = tmp_path / "truncated.gguf"
+    with open(bundled_model_path(), "rb") as fh:
+        truncated.write_bytes(fh.read(1 << 20))
+    be = LlamaCppBackend(str(truncated), n_ctx=512, n_threads=1)
+    seen: list[ChatResult] = []
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.model_path: llama\.cpp cannot load the model: "):
+        be.generate([_req("Name one fruit.", 1), _req("Name one colour.", 2)], lambda r, res: seen.append(res))
+    assert seen == []
+
+
 def test_answers_are_seeded_and_independent_of_previous_requests() -> None:
     be = LlamaCppBackend("smollm2", n_ctx=512, n_threads=1)
     out: dict[str, ChatResult] = {}

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
-from gen_fixtures import SECRET, LlamaServer, free_port
+from gen_fixtures import SECRET, FaultProxy, LlamaServer, free_port
 
 from tripleforge.errors import UserError
 from tripleforge.llm.base import ChatRequest, ChatResult, Sampling
@@ -52,57 +49,20 @@ def test_wrong_or_missing_key_and_unreachable_endpoint_fail_early(llama_server: 
         OpenAICompatBackend([f"http://127.0.0.1:{free_port()}/v1"], model="m")
 
 
-class _Flaky(BaseHTTPRequestHandler):
-    """Forwards to the real server, but answers the first chat request 429 with Retry-After."""
-
-    upstream = ""
-    refused = 0
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _forward(self, method: str) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0)) if method == "POST" else None
-        if method == "POST" and _Flaky.refused == 0:
-            _Flaky.refused += 1
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
-            self.send_header("content-length", "0")
-            self.end_headers()
-            return
-        resp = httpx.request(method, _Flaky.upstream + self.path.removeprefix("/v1"), content=body,
-                             headers={k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")},
-                             timeout=60)
-        self.send_response(resp.status_code)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(resp.content)))
-        self.end_headers()
-        self.wfile.write(resp.content)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._forward("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._forward("POST")
-
-
 @pytest.fixture
-def flaky_proxy(llama_server: LlamaServer) -> Iterator[str]:
-    _Flaky.upstream, _Flaky.refused = llama_server.url, 0
-    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), _Flaky)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+def flaky_proxy(llama_server: LlamaServer) -> Iterator[FaultProxy]:
+    """Forwards to the real server, but answers the first chat request 429 with Retry-After."""
+    with FaultProxy(llama_server.url) as p:
+        p.fault = lambda req: (429, b"", {"Retry-After": "1"}) if p.posts == 1 else None
+        yield p
 
 
-def test_retry_after_is_honoured(flaky_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_after_is_honoured(flaky_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TF_TEST_KEY", SECRET)
-    be = OpenAICompatBackend([flaky_proxy], api_key_env="TF_TEST_KEY", concurrency=1, backoff_s=0.01, max_retries=2)
+    be = OpenAICompatBackend([flaky_proxy.url], api_key_env="TF_TEST_KEY", concurrency=1, backoff_s=0.01, max_retries=2)
     t0 = time.perf_counter()
     out = _collect(be, _reqs(1))
-    assert out["k0"].ok and be.retries == 1 and _Flaky.refused == 1
+    assert out["k0"].ok and be.retries == 1 and flaky_proxy.posts == 2
     assert time.perf_counter() - t0 >= 1.0  # waited Retry-After, not the 10 ms backoff
 
 

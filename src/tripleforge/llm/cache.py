@@ -71,7 +71,10 @@ class ResponseCache:
         ).fetchone()
         if row is None:
             return None
-        return ChatResult(json.loads(row[0]), json.loads(row[1]), int(row[2]), int(row[3]))
+        texts = json.loads(row[0])
+        if not texts:  # an empty reply stored by an older version: not an answer, ask again
+            return None
+        return ChatResult(texts, json.loads(row[1]), int(row[2]), int(row[3]))
 
     def put(self, key: str, result: ChatResult) -> None:
         if result.ok:

@@ -36,7 +36,22 @@ def resolve_model_path(model_path: str) -> Path:
     p = Path(model_path).expanduser()
     if not p.is_file():
         raise UserError(f"params.yaml: generate.model_path: model file not found: {p}")
+    check_gguf(p)
     return p
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Every GGUF file starts with b"GGUF": checking 4 bytes catches a wrong file (a .txt, a
+    safetensors or .bin checkpoint, a Git LFS pointer) at once, before any work, with a reason
+    llama.cpp itself does not give ("Failed to load model from file")."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(GGUF_MAGIC))
+    if head != GGUF_MAGIC:
+        raise UserError(f"params.yaml: generate.model_path: {path} is not a GGUF model file "
+                        "(llama-cpp needs .gguf; convert the model or use backend openai/vllm)")
 
 
 def file_fingerprint(path: Path, chunk: int = 1 << 22) -> str:
@@ -67,16 +82,21 @@ class LlamaCppBackend:
         return self._fp
 
     def _model(self) -> Any:
+        """Loaded once, on the first request (a fully cached run never pays for it). A file that
+        passes the GGUF check but still cannot be loaded (truncated, unsupported architecture) is
+        a params error that stops the run, not a per-request failure retried on every document."""
         if self._llm is None:
             import llama_cpp
 
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, seed=0
-            )
+            try:
+                self._llm = llama_cpp.Llama(
+                    model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, seed=0
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise UserError(f"params.yaml: generate.model_path: llama.cpp cannot load the model: {exc}") from None
         return self._llm
 
-    def _one(self, req: ChatRequest) -> ChatResult:
-        llm = self._model()
+    def _one(self, llm: Any, req: ChatRequest) -> ChatResult:
         res = ChatResult()
         s = req.sampling
         for i in range(s.n):
@@ -95,9 +115,12 @@ class LlamaCppBackend:
         return res
 
     def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+        if not requests:
+            return
+        llm = self._model()  # outside the per-request handler below: a load error is not a request failure
         for req in requests:
             try:
-                result = self._one(req)
+                result = self._one(llm, req)
             except ValueError as exc:  # e.g. prompt longer than the context window
                 result = ChatResult(error=f"{type(exc).__name__}: {exc}")
             on_result(req, result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 from typing import Any
 
 import httpx
@@ -22,14 +23,40 @@ from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_api_key_env(api_key_env: str) -> None:
+    """`api_key_env` must be a variable NAME. Anything else is most likely the key itself pasted
+    into params (where git, dvc.lock and `dvc exp show` would publish it), so the message must
+    not repeat the value."""
+    if api_key_env and not ENV_NAME.fullmatch(api_key_env):
+        raise UserError("params.yaml: generate.api_key_env: not an environment-variable name (it looks like an "
+                        "API key was pasted); remove it from params, put the key in a variable "
+                        "(export OPENAI_API_KEY=...) and set generate.api_key_env to that variable's name")
+
+
 def read_api_key(api_key_env: str) -> str | None:
     """The key from `$api_key_env`; '' means the server needs none."""
+    check_api_key_env(api_key_env)
     if not api_key_env:
         return None
     value = os.environ.get(api_key_env)
     if not value:
         raise UserError(f"params.yaml: generate.api_key_env: environment variable {api_key_env} is not set")
     return value
+
+
+def _error_detail(resp: httpx.Response, limit: int = 200) -> str:
+    """The server's own words for a refusal (`{"error": {"message": ...}}` or the body), on one
+    line: "HTTP 400" alone does not tell a too-long prompt from a wrong model name."""
+    try:
+        err = resp.json().get("error")
+        text = err.get("message") if isinstance(err, dict) else err
+    except (ValueError, AttributeError):
+        text = None
+    text = " ".join(str(text if text is not None else resp.text).split())
+    return f": {text[:limit]}" if text else ""
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -109,8 +136,8 @@ class OpenAICompatBackend:
                 last = f"{type(exc).__name__} from {url}"
             else:
                 if resp.status_code == 200:
-                    return self._parse(resp)
-                last = f"HTTP {resp.status_code} from {url}"
+                    return self._parse(resp, req.sampling.n)
+                last = f"HTTP {resp.status_code} from {url}{_error_detail(resp)}"
                 if resp.status_code not in RETRY_STATUS:
                     return ChatResult(error=last)
                 wait = _retry_after(resp)
@@ -122,11 +149,19 @@ class OpenAICompatBackend:
         return ChatResult(error=f"gave up after {self.max_retries + 1} attempts: {last}")
 
     @staticmethod
-    def _parse(resp: httpx.Response) -> ChatResult:
+    def _parse(resp: httpx.Response, n: int = 1) -> ChatResult:
+        """A 200 reply is an answer only if it has `n` choices, each with string content; anything
+        else (`"choices": []`, a null `content`) is a failure: the cache stores answers only, so a
+        failure is asked again on the next run instead of being served as an empty reply forever.
+        An empty string is an answer (the model chose to say nothing; rejected as `empty`)."""
         try:
             data = resp.json()
             choices = data["choices"]
-            texts = [(c.get("message") or {}).get("content") or "" for c in choices]
+            if len(choices) < n:
+                return ChatResult(error=f"malformed response: {len(choices)} choices, expected {n}")
+            texts = [(c.get("message") or {}).get("content") for c in choices]
+            if not all(isinstance(t, str) for t in texts):
+                return ChatResult(error="malformed response: a choice has no message content")
             finish = [c.get("finish_reason") or "stop" for c in choices]
             usage = data.get("usage") or {}
             return ChatResult(texts, finish, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
