@@ -447,9 +447,9 @@ def _mine_candidate_set(
     instructions: list[str | None] | None,
     params: MineParams,
     report: MineReport,
-) -> MinedRows:
+) -> tuple[MinedRows, dict[str, Any]]:
     """Mine the rows of one candidate set (`candidate_sets`): candidates = `pool_texts` plus the
-    rows' positives; sets `report.search` to this set's search."""
+    rows' positives. Returns the rows' results and this set's `search` metrics entry."""
     nq = len(queries)
     cand_texts, cand_index = build_candidates(pool_texts, pos_lists)
     report.candidates += len(cand_texts)
@@ -473,7 +473,7 @@ def _mine_candidate_set(
     n_hard = {"hard": n_total, "random": 0, "mixed": math.ceil(n_total / 2)}[params.neg_type]
     depth = params.depth() + width
     res = search(q_emb, c_emb, depth, params.search)
-    report.search = {
+    searched = {
         "method": res.method,
         "depth": int(res.indices.shape[1]),
         "device": params.search.device,
@@ -534,7 +534,7 @@ def _mine_candidate_set(
             neg_scores[r] = neg_scores[r] + [float(q_emb[r] @ e_emb[k + j]) for j in range(len(ex))]
             neg_rank[r] = neg_rank[r] + [None] * len(ex)
             k += len(ex)
-    return MinedRows(neg_texts, neg_scores, neg_rank, pos_scores, pos_rank)
+    return MinedRows(neg_texts, neg_scores, neg_rank, pos_scores, pos_rank), searched
 
 
 def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) -> tuple[pl.DataFrame, MineReport]:
@@ -580,14 +580,14 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # no rows: the pool alone is still checked against the rank window
     sets = candidate_sets(tasks, params.candidates) or [("all", True, [])]
     for label, uses_pool, idx in sets:
-        sub = _mine_candidate_set(
+        sub, searched = _mine_candidate_set(
             label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
             [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
             pool_texts if uses_pool else [], [instructions[r] for r in idx] if instructions else None,
             params, report,
         )
         mined.scatter(idx, sub)
-        search_reports.append(report.search)
+        search_reports.append(searched)
     report.search = merged_search_report(search_reports)
     neg_texts, neg_scores, neg_rank = mined.neg_texts, mined.neg_scores, mined.neg_ranks
     pos_scores, pos_rank = mined.pos_scores, mined.pos_rank
