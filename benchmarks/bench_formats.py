@@ -7,7 +7,8 @@
    - candidates -> pairs: N/4 candidate records with 4 candidates each (N pair rows out).
    Ours: ``formats.read_external`` (Arrow JSON parse with a strict schema, Polars expressions for
    validation and conversion). Peer: a plain-Python loop (``json.loads`` per line, the same
-   checks on types, labels and lengths, dict grouping) — what a hand-written converter does.
+   checks on types, labels and lengths, dict grouping, and the same removal of negatives that
+   equal a positive or repeat one, whitespace-normalized) — what a hand-written converter does.
    Bound: each JSONL case also times the bare parse of its file by the fastest readers at hand
    (``pl.read_ndjson``, ``pyarrow.json.read_json``, both schema-inferring, no validation); no
    converter that parses the file can beat that time, so ``python_s / parse_s`` is the ceiling
@@ -65,6 +66,29 @@ def _num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def python_mask_negatives(groups: list[dict[str, Any]]) -> None:
+    """In place: drop negatives equal (whitespace-normalized) to a positive of any group with the
+    same normalized query, and repeats of an earlier negative of the group; scores kept aligned.
+    The check tripleforge makes on every external file."""
+    positives: dict[str, set[str]] = {}
+    for g in groups:
+        positives.setdefault(_norm(g["query"]), set()).update(_norm(t) for t in g["pos"])
+    for g in groups:
+        banned, seen, keep = positives[_norm(g["query"])], set(), []
+        for i, t in enumerate(g["neg"]):
+            n = _norm(t)
+            if n not in banned and n not in seen:
+                seen.add(n)
+                keep.append(i)
+        if len(keep) < len(g["neg"]):
+            g["neg"] = [g["neg"][i] for i in keep]
+            g["neg_scores"] = [g["neg_scores"][i] for i in keep]
+
+
 def python_pairs_to_triplets(path: Path) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     with open(path, encoding="utf-8") as fh:
@@ -86,7 +110,9 @@ def python_pairs_to_triplets(path: Path) -> list[dict[str, Any]]:
             side = "pos" if r["label"] == 1 else "neg"
             g[side].append(r["passage"])
             g[side + "_scores"].append(r.get("score"))
-    return [g for g in groups.values() if g["pos"]]
+    out = list(groups.values())
+    python_mask_negatives(out)
+    return [g for g in out if g["pos"]]
 
 
 def python_group_dicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,11 +139,19 @@ def python_candidates_to_pairs(path: Path, threshold: float = 0.5) -> list[dict[
             if not isinstance(r.get("query"), str) or not isinstance(r.get("candidates"), list) or not r["candidates"]:
                 raise ValueError(f"{path}:{n}: bad record")
             qid = r.get("qid") or f"{path}:{n}"
-            for i, c in enumerate(r["candidates"]):
+            for c in r["candidates"]:
                 if not isinstance(c, dict) or not isinstance(c.get("text"), str):
                     raise ValueError(f"{path}:{n}: bad candidate")
-                s = c.get("score", 1.0)
-                s = 1.0 if s is None else s
+            scores = [1.0 if c.get("score") is None else c["score"] for c in r["candidates"]]
+            # a below-threshold text equal to an above-threshold one, or repeated, is dropped
+            positives = {_norm(c["text"]) for c, s in zip(r["candidates"], scores) if s >= threshold}
+            seen: set[str] = set()
+            for i, (c, s) in enumerate(zip(r["candidates"], scores)):
+                if s < threshold:
+                    t = _norm(c["text"])
+                    if t in positives or t in seen:
+                        continue
+                    seen.add(t)
                 out.append({"qid": qid, "query": r["query"], "passage": c["text"], "pid": c.get("pid") or f"{qid}:c{i}",
                             "label": int(s >= threshold), "score": float(s), "source": f"{path}:{n}",
                             "source_format": "candidates"})

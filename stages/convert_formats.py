@@ -4,6 +4,7 @@ embedder triplets, reranker pairs and the eval split as BEIR/MTEB files."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import typer
@@ -38,15 +39,20 @@ def main(
         if not Path(path).is_file():
             raise UserError(f"params.yaml: convert_formats.external: file not found: {path}")
     c = convert_all(mined, str(triplets), p)
-    corpus, queries, qrels = eval_tables(c.grouped.filter(pl.col("split") == "eval"))
+    left_out: dict[str, Any] = {}
+    corpus, queries, qrels = eval_tables(c.grouped.filter(pl.col("split") == "eval"), left_out)
     untracked = warn_untracked("convert_formats.external", p.external)
     # Everything is computed before the first write, so a bad input never leaves half the outputs.
     write_parquet(c.grouped, out_dir / "triplets.parquet")
     write_parquet(c.pairs, out_dir / "pairs.parquet")
     write_beir(out_dir / "eval", corpus, queries, qrels, coir_naming=p.coir_naming)
     sizes = {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}
-    write_json({**convert_metrics(c, sizes), "untracked_inputs": untracked}, metrics)
+    write_json({**convert_metrics(c, {**sizes, "left_out": left_out}), "untracked_inputs": untracked}, metrics)
     log(f"convert-formats: {c.grouped.height} triplets, {c.pairs.height} pairs, eval {sizes}, dropped {sum(c.drops.values())}")
+    if left_out["queries"]:
+        # Not an error (the rest of the eval split is sound), but it shrinks the eval split: say so.
+        log(f"convert-formats: eval: {left_out['queries']} queries left out {left_out['queries_by_task']}: "
+            "their own text or source document is another eval query's positive (see docs/formats.md)")
 
 
 if __name__ == "__main__":

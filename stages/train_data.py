@@ -31,8 +31,10 @@ def main(
     grouped = check_train_input(read_parquet(triplets, "input", "run convert-formats first"), str(triplets))
     m = write_train_dir(grouped, p, out_dir)
     write_json(m, metrics)
+    skipped = sum(m["dpo_skipped"].values())  # so "0 DPO pairs" is not a mystery
+    no_pair = f" ({skipped} candidate groups without one, see dpo_skipped in {metrics})" if skipped else ""
     log(f"train-data: {m['embedder_rows']} embedder rows in {len(m['datasets'])} datasets, "
-        f"{m['dpo_pairs']} DPO pairs, dropped {m['dropped_total']}")
+        f"{m['dpo_pairs']} DPO pairs{no_pair}, dropped {m['dropped_total']}")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,78 @@ def test_beir_files_load_in_pytrec_eval_shape(tmp_path: Path) -> None:
     q_ids = {json.loads(x)["_id"] for x in (tmp_path / "queries.jsonl").read_text().splitlines()}
     c_ids = {json.loads(x)["_id"] for x in (tmp_path / "corpus.jsonl").read_text().splitlines()}
     assert rows and all(r[0] in q_ids and r[1] in c_ids and r[2] == "1" for r in rows)
+
+
+DOC_D = "def area(r):\n    import math\n    return math.pi * r * r\n"
+DOC_E = "def greet(name):\n    message = 'hello ' + name\n    return message.upper()\n"
+
+
+def _row(qid: str, task: str, query: str, doc: str, pos: list[str], neg: list[str]) -> dict[str, object]:
+    return {"qid": qid, "query": query, "task": task, "prompt": None, "doc_id": text_id(doc), "pos": pos, "neg": neg}
+
+
+def _masked_rows() -> pl.DataFrame:
+    """Eval rows as mining writes them: a document's code_summary query is the document itself,
+    its code_context query is cut from it (doc_id = the document), its web_code positive is it."""
+    rows = [
+        _row("s_d", "code_summary_retrieval", DOC_D, DOC_D, ["Computes a circle's area."], ["Greets a person."]),
+        _row("c_d", "code_context_retrieval", DOC_D[:25], DOC_D, [DOC_D[25:]], [DOC_E]),
+        _row("w_d", "web_code_retrieval", "python circle area", DOC_D, [DOC_D], []),
+        # whitespace differs from the document: still its own text (ids are of normalized text)
+        _row("s_e", "code_summary_retrieval", DOC_E.replace(" = ", "  =  "), DOC_E, ["Greets a person."], [DOC_D[25:]]),
+        _row("c_e", "code_context_retrieval", DOC_E[:30], DOC_E, [DOC_E[30:]], [DOC_D[25:]]),
+    ]
+    return pl.DataFrame(rows, schema_overrides={"prompt": pl.String})
+
+
+def test_no_eval_query_is_scored_against_what_mining_masks_for_it(tmp_path: Path) -> None:
+    g = _masked_rows()
+    corpus, queries, qrels = eval_tables(g)
+    ids = set(corpus["_id"])
+    # DOC_E is only c_d's negative: it leaves the corpus, and s_e and c_e stay in the eval
+    assert text_id(DOC_E) not in ids
+    # DOC_D is w_d's positive: it stays, and the two queries it is masked for leave the eval
+    assert text_id(DOC_D) in ids and queries["_id"].to_list() == ["c_e", "s_e", "w_d"]
+    assert set(qrels["query-id"]) == {"c_e", "s_e", "w_d"}
+    left_out: dict[str, object] = {}
+    eval_tables(g, left_out)
+    assert left_out == {"masked_documents": 1, "queries": 2,
+                        "queries_by_task": {"code_context_retrieval": 1, "code_summary_retrieval": 1}}
+    # the guarantee, for every query written: neither its document nor its own text is a corpus
+    # document that is not relevant to it
+    rel = {(q, c) for q, c, _ in qrels.iter_rows()}
+    for r in g.filter(pl.col("qid").is_in(queries["_id"].implode())).iter_rows(named=True):
+        for own in (r["doc_id"], text_id(r["query"])):
+            assert own not in ids or (r["qid"], own) in rel
+    # everything else is still there, and the files load without unknown ids
+    texts = {text_id(t) for col in ("pos", "neg") for ts in g[col] for t in ts}
+    assert ids == texts - {text_id(DOC_E)}
+    write_beir(tmp_path, corpus, queries, qrels)
+    from tripleforge.evaluation import load_dataset
+
+    d = load_dataset(tmp_path).diagnostics
+    assert d["evaluated_queries"] == 3 and d["qrels_unknown_docs"] == 0 and d["queries_without_qrels"] == 0
+
+
+def test_rows_of_one_query_text_judge_each_others_positives_relevant() -> None:
+    # two candidate rows of one query (whitespace apart): each positive answers both, as mining
+    # masks them for each other; neither may count as a miss for the other
+    g = pl.DataFrame([
+        _row("a", "t", "sum a list", DOC_D, ["sum(xs)"], ["max(xs)"]),
+        _row("b", "t", " sum  a list", DOC_D, ["functools.reduce(add, xs)"], []),
+        _row("c", "t", "other", DOC_E, ["x"], []),
+    ], schema_overrides={"prompt": pl.String})
+    _, _, qrels = eval_tables(g)
+    both = sorted([text_id("sum(xs)"), text_id("functools.reduce(add, xs)")])
+    assert qrels.filter(pl.col("query-id") != "c").rows() == [(q, c, 1) for q in ("a", "b") for c in both]
+
+
+def test_stage_metrics_count_what_the_eval_split_leaves_out() -> None:
+    from tripleforge.convert import convert_metrics
+
+    c = convert_all(mined_frame(n_docs=8, n_neg=3), "mined.parquet", ConvertFormatsParams())
+    left_out: dict[str, object] = {}
+    eval_tables(c.grouped.filter(pl.col("split") == "eval"), left_out)
+    # the test miner's queries are neither their documents nor cut from them: nothing to leave out
+    assert convert_metrics(c, {"left_out": left_out})["eval"]["left_out"] == {
+        "masked_documents": 0, "queries": 0, "queries_by_task": {}}

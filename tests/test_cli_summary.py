@@ -19,3 +19,15 @@ def test_summary_reads_metrics_and_tolerates_missing(tmp_path: Path) -> None:
     assert "27 / 603" in res.output
     assert "0.5 / 0.75 / -" in res.output  # a missing metric shows as '-', no crash
     assert "generate" not in res.output  # no metrics file, no row
+
+
+def test_summary_without_metrics_or_with_a_broken_file_is_a_one_line_error(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["summary", "--metrics-dir", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "is not a directory" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["summary", "--metrics-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "no stage metrics" in res.output
+    (tmp_path / "sample.json").write_text('{"docs": 27,\n "pool": }')
+    res = runner.invoke(app, ["summary", "--metrics-dir", str(tmp_path)])
+    assert res.exit_code == 2 and f"{tmp_path / 'sample.json'}:2: not a metrics file" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)

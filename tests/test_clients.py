@@ -33,13 +33,14 @@ def test_flagembedding_train_dataset_reads_our_embedder_files(train_dir: Path, t
         train_data=[str(ds_dir)], cache_path=str(tmp_path / "hf"), train_group_size=3,
         query_max_len=16, passage_max_len=32, knowledge_distillation=True,
         query_instruction_for_retrieval="",  # makes FlagEmbedding use each row's `prompt`
+        query_instruction_format="{} {}",  # as docs/formats.md says: the join of our embedders and shards
     )
     tok = AutoTokenizer.from_pretrained(str(bundled_minilm_dir()))
     ds = AbsEmbedderTrainDataset(args, tok)
     rows = [json.loads(x) for f in sorted(ds_dir.glob("*.jsonl")) for x in f.read_text().splitlines()]
     assert len(ds) == len(rows) == 9  # doc 0 is in the eval split
     query, passages, scores = ds[0]
-    match = [r for r in rows if query == r["prompt"] + r["query"]]
+    match = [r for r in rows if query == f"{r['prompt']} {r['query']}"]
     assert match, query  # the per-sample prompt was applied, not the string "None"
     assert len(passages) == 3 and len(scores) == 3 and passages[0] in match[0]["pos"]
     batch = AbsEmbedderCollator(tokenizer=tok, query_max_len=16, passage_max_len=32)([ds[i] for i in range(4)])

@@ -44,8 +44,8 @@ def test_cache_key_depends_on_max_length_and_instruction(tmp_path):
     assert k64 != k256
     assert embed.config_key(EmbedderConfig(quantize="int8"))[0] != k256
     # the instruction is part of the model input string, hence of the text key
-    a, b = format_queries(["q"], EmbedderConfig(), ["Find code: "]), format_queries(["q"], EmbedderConfig())
-    assert a == ["Find code: q"] and b == ["q"]
+    a, b = format_queries(["q"], EmbedderConfig(), ["Find code."]), format_queries(["q"], EmbedderConfig())
+    assert a == ["Find code. q"] and b == ["q"]  # one space: instructions are sentences
     before = embed.ENCODE_STATS["encoded"]
     encode_documents(["x = 1"], EmbedderConfig(max_length=64), cache_dir=str(tmp_path))
     encode_documents(["x = 1"], EmbedderConfig(max_length=256), cache_dir=str(tmp_path))

@@ -51,14 +51,16 @@ def test_both_stages_standalone_and_byte_identical(workdir: Path) -> None:
     assert m["triplets"]["by_source_format"] == {"candidates": 1, "mined": 16, "triplets": 2}
     assert m["by_source"]["ext.jsonl"]["format"] == "triplets" and m["eval"]["queries"] == 4
     t = json.loads((workdir / "metrics" / "train_data.json").read_text())
-    assert t["dpo_pairs"] == 6 and t["dropped"] == {"not_best_candidate": 6}
+    # the fixture's tasks are not catalog tasks: best-of-n still applies, DPO pairs need a catalog task
+    assert t["dpo_pairs"] == 0 and t["dpo_skipped"] == {"not_a_catalog_task": 6}
+    assert t["dropped"] == {"not_best_candidate": 6}
     assert set(t["datasets"]) == {"any/default", "en/code2code", "en/text2code"}
     assert t["tokenized"]["rows"] == t["embedder_rows"] == 9
     for f in (workdir / "data" / "train" / "embedder").rglob("*.jsonl"):
         for line in f.read_text().splitlines():
             rec = json.loads(line)
             assert rec["neg"] and rec.get("prompt", "") is not None and "None" not in rec.get("prompt", "")
-    assert (workdir / "data" / "train" / "dpo.jsonl").is_file()
+    assert not (workdir / "data" / "train" / "dpo.jsonl").exists()
     plan = [json.loads(x) for x in (workdir / "data" / "train" / "batch_plan.jsonl").read_text().splitlines()]
     assert plan and all(len(b["indices"]) == 2 for b in plan)
 

@@ -37,7 +37,8 @@ class Scripted:
         for r in requests:
             self.calls.append(r)
             out = self.reply(r)
-            on_result(r, out if isinstance(out, ChatResult) else ChatResult([out], ["stop"], 10, 5))
+            if on_result(r, out if isinstance(out, ChatResult) else ChatResult([out], ["stop"], 10, 5)):
+                return  # asked to stop: send no more, like the real backends
 
     def close(self) -> None:
         pass
@@ -212,14 +213,23 @@ def test_failures_stop_the_run_after_caching_the_answers(cache: ResponseCache) -
             return ChatResult(error="HTTP 500 from http://x/v1: overloaded")
         return summary_of(r)
 
-    # default max_failed_fraction 0.0: any failure is an error, counted, with the first reason
-    with pytest.raises(LLMFailures, match=r"^generate: 2 of 8 LLM requests failed .*first failure: HTTP 500 "
-                                          r"from http://x/v1: overloaded\. Nothing written; the 6 answers are cached"):
-        generate_pairs(docs_frame(), params(), Scripted(reply), cache)
-    assert cache.count() == 6 and cache.failure_count() == 2
-    # 2/8 = 0.25 is more than 0.2 allows, exactly what 0.25 allows
-    with pytest.raises(LLMFailures):
-        generate_pairs(docs_frame(), params(max_failed_fraction=0.2), Scripted(reply), cache)
+    # default max_failed_fraction 0.0: the first failure makes the verdict certain, so the requests
+    # after it are not sent; the answers before it are cached
+    be = Scripted(reply)
+    with pytest.raises(LLMFailures, match=r"^generate: 1 of 8 LLM requests failed \(generate\.max_failed_fraction=0\); "
+                                          r"first failure: HTTP 500 from http://x/v1: overloaded\. Stopped early: the "
+                                          r"remaining 5 requests were not sent\. Nothing written; the 2 answers are "
+                                          r"cached, so re-running asks only for the failed and unsent ones$"):
+        generate_pairs(docs_frame(), params(), be, cache)
+    assert len(be.calls) == 3 and cache.count() == 2 and cache.failure_count() == 1
+    # 2/8 = 0.25 is more than 0.2 allows: the second failure stops the run (6 asked: failed + unsent)
+    be = Scripted(reply)
+    with pytest.raises(LLMFailures, match=r"^generate: 2 of 8 LLM requests failed .* the remaining (\d+) requests? "
+                                          r"(were|was) not sent") as err:
+        generate_pairs(docs_frame(), params(max_failed_fraction=0.2), be, cache)
+    assert reply(be.calls[-1]).error and len(be.calls) <= 6 and cache.failure_count() == 2  # type: ignore[union-attr]
+    assert f"the remaining {6 - len(be.calls)} request" in str(err.value)
+    # exactly what 0.25 allows: every request is sent, the outputs written
     pairs, m = generate_pairs(docs_frame(), params(max_failed_fraction=0.25), Scripted(reply), cache)
     assert pairs.height == 6 and m["llm_failures"] == 2 and m["rejected_by_reason"] == {"llm_error": 2}
     # the re-run asks only the failed requests
@@ -228,12 +238,41 @@ def test_failures_stop_the_run_after_caching_the_answers(cache: ResponseCache) -
     assert m["cache_hits"] == 6 and len(be.calls) == 2 and pairs.height == 8 and m["llm_failures"] == 0
 
 
+def _two_step_reply(failing: tuple[str, ...]) -> Reply:
+    def reply(r: ChatRequest) -> str | ChatResult:
+        if "Write a request" in user(r):
+            if any(f"def {name}(" in user(r) for name in failing):
+                return ChatResult(error="HTTP 503 from http://x/v1: busy")
+            return "Please extract a helper function from " + block(r, "Code").split("(")[0].split()[-1]
+        name = re.search(r"helper function from (\w+)", user(r)).group(1)  # type: ignore[union-attr]
+        return f"```python\ndef {name}_helper():\n    pass\n```"
+    return reply
+
+
+def test_early_stop_counts_the_rounds_still_to_come(cache: ResponseCache, tmp_path: Path) -> None:
+    # two-step task, 6 documents, step 1 fails for 4: 4 of 6 is more than 0.5 allows of step 1 alone,
+    # but the 2 step-2 requests still to come make it 4 of 8, which 0.5 allows. The stop compares the
+    # failures with the most requests the run can need (6 + 6), so it never fails such a run.
+    p = params(tasks=["code_refactoring_pattern_retrieval"], max_failed_fraction=0.5)
+    be = Scripted(_two_step_reply(("add", "read_lines", "is_prime", "word_count")))
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:6]), p, be, cache)
+    assert len(be.calls) == 8 and (m["llm_failures"], m["llm_requests"]) == (4, 8) and pairs.height == 2
+    # every step-1 request fails: 0.25 of 6 + 6 allows 3, so the 4th failure stops the run (not the 2nd,
+    # as 0.25 of step 1's 6 alone would); step 2 never runs
+    be = Scripted(_two_step_reply(tuple(re.findall(r"(?:def|class) (\w+)", "".join(PY_DOCS[:6])))))
+    with pytest.raises(LLMFailures, match=r"^generate: 4 of 6 LLM requests failed .*busy\. Stopped early: the remaining "
+                                          r"2 requests were not sent\. Nothing written; the 0 answers are cached"):
+        generate_pairs(docs_frame(PY_DOCS[:6]), params(tasks=p.tasks, max_failed_fraction=0.25), be,
+                       ResponseCache(tmp_path / "fresh.sqlite"))
+    assert len(be.calls) == 4 and not any("Hybrid:" in user(c) for c in be.calls)
+
+
 def test_a_result_without_text_is_a_failure_not_a_cached_answer(cache: ResponseCache) -> None:
     # e.g. a backend bug; and a row stored empty by an older version is not served either
     be = Scripted(lambda r: ChatResult([], [], 7, 0) if "clamp" in user(r) else summary_of(r))
     with pytest.raises(LLMFailures, match="1 of 8 LLM requests failed .*no text"):
         generate_pairs(docs_frame(), params(), be, cache)
-    assert cache.count() == 7 and cache.failure_count() == 1
+    assert cache.count() == len(be.calls) - 1 and cache.failure_count() == 1
     cache._db.execute("INSERT INTO responses VALUES ('old', '[]', '[]', 0, 0, 0)")
     assert cache.get("old") is None
 

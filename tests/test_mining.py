@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, text_id
 from tripleforge.io import write_parquet
+from tripleforge.embed import encode_documents, encode_queries
 from tripleforge.mining import MineParams, mine_metrics, mine_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -440,3 +442,45 @@ def test_candidate_sets_by_kind_task_and_all():
         ("code:None", True, [3]), ("code:web_code_retrieval", True, [1]),
         ("text:code_review_retrieval", False, [2]), ("text:code_summary_retrieval", False, [0])]
     assert candidate_sets(tasks, "all") == [("all", True, [0, 1, 2, 3])]
+
+
+def test_best_positive_rank_skips_masked_hits():
+    from tripleforge.mining import best_positive_rank
+
+    idx = np.array([[7, 3, 9, 5, 1], [2, 4, 6, 8, 0], [1, 2, 3, 4, 5]])
+    valid = np.ones(idx.shape, bool)
+    pos = np.array([[5, -2], [2, -2], [42, -2]])
+    masked = np.array([[7, 5], [2, 4], [1, 2]])  # row 0: its document (7) ranks first; row 1: positive first
+    assert best_positive_rank(idx, valid, pos, masked).tolist() == [2, 0, -1]
+    valid[0, 3] = False  # a positive in an invalid (approximate search) slot is not found
+    assert best_positive_rank(idx, valid, pos, masked).tolist() == [-1, 0, -1]
+
+
+def test_continuation_positive_is_not_ranked_behind_its_own_masked_document(tmp_path):
+    """code_context_retrieval: query = a document's beginning, positive = its rest; the document
+    itself (masked) is the top hit, and must not push the positive's rank down."""
+    doc = POOL_TEXTS[3]
+    head, tail = doc[:30], doc[30:]
+    pairs = pl.DataFrame({"pair_id": ["c"], "doc_id": [text_id(doc)], "task": ["code_context_retrieval"],
+                          "prompt": [""], "query": [head], "pos": [[tail]], "neg": [[]]})
+    params = MineParams(num_negatives=3, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    out, _ = mine_negatives(pairs, make_pool(), params)
+    assert 0 not in out["neg_ranks"][0].to_list()  # the masked document took raw rank 0
+    # reference: the unmasked candidates (pool minus the document) that outscore the positive
+    q = encode_queries([head], params.embedder, None, params.cache_dir)[0]
+    others = [t for t in POOL_TEXTS if t != doc]
+    c = encode_documents([*others, tail], params.embedder, params.cache_dir)
+    ahead = int((c[:-1] @ q > c[-1] @ q).sum())
+    assert out["pos_rank"][0] == ahead and ahead <= 2
+    kept, report = mine_negatives(pairs, make_pool(), params.model_copy(update={"filter_rank": ahead + 1}))
+    assert kept.height == 1 and report.skipped["filter_rank"] == 0
+
+
+def test_random_negatives_obey_the_score_rules(tmp_path):
+    base = MineParams(num_negatives=6, neg_type="random", relative_margin=0.9, cache_dir=str(tmp_path))
+    out, _ = mine_negatives(make_pairs(), make_pool(), base)
+    for row in out.iter_rows(named=True):
+        bound = min(row["pos_scores"]) - abs(min(row["pos_scores"])) * 0.1
+        assert row["neg"] and all(s <= bound + 1e-9 for s in row["neg_scores"])
+    strict, report = mine_negatives(make_pairs(), make_pool(), base.model_copy(update={"max_score": -1.0}))
+    assert strict["neg"].list.len().to_list() == [0, 0, 0, 0] and report.short_of_negatives == 4

@@ -16,7 +16,7 @@ from tripleforge.tokenized import (
 )
 
 RECS = [
-    {"query": "sort a list", "prompt": "Find code: ", "pos": ["def s(x): return sorted(x)"], "neg": ["def f(): pass", "x = 1"]},
+    {"query": "sort a list", "prompt": "Find code.", "pos": ["def s(x): return sorted(x)"], "neg": ["def f(): pass", "x = 1"]},
     {"query": "add numbers", "pos": ["def add(a, b): return a + b"], "neg": ["print('hi')"]},
     {"query": "third", "pos": ["p"], "neg": ["n"]},
 ]
@@ -27,7 +27,7 @@ def test_shards_equal_direct_tokenization(tmp_path: Path) -> None:
     assert man["datasets"]["en/t"] == {"rows": 3, "shards": ["shard-00000.arrow", "shard-00001.arrow"]}
     df = load_tokenized(tmp_path, "en/t", expect_tokenizer="minilm")
     tok = load_tokenizer("minilm")
-    assert df["query_ids"].to_list()[0] == tok("Find code: sort a list", truncation=True, max_length=16)["input_ids"]
+    assert df["query_ids"].to_list()[0] == tok("Find code. sort a list", truncation=True, max_length=16)["input_ids"]
     assert df["passage_ids"].to_list()[1] == [tok(t, truncation=True, max_length=24)["input_ids"]
                                               for t in RECS[1]["pos"] + RECS[1]["neg"]]
     assert all(len(q) <= 16 for q in df["query_ids"].to_list())

@@ -82,18 +82,94 @@ def _grouped(**kw: Any) -> pl.DataFrame:
     return convert_all(mined_frame(**kw), "mined.parquet", ConvertFormatsParams()).grouped
 
 
+# The mined test frame's tasks are not catalog tasks; these are, one per kind of candidate.
+T2C, C2T, CONTEXT, BUG = ("web_code_retrieval", "code_summary_retrieval", "code_context_retrieval",
+                          "bug_desc_retrieval")
+
+
+def _catalog(g: pl.DataFrame, task: str = T2C) -> pl.DataFrame:
+    return g.with_columns(task=pl.lit(task))
+
+
 def test_best_of_n_and_dpo() -> None:
-    g = _grouped(n_docs=4, candidates=3, eval_every=100)
-    kept, dpo, drops = best_of_candidates(g, P(n_candidates=2))
+    g = _catalog(_grouped(n_docs=4, candidates=3, eval_every=100))
+    c = best_of_candidates(g, P(n_candidates=2))
+    kept, dpo = c.kept, c.dpo
     assert kept.height == 4 and set(kept["candidate_idx"]) == {0}  # candidate 0 has the best pos score
-    assert drops == {"candidate_beyond_n": 4, "not_best_candidate": 4}
+    assert c.drops == {"candidate_beyond_n": 4, "not_best_candidate": 4}
     assert dpo.height == 4 and dpo.columns[:5] == ["prompt", "chosen", "rejected", "chosen_score", "rejected_score"]
     assert all(c.endswith("candidate 0") and r.endswith("candidate 1") for c, r in dpo.select("chosen", "rejected").rows())
     assert (dpo["chosen_score"] > dpo["rejected_score"]).all()
     assert dpo["prompt"][0].startswith("Write a ") and "def f" in dpo["prompt"][0]
-    assert best_of_candidates(g, P(n_candidates=2, dpo_min_margin=0.5))[1].height == 0
-    same, none, _ = best_of_candidates(g, P(n_candidates=1))
-    assert same.height == g.height and none.height == 0
+    margin = best_of_candidates(g, P(n_candidates=2, dpo_min_margin=0.5))
+    assert margin.dpo.height == 0 and margin.dpo_skipped == {"margin_not_above_dpo_min_margin": 4}
+    same = best_of_candidates(g, P(n_candidates=1))
+    assert same.kept.height == g.height and same.dpo.height == 0
+
+
+def _as_language(g: pl.DataFrame, lang: str, score_shift: float) -> pl.DataFrame:
+    """The same generation jobs in another language: new qids and queries, lower scores."""
+    return g.with_columns(language=pl.lit(lang), qid=pl.col("qid") + f"-{lang}",
+                          query=pl.lit(f"{lang}: ") + pl.col("query"),
+                          pos_scores=pl.col("pos_scores").list.eval(pl.element() - score_shift))
+
+
+def test_candidates_compete_only_within_language() -> None:
+    # the tryout: every train row repeated as language=zh with new qids and lower scores
+    en = _catalog(_grouped(n_docs=4, eval_every=100))
+    both = pl.concat([en, _as_language(en, "zh", 0.3)])
+    c = best_of_candidates(both, P(n_candidates=2))
+    assert sorted(c.kept["language"].to_list()) == ["en"] * 4 + ["zh"] * 4
+    assert c.drops == {} and c.dpo.height == 0  # one candidate per job: nothing to compare
+    # two candidates per language: one kept per language, DPO pairs never mix languages
+    en2 = _catalog(_grouped(n_docs=4, candidates=2, eval_every=100))
+    c2 = best_of_candidates(pl.concat([en2, _as_language(en2, "zh", 0.3)]), P(n_candidates=2))
+    assert sorted(c2.kept["language"].to_list()) == ["en"] * 4 + ["zh"] * 4
+    assert c2.drops == {"not_best_candidate": 8} and c2.dpo.height == 8
+    for lang, chosen, rejected in c2.dpo.select("language", "chosen", "rejected").rows():
+        assert chosen.startswith("zh: ") == rejected.startswith("zh: ") == (lang == "zh")
+
+
+def test_candidates_of_other_code_languages_and_targets_do_not_compete() -> None:
+    one = _catalog(_grouped(n_docs=2, eval_every=100), "code_translation_retrieval")
+    java = one.with_columns(qid=pl.col("qid") + "-j", pos_scores=pl.col("pos_scores").list.eval(pl.element() - 0.5))
+    # the tgt_code_language column, when a frame has it
+    tgt = pl.concat([one.with_columns(tgt_code_language=pl.lit("ruby")),
+                     java.with_columns(tgt_code_language=pl.lit("java"))])
+    assert best_of_candidates(tgt, P(n_candidates=2)).kept.height == 4
+    # convert-formats drops it: the prompt, which names the target, tells them apart
+    by_prompt = pl.concat([one.with_columns(prompt=pl.lit("Given a piece of Python code, retrieve the equivalent Ruby code.")),
+                           java.with_columns(prompt=pl.lit("Given a piece of Python code, retrieve the equivalent Java code."))])
+    assert best_of_candidates(by_prompt, P(n_candidates=2)).kept.height == 4
+    code = pl.concat([one, java.with_columns(code_language=pl.lit("java"))])
+    assert best_of_candidates(code, P(n_candidates=2)).kept.height == 4
+
+
+def test_dpo_only_for_llm_written_queries_with_the_document_as_input() -> None:
+    g = _grouped(n_docs=2, candidates=2, eval_every=100)
+    t2c = _catalog(g, T2C)
+    # code2text: the query is the document, the candidates differ by the LLM-written positive
+    c2t = _catalog(g, C2T).with_columns(
+        query=pl.col("pos").list.first(),
+        pos=pl.concat_list(pl.lit("summary ") + pl.col("candidate_idx").cast(pl.String)))
+    res = best_of_candidates(pl.concat([t2c, c2t, _catalog(g, BUG), _catalog(g, "text2code")]), P(n_candidates=2))
+    assert set(res.dpo["task"]) == {T2C} and res.dpo.height == 2
+    docs = t2c.filter(pl.col("candidate_idx") == 0)["pos"].list.first().to_list()
+    assert sorted(res.dpo["prompt"].to_list()) == sorted(
+        f"Write a {T2C} query for this python document.\n\n{d}" for d in docs)
+    assert res.dpo_skipped == {"query_not_llm_written": 2, "query_input_not_in_triplets": 2, "not_a_catalog_task": 2}
+    # best-of-n still picks by score where the LLM wrote the positive: the best summary is kept
+    assert res.kept.filter(pl.col("task") == C2T)["pos"].to_list() == [["summary 0"]] * 2
+
+
+def test_rule_based_candidates_keep_the_first_not_the_easiest() -> None:
+    # code_context_retrieval: candidates are seeded cuts, not generations; a higher score only
+    # means an easier continuation, so candidate 0 is kept whatever the scores
+    g = _catalog(_grouped(n_docs=2, candidates=2, eval_every=100), CONTEXT)
+    easier = g.with_columns(pos_scores=pl.concat_list(pl.col("candidate_idx").cast(pl.Float64)))
+    res = best_of_candidates(easier, P(n_candidates=2))
+    assert res.kept["candidate_idx"].to_list() == [0, 0] and res.dpo.height == 0
+    assert res.dpo_skipped == {"query_not_llm_written": 2}
 
 
 def test_instructions_per_task() -> None:

@@ -59,3 +59,66 @@ def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest
     m = write_train_dir(_grouped(), p, tmp_path / "train")
     assert m["sentence_transformers"]["ntuple"] == 0 and m["sentence_transformers"]["triplet"] > 0
     assert "ntuple.jsonl keeps 0 of" in capsys.readouterr().err
+
+
+def _jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_instructions_reach_the_embedder_layout_only(tmp_path: Path) -> None:
+    # the tryout: reranker positives started with "passage: " while the ST anchor had no instruction
+    from tripleforge.tokenized import load_tokenized, load_tokenizer
+
+    raw = _grouped()
+    p = TrainDataParams(instructions={"*": {"query": "Represent this query: ", "passage": "passage: "}})  # type: ignore[dict-item]
+    out = tmp_path / "train"
+    write_train_dir(raw, p, out)
+    queries = set(raw["query"].to_list())
+    texts = set(raw["pos"].explode().to_list() + raw["neg"].explode().to_list())
+    emb = _jsonl(out / "embedder" / "en" / "text2code.jsonl")
+    # FlagEmbedding: the query instruction is the per-row `prompt`, the passage prefix baked in
+    assert {r["prompt"] for r in emb} == {"Represent this query: "} and {r["query"] for r in emb} <= queries
+    assert all(t.startswith("passage: ") and t[len("passage: "):] in texts for r in emb for t in r["pos"] + r["neg"])
+    # the tokenized shards are the embedder records, instruction and all
+    ids = load_tokenized(out / "tokenized", "en/text2code")
+    tok = load_tokenizer("minilm")
+    assert ids["query_ids"].to_list()[0] == tok("Represent this query: " + emb[0]["query"], truncation=True,
+                                                max_length=32)["input_ids"]
+    # reranker and sentence-transformers: raw texts, instructions left to the trainers' arguments
+    rr = _jsonl(out / "reranker" / "en" / "text2code.jsonl")
+    assert all(r["query"] in queries and set(r["pos"] + r["neg"]) <= texts for r in rr)
+    st = out / "sentence_transformers"
+    for name, q_col, text_cols in (("triplet", "anchor", ("positive", "negative")),
+                                   ("ntuple", "anchor", ("positive", "negative_1")),
+                                   ("labeled_pair", "sentence1", ("sentence2",)),
+                                   ("labeled_list", "query", ("docs",))):
+        rows = _jsonl(st / f"{name}.jsonl")
+        assert rows and all(r[q_col] in queries for r in rows), name
+        got = {t for r in rows for c in text_cols for t in (r[c] if isinstance(r[c], list) else [r[c]])}
+        assert got <= texts, name
+
+
+def _train_data_python_examples() -> list[str]:
+    import re
+
+    doc = (Path(__file__).parents[1] / "docs" / "formats.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## `train-data`"):doc.index("## Speed")]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_documented_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the tokenized example used to name "en/text2code"; datasets are <language>/<catalog task>
+    from tripleforge.embed import bundled_minilm_dir
+
+    g = _grouped().with_columns(task=pl.lit("web_code_retrieval"))  # a default generate task
+    monkeypatch.chdir(tmp_path)
+    write_train_dir(g, TrainDataParams(), Path("data/train"))
+    blocks = _train_data_python_examples()
+    assert len(blocks) == 2
+    for code in blocks:  # the one change: the bundled model instead of a download
+        code = code.replace('"sentence-transformers/all-MiniLM-L6-v2"', repr(str(bundled_minilm_dir())))
+        scope: dict = {}
+        exec(compile(code, "docs/formats.md", "exec"), scope)  # noqa: S102 - our own docs
+    assert scope["ids"].height == 5 and scope["ids"].columns == ["query_ids", "passage_ids"]

@@ -73,9 +73,18 @@ def summary(metrics_dir: str = typer.Option("metrics", help="directory of the st
     from rich.console import Console
     from rich.table import Table
 
+    root = Path(metrics_dir)
+    if not root.is_dir():
+        fail(f"--metrics-dir: {root} is not a directory (run from the project root, or `dvc repro` first)")
     loaded = {}
-    for f in sorted(Path(metrics_dir).glob("*.json")):
-        loaded[f.stem] = json.loads(f.read_text(encoding="utf-8"))
+    for f in sorted(root.glob("*.json")):
+        try:
+            loaded[f.stem] = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+            fail(f"{f}{where}: not a metrics file (invalid JSON: {getattr(exc, 'msg', exc)})")
+    if not any(stage in loaded for stage, _, _ in HEADLINES):
+        fail(f"--metrics-dir: no stage metrics in {root} (expected e.g. {root / 'sample.json'}; run `dvc repro`)")
     table = Table(title="tripleforge summary", show_header=True)
     for col in ("stage", "what", "value"):
         table.add_column(col)

@@ -100,11 +100,6 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
     return df.filter(pl.col("_problem").is_null()).select(list(F.GROUPED_SCHEMA))
 
 
-def _normalized(e: pl.Expr) -> pl.Expr:
-    """Whitespace runs collapsed, ends stripped: `hashing.normalize_text` as an expression."""
-    return e.str.replace_all(r"\s+", " ").str.strip_chars()
-
-
 def drop_eval_overlap(
     grouped: pl.DataFrame, pairs: pl.DataFrame, eval_rows: pl.DataFrame, drops: Counter[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -112,13 +107,13 @@ def drop_eval_overlap(
     compared whitespace-normalized): training on them would leak the eval split. Removed rows are
     counted as `eval_overlap` (triplets) and `eval_overlap_pairs` (pairs; a label-0 pair whose
     passage is an eval positive stays: a negative teaches nothing about the eval judgment)."""
-    queries = eval_rows.select(q=_normalized(pl.col("query"))).get_column("q").unique()
-    positives = eval_rows.select(p=_normalized(pl.col("pos").explode())).get_column("p").unique()
-    leaks_g = _normalized(pl.col("query")).is_in(queries) | (
-        pl.col("pos").list.eval(_normalized(pl.element()).is_in(positives)).list.any()
+    queries = eval_rows.select(q=F.normalized(pl.col("query"))).get_column("q").unique()
+    positives = eval_rows.select(p=F.normalized(pl.col("pos").explode())).get_column("p").unique()
+    leaks_g = F.normalized(pl.col("query")).is_in(queries) | (
+        pl.col("pos").list.eval(F.normalized(pl.element()).is_in(positives)).list.any()
     )
-    leaks_p = _normalized(pl.col("query")).is_in(queries) | (
-        (pl.col("label") == 1) & _normalized(pl.col("passage")).is_in(positives)
+    leaks_p = F.normalized(pl.col("query")).is_in(queries) | (
+        (pl.col("label") == 1) & F.normalized(pl.col("passage")).is_in(positives)
     )
     g_out, p_out = grouped.filter(~leaks_g), pairs.filter(~leaks_p)
     if grouped.height - g_out.height:

@@ -34,7 +34,10 @@ from tripleforge.progress import bar, log
 
 
 DECODER_QUERY_FORMAT = "<instruct>{instruction}\n<query>{query}"
-DEFAULT_QUERY_FORMAT = "{instruction}{query}"
+# One space between: the catalog's instructions are sentences ("... retrieve code that answers
+# it."), and FlagEmbedding's bare "{}{}" would glue them to the query ("it.how to parse json").
+# Training data (tokenized shards, the documented FlagEmbedding flags) uses the same join.
+DEFAULT_QUERY_FORMAT = "{instruction} {query}"
 # Texts handed to the model per cache transaction: small enough that a crash loses little.
 _WRITE_CHUNK = 512
 

@@ -306,14 +306,23 @@ def _request(fp: str, messages: list[dict[str, str]], sampling: Sampling) -> Cha
 
 
 class Runner:
-    """Serves requests from the cache, sends the rest to the backend, commits each answer."""
+    """Serves requests from the cache, sends the rest to the backend, commits each answer.
 
-    def __init__(self, backend: Backend | None, cache: ResponseCache, stats: RunStats):
+    Stops early when the run's failure verdict is already certain: once more requests failed than
+    `max_failed_fraction` allows of the most requests the run can need (those counted so far plus
+    `later`, a bound on the rounds still to come), `on_result` asks the backend to start no new
+    request; the requests in flight finish (answers cached), then `LLMFailures` is raised, naming
+    the requests not sent. A run the final `check_failures` would pass never stops early."""
+
+    def __init__(self, backend: Backend | None, cache: ResponseCache, stats: RunStats,
+                 max_failed_fraction: float = 0.0):
         self.backend = backend
         self.cache = cache
         self.stats = stats
+        self.max_failed_fraction = max_failed_fraction
 
-    def run(self, requests: list[ChatRequest], desc: str) -> dict[str, ChatResult]:
+    def run(self, requests: list[ChatRequest], desc: str, later: int = 0) -> dict[str, ChatResult]:
+        """Answers by cache key. `later`: at most how many LLM requests the rounds after this one need."""
         results: dict[str, ChatResult] = {}
         todo: dict[str, ChatRequest] = {}
         for r in requests:
@@ -331,9 +340,12 @@ class Runner:
         self.stats.cache_misses += len(todo)
         log(f"{desc}: {len(results)} cached, {len(todo)} to generate with {self.backend.fingerprint()}")
         start = time.perf_counter()
+        answered = 0
+        stop = False
         with bar(len(todo), desc, unit="req") as b:
 
-            def on_result(req: ChatRequest, res: ChatResult) -> None:
+            def on_result(req: ChatRequest, res: ChatResult) -> bool:
+                nonlocal answered, stop
                 if res.ok and not res.texts:  # no answer is a failure: never cached, asked again next run
                     res = ChatResult(error="the backend returned no text", tokens_in=res.tokens_in)
                 self.cache.put(req.key, res)  # committed before anything else: crash-safe
@@ -344,12 +356,18 @@ class Runner:
                 else:
                     self.stats.llm_failures += 1
                     self.stats.first_error = self.stats.first_error or res.error
+                    stop = stop or too_many_failures(self.stats.llm_failures, self.stats.llm_requests + later,
+                                                     self.max_failed_fraction)
+                answered += 1
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 b.set_postfix(tok_s=f"{self.stats.new_tokens_out / elapsed:.1f}", refresh=False)
                 b.update(1)
+                return stop  # True: start no new request
 
             self.backend.generate(list(todo.values()), on_result)
         self.stats.llm_seconds += time.perf_counter() - start
+        if stop:  # the verdict is certain: fail now, without the remaining requests and rounds
+            check_failures(self.stats, self.max_failed_fraction, unsent=len(todo) - answered)
         return results
 
 
@@ -448,29 +466,52 @@ def _dedup(jobs: list[Job], seen_q: set[str], seen_p: set[str]) -> None:
             pairs.add((q, p))
 
 
-def check_failures(stats: RunStats, max_failed_fraction: float) -> None:
+def too_many_failures(failures: int, requests: int, max_failed_fraction: float) -> bool:
+    return failures > 0 and failures > max_failed_fraction * requests
+
+
+def check_failures(stats: RunStats, max_failed_fraction: float, unsent: int = 0) -> None:
     """Raise `LLMFailures` when more than `max_failed_fraction` of this run's LLM requests failed.
 
     The fraction is of every request the pairs needed, cached or not, so the verdict does not depend
     on how much a previous run already paid for. Successful answers are in the cache already, so the
-    re-run the error asks for sends only the failed requests."""
-    if not stats.llm_failures or stats.llm_failures <= max_failed_fraction * stats.llm_requests:
+    re-run the error asks for sends only the failed requests, and the `unsent` ones an early stop
+    (`Runner`) did not send."""
+    if not too_many_failures(stats.llm_failures, stats.llm_requests, max_failed_fraction):
         return
     reason = " ".join((stats.first_error or "unknown error").split())[:300]
-    ok = stats.llm_requests - stats.llm_failures
+    ok = stats.llm_requests - stats.llm_failures - unsent
+    stopped = f" Stopped early: the remaining {unsent} request{'s were' if unsent != 1 else ' was'} not sent." \
+        if unsent else ""
     raise LLMFailures(
         f"generate: {stats.llm_failures} of {stats.llm_requests} LLM requests failed (generate.max_failed_fraction="
-        f"{max_failed_fraction:g}); first failure: {reason}. Nothing written; the {ok} answers are cached, "
-        f"so re-running asks only for the failed ones")
+        f"{max_failed_fraction:g}); first failure: {reason}.{stopped} Nothing written; the {ok} answers are cached, "
+        f"so re-running asks only for the failed {'and unsent ' if unsent else ''}ones")
+
+
+def _later_requests(jobs: list[Job], params: GenerateParams, after: int) -> int:
+    """At most how many LLM requests the rounds after round `after` (0, 1: generation steps; 2: QC;
+    3: LLM negatives) can need, from the jobs not rejected yet. Added to the requests counted so
+    far, it bounds the run's total, so the early stop fails only runs the final check would fail."""
+    live = [j for j in jobs if not j.reason]
+    n = 0
+    if after < 1:
+        n += sum(1 for j in live if j.task.uses_llm and len(j.task.steps) > 1)
+    if after < 2 and params.qc:
+        n += sum(1 for j in live if j.task.uses_llm)
+    if after < 3:
+        n += params.gen_hard_neg * len(live)
+    return n
 
 
 def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend | None,
                    cache: ResponseCache) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Run every flow over `docs`; returns (pairs sorted by pair_id, metrics). Raises `LLMFailures`
-    (after every request was tried, each answer cached) when too many LLM requests failed."""
+    (each answer received cached) when too many LLM requests failed: as soon as that is certain,
+    without sending the remaining requests (see `Runner`), or at the end."""
     t0 = time.perf_counter()
     stats = RunStats()
-    runner = Runner(backend, cache, stats)
+    runner = Runner(backend, cache, stats, params.max_failed_fraction)
     fp = backend.fingerprint() if backend is not None else ""
     check_input_paths(params)
     seen_q, seen_p = _load_seen(params.dedup_against)  # bad files fail before any LLM call
@@ -491,7 +532,8 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
             examples = j.examples if (step == 1 or not j.task.multi_step) else []
             msgs = generation_messages(j.task, step, _step_inputs(j, step), j.language, j.code_language, j.tgt, examples)
             reqs[j.pair_id] = _request(fp, msgs, _sampling(params, j.seed(params.seed, f"step{step}")))
-        results = runner.run(list(reqs.values()), f"generate step {step + 1}") if reqs else {}
+        results = (runner.run(list(reqs.values()), f"generate step {step + 1}", _later_requests(jobs, params, step))
+                   if reqs else {})
         for j in active:
             is_code = not _step_is_text(j.task, step)
             source = "\n".join(t for _, t in _step_inputs(j, step))
@@ -511,7 +553,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
         reqs = {j.pair_id: _request(fp, qc_messages(j.task, retrieval_instruction(j.task, j.code_language, j.tgt),
                                                     j.query, j.pos),
                                     _sampling(params, j.seed(params.seed, "qc"), greedy=True)) for j in judged}
-        results = runner.run(list(reqs.values()), "quality check") if reqs else {}
+        results = runner.run(list(reqs.values()), "quality check", _later_requests(jobs, params, 2)) if reqs else {}
         for j in judged:
             res = results[reqs[j.pair_id].key]
             j.tokens_in += res.tokens_in

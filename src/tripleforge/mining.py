@@ -187,6 +187,20 @@ def rule_mask(scores: np.ndarray, pos_ref: np.ndarray, rules: Rules, report: Min
     return ok
 
 
+def best_positive_rank(indices: np.ndarray, valid: np.ndarray, pos_ids: np.ndarray, masked_ids: np.ndarray) -> np.ndarray:
+    """Per query, the 0-based rank of its best positive among the hits that are not masked for it
+    (-1 when no positive is within the searched depth). The masked hits ahead of it (the row's
+    own document, its query text, the query group's other positives) are not competitors: for a
+    code-continuation query the source document, which contains the positive, is the top hit
+    every time, and counting it would make every positive rank 1 at best."""
+    is_pos = (indices[:, :, None] == pos_ids[:, None, :]).any(-1) & valid
+    is_masked = (indices[:, :, None] == masked_ids[:, None, :]).any(-1) & valid
+    first = np.where(is_pos.any(axis=1), is_pos.argmax(axis=1), -1)
+    masked_before = np.cumsum(is_masked, axis=1) - is_masked  # masked hits strictly before each column
+    rows = np.arange(indices.shape[0])
+    return np.where(first >= 0, first - masked_before[rows, np.maximum(first, 0)], -1)
+
+
 def take(eligible: np.ndarray, n: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
     """Per row pick `n[row]` eligible positions: the first ones by rank (keys None) or the
     smallest random keys; returns a bool matrix of the chosen positions."""
@@ -499,8 +513,7 @@ def _mine_candidate_set(
                 s, i, v, masked_ids[sl], pos_ref[sl], n_hard, rules,
                 (params.fallback_range_min, params.fallback_range_max), keys, report,
             ) if n_hard else np.zeros(i.shape, bool)
-            is_pos = (i[:, :, None] == pos_ids[sl][:, None, :]).any(-1) & v
-            first = np.where(is_pos.any(axis=1), is_pos.argmax(axis=1), -1)
+            first = best_positive_rank(i, v, pos_ids[sl], masked_ids[sl])
             for r in range(i.shape[0]):
                 cols = np.flatnonzero(chosen[r])
                 neg_idx.append(i[r, cols].tolist())
@@ -509,15 +522,19 @@ def _mine_candidate_set(
                 pos_rank.append(int(first[r]) if first[r] >= 0 else None)
             b.update(i.shape[0])
 
-    # random negatives: uniform over the candidates, never masked, never already chosen
+    # random negatives: uniform over the candidates that pass the score rules (a random pick
+    # above the positive's margin is as likely a false negative as a mined one), never masked,
+    # never already chosen; the rank window does not apply
     if params.neg_type in ("random", "mixed"):
         n_cand = len(cand_texts)
         for r in range(nq):
             rng = np.random.default_rng([params.seed, int(seeds[r] >> np.uint64(1))])
             taken = set(neg_idx[r]) | masks[r]
             need = n_total - len(neg_idx[r])
-            draw = rng.choice(n_cand, size=min(n_cand, need + len(taken)), replace=False)
-            picks = [int(x) for x in draw if int(x) not in taken][:need]
+            passing = rule_mask((c_emb @ q_emb[r])[None, :].astype(np.float64), pos_ref[r : r + 1], rules, None,
+                                np.zeros((1, n_cand), bool))[0]
+            eligible = [c for c in np.flatnonzero(passing).tolist() if c not in taken]
+            picks = rng.choice(eligible, size=min(need, len(eligible)), replace=False).tolist() if eligible else []
             rank_of = {int(c): j for j, c in enumerate(res.indices[r]) if res.valid[r, j]}
             neg_idx[r] = neg_idx[r] + picks
             neg_rank[r] = neg_rank[r] + [rank_of.get(c) for c in picks]

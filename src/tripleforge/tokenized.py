@@ -7,7 +7,8 @@ Layout under the output directory::
                                          query_ids: list[u32], passage_ids: list[list[u32]]
 
 Row i of a dataset's shards is row i of its JSONL file (so batch-plan indices address both).
-The query is tokenized as ``prompt + query`` (FlagEmbedding's default ``"{}{}"`` format) and the
+The query is tokenized as ``prompt + " " + query`` (the ``"{} {}"`` format the docs give FlagEmbedding,
+and the embedders' default; a row without a prompt is the bare query) and the
 passages as ``pos + neg`` in file order. Training then skips tokenization entirely.
 """
 
@@ -108,7 +109,7 @@ def tokenizer_fingerprint(model: str) -> str:
 def tokenize_records(records: list[dict[str, Any]], tokenizer: Any, query_max_len: int,
                      passage_max_len: int) -> pl.DataFrame:
     """Embedder records (``query``, ``pos``, ``neg``, optional ``prompt``) -> token-id frame."""
-    queries = [(r.get("prompt") or "") + r["query"] for r in records]
+    queries = [f"{r['prompt']} {r['query']}" if r.get("prompt") else r["query"] for r in records]
     groups = [list(r["pos"]) + list(r.get("neg") or []) for r in records]
     flat = [t for g in groups for t in g]
     q_ids = tokenizer(queries, truncation=True, max_length=query_max_len)["input_ids"] if queries else []
@@ -146,7 +147,7 @@ def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Pa
         "tokenizer_fingerprint": tokenizer_fingerprint(model),
         "query_max_len": query_max_len,
         "passage_max_len": passage_max_len,
-        "query_format": "{prompt}{query}",
+        "query_format": "{prompt} {query}",
         "datasets": {},
     }
     for name in sorted(datasets):

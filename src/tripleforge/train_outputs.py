@@ -1,15 +1,17 @@
 """Lay out the `train-data` directory. Everything is written into a temp sibling directory and
 swapped in at the end, so `data/train/` is always either the old or the new complete set.
 
-    embedder/<language>/<task>.jsonl        FlagEmbedding embedder records (never empty neg / null prompt)
-    reranker/<language>/<task>.jsonl        FlagEmbedding reranker records
-    sentence_transformers/triplet.jsonl     anchor, positive, negative
+    embedder/<language>/<task>.jsonl        FlagEmbedding embedder records (never empty neg / null prompt);
+                                            the only layout with `instructions` applied (+ tokenized/)
+    reranker/<language>/<task>.jsonl        FlagEmbedding reranker records (raw texts)
+    sentence_transformers/triplet.jsonl     anchor, positive, negative (raw texts, as every ST layout)
     sentence_transformers/ntuple.jsonl      anchor, positive, negative_1..n
     sentence_transformers/labeled_pair.jsonl  sentence1, sentence2, label
     sentence_transformers/labeled_list.jsonl  query, docs, labels
     tokenized/                              pre-tokenized shards + manifest.json
     batch_plan.jsonl                        step, epoch, dataset, indices
-    dpo.jsonl                               prompt, chosen, rejected, chosen_score, rejected_score (n_candidates > 1)
+    dpo.jsonl                               prompt, chosen, rejected, chosen_score, rejected_score, doc_id, task,
+                                            language (n_candidates > 1, text2code single-call tasks)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.progress import log
 from tripleforge.training import (
     TrainDataParams,
+    apply_instructions,
     embedder_records,
     reranker_records,
     select_training_groups,
@@ -82,7 +85,9 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     records_by_ds: dict[str, list[dict[str, Any]]] = {}
     for (name,), part in sorted(g.group_by(["_ds"], maintain_order=True), key=lambda kv: str(kv[0][0])):
         part = part.drop("_ds")
-        recs = embedder_records(part, p.keep_scores)
+        # `instructions` reach the embedder records (and so the tokenized shards) only; the
+        # reranker and sentence-transformers layouts keep the raw texts (see apply_instructions)
+        recs = embedder_records(apply_instructions(part, p.instructions), p.keep_scores)
         write_jsonl(recs, root / "embedder" / f"{name}.jsonl")
         write_jsonl(reranker_records(part, p.keep_scores), root / "reranker" / f"{name}.jsonl")
         sizes[str(name)] = len(recs)
@@ -112,6 +117,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "by_source_format": _counts(sel_plain, "source_format"),
         "sentence_transformers": st_sizes,
         "dpo_pairs": sel.dpo.height,
+        "dpo_skipped": dict(sorted(sel.dpo_skipped.items())),
         "batch_plan": {"mode": p.batch.mode, "batch_size": p.batch.batch_size, "steps": plan.height,
                        "datasets_smaller_than_batch": small_datasets(sizes, p.batch.batch_size)},
         "tokenized": tok,

@@ -95,8 +95,10 @@ class TrainDataParams(StageParams):
     keep_scores: bool = True  # write pos_scores/neg_scores (for --knowledge_distillation)
     instructions: dict[str, InstructionTemplate] = {}  # catalog task -> templates; key "*" = every other task
     max_samples_per_task: int | None = Field(None, ge=1)  # seeded sample of at most N queries per task; None = all
-    n_candidates: int = Field(1, ge=1)  # >1: keep the best of the first n candidate queries per (doc_id, task)
-    dpo: bool = True  # write DPO pairs when a (doc_id, task) has more than one candidate
+    # >1: of the first n candidates per (doc_id, task, language, code_language, target) keep the
+    # best (see best_of_candidates)
+    n_candidates: int = Field(1, ge=1)
+    dpo: bool = True  # DPO pairs from candidate groups of LLM-written queries (see dpo_pairs)
     dpo_min_margin: float = 0.0  # chosen_score - rejected_score must exceed this
     dpo_prompt_template: str = "Write a {task} query for this {code_language} document.\n\n{document}"
     st_ntuple_negatives: int = Field(3, ge=1)  # negatives per row of the sentence-transformers n-tuple layout
@@ -120,9 +122,10 @@ class TrainDataParams(StageParams):
 
 @dataclass
 class Selected:
-    grouped: pl.DataFrame  # GROUPED rows after selection: pos = [chosen], neg = chosen negatives
-    dpo: pl.DataFrame  # prompt, chosen, rejected, chosen_score, rejected_score, doc_id, task, ...
+    grouped: pl.DataFrame  # GROUPED rows after selection: pos = [chosen], neg = chosen negatives; raw texts
+    dpo: pl.DataFrame  # DPO_COLUMNS
     drops: Counter[str] = field(default_factory=Counter)
+    dpo_skipped: Counter[str] = field(default_factory=Counter)  # candidate groups without a DPO pair
 
 
 def check_train_input(g: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -142,58 +145,121 @@ def _positive_score() -> pl.Expr:
     return pl.col("pos_scores").list.max().fill_null(float("-inf"))
 
 
-def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> tuple[pl.DataFrame, pl.DataFrame, Counter[str]]:
-    """Best-of-n query selection and DPO pairs.
+# Tasks whose candidates are not LLM generations (`context`: seeded cuts of the document); a
+# positive score there ranks how easy the cut is to continue, not how good a generation is.
+UNRANKED_TASKS = frozenset(t.name for t in TASKS.values() if not t.uses_llm)
+# Tasks whose query is the whole output of one LLM call on the document, and whose positive is
+# that document (generate._assemble, flow `single` with `query_is_output`: the text2code
+# single-call tasks). Only for these do the triplets hold what a DPO pair needs: the prompt's
+# input (pos[0]) and two competing LLM answers to it (the queries).
+DPO_TASKS = frozenset(t.name for t in TASKS.values() if t.flow == "single" and t.query_is_output)
+DPO_COLUMNS: dict[str, pl.DataType] = {
+    "prompt": pl.String(), "chosen": pl.String(), "rejected": pl.String(), "chosen_score": pl.Float64(),
+    "rejected_score": pl.Float64(), "doc_id": pl.String(), "task": pl.String(), "language": pl.String(),
+}
 
-    Rows sharing (doc_id, task) are candidate queries for the same document (``candidate_idx``).
-    With ``n_candidates > 1`` only the first n candidates compete; the one whose positive scores
-    highest (the query that best retrieves its own document) is kept. DPO rows pair the best and
-    the worst query of each group: ``prompt`` (``dpo_prompt_template``), ``chosen``, ``rejected``,
-    ``chosen_score``, ``rejected_score``. Identical chosen/rejected texts and margins not above
-    ``dpo_min_margin`` give no DPO row. Rows without doc_id are untouched."""
-    drops: Counter[str] = Counter()
-    empty_dpo = pl.DataFrame(schema={"prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
-                                     "chosen_score": pl.Float64, "rejected_score": pl.Float64,
-                                     "doc_id": pl.String, "task": pl.String, "language": pl.String})
+
+def candidate_key(g: pl.DataFrame) -> list[str]:
+    """Columns whose values one candidate group shares: generate numbers ``candidate_idx`` per
+    (doc_id, task, language, code_language, tgt_code_language). convert-formats does not carry
+    ``tgt_code_language`` (used when present); ``prompt`` stands in for it, since generate writes
+    one retrieval instruction per (task, code_language, target) and it names the target."""
+    key = ["doc_id", "task", "language", "code_language", "prompt"]
+    return [*key, "tgt_code_language"] if "tgt_code_language" in g.columns else key
+
+
+def dpo_skip_reason(task: str | None) -> str | None:
+    """None when a task's candidate groups may give DPO pairs (``DPO_TASKS``), else why not."""
+    t = TASKS.get(task) if task is not None else None
+    if t is None:  # external or hand-made rows: nothing says the query is generated or pos[0] the input
+        return "not_a_catalog_task"
+    if task in DPO_TASKS:
+        return None
+    if not t.uses_llm or t.flow in ("single", "translate"):  # the query is the document or a cut of it
+        return "query_not_llm_written"
+    # two-step flows: the call that wrote the query saw an intermediate LLM output, or the query
+    # wraps the document; neither is a column of the triplets
+    return "query_input_not_in_triplets"
+
+
+@dataclass
+class Candidates:
+    kept: pl.DataFrame  # the input with each candidate group reduced to its best row
+    dpo: pl.DataFrame  # DPO_COLUMNS
+    drops: Counter[str] = field(default_factory=Counter)  # rows: candidate_beyond_n, not_best_candidate
+    dpo_skipped: Counter[str] = field(default_factory=Counter)  # candidate groups without a DPO pair, by reason
+
+
+def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
+    """Best-of-n selection and DPO pairs.
+
+    Rows sharing ``candidate_key`` are candidates for one generation job (``candidate_idx``);
+    candidates of other languages, code languages or translation targets never compete. With
+    ``n_candidates > 1`` only the first n compete and one row is kept: the one whose positive
+    scores highest (the query that best retrieves its document, or the LLM-written positive that
+    best fits its query), except for ``UNRANKED_TASKS``, which keep their lowest candidate_idx.
+    Ties go to the lower candidate_idx, then qid. Rows without doc_id or candidate_idx are
+    untouched. DPO pairs: see ``dpo_pairs``."""
     if p.n_candidates <= 1 or g.height == 0:
-        return g, empty_dpo, drops
+        return Candidates(g, pl.DataFrame(schema=DPO_COLUMNS))
+    drops: Counter[str] = Counter()
+    key = candidate_key(g)
     keyed = g.filter(pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null())
     rest = g.filter(pl.col("doc_id").is_null() | pl.col("candidate_idx").is_null())
     over = keyed.filter(pl.col("candidate_idx") >= p.n_candidates)
     if over.height:
         drops["candidate_beyond_n"] += over.height
     keyed = keyed.filter(pl.col("candidate_idx") < p.n_candidates).with_columns(_pscore=_positive_score())
-    # Best first; ties go to the lower candidate_idx, then qid, so the choice is deterministic.
-    ranked = keyed.sort(["doc_id", "task", "_pscore", "candidate_idx", "qid"],
-                        descending=[False, False, True, False, False], nulls_last=True)
-    best = ranked.group_by(["doc_id", "task"], maintain_order=True).first()
-    drops["not_best_candidate"] += keyed.height - best.height
-    dpo = pl.DataFrame(schema=empty_dpo.schema)
-    if p.dpo:
-        groups = ranked.group_by(["doc_id", "task"], maintain_order=True).agg(
-            chosen=pl.col("query").first(), rejected=pl.col("query").last(),
-            chosen_score=pl.col("_pscore").first(), rejected_score=pl.col("_pscore").last(),
-            n=pl.len(), language=pl.col("language").first(), code_language=pl.col("code_language").first(),
-            document=pl.col("pos").first().list.first(),
-        )
-        groups = groups.filter(
-            (pl.col("n") > 1) & (pl.col("chosen") != pl.col("rejected"))
-            & ((pl.col("chosen_score") - pl.col("rejected_score")) > p.dpo_min_margin)
-            & pl.col("chosen_score").is_finite() & pl.col("rejected_score").is_finite()
-        )
-        prompts = [  # the fields are DPO_PROMPT_FIELDS, which the params check against
-            p.dpo_prompt_template.format(task=r["task"] or "", code_language=r["code_language"] or "",
-                                         language=r["language"] or "", document=r["document"] or "")
-            for r in groups.iter_rows(named=True)
-        ]
-        dpo = groups.with_columns(prompt=pl.Series(prompts, dtype=pl.String)).select(list(empty_dpo.schema))
-    out = pl.concat([best.drop("_pscore").select(g.columns), rest])
-    return out, dpo, drops
+    rank = pl.when(pl.col("task").is_in(list(UNRANKED_TASKS))).then(pl.lit(0.0)).otherwise(pl.col("_pscore"))
+    ranked = keyed.with_columns(_rank=rank).sort(
+        [*key, "_rank", "candidate_idx", "qid"], descending=[False] * len(key) + [True, False, False], nulls_last=True)
+    best = ranked.group_by(key, maintain_order=True).first()
+    if keyed.height > best.height:
+        drops["not_best_candidate"] += keyed.height - best.height
+    dpo, skipped = dpo_pairs(ranked, key, p) if p.dpo else (pl.DataFrame(schema=DPO_COLUMNS), Counter[str]())
+    out = pl.concat([best.select(g.columns), rest])
+    return Candidates(out, dpo, drops, skipped)
+
+
+def dpo_pairs(ranked: pl.DataFrame, key: list[str], p: TrainDataParams) -> tuple[pl.DataFrame, Counter[str]]:
+    """One DPO row per candidate group of a ``DPO_TASKS`` task: the best query (``chosen``) vs
+    the worst (``rejected``), ``prompt`` = ``dpo_prompt_template`` with ``{document}`` = pos[0],
+    the document the LLM wrote the queries from. ``ranked``: best first per group, with
+    ``_pscore``. Groups of one candidate are not counted; the others without a pair are, by reason
+    (``dpo_skip_reason``, ``same_query``, ``no_score``, ``margin_not_above_dpo_min_margin``)."""
+    groups = ranked.group_by(key, maintain_order=True).agg(
+        chosen=pl.col("query").first(), rejected=pl.col("query").last(),
+        chosen_score=pl.col("_pscore").first(), rejected_score=pl.col("_pscore").last(),
+        n=pl.len(), document=pl.col("pos").first().list.first(),
+    ).filter(pl.col("n") > 1)
+    reasons = [dpo_skip_reason(t) for t in groups["task"].to_list()]
+    why = groups.with_columns(_why=pl.Series(reasons, dtype=pl.String)).with_columns(
+        _why=pl.coalesce(
+            pl.col("_why"),
+            pl.when(pl.col("chosen") == pl.col("rejected")).then(pl.lit("same_query")),
+            pl.when(~(pl.col("chosen_score").is_finite() & pl.col("rejected_score").is_finite()))
+            .then(pl.lit("no_score")),
+            pl.when((pl.col("chosen_score") - pl.col("rejected_score")) <= p.dpo_min_margin)
+            .then(pl.lit("margin_not_above_dpo_min_margin")),
+        ))
+    skipped = Counter({str(k): int(n) for k, n in why["_why"].drop_nulls().value_counts().iter_rows()})
+    pairs = why.filter(pl.col("_why").is_null())
+    prompts = [  # the fields are DPO_PROMPT_FIELDS, which the params check against
+        p.dpo_prompt_template.format(task=r["task"] or "", code_language=r["code_language"] or "",
+                                     language=r["language"] or "", document=r["document"] or "")
+        for r in pairs.iter_rows(named=True)
+    ]
+    return pairs.with_columns(prompt=pl.Series(prompts, dtype=pl.String)).select(list(DPO_COLUMNS)), skipped
 
 
 def apply_instructions(g: pl.DataFrame, instructions: dict[str, InstructionTemplate]) -> pl.DataFrame:
     """Per-task query instruction (replaces ``prompt`` when set) and passage prefix (baked into
-    the texts, since FlagEmbedding's passage instruction is one global argument)."""
+    the texts, since FlagEmbedding's passage instruction is one global argument).
+
+    For the FlagEmbedding embedder layout only (and the tokenized shards, which mirror it): the
+    reranker and sentence-transformers trainers take their instructions as arguments
+    (``--query_instruction_for_rerank``, ``prompts=``), so those layouts keep the raw texts, and
+    a prefix baked in there would be doubled or, at inference, missing."""
     if not instructions:
         return g
     default = instructions.get(DEFAULT_INSTRUCTION_KEY)
@@ -275,14 +341,15 @@ def sample_per_task(g: pl.DataFrame, n: int | None, seed: int) -> tuple[pl.DataF
 
 
 def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
-    """The whole selection: train split -> best-of-n (+DPO) -> instructions -> per-task cap ->
-    group sampling. Output keeps GROUPED columns, one positive and <= G-1 negatives per row."""
+    """The whole selection: train split -> best-of-n (+DPO) -> per-task cap -> group sampling.
+    Output keeps GROUPED columns, one positive and <= G-1 negatives per row, texts as in the
+    input (``apply_instructions`` is for the embedder layout only)."""
     drops: Counter[str] = Counter()
     train = g.filter(pl.col("split") == "train")
     drops["not_train_split"] += g.height - train.height
-    train, dpo, d = best_of_candidates(train, p)
-    drops.update(d)
-    train = apply_instructions(train, p.instructions)
+    cands = best_of_candidates(train, p)
+    train = cands.kept
+    drops.update(cands.drops)
     train, capped = sample_per_task(train, p.max_samples_per_task, p.seed)
     if capped:
         drops["max_samples_per_task"] += capped
@@ -294,7 +361,7 @@ def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
         else:
             rows.append(out)
     sel = pl.DataFrame(rows, schema=train.schema) if rows else train.clear()
-    return Selected(sel, dpo, Counter({k: v for k, v in drops.items() if v}))
+    return Selected(sel, cands.dpo, Counter({k: v for k, v in drops.items() if v}), cands.dpo_skipped)
 
 
 def dataset_name(language: str | None, task: str | None) -> str:

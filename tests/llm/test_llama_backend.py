@@ -65,3 +65,14 @@ def test_answers_are_seeded_and_independent_of_previous_requests() -> None:
     assert first.finish_reasons[0] in ("stop", "length")
     assert be.fingerprint().startswith("llama-cpp:SmolLM2")
     be.close()
+
+
+def test_no_request_starts_once_on_result_asks_to_stop() -> None:
+    be = LlamaCppBackend("smollm2", n_ctx=512, n_threads=1)
+    too_long = _req("Summarise: " + "word " * 2000, 1)  # longer than n_ctx: a failure, no generation
+    seen: list[ChatResult] = []
+    be.generate([too_long, _req("Name one fruit.", 2)], lambda r, res: seen.append(res) or not res.ok)
+    assert len(seen) == 1 and "exceed context window" in (seen[0].error or ""), seen
+    be.generate([too_long, too_long], lambda r, res: seen.append(res))  # None: go on
+    assert len(seen) == 3
+    be.close()

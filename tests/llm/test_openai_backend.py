@@ -89,3 +89,19 @@ def test_requests_spread_over_several_servers(llama_server: LlamaServer, tmp_pat
         assert llama_server.chat_posts() - before + second.chat_posts() == 4
     finally:
         second.stop()
+
+
+def test_no_request_starts_once_on_result_asks_to_stop(llama_server: LlamaServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_TEST_KEY", SECRET)
+    with FaultProxy(llama_server.url) as proxy:
+        proxy.fault = lambda req: (500, b"")
+        be = OpenAICompatBackend([proxy.url], api_key_env="TF_TEST_KEY", concurrency=2, max_retries=1, backoff_s=0.01)
+        seen: list[ChatResult] = []
+        be.generate(_reqs(6), lambda r, res: seen.append(res) or True)  # True: stop
+        # the 2 requests started finish (with their retry) and are reported; none starts after
+        assert len(seen) == 2 and not any(r.ok for r in seen) and proxy.posts == 2 * 2
+        seen.clear()
+        proxy.posts = 0
+        be.generate(_reqs(3), lambda r, res: seen.append(res))  # None: go on
+        assert len(seen) == 3 and proxy.posts == 3 * 2

@@ -1,7 +1,9 @@
 """One interface for every backend: a batch of chat requests in, texts + token usage out.
 
 Backends call `on_result` as each request completes, so the caller can commit the answer to the
-response cache immediately (a run killed mid-batch loses at most the requests in flight).
+response cache immediately (a run killed mid-batch loses at most the requests in flight). When
+`on_result` returns True the caller has seen enough (too many failures): the backend starts no
+further request, lets the ones already started finish (reporting each), and returns.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class ChatResult:
         return self.error is None
 
 
-OnResult = Callable[[ChatRequest, ChatResult], None]
+# Called once per finished request; returns True to ask the backend to start no further request.
+OnResult = Callable[[ChatRequest, ChatResult], bool | None]
 
 
 class Backend(Protocol):
@@ -56,6 +59,8 @@ class Backend(Protocol):
         """Identifies the model and engine (part of every cache key). Never contains secrets."""
 
     def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
-        """Answer every request, calling `on_result` once per request as it completes."""
+        """Answer every request, calling `on_result` once per request as it completes. Once
+        `on_result` has returned True, start no new request: those already started finish and are
+        reported, the rest get no `on_result` call (the caller counts them as not sent)."""
 
     def close(self) -> None: ...

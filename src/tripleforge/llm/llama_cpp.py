@@ -123,7 +123,8 @@ class LlamaCppBackend:
                 result = self._one(llm, req)
             except ValueError as exc:  # e.g. prompt longer than the context window
                 result = ChatResult(error=f"{type(exc).__name__}: {exc}")
-            on_result(req, result)
+            if on_result(req, result):  # the caller has seen enough failures: send no more
+                return
 
     def close(self) -> None:
         if self._llm is not None:

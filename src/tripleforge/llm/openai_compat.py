@@ -173,16 +173,19 @@ class OpenAICompatBackend:
         for r in requests:
             queue.put_nowait(r)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        stopped = False  # set once on_result asks to stop: no worker takes another request
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits) as client:
 
             async def worker(i: int) -> None:
+                nonlocal stopped
                 url = self.base_urls[i % len(self.base_urls)]
-                while True:
+                while not stopped:
                     try:
                         req = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    on_result(req, await self._call(client, url, req))
+                    if on_result(req, await self._call(client, url, req)):
+                        stopped = True
 
             await asyncio.gather(*(worker(i) for i in range(min(self.concurrency, len(requests)))))
 

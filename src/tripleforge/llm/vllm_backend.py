@@ -42,6 +42,9 @@ class VllmBackend:
             for r in requests
         ]
         outputs = self._llm.chat([r.message_dicts() for r in requests], sampling_params=params, use_tqdm=True)
+        # The engine runs the whole batch in one call, so every request has been answered before
+        # the first `on_result`: a request to stop has nothing left to spare, and every answer is
+        # still reported (the caller caches it).
         for req, out in zip(requests, outputs, strict=True):
             on_result(req, ChatResult(
                 texts=[o.text for o in out.outputs],

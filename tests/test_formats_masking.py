@@ -1,0 +1,93 @@
+"""External files get mining's guarantee: no negative equal to a positive of its query, no
+repeated negative; removed and counted in both strict modes, scores kept aligned."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from formats_data import mined_frame, write_lines
+
+from tripleforge import formats as F
+from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
+from tripleforge.hashing import normalize_text
+
+POS = "with open(p) as f: pass"
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_triplets_negative_equal_to_a_positive_or_repeated_is_removed_and_counted(tmp_path: Path, strict: bool) -> None:
+    rows = [
+        # the tryout's line: the positive among the negatives, and a negative twice
+        {"query": "open file", "pos": [POS], "neg": [POS, "import os", "import os"]},
+        # whitespace-normalized comparison; scores follow their texts
+        {"query": "read json", "pos": ["json.load(f)", "x"], "neg": ["json.load( f )", "  json.load(f)\n", "y", "y "],
+         "pos_scores": [0.9, 0.8], "neg_scores": [0.7, 0.6, 0.5, 0.4]},
+        # another row of the same query (normalized): its positive is masked here too, as mining does
+        {"query": " open  file", "pos": ["os.open(p)"], "neg": ["with open(p)  as f:\tpass", "os.open(p)", "ok"]},
+        {"query": "clean", "pos": ["a"], "neg": ["b", "c"], "pos_scores": [1.0], "neg_scores": [0.2, 0.1]},
+        # a row left without negatives stays (a valid triplets row), its score list empty too
+        {"query": "only", "pos": ["p"], "neg": ["p "], "pos_scores": [1.0], "neg_scores": [0.3]},
+    ]
+    g, p, rec = F.read_external(write_lines(tmp_path / "t.jsonl", rows), strict=strict)
+    assert g["neg"].to_list() == [["import os"], ["json.load( f )", "y"], ["ok"], ["b", "c"], []]
+    assert g["neg_scores"].to_list() == [None, [0.7, 0.5], None, [0.2, 0.1], []]
+    assert g["pos"].to_list() == [r["pos"] for r in rows]  # positives are never touched
+    assert dict(rec.drops) == {"negative_is_positive": 5, "duplicate_negative": 2}
+    # the pairs frame is derived from the cleaned rows: no contradiction, pids follow the new positions
+    negs = p.filter(pl.col("label") == 0)
+    assert negs.filter(pl.col("qid") == f"{tmp_path / 't.jsonl'}:2").select("passage", "pid", "score").rows() == [
+        ("json.load( f )", f"{tmp_path / 't.jsonl'}:2:n0", 0.7), ("y", f"{tmp_path / 't.jsonl'}:2:n1", 0.5)]
+    assert _no_contradiction(p)
+
+
+def _no_contradiction(p: pl.DataFrame) -> bool:
+    """No label-0 pair equals a label-1 pair of the same (normalized) query, none repeats in a qid."""
+    keyed = p.select("qid", "label", q=F.normalized(pl.col("query")), t=F.normalized(pl.col("passage")))
+    neg = keyed.filter(pl.col("label") == 0)
+    clash = neg.join(keyed.filter(pl.col("label") == 1), on=["q", "t"], how="semi")
+    return clash.height == 0 and not neg.select(pl.struct("qid", "t").is_duplicated().any()).item()
+
+
+def test_candidates_listed_above_and_below_the_threshold_keep_only_the_positive(tmp_path: Path) -> None:
+    rows = [{"query": "q", "qid": "q1", "candidates": [
+        {"text": POS, "score": 0.8}, {"text": POS + " ", "score": 0.1},
+        {"text": "z", "score": 0.2, "pid": "first"}, {"text": "z", "score": 0.3}, {"text": "w", "score": 0.0}]}]
+    g, p, rec = F.read_external(write_lines(tmp_path / "c.jsonl", rows))
+    assert p.select("passage", "pid", "label").rows() == [(POS, "q1:c0", 1), ("z", "first", 0), ("w", "q1:c4", 0)]
+    assert g["pos"].to_list() == [[POS]] and g["neg"].to_list() == [["z", "w"]]
+    assert g["neg_scores"].to_list() == [[0.2, 0.0]]
+    assert dict(rec.drops) == {"negative_is_positive": 1, "duplicate_negative": 1}
+
+
+def test_pairs_lines_without_qid_are_masked_by_query_text(tmp_path: Path) -> None:
+    # without qids every line is its own query, yet "q" says x is relevant and not relevant
+    rows = [{"query": "q", "passage": "x", "label": 1}, {"query": "q ", "passage": " x", "label": 0},
+            {"query": "q", "passage": "y", "label": 0}, {"query": "other", "passage": "x", "label": 0}]
+    g, p, rec = F.read_external(write_lines(tmp_path / "p.jsonl", rows))
+    assert p.select("query", "passage", "label").rows() == [("q", "x", 1), ("q", "y", 0), ("other", "x", 0)]
+    assert dict(rec.drops) == {"negative_is_positive": 1, "no_positive": 2}
+    assert g["pos"].to_list() == [["x"]]
+
+
+def test_convert_all_counts_the_removed_negatives_per_source(tmp_path: Path) -> None:
+    ext = write_lines(tmp_path / "t.jsonl", [{"query": "open file", "pos": [POS], "neg": [POS, "b", "b"]}])
+    c = convert_all(mined_frame(n_docs=4), "m.parquet", ConvertFormatsParams(external=[str(ext)]))
+    m = convert_metrics(c, {})
+    assert m["dropped"] == {"duplicate_negative": 1, "negative_is_positive": 1}
+    assert m["by_source"][str(ext)]["dropped"] == m["dropped"]
+    assert c.grouped.filter(pl.col("source_format") == "triplets")["neg"].to_list() == [["b"]]
+    assert c.grouped.filter(pl.col("source_format") == "mined").equals(
+        convert_all(mined_frame(n_docs=4), "m.parquet", ConvertFormatsParams()).grouped)
+    doc = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
+    assert "`negative_is_positive` / `duplicate_negative` are counted **in both strict modes**" in doc
+
+
+def test_normalized_expression_is_normalize_text() -> None:
+    # every code point as a separator, alone and in runs, at the ends and inside
+    chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]
+    texts = [f"a{c}b" for c in chars] + [f"{c}{c}x {c}y{c}" for c in chars]
+    got = pl.Series(texts).to_frame("t").select(F.normalized(pl.col("t")))["t"].to_list()
+    assert [t for t, n in zip(texts, got, strict=True) if normalize_text(t) != n] == []
