@@ -349,3 +349,20 @@ def test_candidates_and_hard_negatives(cache: ResponseCache) -> None:
     for r in pairs.iter_rows(named=True):
         assert 1 <= len(r["neg"]) <= 3 and len(set(r["neg"])) == len(r["neg"]) and r["pos"][0] not in r["neg"]
     assert m["cache_misses"] == 4 + 4 * 3
+
+
+def test_rejected_llm_negatives_are_counted(cache: ResponseCache) -> None:
+    """Every LLM-written negative either reaches `neg` or is counted by reason."""
+    def reply(r: ChatRequest) -> str:
+        if "does not actually answer" in user(r):
+            seed = r.sampling.seed % 4
+            return ["A distractor paragraph about files.", "A distractor paragraph about files.",
+                    "", "Ein völlig anderer deutscher Satz über Dateien und Ordner."][seed]
+        return f"Summary {r.sampling.seed}"
+
+    be = Scripted(reply)
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), params(gen_hard_neg=4), be, cache)
+    hn = m["hard_negatives"]
+    assert hn["kept"] == int(pairs["neg"].list.len().sum())
+    assert hn["kept"] + sum(hn["rejected"].values()) == 4 * pairs.height
+    assert {"empty", "duplicate"} <= set(hn["rejected"])

@@ -565,6 +565,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
                 j.reason = "qc_rejected"
             j.qc = f"judge:{verdict}" if verdict is not None else "judge:?"
 
+    neg_rejected: Counter[str] = Counter()
     if params.gen_hard_neg:
         kept = [j for j in jobs if not j.reason]
         reqs_n = {}
@@ -584,19 +585,28 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
                 j.tokens_in += res.tokens_in
                 j.tokens_out += res.tokens_out
                 if not res.ok or not res.texts:
+                    neg_rejected["llm_error"] += 1
                     continue
                 text = clean_reply(res.texts[0], pos_is_code)
-                reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", j.pos, None,
-                                      params.max_output_chars)
-                if reason is None and _h(text) not in seen:
-                    seen.add(_h(text))
-                    j.neg.append(text)
+                # a prose negative must be in the pair's language, as the prose positive is
+                reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", j.pos,
+                                      None if pos_is_code else j.language, params.max_output_chars)
+                if reason is None and _h(text) in seen:
+                    reason = "duplicate"
+                if reason is not None:
+                    neg_rejected[reason] += 1
+                    continue
+                seen.add(_h(text))
+                j.neg.append(text)
 
     check_failures(stats, params.max_failed_fraction)
     model_name = fp
     pairs = _frame([j for j in jobs if not j.reason], model_name)
     metrics = _metrics(jobs, stats, time.perf_counter() - t0)
     metrics["llm_retries"] = int(getattr(backend, "retries", 0))
+    if params.gen_hard_neg:
+        written = int(pairs["neg"].list.len().sum()) if pairs.height else 0
+        metrics["hard_negatives"] = {"kept": written, "rejected": dict(sorted(neg_rejected.items()))}
     return pairs, metrics
 
 
