@@ -91,3 +91,13 @@ def test_normalized_expression_is_normalize_text() -> None:
     texts = [f"a{c}b" for c in chars] + [f"{c}{c}x {c}y{c}" for c in chars]
     got = pl.Series(texts).to_frame("t").select(F.normalized(pl.col("t")))["t"].to_list()
     assert [t for t, n in zip(texts, got, strict=True) if normalize_text(t) != n] == []
+
+
+def test_normalized_series_is_normalize_text_and_rewrites_only_what_changes() -> None:
+    chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]
+    texts: list[str | None] = [f"a{c}b" for c in chars] + [f"{c}{c}x {c}y{c}" for c in chars]
+    texts += ["plain ascii text", " lead", "trail ", "two  spaces", "tab\there", "", None]
+    got = F.normalized_series(pl.Series("t", texts))
+    assert got.to_list() == [None if t is None else normalize_text(t) for t in texts]
+    clean = pl.Series("t", ["a b", "sort list"])
+    assert F.normalized_series(clean) is clean  # nothing to rewrite: the input comes back as is

@@ -40,4 +40,11 @@ def test_check_output_reasons() -> None:
     assert check_output("def add(a, b):  return a + b", "stop", src, None, 100) == "copies_input"
     assert check_output("Adds two numbers", "stop", src, "zh", 100) == "wrong_language"
     assert check_output("Adds two numbers", "stop", src, "en", 100) is None
+    # code outputs (language None): prose in place of code is rejected, code of any shape is not
+    for prose in ("This function returns the sum of two numbers.", "Here is a version that subtracts:\ndef sub(a, b): ...",
+                  "Sure! def mul(a, b): return a * b"):
+        assert check_output(prose, "stop", src, None, 100) == "not_code", prose
+    for code in ("def mul(a, b):\n    return a * b", "SELECT name FROM users WHERE age > 30;", "ls -la /tmp",
+                 "return total", "x = 1  # Here is a value.", "Here = 1"):
+        assert check_output(code, "stop", src, None, 100) is None, code
     assert copies_input(src, src) and not copies_input("return a + b", src)

@@ -71,8 +71,27 @@ def copies_input(output: str, source: str) -> bool:
     return out == src or (len(out) >= 0.8 * len(src) and out in src)
 
 
+# How chat models open a reply that talks about code instead of being code.
+_PREAMBLE = re.compile(
+    r"(?:sure|certainly|of course|here(?:'s| is| are)|below is|the following|this (?:code|function|snippet))\b",
+    re.IGNORECASE,
+)
+
+
+def prose_not_code(text: str) -> bool:
+    """A reply that should be code but is prose: it opens like a chat answer ("Here is ...",
+    "Sure, ..."), or it is a sentence (ends in . ! or ?, four words or more) without a single
+    bracket, brace, `=`, `;` or angle bracket. Deliberately narrow: code of any language with an
+    operator or a call passes, and so does a short command."""
+    if _PREAMBLE.match(text.lstrip()):
+        return True
+    return (not any(c in text for c in "()[]{}=;<>") and text.rstrip()[-1:] in (".", "!", "?")
+            and len(text.split()) >= 4)
+
+
 def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int) -> str | None:
-    """Reason to reject one cleaned LLM output, or None. `language` None = no language check (code)."""
+    """Reason to reject one cleaned LLM output, or None. `language` None = the output is code: no
+    language check, but prose in its place is rejected (`not_code`)."""
     if not text.strip():
         return "empty"
     if finish_reason == "length":
@@ -83,6 +102,8 @@ def check_output(text: str, finish_reason: str, source: str, language: str | Non
         return "copies_input"
     if language is not None and not language_ok(text, language):
         return "wrong_language"
+    if language is None and prose_not_code(text):
+        return "not_code"
     return None
 
 

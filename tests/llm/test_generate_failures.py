@@ -54,7 +54,8 @@ def test_server_failing_everything_stops_the_stage(tmp_path: Path, proxy: FaultP
         f"2 attempts: HTTP 500 from {proxy.url}: model crashed badly. Nothing written; the 0 answers are cached, so "
         "re-running asks only for the failed ones"], proc.stderr
     assert proc.stderr.rstrip().endswith("asks only for the failed ones") and "Traceback" not in proc.stderr
-    assert proxy.posts == 4  # the client's retries came first
+    # the first request to fail had its 2 attempts; the other, waiting to retry by then, was not retried
+    assert proxy.posts in (3, 4)
     assert not (tmp_path / "data" / "generated").exists() and not (tmp_path / "metrics").exists()
 
 

@@ -99,9 +99,26 @@ def test_no_request_starts_once_on_result_asks_to_stop(llama_server: LlamaServer
         be = OpenAICompatBackend([proxy.url], api_key_env="TF_TEST_KEY", concurrency=2, max_retries=1, backoff_s=0.01)
         seen: list[ChatResult] = []
         be.generate(_reqs(6), lambda r, res: seen.append(res) or True)  # True: stop
-        # the 2 requests started finish (with their retry) and are reported; none starts after
-        assert len(seen) == 2 and not any(r.ok for r in seen) and proxy.posts == 2 * 2
+        # the 2 requests started finish and are reported; none starts after
+        assert len(seen) == 2 and not any(r.ok for r in seen) and 2 <= proxy.posts <= 2 * 2
         seen.clear()
         proxy.posts = 0
         be.generate(_reqs(3), lambda r, res: seen.append(res))  # None: go on
         assert len(seen) == 3 and proxy.posts == 3 * 2
+
+
+def test_a_request_in_flight_is_not_retried_once_the_run_stops(llama_server: LlamaServer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # k0 fails at once (400, not retryable) and stops the run; k1, in flight, is told to come back in
+    # 30 s (503 + Retry-After). Its retry could change nothing: it ends without waiting or retrying.
+    monkeypatch.setenv("TF_TEST_KEY", SECRET)
+    with FaultProxy(llama_server.url) as proxy:
+        proxy.fault = lambda req: (400, b'{"error": "bad"}') if b"number 0." in req else (503, b"", {"Retry-After": "30"})
+        be = OpenAICompatBackend([proxy.url], api_key_env="TF_TEST_KEY", concurrency=2, max_retries=3, backoff_s=0.01)
+        seen: dict[str, ChatResult] = {}
+        t0 = time.perf_counter()
+        be.generate(_reqs(4), lambda r, res: seen.setdefault(r.key, res) is None or True)
+        assert time.perf_counter() - t0 < 15  # the 30 s Retry-After was cut short
+        assert sorted(seen) == ["k0", "k1"] and proxy.posts == 2 and be.retries == 0
+        assert seen["k1"].error == (f"gave up after 1 attempt: HTTP 503 from {proxy.url} "
+                                    "(not retried: the run had already failed)")

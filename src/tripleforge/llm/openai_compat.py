@@ -10,6 +10,7 @@ metrics or cache keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -126,7 +127,10 @@ class OpenAICompatBackend:
             body["n"] = s.n
         return body
 
-    async def _call(self, client: httpx.AsyncClient, url: str, req: ChatRequest) -> ChatResult:
+    async def _call(self, client: httpx.AsyncClient, url: str, req: ChatRequest, stop: asyncio.Event) -> ChatResult:
+        """One request with its retries. Once `stop` is set (the run has failed already), a
+        failed attempt is not retried and a pending backoff ends at once: a retry could change
+        nothing but the bill."""
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             wait: float | None = None
@@ -141,12 +145,17 @@ class OpenAICompatBackend:
                 if resp.status_code not in RETRY_STATUS:
                     return ChatResult(error=last)
                 wait = _retry_after(resp)
-            if attempt == self.max_retries:
+            if attempt == self.max_retries or stop.is_set():
+                break
+            backoff = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(backoff, wait or 0.0))
+            if stop.is_set():
                 break
             self.retries += 1
-            backoff = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random())
-            await asyncio.sleep(max(backoff, wait or 0.0))
-        return ChatResult(error=f"gave up after {self.max_retries + 1} attempts: {last}")
+        tries = attempt + 1
+        return ChatResult(error=f"gave up after {tries} attempt{'s' * (tries > 1)}: {last}"
+                          + ("" if tries > self.max_retries else " (not retried: the run had already failed)"))
 
     @staticmethod
     def _parse(resp: httpx.Response, n: int = 1) -> ChatResult:
@@ -173,19 +182,18 @@ class OpenAICompatBackend:
         for r in requests:
             queue.put_nowait(r)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        stopped = False  # set once on_result asks to stop: no worker takes another request
+        stop = asyncio.Event()  # set once on_result asks to stop: no request starts or retries after it
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits) as client:
 
             async def worker(i: int) -> None:
-                nonlocal stopped
                 url = self.base_urls[i % len(self.base_urls)]
-                while not stopped:
+                while not stop.is_set():
                     try:
                         req = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    if on_result(req, await self._call(client, url, req)):
-                        stopped = True
+                    if on_result(req, await self._call(client, url, req, stop)):
+                        stop.set()
 
             await asyncio.gather(*(worker(i) for i in range(min(self.concurrency, len(requests)))))
 
