@@ -47,7 +47,9 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
             q = i // 4
-            fh.write(json.dumps({"query": f"q{q} " + _text(rng, 6), "passage": _text(rng, 12), "label": int(i % 4 == 0),
+            if i % 4 == 0:  # the 4 pairs of a qid share its query
+                query = f"q{q} " + _text(rng, 6)
+            fh.write(json.dumps({"query": query, "passage": _text(rng, 12), "label": int(i % 4 == 0),
                                  "score": round(rng.random(), 4), "qid": f"q{q}", "pid": f"p{i}"}) + "\n")
 
 

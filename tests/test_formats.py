@@ -124,6 +124,8 @@ def test_every_row_keeps_source_and_line(tmp_path: Path) -> None:
          "NaN or infinite value in a score list"),
         ({"query": "q", "passage": "p", "label": 1, "score": float("nan")}, "'score' is NaN or infinite"),
         ({"query": "q", "candidates": [{"text": "a", "score": float("inf")}]}, "a candidate 'score' is NaN or infinite"),
+        ({"query": "q", "candidates": [{"text": "a"}, {"text": "b", "score": None}]},
+         "a candidate 'score' is null (leave the key out for the default 1.0, or give a number)"),
         ("{not json", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
     ],
@@ -380,3 +382,60 @@ def test_pairs_without_pid_are_numbered_per_query_and_label(tmp_path: Path) -> N
     _, p, _ = F.read_external(write_lines(tmp_path / "n.jsonl", [{k: v for k, v in r.items() if k != "qid"}
                                                                  for r in rows[:2]]))
     assert p["pid"].to_list() == [f"{tmp_path / 'n.jsonl'}:1:p0", f"{tmp_path / 'n.jsonl'}:2:n0"]
+
+
+def test_a_qid_given_to_two_queries_is_an_error_or_a_counted_drop(tmp_path: Path) -> None:
+    rows = [{"qid": "a", "query": "sort list", "candidates": [{"text": "sorted(x)", "score": 0.9}]},
+            {"qid": "a", "query": "sort  list ", "candidates": [{"text": "x.sort()", "score": 0.8}]},  # same query
+            {"qid": "a", "query": "open file", "candidates": [{"text": "open(p)", "score": 0.9},
+                                                              {"text": "sorted(x)", "score": 0.1}]}]
+    path = write_lines(tmp_path / "c.jsonl", rows)
+    with pytest.raises(UserError, match=r"c.jsonl:3: 'qid' \"a\" already names another query \(line 1\)$"):
+        F.read_records(path)
+    g, p, rec = F.read_external(path, strict=False)
+    assert dict(rec.drops) == {"qid_already_names_another_query": 1}
+    assert g.select("query", "pos", "neg").rows() == [("sort list", ["sorted(x)", "x.sort()"], [])]
+    assert p["pid"].is_unique().all()
+    pairs = [{"qid": "q", "query": "a", "passage": "p", "label": 1}, {"qid": "q", "query": "b", "passage": "n", "label": 0}]
+    with pytest.raises(UserError, match=r"p.jsonl:2: 'qid' \"q\" already names another query \(line 1\)"):
+        F.read_records(write_lines(tmp_path / "p.jsonl", pairs))
+
+
+def test_a_file_that_is_not_utf8_is_named_at_its_line(tmp_path: Path) -> None:
+    good = json.dumps(SPEC_TRIPLET).encode()
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b"\n".join([good] * 3 + ['{"query": "caf\xe9", "pos": ["p"], "neg": ["n"]}'.encode("latin-1"), good]))
+    with pytest.raises(UserError, match=r"latin1.jsonl:4: not valid UTF-8 \(byte 0xe9 at byte 15 of the line"):
+        F.read_records(path)
+    rec = F.read_records(path, strict=False)
+    assert rec.frame["line"].to_list() == [1, 2, 3, 5] and dict(rec.drops) == {"malformed": 1}
+    rec.frame.write_parquet(tmp_path / "out.parquet")  # what passes is readable again
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 4
+
+
+def test_explicit_null_candidate_score_is_an_error_where_a_missing_one_means_one(tmp_path: Path) -> None:
+    rows = [{"query": "q1", "candidates": [{"text": "a", "score": 0.9}, {"text": "b"}]},
+            {"query": "q2", "candidates": [{"text": "c", "score": 0.9}, {"text": "d", "score": None}]},
+            {"query": "q3", "candidates": [{"text": "e", "score": 0.2}]}]
+    path = write_lines(tmp_path / "c.jsonl", rows)
+    with pytest.raises(UserError, match=r"c.jsonl:2: a candidate 'score' is null"):
+        F.read_records(path)
+    _, p, rec = F.read_external(path, strict=False)
+    assert dict(rec.drops) == {"a_candidate_score_is_null": 1, "no_positive": 1}  # q3 has no positive
+    assert p.select("query", "passage", "label", "score").rows() == [
+        ("q1", "a", 1, 0.9), ("q1", "b", 1, 1.0), ("q3", "e", 0, 0.2)]
+    # Parquet: a null in an existing score field is explicit; a struct without the field is not
+    pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "score": 0.9}, {"text": "b", "score": None}]]}
+                 ).write_parquet(tmp_path / "n.parquet")
+    with pytest.raises(UserError, match=r"n.parquet:1: a candidate 'score' is null"):
+        F.read_records(tmp_path / "n.parquet")
+
+
+def test_partly_scored_pairs_keep_their_rows_and_count_the_lost_scores(tmp_path: Path) -> None:
+    rows = [{"qid": "q3", "query": "q", "passage": "a", "label": 1, "score": 0.9},
+            {"qid": "q3", "query": "q", "passage": "b", "label": 0},
+            {"qid": "q3", "query": "q", "passage": "c", "label": 0, "score": 0.2},
+            {"qid": "q4", "query": "r", "passage": "d", "label": 1, "score": 0.8}]
+    g, p, rec = F.read_external(write_lines(tmp_path / "p.jsonl", rows))
+    assert dict(rec.drops) == {"partial_scores": 1} and p.height == 4
+    assert g.select("qid", "pos_scores", "neg_scores").rows() == [("q3", None, None), ("q4", [0.8], [])]

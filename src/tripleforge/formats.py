@@ -166,6 +166,10 @@ def _type_error(key: str, value: Any) -> str | None:
 def _python_line_error(raw: bytes) -> str | None:
     """Why one JSONL line cannot be read with READ_SCHEMA (None when it can)."""
     try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line; files must be UTF-8)"
+    try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
@@ -268,7 +272,61 @@ def _record_line_numbers(body: Any) -> Any:
     return np.flatnonzero(keep) + 1
 
 
+def _is_utf8(body: Any) -> bool:
+    """Whether an Arrow buffer is valid UTF-8. Arrow's JSON reader does not check: an invalid
+    byte would pass into the strings and make the Parquet written from them unreadable. A file of
+    ASCII bytes only (the common case) is settled by a byte scan; others are decoded."""
+    import codecs
+
+    import numpy as np
+
+    view = np.frombuffer(body, dtype=np.uint8)
+    step = 8 << 20
+    if all(int(view[i : i + step].max(initial=0)) < 0x80 for i in range(0, view.size, step)):
+        return True
+    try:
+        codecs.utf_8_decode(memoryview(body), "strict", True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# A candidate's `"score": null`. A missing score means 1.0 (the spec's default), but an explicit
+# null usually means "not judged": turning it into a positive would be the worst reading of it.
+_NULL_SCORE = re.compile(rb'"score"\s*:\s*null')
+
+
+def _explicit_null_score_lines(body: Any, df: pl.DataFrame) -> list[int]:
+    """Lines (1-based, `df.line`) of candidates records with a candidate whose ``score`` is an
+    explicit JSON null. Only files with a null candidate score pay for the scan, and only lines
+    the byte pattern finds are parsed again."""
+    if "candidates" not in df.columns or df["candidates"].dtype == pl.Null:
+        return []
+    if not df.select(_any_null_score().any()).item():
+        return []
+    data = body.to_pybytes()
+    starts = [m.start() for m in _NULL_SCORE.finditer(data)]
+    if not starts:
+        return []
+    import numpy as np
+
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    found: list[int] = []
+    for line_no in sorted({int(n) + 1 for n in np.searchsorted(newlines, starts)}):
+        begin = int(newlines[line_no - 2]) + 1 if line_no > 1 else 0
+        end = int(newlines[line_no - 1]) if line_no - 1 < newlines.size else len(data)
+        try:
+            obj = json.loads(data[begin:end])
+        except ValueError:
+            continue
+        cands = obj.get("candidates") if isinstance(obj, dict) else None
+        if isinstance(cands, list) and any(isinstance(c, dict) and "score" in c and c["score"] is None for c in cands):
+            found.append(line_no)
+    return found
+
+
 def _read_jsonl(path: Path, strict: bool, drops: Counter[str]) -> pl.DataFrame:
+    """READ_SCHEMA columns + ``line`` + ``_null_score`` (a candidate's score is an explicit null)."""
     import pyarrow as pa
 
     # Memory-mapped, not read: Arrow parses the mapped pages in place and the line scan runs
@@ -280,6 +338,13 @@ def _read_jsonl(path: Path, strict: bool, drops: Counter[str]) -> pl.DataFrame:
         body = pa.py_buffer(path.read_bytes())
     if body.slice(0, min(3, body.size)).to_pybytes() == b"\xef\xbb\xbf":
         body = body.slice(3)
+    df = _parse_jsonl(path, body, strict, drops)
+    return df.with_columns(_null_score=pl.col("line").is_in(_explicit_null_score_lines(body, df)))
+
+
+def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl.DataFrame:
+    """The records of `path`'s JSONL buffer: READ_SCHEMA columns + ``line``; bad lines raise (strict) or
+    are dropped and counted as ``malformed``."""
     empty = pl.DataFrame(schema={**READ_SCHEMA, "line": pl.Int64})
     if body.size == 0:
         return empty
@@ -288,21 +353,24 @@ def _read_jsonl(path: Path, strict: bool, drops: Counter[str]) -> pl.DataFrame:
     # one, record i sits on the i-th of them and no per-line Python work is needed. Arrow also
     # reads two objects on one line as two records; the count then differs and the slow path
     # reports that line.
-    record_lines = _record_line_numbers(body)
-    try:
-        df = _arrow_parse(body, names)
-        if df.height == record_lines.size:
-            return df.with_columns(line=pl.Series(record_lines, dtype=pl.Int64))
-    except Exception:  # noqa: BLE001 - Arrow's messages lack a line number; find it below
-        names = None  # a bad record, most likely: no use trying the narrow schema again
+    utf8 = _is_utf8(body)
+    if utf8:
+        record_lines = _record_line_numbers(body)
+        try:
+            df = _arrow_parse(body, names)
+            if df.height == record_lines.size:
+                return df.with_columns(line=pl.Series(record_lines, dtype=pl.Int64))
+        except Exception:  # noqa: BLE001 - Arrow's messages lack a line number; find it below
+            names = None  # a bad record, most likely: no use trying the narrow schema again
     data = body.to_pybytes()
     lines = [(i + 1, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
     if not lines:
         return empty
-    try:
-        return _parse_lines(lines, names)
-    except Exception:  # noqa: BLE001
-        pass
+    if utf8:  # else every line goes through the Python check, which names the bad bytes
+        try:
+            return _parse_lines(lines, names)
+        except Exception:  # noqa: BLE001
+            pass
     good: list[tuple[int, bytes]] = []
     problems: list[tuple[int, str]] = []
     for n, raw in lines:
@@ -389,7 +457,18 @@ def _read_parquet(path: Path) -> pl.DataFrame:
             cols[name] = expr
         else:
             raise UserError(f"{path}: column '{name}' has type {have}, expected {dtype}")
-    return df.select(**cols).with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+    # A Parquet struct has no "missing key": a file whose candidates have no `score` field means
+    # 1.0 for all; where the field exists, a null in it is an explicit null.
+    have = df.schema.get("candidates")
+    scored = isinstance(have, pl.List) and isinstance(have.inner, pl.Struct) and any(
+        f.name == "score" for f in have.inner.fields)
+    null_score = _any_null_score() if scored else pl.lit(False)
+    return df.select(**cols).with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _null_score=null_score)
+
+
+def _any_null_score() -> pl.Expr:
+    """Rows with a candidate whose ``score`` is null."""
+    return pl.col("candidates").list.eval(pl.element().struct.field("score").is_null()).list.any().fill_null(False)
 
 
 def _parquet_candidates(have: pl.DataType) -> pl.Expr | None:
@@ -481,6 +560,9 @@ def normalized_series(texts: pl.Series) -> pl.Series:
     return texts.clone().scatter(idx, fixed)
 
 
+_NULL_SCORE_MSG = "a candidate 'score' is null"
+
+
 def _problem_expr(fmt: str) -> pl.Expr:
     """First validation problem of a row read as `fmt` (null when valid)."""
     checks: list[tuple[pl.Expr, str]] = [
@@ -524,6 +606,9 @@ def _problem_expr(fmt: str) -> pl.Expr:
             (pl.col("candidates").list.eval(~score.is_finite()).list.any().fill_null(False),
              "a candidate 'score' is NaN or infinite"),
         ]
+    if fmt == "candidates":
+        checks.append((pl.col("_null_score"), _NULL_SCORE_MSG))
+    checks.append((pl.col("_qid_clash").is_not_null(), _QID_REUSED))
     expr = pl.lit(None, pl.String)
     for cond, reason in reversed(checks):
         expr = pl.when(cond.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
@@ -556,20 +641,22 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
             if strict:
                 raise UserError(f"{p}: empty file (no records)")
             drops["empty_file"] += 1
-        return ReadResult(str(p), None, df.with_columns(source_format=pl.lit(None, pl.String)), drops, rows_read)
+        return ReadResult(str(p), None, df.drop(_CHECK_COLUMNS, strict=False).with_columns(
+            source_format=pl.lit(None, pl.String)), drops, rows_read)
 
-    df = df.with_columns(_detected=detect_expr())
+    df = df.with_columns(_detected=detect_expr(), _qid_clash=_qid_clash(df))
     if strict:  # every row is valid and of one format once this returns: nothing to filter
         fmt = _raise_first_problem(p, df, override)
-        return ReadResult(str(p), fmt, df.drop("_detected").with_columns(source_format=pl.lit(fmt)), drops, rows_read)
+        return ReadResult(str(p), fmt, df.drop("_detected", *_CHECK_COLUMNS).with_columns(source_format=pl.lit(fmt)),
+                          drops, rows_read)
     if override is None:
         unknown = df.filter(pl.col("_detected").is_null())
         if unknown.height:
             drops["unknown_format"] += unknown.height
             df = df.filter(pl.col("_detected").is_not_null())
         if df.height == 0:
-            return ReadResult(str(p), None, df.drop("_detected").with_columns(source_format=pl.lit(None, pl.String)),
-                              drops, rows_read)
+            return ReadResult(str(p), None, df.drop("_detected", *_CHECK_COLUMNS).with_columns(
+                source_format=pl.lit(None, pl.String)), drops, rows_read)
         fmt = str(df["_detected"][0])
         other = df.filter(pl.col("_detected") != fmt)
         if other.height:
@@ -583,8 +670,34 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
         for reason, n in bad.group_by("_problem").len().iter_rows():
             drops[_reason_key(reason)] += n
         df = df.filter(pl.col("_problem").is_null())
-    df = df.drop("_problem").with_columns(source_format=pl.lit(fmt))
+    df = df.drop("_problem", *_CHECK_COLUMNS).with_columns(source_format=pl.lit(fmt))
     return ReadResult(str(p), fmt, df, drops, rows_read)
+
+
+# Per-row facts the readers and `_qid_clash` add for validation, dropped before the frame is returned.
+_CHECK_COLUMNS = ("_null_score", "_qid_clash")
+_QID_REUSED = "'qid' already names another query"
+
+
+def _qid_clash(df: pl.DataFrame) -> pl.Series:
+    """For each row whose ``qid`` an earlier row gave to another query (whitespace-normalized), the
+    line of the first row with that qid; null elsewhere. Grouping by such a qid would file one
+    query's passages under another (pairs and candidates are grouped by qid) and give pids twice."""
+    none = pl.repeat(None, df.height, dtype=pl.Int64, eager=True)
+    if df["qid"].null_count() == df.height:
+        return none
+    # Common case, settled by hashes: each qid comes with one exact query text (distinct hashes of
+    # (qid, query) as many as of qid). Only otherwise are queries normalized and compared.
+    counts = df.filter(pl.col("qid").is_not_null()).select(
+        pairs=pl.struct("qid", "query").hash().n_unique(), qids=pl.col("qid").hash().n_unique())
+    if counts.row(0)[0] == counts.row(0)[1]:
+        return none
+    keyed = df.select("qid", "line", _nq=normalized_series(df["query"]))
+    first = keyed.filter(pl.col("qid").is_not_null() & pl.col("_nq").is_not_null()).group_by(
+        "qid", maintain_order=True).agg(_fq=pl.col("_nq").first(), _fl=pl.col("line").first())
+    joined = keyed.join(first, on="qid", how="left", maintain_order="left")
+    clash = pl.col("_nq").is_not_null() & pl.col("_fq").is_not_null() & (pl.col("_nq") != pl.col("_fq"))
+    return joined.select(pl.when(clash).then(pl.col("_fl")).otherwise(None)).to_series()
 
 
 _UNKNOWN_FORMAT = ("unknown format: no 'candidates', 'passage' or 'pos' key "
@@ -610,9 +723,14 @@ def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str
         )
     else:
         fmt, problem = override, _problem_expr(override)
-    bad = df.select("line", _problem=problem).filter(pl.col("_problem").is_not_null())
+    bad = df.select("line", "qid", "_qid_clash", _problem=problem).filter(pl.col("_problem").is_not_null())
     if bad.height:
-        raise UserError(f"{p}:{bad['line'][0]}: {bad['_problem'][0]}")
+        reason = bad["_problem"][0]
+        if reason == _QID_REUSED:
+            reason = f"'qid' {json.dumps(bad['qid'][0])} already names another query (line {bad['_qid_clash'][0]})"
+        elif reason == _NULL_SCORE_MSG:
+            reason += " (leave the key out for the default 1.0, or give a number)"
+        raise UserError(f"{p}:{bad['line'][0]}: {reason}")
     return fmt
 
 
@@ -708,8 +826,15 @@ def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFram
     """META + ``candidates`` list[{text, score, pid}] -> PAIRS_SCHEMA, one row per candidate.
 
     A missing score counts as 1.0 (the spec's default); ``label = score >= threshold``; a missing
-    pid becomes ``<qid>:c<i>``. Candidate order is kept."""
-    rows = _explode_numbered(df, "candidates").with_columns(
+    pid becomes ``<qid>:c<i>``, i counting the query's candidates over all its records in file
+    order (records sharing a qid continue the count). Candidate order is kept."""
+    if df.height and not df["qid"].is_unique().all():
+        n = pl.col("candidates").list.drop_nulls().list.len()
+        df = df.with_columns(_before=(n.cum_sum() - n).over("qid"))
+    rows = _explode_numbered(df, "candidates")
+    if "_before" in rows.columns:
+        rows = rows.with_columns(_i=pl.col("_i") + pl.col("_before"))
+    rows = rows.with_columns(
         passage=pl.col("candidates").struct.field("text"),
         score=pl.col("candidates").struct.field("score").fill_null(1.0),
         pid=pl.col("candidates").struct.field("pid"),
@@ -856,6 +981,10 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
     else:
         pairs = mask_negative_pairs(records_to_pairs(rec, threshold), rec.drops)
         grouped = pairs_to_grouped(pairs)
+        if 0 < pairs["score"].null_count() < pairs.height:
+            partly = pairs.group_by("qid").agg(n=pl.col("score").null_count(), of=pl.len())
+            if n := partly.filter((pl.col("n") > 0) & (pl.col("n") < pl.col("of"))).height:
+                rec.drops["partial_scores"] += n  # rows kept, score lists dropped: see pairs_to_grouped
         empty = grouped.filter(pl.col("pos").list.len() == 0)
         if empty.height:
             rec.drops["no_positive"] += empty.height
