@@ -214,3 +214,30 @@ def test_bf16_linear_weights_give_the_vectors_of_autocast_over_fp32_weights():
     over_fp32.__dict__.update({**enc.__dict__, "model": st.eval()})
     assert all(m.weight.dtype == torch.float32 for m in st.modules() if isinstance(m, torch.nn.Linear))
     np.testing.assert_allclose(enc.encode(CODE, cfg.batch_size), over_fp32.encode(CODE, cfg.batch_size), atol=1e-7)
+
+
+def test_errors_of_an_embedder_from_the_params_name_its_full_key(monkeypatch):
+    """`embedder.device: ...` named no section; a config read from params now names its own key
+    (`params.yaml: ` is replaced by the stage with the file read, or --set)."""
+    import torch
+
+    from tripleforge.evaluation import EvaluateParams
+    from tripleforge.mining import MineParams
+    from tripleforge.params import validate_params
+
+    mine = validate_params(MineParams, "mine_negatives", {"embedder": {"max_length": 100000}}).embedder
+    with pytest.raises(UserError) as err:
+        embed.config_key(mine)
+    assert str(err.value) == ("params.yaml: mine_negatives.embedder.max_length: 100000 exceeds the 512 positions of "
+                              "model 'minilm' (mine_negatives.embedder.model)")
+    evaluate = validate_params(EvaluateParams, "evaluate", {"models": [{"name": "a"}, {"name": "b", "model": "/no"}]})
+    with pytest.raises(UserError, match=r"^params.yaml: evaluate.models.1.model: '/no' is not a local model directory"):
+        embed.config_key(evaluate.models[1].embedder())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cuda = validate_params(MineParams, "mine_negatives", {"embedder": {"device": "cuda"}}).embedder
+    for call in (embed.config_key, embed.get_encoder):
+        with pytest.raises(UserError, match=r"^params.yaml: mine_negatives.embedder.device: 'cuda' asked for"):
+            call(cuda)
+    # a config built in code keeps the short form
+    with pytest.raises(UserError, match=r"^embedder.device: 'cuda' asked for"):
+        embed.config_key(EmbedderConfig(device="cuda"))

@@ -179,7 +179,7 @@ def test_params_validation() -> None:
     ],
 )
 def test_params_bounds(raw: dict, key: str) -> None:
-    with pytest.raises(UserError, match=rf"params key '{re.escape(key)}'"):
+    with pytest.raises(UserError, match=rf"params keys? (?:'[^']*' and )?'{re.escape(key)}'"):  # a rule over 2 keys names both
         validate_params(EvaluateParams, "evaluate", raw)
 
 

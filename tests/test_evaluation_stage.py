@@ -81,7 +81,7 @@ def test_stage_external_dataset(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "k_values=[1, 5]"], "params.yaml: params key 'evaluate.main_metric'"),
+        (["--set", "k_values=[1, 5]"], "--set: params keys 'evaluate.k_values' and 'evaluate.main_metric'"),
         (["--set", "significance.baseline=nope"], "evaluate.significance.baseline 'nope'"),
         (["--eval-dir", "missing"], "evaluation directory not found: missing"),
         (["--triplets", "none.parquet"], "triplets file not found: none.parquet"),

@@ -7,6 +7,7 @@ which side is query/positive, what each step sees, caching, dedup, QC and reject
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,10 @@ from gen_fixtures import PY_DOCS, docs_frame
 
 from tripleforge.errors import UserError
 from tripleforge.generate import GenerateParams, LLMFailures, check_docs, check_params, generate_pairs, jsonl_groups
+from tripleforge.hashing import text_id
 from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
 from tripleforge.llm.cache import ResponseCache
+from tripleforge.quality import quotes_input
 
 Reply = Callable[[ChatRequest], str | ChatResult]
 
@@ -366,3 +369,66 @@ def test_rejected_llm_negatives_are_counted(cache: ResponseCache) -> None:
     assert hn["kept"] == int(pairs["neg"].list.len().sum())
     assert hn["kept"] + sum(hn["rejected"].values()) == 4 * pairs.height
     assert {"empty", "duplicate"} <= set(hn["rejected"])
+
+
+def test_text_outputs_that_quote_their_code_or_open_with_a_preamble_are_rejected(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str:
+        name = re.search(r"def (\w+)\(", user(r)).group(1)  # type: ignore[union-attr]
+        code = next(d for d in PY_DOCS if d.startswith(f"def {name}("))
+        if "web search engine" in user(r):
+            return {"add": "Sure! python add two numbers",
+                    "read_lines": "python return [line.rstrip('\\n') for line in fh]",  # a line of the positive
+                    "is_prime": "The query to a web search engine should be:\n\npython prime test"}.get(
+                        name, f"python {name} example")
+        if "Summarize" in user(r):
+            if name == "word_count":
+                return "Counts words with counts[word] = counts.get(word, 0) + 1 per word."
+            return f"Here is a summary: {name}." if name == "clamp" else f"Computes {name}."
+        long_line = next(ln.strip() for ln in code.splitlines() if len(ln.strip()) >= 30)
+        if "API reference" in user(r):  # a code-citing task: quoting the code is the content
+            return f"{name}(path): reads a file; `{long_line}` strips the newlines."
+        if "Write a question" in user(r):  # hybrid step 1: the document is part of the query anyway
+            return f"Which best practices should {name} follow?"
+        return f"In {name}, keep `{long_line}` short."  # hybrid step 2: answers discuss the document's lines
+
+    docs = docs_frame([PY_DOCS[i] for i in (0, 1, 2, 4, 5)])  # add read_lines is_prime word_count clamp
+    pairs, m = generate_pairs(docs, params(tasks=["web_code_retrieval", "code_summary_retrieval"]), Scripted(reply),
+                              cache)
+    assert m["per_task"]["web_code_retrieval"]["rejected"] == {"preamble": 2, "quotes_input": 1}
+    assert m["per_task"]["code_summary_retrieval"]["rejected"] == {"preamble": 1, "quotes_input": 1}
+    assert sorted(pairs["query"].filter(pairs["task"] == "web_code_retrieval")) == ["python clamp example",
+                                                                                   "python word_count example"]
+    # not checked for quotes: code-citing tasks and hybrid tasks (answers discuss the document's lines)
+    p = params(tasks=["api_reference_retrieval", "code_best_practices_retrieval"])
+    pairs, m = generate_pairs(docs_frame([PY_DOCS[1], PY_DOCS[2]]), p, Scripted(reply), cache)
+    assert m["rejected_by_reason"] == {} and pairs.height == 4
+    assert all(quotes_input(r["pos"][0], next(d for d in PY_DOCS if r["doc_id"] == text_id(d)))
+               for r in pairs.iter_rows(named=True))
+
+
+def test_prose_negatives_with_a_preamble_are_counted(cache: ResponseCache) -> None:
+    def reply(r: ChatRequest) -> str:
+        if "does not actually answer" in user(r):
+            return ["Here is a text result: it reads a file.", "Sure, it reads a file."][r.sampling.seed % 2]
+        return f"Summary {r.sampling.seed}"
+
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), params(gen_hard_neg=2), Scripted(reply), cache)
+    hn = m["hard_negatives"]
+    assert pairs.height == 2 and hn == {"kept": 0, "rejected": {"preamble": 4}}
+
+
+def test_metrics_hold_no_timings_and_timings_go_to_stderr(cache: ResponseCache,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    be = Scripted(summary_of)
+    _, first = generate_pairs(docs_frame(PY_DOCS[:3]), params(), be, cache)
+    err = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"generate: \d+\.\d\d s, \d+\.\d\d s in 3 new LLM calls, 15 new tokens out at \d+\.\d "
+                        r"tokens/s \(0 cached answers\)", err[-1]), err
+    assert not {"seconds", "llm_seconds", "tokens_per_s"} & set(first)
+    runs = []
+    for _ in range(2):  # fully cached: the same bytes every time, whatever the clock did
+        _, m = generate_pairs(docs_frame(PY_DOCS[:3]), params(), be, cache)
+        runs.append(json.dumps(m, sort_keys=True))
+        err = capsys.readouterr().err.splitlines()
+        assert re.fullmatch(r"generate: \d+\.\d\d s, no new LLM calls \(3 cached answers\)", err[-1]), err
+    assert runs[0] == runs[1] and len(be.calls) == 3

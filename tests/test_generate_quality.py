@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tripleforge.quality import check_output, clean_reply, copies_input, language_ok, parse_verdict
+from tripleforge.quality import (
+    check_output,
+    clean_reply,
+    copies_input,
+    language_ok,
+    parse_verdict,
+    quotes_input,
+    text_preamble,
+)
 
 
 @pytest.mark.parametrize("reply,verdict", [
@@ -48,3 +56,104 @@ def test_check_output_reasons() -> None:
                  "return total", "x = 1  # Here is a value.", "Here = 1"):
         assert check_output(code, "stop", src, None, 100) is None, code
     assert copies_input(src, src) and not copies_input("return a + b", src)
+
+
+UNQUOTE = ('def unquote_to_bytes(string):\n'
+           '    """unquote_to_bytes(\'abc%20def\') -> b\'abc def\'."""\n'
+           '    if not string:\n'
+           '        return b""\n'
+           '    bits = string.split(b"%")\n'
+           '    res = [bits[0]]\n'
+           '    for item in bits[1:]:\n'
+           '        res.append(bytes.fromhex(item[:2].decode()) + item[2:])\n'
+           '    return b"".join(res)\n')
+
+
+@pytest.mark.parametrize("reply", [
+    "python def unquote_to_bytes(string): example",           # the signature (28 non-space chars)
+    "Use `def   unquote_to_bytes(string):`\nto decode",        # whitespace differs, quoted in backticks
+    "how does res.append(bytes.fromhex(item[:2].decode()) + item[2:]) work",
+    '```python\ndef unquote_to_bytes(string):\n    """unquote_to_bytes(\'abc%20def\') -> b\'abc def\'."""\n```\n'
+    "Please provide the rest of the answer.",                 # seen from SmolLM2 as a web query
+])
+def test_text_quoting_a_line_of_its_code_is_rejected(reply: str) -> None:
+    assert quotes_input(reply, UNQUOTE)
+    assert check_output(reply, "stop", UNQUOTE, "en", 4000, quote_source=UNQUOTE) == "quotes_input"
+    # without a quote source (hybrid and code-citing tasks, prose negatives) the reply passes
+    assert check_output(reply, "stop", UNQUOTE, "en", 4000) is None
+
+
+@pytest.mark.parametrize("reply", [
+    "python unquote percent-encoded string to bytes",
+    "Decodes %xx escapes in a string into bytes with bytes.fromhex.",
+    "if not string return empty bytes",                       # short lines (< 25 non-space chars) are common
+    'what does bits = string.split(b"%") do',                 # `bits = string.split(b"%")`: 22 non-space chars
+    "unquote_to_bytes(string) in urllib.parse",               # part of a line is not the line
+])
+def test_text_sharing_words_or_short_lines_with_its_code_passes(reply: str) -> None:
+    assert not quotes_input(reply, UNQUOTE)
+    assert check_output(reply, "stop", UNQUOTE, "en", 4000, quote_source=UNQUOTE) is None
+
+
+def test_quote_threshold_counts_non_space_characters() -> None:
+    src = "x = 1\n" + "a" * 24 + "\n    " + "bc " * 12 + "d\n"  # 24 chars; 25 non-space chars among spaces
+    assert not quotes_input("a" * 24, src)
+    assert quotes_input("see " + "bc  " * 12 + "d", src)
+    assert not quotes_input("", src) and not quotes_input("anything", "")
+
+
+@pytest.mark.parametrize("reply", [
+    "Sure, here is a search query: python decode percent escapes",
+    "Sure! python decode percent escapes",
+    "Certainly. The function decodes percent escapes.",
+    "Of course! It decodes percent escapes.",
+    "Okay, the query is python percent decode",
+    "Here is a query: python percent decode",
+    "Here's the summary: it decodes percent escapes.",
+    "Here are three queries:\n1. python percent decode",
+    "Below is a one-sentence summary of the code.",
+    "I'd be happy to help! python percent decode",
+    "The query to a web search engine should be:\n\n```python\n**[example]**\n```",
+    "The search query would be \"python percent decode\"",
+    "A good query for this code would be: python percent decode",
+    "The summary is: it decodes percent escapes.",
+    "Query: python percent decode",
+    "Search query: python percent decode",
+    "**Search query:** python percent decode",
+    "Answer: use bytes.fromhex on each escape",
+    '"Here is the query" python percent decode',
+])
+def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
+    assert text_preamble(reply)
+    assert check_output(reply, "stop", UNQUOTE, "en", 4000) == "preamble"
+
+
+@pytest.mark.parametrize("reply", [
+    "This function returns the bytes of a percent-encoded string.",
+    "How to decode percent escapes into bytes in Python",
+    "python urllib unquote to bytes",
+    "The code is used to decode percent escapes.",
+    "This is a Python function to unquote a string and convert it to bytes.",
+    "The query builder is created from the session.",
+    "The query should be parameterized to avoid SQL injection.",  # a review, not a preamble
+    "The question is whether escapes may be lower-case.",
+    "The answer depends on the size of the input.",
+    "Query a SQLite database with Python",                         # "query" as a verb
+    "Here document in bash",
+    "OK button click handler in tkinter",
+    "Sure-fire way to parse percent escapes",
+    "Summary of add",
+    "Answering HTTP requests with asyncio",
+])
+def test_text_without_a_preamble_passes(reply: str) -> None:
+    assert not text_preamble(reply)
+    assert check_output(reply, "stop", UNQUOTE, "en", 4000, quote_source=UNQUOTE) is None
+
+
+def test_preamble_and_quote_checks_are_for_text_outputs_only() -> None:
+    # code outputs (language None) keep their own check (`not_code`); a code line of the source is fine there
+    assert check_output("def unquote_to_bytes(string):\n    return b''", "stop", UNQUOTE, None, 4000,
+                        quote_source=UNQUOTE) is None
+    assert check_output("Here is the code: x = 1", "stop", UNQUOTE, None, 4000) == "not_code"
+    # the earlier reasons come first: a whole copy is copies_input, not quotes_input
+    assert check_output(UNQUOTE, "stop", UNQUOTE, "en", 4000, quote_source=UNQUOTE) == "copies_input"

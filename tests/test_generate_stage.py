@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -100,6 +101,17 @@ def test_input_paths_outside_data_external_are_warned_and_listed(tmp_path: Path)
     assert json.loads((tmp_path / "metrics" / "generate.json").read_text())["untracked_inputs"] == []
 
 
+def test_rerun_writes_byte_identical_metrics_without_the_model(tmp_path: Path) -> None:
+    # the no-LLM task: the run's timings would differ, the metrics file must not
+    setup(tmp_path, tasks=["code_context_retrieval"])
+    metrics = tmp_path / "metrics" / "generate.json"
+    proc = stage(tmp_path)
+    first = metrics.read_bytes()
+    assert re.search(r"^generate: \d+\.\d\d s, no new LLM calls \(0 cached answers\)$", proc.stderr, re.MULTILINE)
+    stage(tmp_path)
+    assert metrics.read_bytes() == first
+
+
 def test_missing_input_is_named(tmp_path: Path) -> None:
     setup(tmp_path)
     proc = stage(tmp_path, "--docs", "data/none.parquet", check=False)
@@ -113,17 +125,29 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.mark.llm
 def test_real_run_outputs_rerun_and_standalone_overrides(tmp_path: Path) -> None:
     setup(tmp_path, docs=PY_DOCS[:3], tasks=["code_summary_retrieval", "code_context_retrieval"])
-    stage(tmp_path)
+    proc = stage(tmp_path)
     out = tmp_path / "data" / "generated"
-    m = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    metrics = tmp_path / "metrics" / "generate.json"
+    m = json.loads(metrics.read_text())
     assert m["requested"] == 6 and m["cache_misses"] == 3 and m["kept"] + m["rejected"] == 6
-    assert m["tokens_out"] > 0 and m["tokens_per_s"] > 0
+    assert m["tokens_out"] > 0 and m["new_tokens_out"] == m["tokens_out"]
+    # wall-clock figures are on stderr only: in the DVC-tracked metrics they would change every run
+    assert not {"seconds", "llm_seconds", "tokens_per_s"} & set(m)
+    rate = re.search(r"^generate: \d+\.\d\d s, (\d+\.\d\d) s in 3 new LLM calls, (\d+) new tokens out at "
+                     r"(\d+\.\d) tokens/s \(0 cached answers\)$", proc.stderr, re.MULTILINE)
+    assert rate and float(rate[1]) > 0 and int(rate[2]) == m["new_tokens_out"] and float(rate[3]) > 0, proc.stderr
+    assert proc.stdout == ""
     assert set(m["per_task"]) == {"code_summary_retrieval", "code_context_retrieval"}
     assert (out / "jsonl" / "en" / "code_context_retrieval" / "en-python-triplets.jsonl").is_file()
     first = _files(out)
-    stage(tmp_path)
-    m2 = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    proc = stage(tmp_path)
+    m2 = json.loads(metrics.read_text())
     assert m2["cache_misses"] == 0 and m2["cache_hits"] == 3 and _files(out) == first
+    assert re.search(r"^generate: \d+\.\d\d s, no new LLM calls \(3 cached answers\)$", proc.stderr, re.MULTILINE)
+    # two runs on the same cache: byte-identical metrics (dvc.lock and git stay clean)
+    cached = metrics.read_bytes()
+    stage(tmp_path)
+    assert metrics.read_bytes() == cached and _files(out) == first
     # standalone use: --set overrides params.yaml, output paths are options
     stage(tmp_path, "--set", "tasks=[code_context_retrieval]", "--pairs", "alt/p.parquet",
           "--jsonl-dir", "alt/jsonl", "--metrics", "alt/m.json")

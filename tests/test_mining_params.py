@@ -32,7 +32,6 @@ def mine(*overrides: str) -> MineParams:
         ("eval_fraction=1.0", "eval_fraction"),
         ("eval_fraction=-0.1", "eval_fraction"),
         ("range_min=-1", "range_min"),
-        ("range_max=0", "range_max"),
         ("filter_rank=-1", "filter_rank"),
         ("rescore_batch_size=0", "rescore_batch_size"),
         ("seed=-1", "seed"),
@@ -51,13 +50,36 @@ def test_meaningless_values_name_the_key(override, key):
     assert f"params.yaml: params key 'mine_negatives.{key}'" in msg and "\n" not in msg
 
 
-def test_cross_field_rules_name_the_later_key():
-    with pytest.raises(UserError, match=r"'mine_negatives.range_max'.*greater than range_min \(30\)"):
-        mine("range_min=30", "range_max=30")
-    with pytest.raises(UserError, match=r"'mine_negatives.fallback_range_max'.*fallback_range_min \(50\)"):
-        mine("fallback_range_min=50", "fallback_range_max=10")
-    with pytest.raises(UserError, match=r"'mine_negatives.min_score'.*max_score"):
-        mine("max_score=0.2", "min_score=0.5")
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("range_max=0",), "params keys 'mine_negatives.range_min' and 'mine_negatives.range_max': Value error, "
+                           "must be greater than range_min (0) (got range_max=0)"),
+        (("range_min=30", "range_max=30"), "params keys 'mine_negatives.range_min' and 'mine_negatives.range_max': "
+                                           "Value error, must be greater than range_min (30) (got range_max=30)"),
+        (("fallback_range_min=50", "fallback_range_max=10"),
+         "params keys 'mine_negatives.fallback_range_min' and 'mine_negatives.fallback_range_max': Value error, must "
+         "be greater than fallback_range_min (50), or 0 for no fallback (got fallback_range_max=10)"),
+        (("max_score=0.2", "min_score=0.5"),
+         "params keys 'mine_negatives.max_score' and 'mine_negatives.min_score': Value error, must not exceed "
+         "max_score (0.2): no score could pass both (got min_score=0.5)"),
+    ],
+)
+def test_cross_field_rules_name_both_keys(overrides, message):
+    with pytest.raises(UserError) as err:
+        mine(*overrides)
+    assert str(err.value) == f"params.yaml: {message}"
+
+
+def test_cross_field_rules_say_set_when_either_key_was_set():
+    """`--set range_min=700` once blamed params.yaml and range_max, the key the user did not touch."""
+    for given in (frozenset({"range_min"}), frozenset({"range_max"})):
+        with pytest.raises(UserError, match=r"^--set: params keys 'mine_negatives.range_min' and 'mine_negatives.range_max'"):
+            validate_params(MineParams, "mine_negatives", {"range_min": 700, "range_max": 100}, source="params.yaml",
+                            overridden=given)
+    with pytest.raises(UserError, match=r"^params.yaml: params keys 'mine_negatives.range_min' and "):
+        validate_params(MineParams, "mine_negatives", {"range_min": 700, "range_max": 100}, source="params.yaml",
+                        overridden=frozenset({"seed"}))
 
 
 @pytest.mark.parametrize(

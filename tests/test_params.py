@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationInfo, field_validator
 
 from tripleforge.errors import UserError
-from tripleforge.params import StageParams, load_params, parse_overrides
+from tripleforge.params import CrossFieldError, StageParams, load_params, parse_overrides, validate_params
 
 
 class Inner(StageParams):
@@ -91,3 +92,69 @@ def test_a_section_prefixed_override_gets_a_hint(tmp_path: Path) -> None:
     assert str(exc.value) == (
         "--set: unknown params key 'demo.demo' (keys are relative to the 'demo' section: drop the 'demo.' prefix)"
     )
+
+
+class Window(StageParams):
+    lo: int = 0
+    hi: int = 10
+    step: int = 1
+
+    @field_validator("hi")
+    @classmethod
+    def _above_lo(cls, v: int, info: ValidationInfo) -> int:
+        lo = info.data.get("lo")
+        if lo is not None and v <= lo:
+            raise CrossFieldError(("lo",), f"must be greater than lo ({lo})")
+        return v
+
+
+class Ranged(StageParams):
+    window: Window = Window()
+    inner: Inner = Inner()
+    items: list[Inner] = []
+
+
+class MoreRanged(Window):
+    extra: int = 0  # an inherited cross-field validator works the same
+
+
+def test_a_rule_over_two_keys_names_both_and_says_set_if_either_came_from_there(tmp_path: Path) -> None:
+    """`--set lo=700` against hi from the file once read `params.yaml: params key 'demo.hi'`: the
+    wrong key and the wrong source."""
+    p = write(tmp_path, "demo:\n  window: {hi: 100}\n")
+    for overrides in (["window.lo=700"], ["window={lo: 700}"], ["window.hi=100", "window.lo=700"]):
+        with pytest.raises(UserError) as exc:
+            load_params(Ranged, "demo", p, overrides)
+        assert str(exc.value) == ("--set: params keys 'demo.window.lo' and 'demo.window.hi': Value error, must be "
+                                  "greater than lo (700) (got hi=100)"), overrides
+    with pytest.raises(UserError) as exc:  # both in the file: the file, still both keys
+        load_params(Ranged, "demo", write(tmp_path, "demo:\n  window: {lo: 700, hi: 100}\n"), ["inner.max_length=3"])
+    assert str(exc.value).startswith(f"{p}: params keys 'demo.window.lo' and 'demo.window.hi': ")
+    with pytest.raises(UserError, match=r"^--set: params keys 'demo\.lo' and 'demo\.hi': .*\(got hi=1\)$"):
+        load_params(MoreRanged, "demo", write(tmp_path, "demo: {hi: 1}\n"), ["lo=5"])
+    # a one-key error next to it keeps its own source and form
+    with pytest.raises(UserError) as exc:
+        load_params(Ranged, "demo", write(tmp_path, "demo:\n  window: {lo: 5, hi: 1, step: x}\n"), ["window.lo=6"])
+    assert str(exc.value) == (
+        "--set: params keys 'demo.window.lo' and 'demo.window.hi': Value error, must be greater than lo (6) "
+        f"(got hi=1); {p}: params key 'demo.window.step': Input should be a valid integer (got 'x')")
+    assert validate_params(Ranged, "demo", {"window": {"lo": 1, "hi": 2}}).window.hi == 2
+
+
+def test_setting_one_nested_key_leaves_its_siblings_to_the_file(tmp_path: Path) -> None:
+    """`--set inner.max_length=...` merges into `inner`: a bad sibling still comes from the file."""
+    p = write(tmp_path, "demo:\n  window: {step: x}\n")
+    with pytest.raises(UserError, match=rf"^{p}: params key 'demo\.window\.step'"):
+        load_params(Ranged, "demo", p, ["window.lo=1"])
+    with pytest.raises(UserError, match=r"^--set: params key 'demo\.items\.0\.max_length'"):
+        load_params(Ranged, "demo", p, ["window.step=1", "items=[{max_length: x}]"])  # a list is given whole
+
+
+def test_validated_models_know_their_params_key(tmp_path: Path) -> None:
+    got = load_params(Ranged, "demo", write(tmp_path, "demo:\n  items: [{max_length: 1}, {}]\n"))
+    assert got.params_where == "demo" and got.window.params_key("hi") == "demo.window.hi"
+    assert [i.params_key("max_length") for i in got.items] == ["demo.items.0.max_length", "demo.items.1.max_length"]
+    # the default instance shared by every Ranged() is not the one that was placed
+    assert Ranged().window.params_key("hi") == "" and Ranged.model_fields["window"].default.params_where == ""
+    assert got.window == Window() and hash(got.window) == hash(Window()) and got.model_dump() == Ranged(
+        items=[Inner(max_length=1), Inner()]).model_dump()

@@ -80,6 +80,6 @@ def test_contradictory_length_bounds_fail_before_any_work(tmp_path: Path) -> Non
     cwd = setup(tmp_path)
     proc = stage(cwd, "--set", "min_chars=5000", "--set", "max_chars=100", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: --set: params key 'sample.max_chars': Value error, max_chars 100 is below "
-                                   "min_chars 5000: no unit could be kept (got 100)")
+    assert proc.stderr.strip() == ("error: --set: params keys 'sample.min_chars' and 'sample.max_chars': Value error, "
+                                   "max_chars 100 is below min_chars 5000: no unit could be kept (got max_chars=100)")
     assert not (cwd / "data").exists() and not (cwd / "metrics").exists()

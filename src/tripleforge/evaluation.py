@@ -40,7 +40,7 @@ from tripleforge.metrics import (
     metric_key,
     relevant_queries,
 )
-from tripleforge.params import StageParams
+from tripleforge.params import CrossFieldError, StageParams, place
 from tripleforge.progress import log
 from tripleforge.search import SearchDevice
 
@@ -64,7 +64,9 @@ class EvalModel(EmbedderConfig):
     query_prompts: bool = True
 
     def embedder(self) -> EmbedderConfig:
-        return EmbedderConfig(**self.model_dump(exclude={"name", "query_prompts"}))
+        # at this model's params key, so embedder errors name evaluate.models.<i>.<key>
+        cfg = EmbedderConfig(**self.model_dump(exclude={"name", "query_prompts"}))
+        return place(cfg, self.params_where) if self.params_where else cfg
 
 
 class SignificanceParams(StageParams):
@@ -81,8 +83,8 @@ class SignificanceParams(StageParams):
         # `significant` could never be true, a powerless test that would look like "no difference"
         alpha = info.data.get("alpha")
         if alpha is not None and 1 / (v + 1) >= alpha:
-            raise ValueError(f"the randomisation p-value is at least 1/(n_permutations+1), so it can never be "
-                             f"below alpha={alpha}; use at least {math.floor(1 / alpha)}")
+            raise CrossFieldError(("alpha",), f"the randomisation p-value is at least 1/(n_permutations+1), so it can "
+                                  f"never be below alpha={alpha}; use at least {math.floor(1 / alpha)}")
         return v
 
 
@@ -122,7 +124,8 @@ class EvaluateParams(StageParams):
     def _known_metric(cls, v: str, info: ValidationInfo) -> str:
         ks = info.data.get("k_values")
         if ks and v not in metric_columns(ks):
-            raise ValueError(f"must be one of <{'|'.join(METRICS)}>_at_<k> with k in k_values {sorted(set(ks))}")
+            raise CrossFieldError(("k_values",),
+                                  f"must be one of <{'|'.join(METRICS)}>_at_<k> with k in k_values {sorted(set(ks))}")
         return v
 
 

@@ -28,7 +28,7 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
-from tripleforge.params import StageParams, require_known
+from tripleforge.params import CrossFieldError, StageParams, require_known
 from tripleforge.progress import bar, log
 from tripleforge.prompts import (
     PROMPT_VERSION,
@@ -105,7 +105,7 @@ class GenerateParams(StageParams):
     @classmethod
     def _translation_needs_target(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if "code_translation_retrieval" in (info.data.get("tasks") or []) and not v:
-            raise ValueError("task code_translation_retrieval needs a target, e.g. [java, cplusplus]")
+            raise CrossFieldError(("tasks",), "task code_translation_retrieval needs a target, e.g. [java, cplusplus]")
         return v
 
 
@@ -291,6 +291,17 @@ def _step_is_text(task: Task, step: int) -> bool:
     return task.flow in ("two_step_reuse", "similar_modify", "similar_compare")
 
 
+def _quote_source(task: Task, step: int, source: str) -> str:
+    """The code a text output of `step` must not quote a line of (`quotes_input`), or "" for no check.
+    Checked: text2code and code2text tasks, where the text and the code it was written from end up
+    on the two sides of one pair, so a copied line hands the retriever the answer (a search query
+    holding the positive's signature). Not checked: code outputs; hybrid tasks (the document is
+    part of the query anyway, and their answers discuss its lines); tasks that cite code (`Task.cites_code`)."""
+    if task.group not in ("text2code", "code2text") or task.cites_code or not _step_is_text(task, step):
+        return ""
+    return source
+
+
 def _sampling(params: GenerateParams, seed: int, greedy: bool = False, max_tokens: int | None = None) -> Sampling:
     if greedy:
         return Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens or 4, seed=seed)
@@ -372,8 +383,9 @@ class Runner:
 
 
 def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str | None,
-          params: GenerateParams) -> str | None:
-    """Account tokens, clean and check one reply; sets job.reason on rejection."""
+          params: GenerateParams, quote_source: str = "") -> str | None:
+    """Account tokens, clean and check one reply; sets job.reason on rejection. `quote_source`: code
+    the (text) reply must not quote a line of (see `_quote_source`)."""
     job.tokens_in += res.tokens_in
     job.tokens_out += res.tokens_out
     if not res.ok or not res.texts:
@@ -381,7 +393,7 @@ def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str 
         return None
     text = clean_reply(res.texts[0], is_code)
     reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", source, text_lang,
-                          params.max_output_chars)
+                          params.max_output_chars, quote_source)
     if reason:
         job.reason = reason
         return None
@@ -538,7 +550,8 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
             is_code = not _step_is_text(j.task, step)
             source = "\n".join(t for _, t in _step_inputs(j, step))
             lang = None if is_code else j.language
-            text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params)
+            text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params,
+                         _quote_source(j.task, step, source))
             if text is not None:
                 j.outputs.append(text)
     for j in jobs:
@@ -602,7 +615,8 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
     check_failures(stats, params.max_failed_fraction)
     model_name = fp
     pairs = _frame([j for j in jobs if not j.reason], model_name)
-    metrics = _metrics(jobs, stats, time.perf_counter() - t0)
+    metrics = _metrics(jobs, stats)
+    log(timing_summary(time.perf_counter() - t0, stats))
     metrics["llm_retries"] = int(getattr(backend, "retries", 0))
     if params.gen_hard_neg:
         written = int(pairs["neg"].list.len().sum()) if pairs.height else 0
@@ -629,7 +643,20 @@ def _frame(kept: list[Job], model: str) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SCHEMA).sort("pair_id", maintain_order=True)
 
 
-def _metrics(jobs: list[Job], stats: RunStats, seconds: float) -> dict[str, Any]:
+def timing_summary(seconds: float, stats: RunStats) -> str:
+    """The run's wall-clock figures, for stderr only: they differ from run to run, so they stay out
+    of the metrics file, which DVC tracks and which must be byte-identical for the same inputs."""
+    if not stats.cache_misses:
+        return f"generate: {seconds:.2f} s, no new LLM calls ({stats.cache_hits} cached answers)"
+    rate = stats.new_tokens_out / stats.llm_seconds if stats.llm_seconds else 0.0
+    calls = f"{stats.cache_misses} new LLM call{'s' if stats.cache_misses != 1 else ''}"
+    return (f"generate: {seconds:.2f} s, {stats.llm_seconds:.2f} s in {calls}, "
+            f"{stats.new_tokens_out} new tokens out at {rate:.1f} tokens/s ({stats.cache_hits} cached answers)")
+
+
+def _metrics(jobs: list[Job], stats: RunStats) -> dict[str, Any]:
+    """Counts only (deterministic for the same inputs, params and cache state): no wall-clock
+    figures, see `timing_summary`."""
     per_task: dict[str, dict[str, Any]] = {}
     for j in jobs:
         t = per_task.setdefault(j.task.name, {"requested": 0, "kept": 0, "rejected": Counter()})
@@ -654,9 +681,6 @@ def _metrics(jobs: list[Job], stats: RunStats, seconds: float) -> dict[str, Any]
         "tokens_out": sum(j.tokens_out for j in jobs),
         "new_tokens_in": stats.new_tokens_in,
         "new_tokens_out": stats.new_tokens_out,
-        "tokens_per_s": round(stats.new_tokens_out / stats.llm_seconds, 2) if stats.llm_seconds else 0.0,
-        "llm_seconds": round(stats.llm_seconds, 3),
-        "seconds": round(seconds, 3),
     }
 
 

@@ -44,7 +44,7 @@ from tripleforge.embed import (
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, sha256_hex, text_id
 from tripleforge.io import check_dtypes, drop_blank_text, require_columns
-from tripleforge.params import StageParams
+from tripleforge.params import CrossFieldError, StageParams
 from tripleforge.progress import bar, log
 from tripleforge.quality_report import rank_histogram
 from tripleforge.search import SearchConfig, search
@@ -96,7 +96,7 @@ class MineParams(StageParams):
     def _window_not_empty(cls, v: int, info: ValidationInfo) -> int:
         lo = info.data.get("range_min")
         if lo is not None and v <= lo:
-            raise ValueError(f"must be greater than range_min ({lo})")
+            raise CrossFieldError(("range_min",), f"must be greater than range_min ({lo})")
         return v
 
     @field_validator("fallback_range_max")
@@ -104,7 +104,7 @@ class MineParams(StageParams):
     def _fallback_not_empty(cls, v: int, info: ValidationInfo) -> int:
         lo = info.data.get("fallback_range_min")
         if v > 0 and lo is not None and v <= lo:
-            raise ValueError(f"must be greater than fallback_range_min ({lo}), or 0 for no fallback")
+            raise CrossFieldError(("fallback_range_min",), f"must be greater than fallback_range_min ({lo}), or 0 for no fallback")
         return v
 
     @field_validator("min_score")
@@ -112,7 +112,7 @@ class MineParams(StageParams):
     def _scores_overlap(cls, v: float | None, info: ValidationInfo) -> float | None:
         hi = info.data.get("max_score")
         if v is not None and hi is not None and v > hi:
-            raise ValueError(f"must not exceed max_score ({hi}): no score could pass both")
+            raise CrossFieldError(("max_score",), f"must not exceed max_score ({hi}): no score could pass both")
         return v
 
     def depth(self) -> int:

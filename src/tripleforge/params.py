@@ -15,11 +15,43 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tripleforge.errors import UserError
 
+# Leads a library error about a validated params value: `params.yaml: <section>.<key>: ...`. The
+# stage (stage.relabel_params_error) replaces it with the file it actually read, or `--set`.
+PARAMS_LABEL = "params.yaml: "
+
+# In a validated model's __dict__ (not a field: pydantic's ==, hash and dumps see fields only, as
+# for a cached_property): the params key of the model itself, e.g. `mine_negatives.embedder`.
+_WHERE = "_params_where"
+
+_SECTIONS_READ: set[str] = set()
+
+
+class CrossFieldError(ValueError):
+    """Raised by a field validator whose rule involves earlier fields too (`others`, names in the
+    same model): the error then names every key of the rule, and says `--set` when any of them
+    came from there, not only the field pydantic reports it on."""
+
+    def __init__(self, others: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.others = others
+
 
 class StageParams(BaseModel):
-    """Base for every params section: no unknown keys, no silent coercion of strings to numbers."""
+    """Base for every params section: no unknown keys, no silent coercion of strings to numbers.
+    A validator whose rule reads other fields raises `CrossFieldError`."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)  # .nan would pass every bound
+
+    @property
+    def params_where(self) -> str:
+        """The params key of this model, e.g. `mine_negatives.embedder` or `evaluate.models.0`,
+        when it was read by `load_params`/`validate_params` ("" for one built in code)."""
+        return str(self.__dict__.get(_WHERE, ""))
+
+    def params_key(self, field: str) -> str:
+        """The full params key of `field` (`mine_negatives.embedder.device`), for errors a library
+        raises about a validated value; "" when this model's place in the params is unknown."""
+        return f"{self.params_where}.{field}" if self.params_where else ""
 
 
 P = TypeVar("P", bound=StageParams)
@@ -33,16 +65,38 @@ def require_known(values: Iterable[str], known: Iterable[str], what: str, hint: 
         raise ValueError(f"unknown {what} {bad[0]!r}; known: {hint or ' '.join(allowed)}")
 
 
+def given(loc: list[str], overridden: Iterable[str]) -> bool:
+    """Whether the key at `loc` (relative to the section) was given with --set: itself, a parent set
+    to a whole value (`models=[...]` gives `models.0.device`), or a mapping --set wrote into
+    (`demo.num_samples=3` gives `demo`); not a sibling (`embedder.max_length=64` leaves
+    `embedder.device` to the file). `overridden`: `given_keys` of the overrides."""
+    path = ".".join(loc)
+    return any(".".join(loc[:i]) in overridden for i in range(1, len(loc) + 1)) or any(
+        k.startswith(f"{path}.") for k in overridden)
+
+
+def join_keys(keys: list[str]) -> str:
+    """['a', 'b', 'c'] -> "'a', 'b' and 'c'"."""
+    quoted = [f"'{k}'" for k in keys]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
 def _format_error(source: str, section: str, err: ValidationError, overridden: frozenset[str] = frozenset()) -> str:
     """One line per error, naming where the bad value came from: the params file, or `--set`
-    for a key (or a parent of it) given on the command line."""
+    for a key (or a parent of it) given on the command line. A rule over several keys
+    (`CrossFieldError`) names them all, and says `--set` when any of them was given there."""
     parts = []
     for e in err.errors():
         loc = [str(x) for x in e["loc"]]
         key = ".".join([section, *loc])
-        from_cli = any(".".join(loc[:i]) in overridden for i in range(1, len(loc) + 1))
-        where = "--set" if from_cli else source
-        if e["type"] == "extra_forbidden":
+        # a rule over several fields names the others (siblings of the failing one)
+        others = getattr((e.get("ctx") or {}).get("error"), "others", ()) if loc else ()
+        locs = [[*loc[:-1], k] for k in others] + [loc]
+        where = "--set" if any(given(x, overridden) for x in locs) else source
+        if others:
+            names = join_keys([".".join([section, *x]) for x in locs])
+            parts.append(f"{where}: params keys {names}: {e['msg']} (got {loc[-1]}={e.get('input')!r})")
+        elif e["type"] == "extra_forbidden":
             hint = ""
             if loc and loc[0] == section:
                 hint = f" (keys are relative to the '{section}' section: drop the '{section}.' prefix)"
@@ -55,14 +109,17 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
     return "; ".join(parts)
 
 
-def dotted_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
-    """Every key path of a nested dict: {"a": {"b": 1}} -> {"a", "a.b"}."""
+def given_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
+    """The key paths an overrides tree sets: {"a": {"b": 1}, "c": [2]} -> {"a.b", "c"}. Only leaves:
+    `--set a.b=1` merges into section `a` and leaves its other keys to the file, while a list
+    (or any other non-mapping) replaces the file's value with all it holds."""
     keys: set[str] = set()
     for k, v in tree.items():
         path = f"{prefix}{k}"
-        keys.add(path)
         if isinstance(v, dict):
-            keys |= dotted_keys(v, f"{path}.")
+            keys |= given_keys(v, f"{path}.")
+        else:
+            keys.add(path)
     return frozenset(keys)
 
 
@@ -123,15 +180,40 @@ def load_params(
     overrides: list[str] | None = None,
 ) -> P:
     """Validate `section` of the params file (plus `--set` overrides) into `model`."""
+    _SECTIONS_READ.add(section)
     cli = parse_overrides(overrides or [])
     raw = _merge(read_section(path, section), cli)
-    return validate_params(model, section, raw, source=str(path), overridden=dotted_keys(cli))
+    return validate_params(model, section, raw, source=str(path), overridden=given_keys(cli))
 
 
 def validate_params(
     model: type[P], section: str, raw: dict[str, Any], source: str = "params", overridden: frozenset[str] = frozenset()
 ) -> P:
     try:
-        return model.model_validate(raw)
+        validated = model.model_validate(raw)
     except ValidationError as err:
         raise UserError(_format_error(source, section, err, overridden)) from None
+    return place(validated, section)
+
+
+def sections_read() -> frozenset[str]:
+    """The params sections `load_params` has read in this process (a stage reads its own)."""
+    return frozenset(_SECTIONS_READ)
+
+
+def place(value: Any, where: str) -> Any:
+    """`value` (a params model, or a list/dict holding them) with every model knowing its params
+    key (`params_where`), so that errors raised after validation can name it in full. Models are
+    copied first: a field default (`embedder: EmbedderConfig = EmbedderConfig()`) is one instance
+    shared by every model that leaves the field out."""
+    if isinstance(value, StageParams):
+        value = value.model_copy()
+        value.__dict__[_WHERE] = where
+        for name in type(value).model_fields:
+            value.__dict__[name] = place(value.__dict__[name], f"{where}.{name}")
+        return value
+    if isinstance(value, list) and any(isinstance(v, StageParams) for v in value):
+        return [place(v, f"{where}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, dict) and any(isinstance(v, StageParams) for v in value.values()):
+        return {k: place(v, f"{where}.{k}") for k, v in value.items()}
+    return value

@@ -71,11 +71,19 @@ def copies_input(output: str, source: str) -> bool:
     return out == src or (len(out) >= 0.8 * len(src) and out in src)
 
 
-# How chat models open a reply that talks about code instead of being code.
-_PREAMBLE = re.compile(
-    r"(?:sure|certainly|of course|here(?:'s| is| are)|below is|the following|this (?:code|function|snippet))\b",
-    re.IGNORECASE,
+# How chat models open a reply instead of giving the text or code itself ("Sure, ...", "Here is
+# ..."), after optional markdown emphasis or an opening quote; shared by the code and text checks.
+_OPENING = r"[\s*_#>\"'\u201c\u2018]*"
+_CHAT_OPENER = (
+    r"(?:sure|certainly|of\s+course|absolutely)\b(?!-)"           # "Sure, ...", "Certainly! ..."
+    r"|(?:okay|ok)\s*[,!]"                                         # "Okay, ..." (not "OK button ...")
+    r"|here(?:'s|\u2019s|\s+is|\s+are|\s+you\s+go)\b"            # "Here is/Here's/Here are ..."
+    r"|below\s+(?:is|are)\b"                                       # "Below is ..."
+    r"|i(?:'d|\u2019d|\s+would)\s+be\s+(?:happy|glad)\b"           # "I'd be happy to ..."
 )
+# A code reply may not open with a sentence about code either.
+_CODE_PREAMBLE = re.compile(rf"{_OPENING}(?:{_CHAT_OPENER}|the\s+following\b|this\s+(?:code|function|snippet)\b)",
+                            re.IGNORECASE)
 
 
 def prose_not_code(text: str) -> bool:
@@ -83,15 +91,60 @@ def prose_not_code(text: str) -> bool:
     "Sure, ..."), or it is a sentence (ends in . ! or ?, four words or more) without a single
     bracket, brace, `=`, `;` or angle bracket. Deliberately narrow: code of any language with an
     operator or a call passes, and so does a short command."""
-    if _PREAMBLE.match(text.lstrip()):
+    if _CODE_PREAMBLE.match(text):
         return True
     return (not any(c in text for c in "()[]{}=;<>") and text.rstrip()[-1:] in (".", "!", "?")
             and len(text.split()) >= 4)
 
 
-def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int) -> str | None:
+# How chat models open a reply that should be the text itself (a query, a summary) but talks
+# about it instead. Anchored at the start (after markdown emphasis or an opening quote), and
+# narrow: "This function returns ...", "How to ...", "The query builder is ..." all pass.
+_NOUN = r"(?:(?:web|search|final|short|google)\s+)*(?:query|question|summary|answer|reply|response)"
+_TEXT_PREAMBLE = re.compile(
+    rf"{_OPENING}(?:{_CHAT_OPENER}"
+    # "The query to a web search engine should be: ...", "The summary is \"...\"" (not "The query
+    # should be parameterized", nor "The question is whether ...": a colon or quote must follow)
+    rf"|(?:the|my|your|a)\s+(?:\w+\s+){{0,2}}?{_NOUN}\b[^\n.:]{{0,60}}?"
+    r"\b(?:is|are|(?:should|would|could|might|will|can)\s+be)\s*(?:[:\"'\u201c\u2018]|\n|$)"
+    rf"|{_NOUN}\s*\**\s*:"                                         # "Query: ...", "**Search query:** ..."
+    r")",
+    re.IGNORECASE,
+)
+
+
+def text_preamble(text: str) -> bool:
+    """A text reply that opens like a chat answer or a label instead of being the text: "Sure, ...",
+    "Certainly! ...", "Here is/Here's ...", "Below is ...", "The query ... should be: ...",
+    "The summary is \"...\"", "Query: ...", "Search query: ...", "Answer: ...". A sentence about the
+    code ("This function returns ...", "The query builder is created ...", "How to ...") passes."""
+    return _TEXT_PREAMBLE.match(text) is not None
+
+
+QUOTE_MIN_CHARS = 25  # non-space characters a source line needs before quoting it counts
+
+
+def quotes_input(output: str, source: str, min_chars: int = QUOTE_MIN_CHARS) -> bool:
+    """The text reply holds a line of `source` verbatim (after whitespace normalisation on both
+    sides): any source line with at least `min_chars` non-space characters, e.g. the signature
+    `def unquote_to_bytes(string):` copied into a search query. Shorter lines (`return x`, `}`)
+    are too common to count."""
+    out = normalize_text(output)
+    if not out:
+        return False
+    for line in source.splitlines():
+        norm = normalize_text(line)
+        if len(norm) - norm.count(" ") >= min_chars and norm in out:
+            return True
+    return False
+
+
+def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int,
+                 quote_source: str = "") -> str | None:
     """Reason to reject one cleaned LLM output, or None. `language` None = the output is code: no
-    language check, but prose in its place is rejected (`not_code`)."""
+    language check, but prose in its place is rejected (`not_code`). A text output (`language`
+    set) must not open with a chat preamble (`preamble`), nor hold a line of `quote_source`
+    verbatim (`quotes_input`; "" = no such check), the code it was written from."""
     if not text.strip():
         return "empty"
     if finish_reason == "length":
@@ -104,6 +157,10 @@ def check_output(text: str, finish_reason: str, source: str, language: str | Non
         return "wrong_language"
     if language is None and prose_not_code(text):
         return "not_code"
+    if language is not None and text_preamble(text):
+        return "preamble"
+    if language is not None and quote_source and quotes_input(text, quote_source):
+        return "quotes_input"
     return None
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import typer
 
 from tripleforge.errors import UserError
-from tripleforge.params import dotted_keys, parse_overrides
+from tripleforge.params import PARAMS_LABEL, given, given_keys, parse_overrides, sections_read
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,24 +37,40 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-PARAMS_LABEL = "params.yaml: "
+# a params key leading a message: `mine_negatives.search.device` (section first, then its path)
+_KEY = re.compile(r"[A-Za-z_]\w*(?:\.[\w-]+)+")
 
 
-def relabel_params_error(message: str, params_path: Any, overrides: list[str]) -> str:
+def relabel_params_error(message: str, params_path: Any, overrides: list[str],
+                         sections: frozenset[str] | set[str] = frozenset()) -> str:
     """`params.yaml: <section>.<key>...` -> the params file the stage actually read, or `--set`
     when that key (or a parent of it) was given on the command line. Library code checks a
     validated value (a file that does not exist, a name not among the models) without knowing
-    where the value came from; the stage does."""
-    if not message.startswith(PARAMS_LABEL):
-        return message
-    rest = message[len(PARAMS_LABEL):]
+    where the value came from; the stage does.
+
+    A message that starts with a key of one of `sections` (the ones the stage read) but no
+    file, `mine_negatives.search.device: ...`, gets one the same way. Every other key of that
+    section the message names (`sample.corpus_kind: ... needs sample.corpus to be ...`) counts
+    too: `--set` when any of them was given there."""
+    for label in (PARAMS_LABEL, f"{params_path}: "):  # the stage itself may name the file it read
+        if message.startswith(label):
+            rest = message[len(label):]
+            break
+    else:
+        lead = _KEY.match(message)
+        if lead is None or lead.group(0).split(".")[0] not in sections:
+            return message
+        rest = message
     key = re.split(r"[:\s]", rest, maxsplit=1)[0]
-    parts = key.split(".")[1:]  # relative to the section, as --set keys are
+    section = key.split(".")[0]
+    keys = [key]
+    if "." in key:  # other keys of the section named further on
+        keys += re.findall(rf"(?<![\w./-]){re.escape(section)}\.[\w.-]*\w", rest[len(key):])
     try:
-        cli = dotted_keys(parse_overrides(overrides))
+        cli = given_keys(parse_overrides(overrides))
     except UserError:
         cli = frozenset()
-    from_cli = any(".".join(parts[:i]) in cli for i in range(1, len(parts) + 1))
+    from_cli = any(given(k.split(".")[1:], cli) for k in keys)  # relative to the section, as --set keys are
     return f"{'--set' if from_cli else params_path}: {rest}"
 
 
@@ -68,7 +84,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            message = relabel_params_error(str(exc), kwargs.get("params", "params.yaml"), kwargs.get("set_") or [])
+            message = relabel_params_error(str(exc), kwargs.get("params", "params.yaml"), kwargs.get("set_") or [],
+                                           sections_read())
             fail(message, exc.exit_code)
 
     return wrapper  # type: ignore[return-value]

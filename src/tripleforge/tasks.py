@@ -48,6 +48,13 @@ TRANSLATION_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 
+_CODE_CITING = frozenset({
+    "api_reference_retrieval", "code_walkthrough_retrieval", "code_review_retrieval", "tutorial_retrieval",
+    "code_optimization_retrieval", "code_issue_discussion_retrieval", "code_error_explanation_retrieval",
+    "error_message_retrieval",
+})
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -84,6 +91,13 @@ class Task:
         """The positive is the document (text2code), the similar document, or an LLM output that
         is code; otherwise it is prose written by the LLM (a summary, a review, an answer)."""
         return self.group == "text2code" or self.flow == "similar_modify" or self.output_is_code
+
+    @property
+    def cites_code(self) -> bool:
+        """The task's text output is meant to quote the code it is written from (API entries with
+        signatures, walkthroughs, reviews, tutorials, issue threads, error reports): a verbatim
+        line there is content, not a copy (generate's `quotes_input` check skips it)."""
+        return self.name in _CODE_CITING
 
     @property
     def query_is_output(self) -> bool:
