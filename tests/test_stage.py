@@ -35,6 +35,10 @@ def test_a_message_naming_several_keys_says_set_if_any_was_set() -> None:
     dev = "params.yaml: mine_negatives.embedder.device: 'cuda' asked for"
     assert relabel_params_error(dev, "p.yaml", ["embedder.max_length=64"]).startswith("p.yaml: ")
     assert relabel_params_error(dev, "p.yaml", ["embedder={device: cuda}"]).startswith("--set: ")
+    tok = ("params.yaml: train_data.tokenizer.passage_max_len: 600 is more than the model's 512 positions "
+           "(max_position_embeddings in config.json of train_data.tokenizer.model; use at most 512)")
+    assert relabel_params_error(tok, "p.yaml", ["tokenizer.model=/m"]).startswith("--set: ")
+    assert relabel_params_error(tok, "p.yaml", ["seed=1"]).startswith("p.yaml: ")
 
 
 def test_a_library_message_that_starts_with_a_key_of_the_stage_section_gets_its_source() -> None:

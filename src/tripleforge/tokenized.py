@@ -82,8 +82,9 @@ def check_max_lens(tokenizer: Any, model_dir: Path, lens: dict[str, int]) -> Non
             raise UserError(f"params.yaml: train_data.tokenizer.{key}: {n} leaves no room for text after the "
                             f"tokenizer's {room} special tokens (use at least {room + 1})")
         if limit is not None and n > limit[0]:
+            # the model is named by its key too: a --set of either is where the clash came from
             raise UserError(f"params.yaml: train_data.tokenizer.{key}: {n} is more than the model's "
-                            f"{limit[0]} positions ({limit[1]}; use at most {limit[0]})")
+                            f"{limit[0]} positions ({limit[1]} of train_data.tokenizer.model; use at most {limit[0]})")
 
 
 def load_checked_tokenizer(model: str, query_max_len: int, passage_max_len: int) -> Any:
