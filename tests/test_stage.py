@@ -51,6 +51,8 @@ def test_a_library_message_that_starts_with_a_key_of_the_stage_section_gets_its_
                                 {"evaluate"}) == "--set: evaluate.models.0.device: no"
     assert relabel_params_error(msg, "p.yaml", [], {"sample"}) == msg  # not this stage's section
     assert relabel_params_error("pairs.parquet: bad", "p.yaml", [], sections) == "pairs.parquet: bad"
+    # a file named like a section is a file
+    assert relabel_params_error("mine_negatives.jsonl: bad", "p.yaml", [], sections) == "mine_negatives.jsonl: bad"
     # the stage itself may name the file it read
     base = "p.yaml: evaluate.significance.baseline 'x' is not a model name"
     assert relabel_params_error(base, "p.yaml", ["significance.baseline=x"]).startswith("--set: evaluate.")

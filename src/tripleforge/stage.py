@@ -39,6 +39,8 @@ def fail(message: str, code: int = 2) -> None:
 
 # a params key leading a message: `mine_negatives.search.device` (section first, then its path)
 _KEY = re.compile(r"[A-Za-z_]\w*(?:\.[\w-]+)+")
+# ... unless it is a file name that happens to start with a section's name (`train_data.jsonl: ...`)
+_FILE_NAME = re.compile(r"\.(?:jsonl|ndjson|json|parquet|ya?ml|csv|tsv|txt|py)$")
 
 
 def relabel_params_error(message: str, params_path: Any, overrides: list[str],
@@ -58,7 +60,7 @@ def relabel_params_error(message: str, params_path: Any, overrides: list[str],
             break
     else:
         lead = _KEY.match(message)
-        if lead is None or lead.group(0).split(".")[0] not in sections:
+        if lead is None or lead.group(0).split(".")[0] not in sections or _FILE_NAME.search(lead.group(0)):
             return message
         rest = message
     key = re.split(r"[:\s]", rest, maxsplit=1)[0]
