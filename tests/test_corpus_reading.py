@@ -89,6 +89,37 @@ def test_coder_layout_reads_every_matching_file_and_filters_buckets(tmp_path: Pa
     assert set(only.docs["code_language"]) == {"python"}
 
 
+def test_language_names_are_read_as_people_write_them(tmp_path: Path) -> None:
+    """"Python" in a record, or a CodeR folder named `Python/`, was skipped or ignored without a count."""
+    cpp = "int twice(int x) {\n    int y = x * 2;\n    return y + 0;\n}\n"
+    rows = [(FUNC.format(name="e0", k=0), "Python"), (FUNC.format(name="e1", k=1), " py"), (cpp, "C++"),
+            (FUNC.format(name="e3", k=3), "klingon")]
+    ext = write(tmp_path / "ext.jsonl", "".join(json.dumps({"text": t, "code_language": lang}) + "\n" for t, lang in rows))
+    tree = tmp_path / "tree"
+    write(tree / "Main.java", "class Main {\n  int twice(int x) { return x * 2 + 0; }\n}\n")
+    res = sample_corpus(params(tree, external=[str(ext)], external_code_language=""))
+    assert res.metrics["skipped"]["unknown_code_language"] == 1  # klingon
+    assert {k: v["candidates"] for k, v in res.metrics["per_language"].items()} == {
+        "cplusplus": 1, "java": 1, "python": 2}
+    root = tmp_path / "coder"
+    write(root / "Python" / "a_len-0-500.jsonl", json.dumps({"text": FUNC.format(name="f", k=1)}) + "\n")
+    write(root / "Klingon" / "b_len-0-500.jsonl", json.dumps({"text": "x"}) + "\n")
+    res = sample_corpus(params(root))
+    assert res.metrics["files_read"] == 1 and res.metrics["files_ignored"] == 1
+    assert res.metrics["per_language"]["python"]["candidates"] == 1
+
+
+def test_a_pos_record_keeps_its_text_once(tmp_path: Path) -> None:
+    one, two = FUNC.format(name="p1", k=1), FUNC.format(name="p2", k=2)
+    ext = write(tmp_path / "ext.jsonl", json.dumps({"query": "q", "pos": [one], "neg": ["n"]}) + "\n"
+                + json.dumps({"query": "r", "pos": [two, "other"]}) + "\n")
+    tree = write(tmp_path / "tree" / "Main.java", "class Main {\n  int twice(int x) { return x * 2 + 0; }\n}\n").parent
+    res = sample_corpus(params(tree, external=[str(ext)], external_code_language="python"))
+    rows = pl.concat([res.docs, res.pool]).filter(pl.col("code_language") == "python").unique("text").sort("text")
+    assert rows["text"].to_list() == [one.strip(), two.strip()]
+    assert [json.loads(m) for m in rows["meta"]] == [{"query": "q", "neg": ["n"]}, {"query": "r", "pos": ["other"]}]
+
+
 def test_external_parquet(tmp_path: Path) -> None:
     root = write(tmp_path / "tree" / "a.go", "package a\n\nfunc A(x int) int {\n\treturn x * 2\n}\n").parent
     pq = tmp_path / "ext.parquet"

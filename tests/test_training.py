@@ -177,7 +177,7 @@ def test_instructions_per_task() -> None:
     out = apply_instructions(g, {"text2code": InstructionTemplate(query="Find code: ", passage="passage: "),
                                  "*": InstructionTemplate(passage="doc: ")})
     t2c = out.filter(pl.col("task") == "text2code")
-    assert set(t2c["prompt"]) == {"Find code: "}
+    assert set(t2c["prompt"]) == {"Find code:"}  # stripped: consumers join it to the query with one space
     assert all(x.startswith("passage: ") for x in t2c["pos"].explode().to_list() + t2c["neg"].explode().to_list())
     c2c = out.filter(pl.col("task") == "code2code")
     assert c2c["prompt"].to_list() == g.filter(pl.col("task") == "code2code")["prompt"].to_list()

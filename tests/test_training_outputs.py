@@ -61,6 +61,29 @@ def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest
     assert "ntuple.jsonl keeps 0 of" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("mode", ["epoch", "epoch-random", "random"])
+def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, mode: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    p = TrainDataParams(batch={"batch_size": 2, "mode": mode}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    m = write_train_dir(_grouped(), p, tmp_path / "train")
+    sizes = m["datasets"]
+    total = sum(sizes.values())
+    assert any(n % 2 for n in sizes.values())  # a partial batch somewhere
+    used = {(b["dataset"], i) for b in _jsonl(tmp_path / "train" / "batch_plan.jsonl") for i in b["indices"]}
+    assert m["batch_plan"]["rows_in_epoch"] == len(used) < total
+    assert m["batch_plan"]["rows_left_out_per_epoch"] == total - len(used)
+    assert f"trains on {len(used)} of {total} rows per epoch" in capsys.readouterr().err
+    big = max(sizes.values()) + 1
+    p = TrainDataParams(batch={"batch_size": big}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    m = write_train_dir(_grouped(), p, tmp_path / "train")
+    assert m["batch_plan"]["steps"] == 0 and m["batch_plan"]["rows_left_out_per_epoch"] == total
+    assert (f"the batch plan is empty: every dataset is smaller than train_data.batch.batch_size={big} "
+            f"(the largest has {big - 1} rows)") in capsys.readouterr().err
+    write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 1}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+                    tmp_path / "train")
+    assert "batch plan" not in capsys.readouterr().err  # every row planned: nothing to say
+
+
 def _jsonl(path: Path) -> list[dict]:
     import json
 
@@ -79,12 +102,12 @@ def test_instructions_reach_the_embedder_layout_only(tmp_path: Path) -> None:
     texts = set(raw["pos"].explode().to_list() + raw["neg"].explode().to_list())
     emb = _jsonl(out / "embedder" / "en" / "text2code.jsonl")
     # FlagEmbedding: the query instruction is the per-row `prompt`, the passage prefix baked in
-    assert {r["prompt"] for r in emb} == {"Represent this query: "} and {r["query"] for r in emb} <= queries
+    assert {r["prompt"] for r in emb} == {"Represent this query:"} and {r["query"] for r in emb} <= queries
     assert all(t.startswith("passage: ") and t[len("passage: "):] in texts for r in emb for t in r["pos"] + r["neg"])
     # the tokenized shards are the embedder records, instruction and all
     ids = load_tokenized(out / "tokenized", "en/text2code")
     tok = load_tokenizer("minilm")
-    assert ids["query_ids"].to_list()[0] == tok("Represent this query: " + emb[0]["query"], truncation=True,
+    assert ids["query_ids"].to_list()[0] == tok("Represent this query: " + emb[0]["query"], truncation=True,  # one space
                                                 max_length=32)["input_ids"]
     # reranker and sentence-transformers: raw texts, instructions left to the trainers' arguments
     rr = _jsonl(out / "reranker" / "en" / "text2code.jsonl")

@@ -70,3 +70,9 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
 def small_datasets(sizes: dict[str, int], batch_size: int) -> list[str]:
     """Datasets too small for one full batch (they never appear in the epoch modes)."""
     return sorted(n for n, s in sizes.items() if 0 < s < batch_size)
+
+
+def rows_in_first_epoch(plan: pl.DataFrame) -> int:
+    """Distinct (dataset, row) pairs the plan's first epoch trains on."""
+    first = plan.filter(pl.col("epoch") == 0).select("dataset", "indices").explode("indices")
+    return first.unique().height if first.height else 0

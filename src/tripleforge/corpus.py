@@ -31,7 +31,7 @@ from tripleforge.cleaning import LENGTH_BUCKETS, clean_text, has_real_code, leng
 from tripleforge.code_units import Unit, split_units
 from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
-from tripleforge.languages import CODE_LANGUAGES, language_of_path
+from tripleforge.languages import CODE_LANGUAGES, catalog_language, language_of_path
 from tripleforge.params import CrossFieldError, StageParams, require_known
 from tripleforge.progress import bar
 
@@ -206,11 +206,8 @@ def resolve_corpus(params: SampleParams) -> tuple[str, Path]:
 
 
 def _looks_like_coder(root: Path) -> bool:
-    for lang in CODE_LANGUAGES:
-        d = root / lang
-        if d.is_dir() and any(CODER_FILE.search(p.name) for p in d.iterdir()):
-            return True
-    return False
+    return any(d.is_dir() and catalog_language(d.name) and any(CODER_FILE.search(p.name) for p in d.iterdir())
+               for d in root.iterdir())
 
 
 def check_external(params: SampleParams) -> list[Path]:
@@ -358,7 +355,8 @@ def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadSta
     if text is None:
         stats.skip("no_text", where)
         return
-    lang = code_language or obj.get("code_language") or params.external_code_language
+    lang = code_language or catalog_language(obj.get("code_language")) or (
+        None if obj.get("code_language") else params.external_code_language)
     if lang not in CODE_LANGUAGES:
         stats.skip("unknown_code_language", where)
         return
@@ -366,16 +364,24 @@ def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadSta
         stats.skip("not_in_code_languages")
         return
     meta = {k: v for k, v in obj.items() if k not in ("text", "code_language")}
+    if not isinstance(obj.get("text"), str) and meta.get("pos"):  # the text is pos[0]: keep it once, as `text`
+        meta["pos"] = meta["pos"][1:]
+        if not meta["pos"]:
+            del meta["pos"]
     stats.units_found += 1
     yield Candidate(text, lang, where, meta=stable_json(meta))
 
 
 def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
-    wanted = params.code_languages or list(CODE_LANGUAGES)
+    wanted = set(params.code_languages or CODE_LANGUAGES)
     files: list[tuple[Path, str]] = []
-    for lang in sorted(wanted):
-        d = root / lang
-        if not d.is_dir():
+    # folders named as people write languages ("Python", "cpp") count too; others are ignored and counted
+    for d in sorted(x for x in root.iterdir() if x.is_dir()):
+        lang = catalog_language(d.name)
+        if lang is None:
+            stats.files_ignored += sum(1 for x in d.iterdir() if x.is_file())
+            continue
+        if lang not in wanted:
             continue
         for p in sorted(d.iterdir()):
             m = CODER_FILE.search(p.name)

@@ -23,6 +23,21 @@ CODE_LANGUAGE_NAMES: dict[str, tuple[str, str]] = {
 }
 CODE_LANGUAGES: tuple[str, ...] = tuple(CODE_LANGUAGE_NAMES)
 
+# How people write a language's name in their data ("Python", "C++", "cpp", "golang") -> identifier.
+_SPELLINGS: dict[str, str] = {
+    **{ident: ident for ident in CODE_LANGUAGE_NAMES},
+    **{name.lower(): ident for ident, (name, _) in CODE_LANGUAGE_NAMES.items()},
+    **{fence: ident for ident, (_, fence) in CODE_LANGUAGE_NAMES.items()},
+    "py": "python", "js": "javascript", "ts": "typescript", "c++": "cplusplus", "golang": "go",
+    "c#": "csharp", "cs": "csharp", "rb": "ruby", "rs": "rust", "sh": "shell", "vb": "visual_basic",
+}
+
+
+def catalog_language(name: object) -> str | None:
+    """The catalog identifier a `code_language` value or folder name means, case and common
+    spellings aside ("Python" and "py" are python, "C++" and "cpp" cplusplus); None when none."""
+    return _SPELLINGS.get(name.strip().lower()) if isinstance(name, str) else None
+
 # Lower-case file extension -> code language. `.h` is read as C (the common case; C++ headers
 # usually use .hpp/.hh). `.pyi` stubs are left out on purpose: they have no bodies.
 EXTENSIONS: dict[str, str] = {

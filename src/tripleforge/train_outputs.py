@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from tripleforge import formats as F
-from tripleforge.batching import batch_plan, small_datasets
+from tripleforge.batching import batch_plan, rows_in_first_epoch, small_datasets
 from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.progress import log
 from tripleforge.training import (
@@ -104,6 +104,8 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
                    shards=sum(len(d["shards"]) for d in man["datasets"].values()))
     plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs)
     write_jsonl(plan.iter_rows(named=True), root / "batch_plan.jsonl")
+    planned, total = rows_in_first_epoch(plan), sum(sizes.values())
+    _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode)
     if sel.dpo.height:
         write_jsonl(sel.dpo.iter_rows(named=True), root / "dpo.jsonl")
     return {
@@ -119,11 +121,28 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "dpo_pairs": sel.dpo.height,
         "dpo_skipped": dict(sorted(sel.dpo_skipped.items())),
         "batch_plan": {"mode": p.batch.mode, "batch_size": p.batch.batch_size, "steps": plan.height,
+                       "rows_in_epoch": planned, "rows_left_out_per_epoch": total - planned,
                        "datasets_smaller_than_batch": small_datasets(sizes, p.batch.batch_size)},
         "tokenized": tok,
         "dropped": dict(sorted(drops.items())),
         "dropped_total": sum(drops.values()),
     }
+
+
+def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str) -> None:
+    """Say on stderr when the batch plan trains on fewer rows than were written: same-dataset
+    batches leave out datasets smaller than a batch and each dataset's last partial batch (in
+    `random` mode, rows no step drew), which a small or finely split run can turn into most rows."""
+    total = sum(sizes.values())
+    if not total or planned == total:
+        return
+    if planned == 0:
+        log(f"warning: train-data: the batch plan is empty: every dataset is smaller than "
+            f"train_data.batch.batch_size={batch_size} (the largest has {max(sizes.values())} rows)")
+        return
+    log(f"warning: train-data: the batch plan ({mode}) trains on {planned} of {total} rows per epoch: "
+        f"datasets smaller than train_data.batch.batch_size={batch_size} and each dataset's last partial batch "
+        "are left out (metrics: batch_plan.rows_left_out_per_epoch)")
 
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:

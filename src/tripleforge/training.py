@@ -68,6 +68,13 @@ class InstructionTemplate(StageParams):
     def _verbatim(cls, v: str | None) -> str | None:
         return check_verbatim(v)
 
+    @field_validator("query")
+    @classmethod
+    def _no_edge_spaces(cls, v: str | None) -> str | None:
+        # Every consumer joins the instruction to the query with one space ("{} {}" in FlagEmbedding,
+        # "{prompt} {query}" in the shards): "Represent this query: " would give two.
+        return v.strip() if v is not None else None
+
 
 class BatchPlanConfig(StageParams):
     mode: Literal["random", "epoch", "epoch-random"] = "epoch"
