@@ -91,7 +91,7 @@ def _catalog(g: pl.DataFrame, task: str = T2C) -> pl.DataFrame:
     return g.with_columns(task=pl.lit(task))
 
 
-def test_best_of_n_and_dpo() -> None:
+def test_best_of_n_and_dpo(capsys: pytest.CaptureFixture[str]) -> None:
     g = _catalog(_grouped(n_docs=4, candidates=3, eval_every=100))
     c = best_of_candidates(g, P(n_candidates=2))
     kept, dpo = c.kept, c.dpo
@@ -103,8 +103,13 @@ def test_best_of_n_and_dpo() -> None:
     assert dpo["prompt"][0].startswith("Write a ") and "def f" in dpo["prompt"][0]
     margin = best_of_candidates(g, P(n_candidates=2, dpo_min_margin=0.5))
     assert margin.dpo.height == 0 and margin.dpo_skipped == {"margin_not_above_dpo_min_margin": 4}
+    capsys.readouterr()
     same = best_of_candidates(g, P(n_candidates=1))
     assert same.kept.height == g.height and same.dpo.height == 0
+    # every candidate trains as its own row: said, since generate's n_candidates is usually meant to be used
+    assert "set train_data.n_candidates=3 to keep the best one per job" in capsys.readouterr().err
+    best_of_candidates(g.filter(pl.col("candidate_idx") == 0), P(n_candidates=1))
+    assert capsys.readouterr().err == ""
 
 
 def _as_language(g: pl.DataFrame, lang: str, score_shift: float) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from tripleforge.formats import GROUPED_SCHEMA
 from tripleforge.hashing import sha256_hex
 from tripleforge.io import check_dtypes, require_columns
 from tripleforge.params import StageParams, require_known
+from tripleforge.progress import log
 from tripleforge.tasks import TASKS
 
 DPO_PROMPT_FIELDS = ("task", "code_language", "language", "document")
@@ -197,6 +198,16 @@ class Candidates:
     dpo_skipped: Counter[str] = field(default_factory=Counter)  # candidate groups without a DPO pair, by reason
 
 
+def _note_unselected_candidates(g: pl.DataFrame) -> None:
+    """With `n_candidates` 1, rows generated as several candidates of one job (generate's
+    `n_candidates`) all train, as separate rows: fine as augmentation, but rarely what was meant."""
+    most = g["candidate_idx"].max() if g.height else None
+    if isinstance(most, int) and most > 0:
+        log(f"warning: train-data: the triplets hold up to {most + 1} candidates per generation job "
+            f"(generate.n_candidates) and train_data.n_candidates is 1, so every candidate trains as its own row; "
+            f"set train_data.n_candidates={most + 1} to keep the best one per job")
+
+
 def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
     """Best-of-n selection and DPO pairs.
 
@@ -208,6 +219,7 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
     Ties go to the lower candidate_idx, then qid. Rows without doc_id or candidate_idx are
     untouched. DPO pairs: see ``dpo_pairs``."""
     if p.n_candidates <= 1 or g.height == 0:
+        _note_unselected_candidates(g)
         return Candidates(g, pl.DataFrame(schema=DPO_COLUMNS))
     drops: Counter[str] = Counter()
     key = candidate_key(g)
