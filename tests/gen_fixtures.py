@@ -118,6 +118,7 @@ class FaultProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream, self.fault, self.posts = upstream, None, 0
+        self.lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,7 +136,8 @@ class FaultProxy:
             def _forward(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0)) if method == "POST" else None
                 if method == "POST":
-                    proxy.posts += 1
+                    with proxy.lock:  # handler threads run at once
+                        proxy.posts += 1
                     injected = proxy.fault(body or b"") if proxy.fault else None
                     if injected is not None:
                         self._send(*injected)

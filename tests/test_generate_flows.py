@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +18,19 @@ import pytest
 from gen_fixtures import PY_DOCS, docs_frame
 
 from tripleforge.errors import UserError
-from tripleforge.generate import GenerateParams, LLMFailures, check_docs, check_params, generate_pairs, jsonl_groups
+from tripleforge.generate import (
+    GenerateParams,
+    LLMFailures,
+    check_docs,
+    check_params,
+    expand_jobs,
+    generate_pairs,
+    jsonl_groups,
+)
 from tripleforge.hashing import text_id
 from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
 from tripleforge.llm.cache import ResponseCache
+from tripleforge.params import validate_params
 from tripleforge.quality import quotes_input
 
 Reply = Callable[[ChatRequest], str | ChatResult]
@@ -186,6 +196,73 @@ def test_translation_targets_are_separate_pairs_and_cache_keys(cache: ResponseCa
     paths = sorted(str(p.relative_to("/o")) for p in jsonl_groups(pairs, Path("/o")))
     assert paths == ["en/code_translation_retrieval/en-python-to-cplusplus-triplets.jsonl",
                      "en/code_translation_retrieval/en-python-to-java-triplets.jsonl"]
+
+
+def _targets(docs: pl.DataFrame, **kw: object) -> set[tuple[str, str | None]]:
+    return {(j.code_language, j.tgt) for j in expand_jobs(docs, params(tasks=["code_translation_retrieval"], **kw))}
+
+
+def test_translation_targets_default_to_the_catalog_pairs(capsys: pytest.CaptureFixture[str]) -> None:
+    # tgt_code_languages [] = the catalog: python is paired with cplusplus, perl and ruby, go with
+    # rust and cplusplus; shell with nothing, which is said, not silently left at 0 pairs
+    docs = pl.concat([docs_frame(PY_DOCS[:1]), docs_frame(PY_DOCS[1:2], code_language="go"),
+                      docs_frame(PY_DOCS[2:3], code_language="shell")])
+    assert _targets(docs) == {("python", "cplusplus"), ("python", "perl"), ("python", "ruby"),
+                              ("go", "cplusplus"), ("go", "rust")}
+    assert capsys.readouterr().err.splitlines() == [(
+        "warning: generate.tgt_code_languages: code_translation_retrieval makes no pairs for documents in shell "
+        "(the catalog pairs no target with it; set generate.tgt_code_languages)")]
+
+
+def test_translation_targets_given_are_used_exactly(capsys: pytest.CaptureFixture[str]) -> None:
+    # the user asked for go and ruby: both, for every document (python-to-go is in no catalog pair)
+    docs = pl.concat([docs_frame(PY_DOCS[:1]), docs_frame(PY_DOCS[1:2], code_language="go")])
+    assert _targets(docs, tgt_code_languages=["go", "ruby"]) == {("python", "go"), ("python", "ruby"), ("go", "ruby")}
+    assert capsys.readouterr().err == ""
+    assert _targets(docs, tgt_code_languages=["go"]) == {("python", "go")}
+    assert capsys.readouterr().err.splitlines() == [(
+        "warning: generate.tgt_code_languages: code_translation_retrieval makes no pairs for documents in go "
+        "(its only target is the source language)")]
+
+
+@pytest.mark.parametrize("key,value,repeated", [
+    ("tasks", ["code_context_retrieval", "web_code_retrieval", "code_context_retrieval"], "'code_context_retrieval'"),
+    ("languages", ["en", "zh", "en"], "'en'"),
+    ("code_languages", ["python", "python"], "'python'"),
+    ("tgt_code_languages", ["go", "go", "go"], "'go' is listed 3 times"),
+    ("base_urls", ["http://h:8000/v1", "http://h:8000/v1/"], "'http://h:8000/v1'"),
+    ("dedup_against", ["a.jsonl", "a.jsonl"], "'a.jsonl'"),
+])
+def test_a_repeated_list_entry_is_a_params_error(key: str, value: list[str], repeated: str) -> None:
+    with pytest.raises(UserError) as err:
+        validate_params(GenerateParams, "generate", {key: value}, source="params.yaml")
+    msg = str(err.value)
+    assert msg.startswith(f"params.yaml: params key 'generate.{key}': Value error, {repeated}") and "\n" not in msg
+    validate_params(GenerateParams, "generate", {key: list(dict.fromkeys(v.rstrip("/") for v in value))})
+
+
+def test_progress_rate_is_this_rounds_tokens_over_this_rounds_time(cache: ResponseCache,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # generation writes 1000 tokens a reply, the QC judge 1; each reply takes at least 20 ms. The QC
+    # bar may show at most 1 token / 20 ms = 50 tok/s, whatever the generation round produced.
+    monkeypatch.setenv("TRIPLEFORGE_NO_PROGRESS", "0")
+
+    class Slow(Scripted):
+        def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+            for r in requests:
+                time.sleep(0.02)
+                judge = r.messages[0][1].startswith("You are a strict judge")
+                on_result(r, ChatResult(["1" if judge else f"Summary {r.key[:8]}."], ["stop"], 10, 1 if judge else 1000))
+
+    generate_pairs(docs_frame(PY_DOCS[:4]), params(qc=True), Slow(summary_of), cache)
+    shown = re.split(r"[\r\n]", capsys.readouterr().err)  # the bars' redraws, then their last state
+
+    def rates(desc: str) -> list[float]:
+        return [float(x) for line in shown if line.startswith(desc) for x in re.findall(r"tok_s=(\d+\.\d)", line)]
+
+    assert rates("generate step 1") and max(rates("generate step 1")) <= 1000 / 0.02, shown
+    assert rates("quality check") and max(rates("quality check")) <= 1 / 0.02, shown
 
 
 def test_bad_replies_are_rejected_and_counted(cache: ResponseCache) -> None:

@@ -39,10 +39,12 @@ def stage(cwd: Path, *args: str, cache: Path | None = None, check: bool = True,
     ({"tasks": ["nope_retrieval"]}, True, "params.yaml: params key 'generate.tasks': Value error, unknown task 'nope_retrieval'"),
     ({"languages": ["klingon"]}, True, "generate.languages': Value error, unknown language 'klingon'"),
     ({"code_languages": ["cobol"]}, True, "unknown code language 'cobol'"),
-    ({"tasks": ["code_translation_retrieval"]}, True, "generate.tgt_code_languages': Value error, task code_translation_retrieval needs a target"),
+    ({"tasks": ["code_context_retrieval", "code_context_retrieval"]}, True,
+     "params.yaml: params key 'generate.tasks': Value error, 'code_context_retrieval' is listed twice"),
     ({"tasks": ["code_modification_retrieval"]}, False, "data/paired/docs.parquet: column 'similar_text' missing; task code_modification_retrieval"),
     ({"model_path": "/nowhere/model.gguf"}, True, "generate.model_path: model file not found: /nowhere/model.gguf"),
-    ({"backend": "openai", "base_urls": ["http://127.0.0.1:{port}/v1"]}, True, "cannot reach LLM endpoint http://127.0.0.1:"),
+    ({"backend": "openai", "base_urls": ["http://127.0.0.1:{port}/v1"]}, True,
+     "error: params.yaml: generate.base_urls: cannot reach LLM endpoint http://127.0.0.1:"),
     ({"backend": "openai", "api_key_env": "TF_UNSET_KEY_VAR"}, True, "environment variable TF_UNSET_KEY_VAR is not set"),
     ({"backend": "vllm", "model": "some/model"}, True, "backend 'vllm' needs the vllm package"),
     ({"max_tokens": "many"}, True, "generate.max_tokens"),
@@ -75,6 +77,23 @@ def test_pasted_api_key_is_a_params_error_that_does_not_repeat_it(tmp_path: Path
         assert proc.stderr.startswith(f"error: {where}: generate.api_key_env: not an environment-variable name "
                                       "(it looks like an API key was pasted)"), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and secret not in proc.stderr + proc.stdout
+
+
+def test_set_errors_name_the_key_and_the_command_line(tmp_path: Path) -> None:
+    setup(tmp_path, tasks=["code_context_retrieval"])
+    # a repeated entry would count every job twice (requested 24, duplicate_pair 12 for 6 jobs)
+    proc = stage(tmp_path, "--set", "tasks=[code_context_retrieval,code_context_retrieval]",
+                 "--set", "languages=[en,en]", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: --set: params key 'generate.tasks': Value error, 'code_context_retrieval' is listed twice (got "
+        "['code_context_retrieval', 'code_context_retrieval']); --set: params key 'generate.languages': Value error, "
+        "'en' is listed twice (got ['en', 'en'])"), proc.stderr
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    proc = stage(tmp_path, "--set", "tasks=[code_summary_retrieval]", "--set", "backend=openai",
+                 "--set", f"base_urls=[{url}]", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: --set: generate.base_urls: cannot reach LLM endpoint {url}: ConnectError"), proc.stderr
+    assert not (tmp_path / "data" / "generated").exists()
 
 
 def test_input_paths_outside_data_external_are_warned_and_listed(tmp_path: Path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import string
 from collections import Counter
 
+import polars as pl
 import pytest
+from gen_fixtures import docs_frame
 from typer.testing import CliRunner
 
 from tripleforge.cli import app
+from tripleforge.generate import GenerateParams, expand_jobs
 from tripleforge.prompts import fill
 from tripleforge.languages import CODE_LANGUAGES
 from tripleforge.tasks import (
@@ -78,6 +81,21 @@ def test_cli_prints_the_catalog_table() -> None:
     assert "47 tasks" in result.output and "python<->ruby" in result.output
     hybrid = CliRunner().invoke(app, ["tasks", "--group", "hybrid"])
     assert "9 tasks" in hybrid.output and "web_code_retrieval" not in hybrid.output
+
+
+def test_generation_translates_along_the_pairs_the_cli_prints() -> None:
+    # `tripleforge tasks` lists 16 pairs "both directions"; with tgt_code_languages [] (the default)
+    # generation makes exactly those 32 (source, target) jobs over one document per code language
+    out = " ".join(CliRunner().invoke(app, ["tasks"]).output.split())
+    printed = out.split("translation pairs (16, both directions; the targets when generate.tgt_code_languages is []): ",
+                        1)[1].split()
+    pairs = {tuple(p.split("<->")) for p in printed}
+    assert len(pairs) == 16
+    docs = pl.concat([docs_frame([f"x = {i}  # {c}\n"], code_language=c, similar=False)
+                      for i, c in enumerate(CODE_LANGUAGES)])
+    jobs = expand_jobs(docs, GenerateParams(tasks=["code_translation_retrieval"]))
+    assert {(j.code_language, j.tgt) for j in jobs} == pairs | {(b, a) for a, b in pairs}
+    assert len(jobs) == 32
 
 
 def test_cli_unknown_group_names_the_known_ones() -> None:

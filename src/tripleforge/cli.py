@@ -36,7 +36,8 @@ def tasks(group: str = typer.Option("", help=f"show only this group: {' '.join(G
     console.print(f"languages ({len(LANGUAGES)}): " + " ".join(LANGUAGES))
     console.print(f"code languages ({len(CODE_LANGUAGE_NAMES)}): "
                   + " ".join(f"{k}={v[0]}" for k, v in CODE_LANGUAGE_NAMES.items()))
-    console.print(f"translation pairs ({len(TRANSLATION_PAIRS)}, both directions): "
+    console.print(f"translation pairs ({len(TRANSLATION_PAIRS)}, both directions; the targets when "
+                  f"generate.tgt_code_languages is []): "
                   + " ".join(f"{a}<->{b}" for a, b in TRANSLATION_PAIRS))
 
 

@@ -7,8 +7,10 @@ Input frame (`data/paired/docs.parquet`): `doc_id`, `text`, `code_language` (+ `
 
 Work runs in rounds (step 0 of every job, then step 1, then QC, then LLM negatives), so a backend
 sees big batches. Every request has a seed derived from its job, and its answer is committed to
-the response cache as it arrives: a killed run restarts without repeating finished calls, and
-gives the same bytes as an uninterrupted run.
+the response cache as it arrives: a killed run restarts without repeating finished calls and
+reuses their answers byte for byte. The answers it still has to ask for are the same as in an
+uninterrupted run only where the backend answers the same request the same way (the embedded
+llama-cpp does; a server batching concurrent requests may not).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
-from tripleforge.params import CrossFieldError, StageParams, require_known
+from tripleforge.params import PARAMS_LABEL, StageParams, require_known
 from tripleforge.progress import bar, log
 from tripleforge.prompts import (
     PROMPT_VERSION,
@@ -41,7 +43,7 @@ from tripleforge.prompts import (
 )
 from tripleforge.quality import check_output, clean_reply, parse_verdict
 from tripleforge.languages import CODE_LANGUAGES
-from tripleforge.tasks import LANGUAGES, TASKS, Task, retrieval_instruction
+from tripleforge.tasks import LANGUAGES, TASKS, Task, retrieval_instruction, translation_targets
 
 CONTEXT_MODEL = "rule:context-cut"
 
@@ -52,7 +54,7 @@ class GenerateParams(StageParams):
     tasks: list[str] = ["code_summary_retrieval", "web_code_retrieval", "code_context_retrieval"]
     languages: list[str] = ["en"]
     code_languages: list[str] = []          # [] = every code language present in the input
-    tgt_code_languages: list[str] = Field([], validate_default=True)  # targets for code_translation_retrieval
+    tgt_code_languages: list[str] = []      # code_translation_retrieval targets ([] = the catalog's pairs)
     backend: Literal["llama-cpp", "openai", "vllm"] = "llama-cpp"
     model_path: str = "smollm2"             # llama-cpp: GGUF file; "smollm2" = bundled SmolLM2-135M
     n_ctx: int = Field(4096, ge=512)
@@ -101,11 +103,17 @@ class GenerateParams(StageParams):
         require_known(v, CODE_LANGUAGES, "code language")
         return v
 
-    @field_validator("tgt_code_languages")
+    @field_validator("tasks", "languages", "code_languages", "tgt_code_languages", "base_urls", "dedup_against")
     @classmethod
-    def _translation_needs_target(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        if "code_translation_retrieval" in (info.data.get("tasks") or []) and not v:
-            raise CrossFieldError(("tasks",), "task code_translation_retrieval needs a target, e.g. [java, cplusplus]")
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        """A repeat is a slip, never a wish: a repeated task, language or target makes every job
+        twice (counted as requested, then rejected as `duplicate_pair`), a repeated base URL gets
+        twice its share of requests. A trailing `/` does not count (`http://h/v1/` is `http://h/v1`)."""
+        counts = Counter(x.rstrip("/") for x in v)
+        for item in v:
+            times = counts[item.rstrip("/")]
+            if times > 1:
+                raise ValueError(f"{item!r} is listed {'twice' if times == 2 else f'{times} times'}")
         return v
 
 
@@ -173,10 +181,10 @@ def check_input_paths(params: GenerateParams) -> None:
     """Files and folders named in params exist. A mistyped `examples_dir` would otherwise silently
     mean "no few-shot examples", which changes every prompt without a word."""
     if params.examples_dir and not Path(params.examples_dir).is_dir():
-        raise UserError(f"params.yaml: generate.examples_dir: folder not found: {params.examples_dir}")
+        raise UserError(f"{PARAMS_LABEL}generate.examples_dir: folder not found: {params.examples_dir}")
     for p in params.dedup_against:
         if not Path(p).is_file():
-            raise UserError(f"params.yaml: generate.dedup_against: file not found: {p}")
+            raise UserError(f"{PARAMS_LABEL}generate.dedup_against: file not found: {p}")
 
 
 def check_docs(docs: pl.DataFrame, params: GenerateParams, source: str) -> None:
@@ -203,7 +211,7 @@ def _check_code_languages(wanted: list[str], present: set[str], n_docs: int, sou
         return
     have = " ".join(sorted(present)) or "none"
     if n_docs and len(missing) == len(wanted):
-        raise UserError(f"params.yaml: generate.code_languages: no document in {source} is in "
+        raise UserError(f"{PARAMS_LABEL}generate.code_languages: no document in {source} is in "
                         f"{' '.join(missing)} (present: {have})")
     log(f"warning: generate.code_languages: no document in {source} is in {' '.join(missing)} (present: {have})")
 
@@ -215,10 +223,20 @@ def _select_docs(docs: pl.DataFrame, params: GenerateParams) -> pl.DataFrame:
     return docs.head(params.max_docs) if params.max_docs else docs
 
 
+def targets_of(code_language: str, params: GenerateParams) -> list[str]:
+    """Translation targets of a document in `code_language`: `tgt_code_languages` when set (exactly
+    those: the user asked for them, catalog pair or not), else the catalog's pairs
+    (`translation_targets`); never the source language itself."""
+    wanted = params.tgt_code_languages or translation_targets(code_language)
+    return [t for t in wanted if t != code_language]
+
+
 def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
     """tasks x languages x documents (x targets) x candidates. Text-free (code2code) tasks run once,
     in English, whatever `languages` lists: both sides are code."""
     docs = _select_docs(docs, params)
+    if any(TASKS[t].needs_target for t in params.tasks):
+        _warn_untranslated(set(docs["code_language"].to_list()), params)
     has_similar = "similar_text" in docs.columns
     pools: dict[tuple[str, str], list[Example]] = {}
     missing_pools: list[str] = []
@@ -228,9 +246,7 @@ def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
         for name in params.tasks:
             task = TASKS[name]
             langs = ["en"] if task.text_free else params.languages
-            tgts: list[str | None] = (
-                [t for t in params.tgt_code_languages if t != code] if task.needs_target else [None]
-            )
+            tgts: list[str | None] = list(targets_of(code, params)) if task.needs_target else [None]
             for lang in langs:
                 for tgt in tgts:
                     pool_name = f"{code}-to-{tgt}" if tgt else code
@@ -256,6 +272,18 @@ def expand_jobs(docs: pl.DataFrame, params: GenerateParams) -> list[Job]:
 
 
 # ---------------------------------------------------------------- requests per flow step
+
+
+def _warn_untranslated(codes: set[str], params: GenerateParams) -> None:
+    """code_translation_retrieval makes nothing for documents whose language has no target: say so
+    instead of leaving the task's row in the metrics at 0 requested without a reason."""
+    none = sorted(c for c in codes if not targets_of(c, params))
+    if not none:
+        return
+    why = ("its only target is the source language" if params.tgt_code_languages
+           else "the catalog pairs no target with it; set generate.tgt_code_languages")
+    log(f"warning: generate.tgt_code_languages: code_translation_retrieval makes no pairs for documents in "
+        f"{' '.join(none)} ({why})")
 
 
 def _step_inputs(job: Job, step: int) -> list[tuple[str, str]]:
@@ -351,6 +379,7 @@ class Runner:
         self.stats.cache_misses += len(todo)
         log(f"{desc}: {len(results)} cached, {len(todo)} to generate with {self.backend.fingerprint()}")
         start = time.perf_counter()
+        tokens_before = self.stats.new_tokens_out  # the bar's rate is this round's tokens over its time
         answered = 0
         stop = False
         with bar(len(todo), desc, unit="req") as b:
@@ -371,7 +400,7 @@ class Runner:
                                                      self.max_failed_fraction)
                 answered += 1
                 elapsed = max(time.perf_counter() - start, 1e-9)
-                b.set_postfix(tok_s=f"{self.stats.new_tokens_out / elapsed:.1f}", refresh=False)
+                b.set_postfix(tok_s=f"{(self.stats.new_tokens_out - tokens_before) / elapsed:.1f}", refresh=False)
                 b.update(1)
                 return stop  # True: start no new request
 
@@ -438,9 +467,10 @@ def _load_seen(paths: list[str]) -> tuple[set[str], set[str]]:
         try:
             df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ndjson(path)
         except Exception as exc:  # noqa: BLE001 - any reader error is a bad input file
-            raise UserError(f"{path}: cannot read pairs: {type(exc).__name__}") from None
+            raise UserError(f"{PARAMS_LABEL}generate.dedup_against: {path}: cannot read pairs: "
+                            f"{type(exc).__name__}") from None
         if "query" not in df.columns or "pos" not in df.columns:
-            raise UserError(f"{path}: expected columns 'query' and 'pos'")
+            raise UserError(f"{PARAMS_LABEL}generate.dedup_against: {path}: expected columns 'query' and 'pos'")
         queries |= {_h(q) for q in df["query"].drop_nulls().to_list()}
         positives |= {_h(p[0]) for p in df["pos"].drop_nulls().to_list() if p}
     return queries, positives

@@ -1,5 +1,6 @@
 """Task catalog for synthetic code-retrieval data: 47 task types in four groups, 22 natural
-languages, 20 code languages and the 16 translation pairs (used in both directions).
+languages, 20 code languages and the 16 translation pairs (used in both directions: the targets
+of `code_translation_retrieval` unless `generate.tgt_code_languages` names others).
 
 Identifiers match BGE-Coder / CodeR (FlagEmbedding `research/BGE_Coder`) so users of the original
 can switch; every text (retrieval instructions, generation instructions, output descriptors) is
@@ -37,7 +38,8 @@ LANGUAGES: dict[str, str] = {
     "zh_tw": "Traditional Chinese",
 }
 
-# Unordered pairs; `translation_targets` uses them in both directions.
+# Unordered pairs; `translation_targets` uses them in both directions. They are the default targets
+# of code_translation_retrieval: generate.tgt_code_languages, when set, replaces them.
 TRANSLATION_PAIRS: tuple[tuple[str, str], ...] = (
     ("c", "cplusplus"), ("c", "csharp"), ("c", "java"), ("cplusplus", "csharp"), ("cplusplus", "java"),
     ("csharp", "java"),
@@ -392,7 +394,8 @@ def code_fence(code_language: str) -> str:
 
 
 def translation_targets(code_language: str) -> list[str]:
-    """Catalog targets of `code_language` (pairs used both ways), sorted."""
+    """Catalog targets of `code_language` (pairs used both ways), sorted: what a document in it is
+    translated into when `generate.tgt_code_languages` is `[]`."""
     out = {b for a, b in TRANSLATION_PAIRS if a == code_language}
     out |= {a for a, b in TRANSLATION_PAIRS if b == code_language}
     return sorted(out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from gen_fixtures import SECRET, FaultProxy, LlamaServer, free_port
@@ -42,10 +41,12 @@ def test_wrong_or_missing_key_and_unreachable_endpoint_fail_early(llama_server: 
     with pytest.raises(UserError, match="environment variable TF_TEST_KEY is not set"):
         OpenAICompatBackend([llama_server.url], api_key_env="TF_TEST_KEY")
     monkeypatch.setenv("TF_TEST_KEY", "sk-wrong")
-    with pytest.raises(UserError, match="rejected the API key") as err:
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.api_key_env: LLM endpoint \S+ rejected the API "
+                                        r"key in \$TF_TEST_KEY \(HTTP 401\)$") as err:
         OpenAICompatBackend([llama_server.url], api_key_env="TF_TEST_KEY")
     assert "sk-wrong" not in str(err.value)
-    with pytest.raises(UserError, match=r"cannot reach LLM endpoint http://127\.0\.0\.1:\d+/v1"):
+    with pytest.raises(UserError, match=r"^params\.yaml: generate\.base_urls: cannot reach LLM endpoint "
+                                        r"http://127\.0\.0\.1:\d+/v1: ConnectError$"):
         OpenAICompatBackend([f"http://127.0.0.1:{free_port()}/v1"], model="m")
 
 
@@ -74,21 +75,51 @@ def test_gives_up_after_bounded_retries() -> None:
     assert not out["k0"].ok and "gave up after 3 attempts" in (out["k0"].error or "") and be.retries == 2
 
 
-def test_requests_spread_over_several_servers(llama_server: LlamaServer, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def two_proxies(llama_server: LlamaServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    """Two "replicas": proxies in front of the one real server, each counting the POSTs it gets."""
     monkeypatch.setenv("TF_TEST_KEY", SECRET)
-    second = LlamaServer(tmp_path / "second.log")  # no key: ignores the header
-    try:
-        second.wait()
-        before = llama_server.chat_posts()
-        be = OpenAICompatBackend([llama_server.url, second.url], api_key_env="TF_TEST_KEY", concurrency=2)
-        out = _collect(be, _reqs(4, max_tokens=4))
-        assert all(r.ok for r in out.values())
-        time.sleep(0.5)  # access-log flush
-        assert llama_server.chat_posts() - before >= 1 and second.chat_posts() >= 1
-        assert llama_server.chat_posts() - before + second.chat_posts() == 4
-    finally:
-        second.stop()
+    with FaultProxy(llama_server.url) as a, FaultProxy(llama_server.url) as b:
+        yield a, b
+
+
+@pytest.mark.parametrize("concurrency,n,expected", [(1, 4, (2, 2)), (3, 6, (3, 3)), (3, 5, (3, 2))])
+def test_requests_take_the_base_urls_in_turn(two_proxies: tuple[FaultProxy, FaultProxy], concurrency: int, n: int,
+                                             expected: tuple[int, int]) -> None:
+    # per request, not per worker: one request in flight still uses both, and 3 in flight over 2
+    # URLs do not load the first twice as much
+    a, b = two_proxies
+    be = OpenAICompatBackend([a.url, b.url], api_key_env="TF_TEST_KEY", concurrency=concurrency)
+    out = _collect(be, _reqs(n, max_tokens=4))
+    assert len(out) == n and all(r.ok for r in out.values())
+    assert (a.posts, b.posts) == expected and be.retries == 0
+
+
+def test_a_dead_replica_costs_no_request_its_answer(two_proxies: tuple[FaultProxy, FaultProxy]) -> None:
+    # replica a answers 503 to everything: each request that starts there is retried on b at once
+    # (the 30 s backoff is for a request that has tried every URL), and every request gets its answer
+    a, b = two_proxies
+    a.fault = lambda req: (503, b'{"error": "down"}')
+    be = OpenAICompatBackend([a.url, b.url], api_key_env="TF_TEST_KEY", concurrency=2, max_retries=1, backoff_s=30)
+    t0 = time.perf_counter()
+    out = _collect(be, _reqs(6, max_tokens=4))
+    assert sorted(out) == [f"k{i}" for i in range(6)] and all(r.ok for r in out.values()), out
+    assert (a.posts, b.posts, be.retries) == (3, 6, 3)
+    assert time.perf_counter() - t0 < 15  # no backoff (at least 15 s) was waited
+
+
+def test_a_request_backs_off_once_every_url_has_failed_it(two_proxies: tuple[FaultProxy, FaultProxy]) -> None:
+    # both replicas refuse: attempt 1 on a, attempt 2 on b at once, then a's Retry-After (the longest
+    # of the turn, b sends none), then attempt 3 on a
+    a, b = two_proxies
+    a.fault = lambda req: (503, b"", {"Retry-After": "1"})
+    b.fault = lambda req: (503, b"")
+    be = OpenAICompatBackend([a.url, b.url], api_key_env="TF_TEST_KEY", concurrency=1, max_retries=2, backoff_s=0.01)
+    t0 = time.perf_counter()
+    out = _collect(be, _reqs(1))
+    assert time.perf_counter() - t0 >= 1.0
+    assert (a.posts, b.posts, be.retries) == (2, 1, 2)
+    assert out["k0"].error == f"gave up after 3 attempts: HTTP 503 from {a.url}"
 
 
 def test_no_request_starts_once_on_result_asks_to_stop(llama_server: LlamaServer,

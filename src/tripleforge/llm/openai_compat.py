@@ -1,8 +1,9 @@
 """Client for any OpenAI-compatible chat server (`vllm serve`, llama.cpp server, hosted APIs).
 
-Async httpx with a bounded number of requests in flight, spread round-robin over several base
-URLs (one worker per slot, worker i bound to url i mod len(urls)), a per-request timeout, and
-bounded retries with exponential backoff + jitter that honour `Retry-After`. The API key comes
+Async httpx with a bounded number of requests in flight, a per-request timeout, and bounded
+retries with exponential backoff + jitter that honour `Retry-After`. Requests take the base URLs
+in turn (per request, not per worker), and a retry goes to the next URL after the one that
+failed, so a replica that is down costs a request one attempt, not its answer. The API key comes
 from an environment variable *named* in params; the key itself never reaches params, logs,
 metrics or cache keys.
 """
@@ -20,6 +21,7 @@ import httpx
 
 from tripleforge.errors import UserError
 from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
+from tripleforge.params import PARAMS_LABEL
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -32,7 +34,7 @@ def check_api_key_env(api_key_env: str) -> None:
     into params (where git, dvc.lock and `dvc exp show` would publish it), so the message must
     not repeat the value."""
     if api_key_env and not ENV_NAME.fullmatch(api_key_env):
-        raise UserError("params.yaml: generate.api_key_env: not an environment-variable name (it looks like an "
+        raise UserError(f"{PARAMS_LABEL}generate.api_key_env: not an environment-variable name (it looks like an "
                         "API key was pasted); remove it from params, put the key in a variable "
                         "(export OPENAI_API_KEY=...) and set generate.api_key_env to that variable's name")
 
@@ -44,7 +46,7 @@ def read_api_key(api_key_env: str) -> str | None:
         return None
     value = os.environ.get(api_key_env)
     if not value:
-        raise UserError(f"params.yaml: generate.api_key_env: environment variable {api_key_env} is not set")
+        raise UserError(f"{PARAMS_LABEL}generate.api_key_env: environment variable {api_key_env} is not set")
     return value
 
 
@@ -77,7 +79,7 @@ class OpenAICompatBackend:
                  timeout_s: float = 120.0, max_retries: int = 4, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
                  probe: bool = True):
         if not base_urls:
-            raise UserError("params.yaml: generate.base_urls: backend 'openai' needs at least one base URL")
+            raise UserError(f"{PARAMS_LABEL}generate.base_urls: backend 'openai' needs at least one base URL")
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self._key = read_api_key(api_key_env)
         self.concurrency = max(1, concurrency)
@@ -86,31 +88,36 @@ class OpenAICompatBackend:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.retries = 0  # retried attempts, for metrics
+        self._api_key_env = api_key_env
         listed = self._probe() if probe else ""
         self.model = model or listed
         if not self.model:
-            raise UserError("params.yaml: generate.model: the endpoint lists no model; set generate.model")
+            raise UserError(f"{PARAMS_LABEL}generate.model: the endpoint lists no model; set generate.model")
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
     def _probe(self) -> str:
-        """GET /models on every base URL before any generation; returns the first model id."""
+        """GET /models on every base URL before any generation; returns the first model id. The
+        errors name the params key to fix (the stage puts the file it read, or `--set`, first)."""
         first = ""
+        urls = f"{PARAMS_LABEL}generate.base_urls: "
         for url in self.base_urls:
             try:
                 resp = httpx.get(f"{url}/models", headers=self._headers(), timeout=min(10.0, self.timeout_s))
             except httpx.HTTPError as exc:
-                raise UserError(f"cannot reach LLM endpoint {url}: {type(exc).__name__}") from None
+                raise UserError(f"{urls}cannot reach LLM endpoint {url}: {type(exc).__name__}") from None
             if resp.status_code in (401, 403):
-                raise UserError(f"LLM endpoint {url} rejected the API key (HTTP {resp.status_code})")
+                key = f"the API key in ${self._api_key_env}" if self._api_key_env else "the request without an API key"
+                raise UserError(f"{PARAMS_LABEL}generate.api_key_env: LLM endpoint {url} rejected {key} "
+                                f"(HTTP {resp.status_code})")
             if resp.status_code != 200:
-                raise UserError(f"LLM endpoint {url}/models answered HTTP {resp.status_code}")
+                raise UserError(f"{urls}LLM endpoint {url}/models answered HTTP {resp.status_code}")
             try:
                 data = resp.json().get("data") or []
-            except ValueError:
-                raise UserError(f"LLM endpoint {url}/models did not answer JSON") from None
-            if not first and data and isinstance(data[0], dict):
+            except (ValueError, AttributeError):
+                raise UserError(f"{urls}LLM endpoint {url}/models did not answer JSON") from None
+            if not first and data and isinstance(data, list) and isinstance(data[0], dict):
                 first = str(data[0].get("id", ""))
         return first
 
@@ -127,13 +134,18 @@ class OpenAICompatBackend:
             body["n"] = s.n
         return body
 
-    async def _call(self, client: httpx.AsyncClient, url: str, req: ChatRequest, stop: asyncio.Event) -> ChatResult:
-        """One request with its retries. Once `stop` is set (the run has failed already), a
-        failed attempt is not retried and a pending backoff ends at once: a retry could change
-        nothing but the bill."""
+    async def _call(self, client: httpx.AsyncClient, start: int, req: ChatRequest, stop: asyncio.Event) -> ChatResult:
+        """One request with its retries. Attempt k goes to base URL `start + k` (mod their number):
+        a retry goes to the next replica, at once while this request has not tried every URL in
+        this turn yet, after the backoff (or the longest `Retry-After` of the turn, whichever is
+        longer) once it has. With one URL that is a backoff before every retry. Once `stop` is
+        set (the run has failed already), a failed attempt is not retried and a pending backoff
+        ends at once: a retry could change nothing but the bill."""
+        n_urls = len(self.base_urls)
         last = "no attempt"
+        wait = 0.0  # the longest Retry-After of this turn over the URLs
         for attempt in range(self.max_retries + 1):
-            wait: float | None = None
+            url = self.base_urls[(start + attempt) % n_urls]
             try:
                 resp = await client.post(f"{url}/chat/completions", json=self._payload(req), headers=self._headers())
             except httpx.HTTPError as exc:
@@ -144,14 +156,17 @@ class OpenAICompatBackend:
                 last = f"HTTP {resp.status_code} from {url}{_error_detail(resp)}"
                 if resp.status_code not in RETRY_STATUS:
                     return ChatResult(error=last)
-                wait = _retry_after(resp)
+                wait = max(wait, _retry_after(resp) or 0.0)
             if attempt == self.max_retries or stop.is_set():
                 break
-            backoff = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(backoff, wait or 0.0))
-            if stop.is_set():
-                break
+            if (attempt + 1) % n_urls == 0:  # every URL tried in this turn: back off before the next
+                turn = attempt // n_urls
+                backoff = min(self.max_backoff_s, self.backoff_s * 2**turn) * (0.5 + random.random())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(backoff, wait))
+                if stop.is_set():
+                    break
+                wait = 0.0
             self.retries += 1
         tries = attempt + 1
         return ChatResult(error=f"gave up after {tries} attempt{'s' * (tries > 1)}: {last}"
@@ -183,19 +198,21 @@ class OpenAICompatBackend:
             queue.put_nowait(r)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         stop = asyncio.Event()  # set once on_result asks to stop: no request starts or retries after it
+        turn = 0  # the base URL the next request starts at: they take the URLs in turn
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits) as client:
 
-            async def worker(i: int) -> None:
-                url = self.base_urls[i % len(self.base_urls)]
+            async def worker() -> None:
+                nonlocal turn
                 while not stop.is_set():
                     try:
                         req = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    if on_result(req, await self._call(client, url, req, stop)):
+                    start, turn = turn, (turn + 1) % len(self.base_urls)
+                    if on_result(req, await self._call(client, start, req, stop)):
                         stop.set()
 
-            await asyncio.gather(*(worker(i) for i in range(min(self.concurrency, len(requests)))))
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(requests)))))
 
     def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
         if requests:
