@@ -17,7 +17,6 @@ from tripleforge.stage import PARAMS_OPTION, SET_OPTION, name_input_file, new_ap
 app = new_app("Mine hard negatives for generated pairs from the candidate pool.")
 
 
-
 @app.command()
 @user_errors
 def main(
@@ -32,6 +31,7 @@ def main(
     from tripleforge.io import atomic_path, read_parquet, write_json, write_parquet
     from tripleforge.mining import MineParams, mine_metrics, mine_negatives, score_histogram
     from tripleforge.params import load_params
+    from tripleforge.progress import log
 
     cfg = load_params(MineParams, "mine_negatives", params, set_)
     pairs_df = read_parquet(pairs, "pairs file")
@@ -47,6 +47,15 @@ def main(
     with atomic_path(plot) as tmp:
         hist.write_csv(tmp, float_precision=6)
     write_json(summary, metrics)
+    log(summary_line(summary, out))
+
+
+def summary_line(m: dict, out: Path) -> str:
+    """The one-line stderr summary, as the other stages print one (stdout stays empty)."""
+    llm = m["llm_negatives"]
+    return (f"mine-negatives: {m['pairs']} of {m['pairs_in']} pairs, {m['negatives_mean']:.2f} negatives per pair "
+            f"(num_negatives {m['num_negatives']}), {m['short_of_negatives']} short of negatives, "
+            f"{llm['kept']} of {llm['in_pairs']} LLM negatives kept -> {out}")
 
 
 if __name__ == "__main__":

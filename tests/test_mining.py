@@ -16,7 +16,7 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, text_id
 from tripleforge.io import write_parquet
 from tripleforge.embed import encode_documents, encode_queries
-from tripleforge.mining import MineParams, mine_metrics, mine_negatives
+from tripleforge.mining import SCORE_RULES, MineParams, mine_metrics, mine_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +183,18 @@ def test_stage_cli_byte_identical_and_errors(tmp_path):
     assert _stage(tmp_path).returncode == 0
     assert (tmp_path / "out/triplets.parquet").read_bytes() == bytes1
     metrics = json.loads((tmp_path / "out/m.json").read_text())
-    assert {"pairs", "short_of_negatives", "skipped", "pos_rank", "search"} <= set(metrics)
+    assert {"pairs", "short_of_negatives", "skipped", "pos_rank", "search", "llm_negatives"} <= set(metrics)
+    # a one-line summary on stderr, as the other stages print; p1's LLM negative is dropped by
+    # the default keep_llm_negatives: false, which a warning says
+    lines = first.stderr.strip().splitlines()
+    assert lines[-1] == (f"mine-negatives: 4 of 4 pairs, {metrics['negatives_mean']:.2f} negatives per pair "
+                         f"(num_negatives 3), {metrics['short_of_negatives']} short of negatives, 0 of 1 LLM "
+                         f"negatives kept -> {tmp_path / 'out/triplets.parquet'}")
+    assert sum("mine_negatives.keep_llm_negatives is false" in line for line in lines) == 1
+    kept = _stage(tmp_path, "--set", "keep_llm_negatives=true", "--set", "relative_margin=null")
+    assert kept.returncode == 0 and kept.stdout == "" and "keep_llm_negatives is false" not in kept.stderr
+    assert kept.stderr.strip().splitlines()[-1].endswith(", 1 of 1 LLM negatives kept -> "
+                                                         f"{tmp_path / 'out/triplets.parquet'}")
     csv = (tmp_path / "out/scores.csv").read_text().splitlines()
     assert csv[0] == "score,pos,neg" and len(csv) == 21
     bad = _stage(tmp_path, "--set", "num_negativs=3")
@@ -322,8 +333,91 @@ def test_kept_llm_negatives_get_the_query_group_mask(tmp_path):
     p3 = out.filter(pl.col("pair_id") == "p3").row(0, named=True)
     assert p3["neg"][2:] == [plus] and p3["neg_ranks"][2:] == [None]
     assert not {text_id(n) for n in p3["neg"]} & {text_id(POOL_TEXTS[3]), text_id(POOL_TEXTS[10])}
-    assert report.skipped["llm_negative_positive_or_query"] == 2  # p2's positive and the query text
-    assert report.skipped["llm_negative_empty_text"] == 1 and report.skipped["llm_negative_duplicate"] == 1
+    # p2's positive and the query text; one blank; the second `plus`
+    assert report.llm_negatives["dropped_by_mask"] == {"empty_text": 1, "positive_or_query": 2, "duplicate": 1}
+    assert report.llm_negatives["kept"] == 2 and report.llm_negatives["in_pairs"] == 6  # p1 has `plus` too
+    # with the score rules on, the masks still come first: a masked positive outscores the
+    # positive, and is counted as masked, never as a rule's drop (nor kept)
+    ruled, rep2 = mine_negatives(pairs, make_pool(), params.model_copy(update={"relative_margin": 0.95}))
+    p3 = ruled.filter(pl.col("pair_id") == "p3").row(0, named=True)
+    assert not {text_id(n) for n in p3["neg"]} & {text_id(POOL_TEXTS[3]), text_id(POOL_TEXTS[10]), text_id(p3["query"])}
+    assert len({text_id(n) for n in p3["neg"]}) == len(p3["neg"]) == len(p3["neg_scores"])
+    assert rep2.llm_negatives["dropped_by_mask"] == report.llm_negatives["dropped_by_mask"]
+
+
+# MiniLM scores for "add two numbers" (p1's query; its positive, POOL_TEXTS[0], scores about 0.65,
+# so relative_margin 0.95 allows at most about 0.62): sum_two about 0.68 (it outscores the
+# positive: a likely false negative), plus 0.56, stack 0.10, sql 0.05
+SUM_TWO = 'def sum_two(a, b):\n    """Add two numbers."""\n    return a + b'
+PLUS = "def plus(x, y): return x + y"
+STACK = "class Stack:\n    pass"
+SQL = "SELECT name FROM users;"
+
+
+def llm_pairs(negs: list[str]) -> pl.DataFrame:
+    return make_pairs().with_columns(
+        pl.when(pl.col("pair_id") == "p1").then(pl.lit(negs, pl.List(pl.String))).otherwise(pl.col("neg")).alias("neg"))
+
+
+def llm_accounting_holds(llm: dict) -> bool:
+    return llm["in_pairs"] == (llm["kept"] + llm["dropped_by_setting"] + llm["dropped_with_pair"]
+                               + sum(llm["dropped_by_mask"].values()) + sum(llm["dropped_by_rule"].values()))
+
+
+@pytest.mark.parametrize("rules,kept,dropped", [
+    ({"relative_margin": 0.95}, [PLUS, STACK, SQL], {"relative_margin": 1}),
+    ({"relative_margin": None, "max_score": 0.6, "min_score": 0.2}, [PLUS], {"max_score": 1, "min_score": 2}),
+    ({"relative_margin": None, "margin": 0.2}, [STACK, SQL], {"margin": 2}),
+])
+def test_kept_llm_negatives_pass_the_score_rules_of_mined_ones(tmp_path, rules, kept, dropped):
+    """An LLM negative above its positive's relative margin was once kept (0.708 against a positive
+    at 0.621): the score rules now apply to LLM negatives as to mined ones, drops counted by rule."""
+    params = MineParams(num_negatives=2, range_max=10, keep_llm_negatives=True, cache_dir=str(tmp_path), **rules)
+    out, report = mine_negatives(llm_pairs([SUM_TWO, PLUS, STACK, SQL]), make_pool(), params)
+    p1 = out.filter(pl.col("pair_id") == "p1").row(0, named=True)
+    n_mined = sum(r is not None for r in p1["neg_ranks"])
+    assert p1["neg"][n_mined:] == kept and p1["neg_ranks"][n_mined:] == [None] * len(kept)
+    assert report.llm_negatives["dropped_by_rule"] == {**dict.fromkeys(SCORE_RULES, 0), **dropped}
+    assert report.llm_negatives["kept"] == len(kept) and llm_accounting_holds(report.llm_negatives)
+    # the scores stay aligned with the texts: each is the query's dense score of that negative
+    q = encode_queries([p1["query"]], params.embedder, None, params.cache_dir)[0]
+    e = encode_documents(kept, params.embedder, params.cache_dir)
+    assert p1["neg_scores"][n_mined:] == pytest.approx([float(q @ v) for v in e], abs=1e-6)
+    ref = min(p1["pos_scores"])
+    for s in p1["neg_scores"]:  # every negative, mined or written, obeys every rule set
+        assert rules.get("relative_margin") is None or s <= ref - abs(ref) * (1 - rules["relative_margin"]) + 1e-9
+        assert rules.get("margin") is None or s <= ref - rules["margin"] + 1e-9
+        assert s <= rules.get("max_score", 1.0) + 1e-9 and s >= rules.get("min_score", -1.0) - 1e-9
+    assert mine_metrics(out, report, 4, params)["llm_negatives"] == report.llm_negatives
+
+
+def test_llm_negatives_dropped_by_the_setting_are_counted_and_warned(tmp_path, capsys):
+    params = MineParams(num_negatives=2, range_max=10, cache_dir=str(tmp_path))
+    out, report = mine_negatives(llm_pairs([PLUS, STACK]), make_pool(), params)
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "keep_llm_negatives" in line]
+    assert warning == ["warning: mine-negatives: the pairs carry 2 LLM-written negatives (generate.gen_hard_neg) and "
+                       "mine_negatives.keep_llm_negatives is false, so all are dropped; set it to true to keep those "
+                       "that pass the masks and score rules"]
+    assert not {PLUS, STACK} & set(out.get_column("neg").explode().to_list())
+    m = mine_metrics(out, report, 4, params)["llm_negatives"]
+    assert (m["in_pairs"], m["kept"], m["dropped_by_setting"]) == (2, 0, 2) and llm_accounting_holds(m)
+    mine_negatives(llm_pairs([]), make_pool(), params)  # nothing to drop, nothing to say
+    assert "keep_llm_negatives" not in capsys.readouterr().err
+
+
+def test_llm_negatives_of_dropped_pairs_are_counted_with_their_pair(tmp_path):
+    pairs = pl.concat([llm_pairs([PLUS, STACK]), make_pairs().slice(0, 1).with_columns(
+        pl.lit("p0").alias("pair_id"), pl.lit("  ").alias("query"), pl.lit([SQL], pl.List(pl.String)).alias("neg"))])
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, keep_llm_negatives=True,
+                        cache_dir=str(tmp_path))
+    out, report = mine_negatives(pairs, make_pool(), params)
+    llm = report.llm_negatives
+    assert (llm["in_pairs"], llm["kept"], llm["dropped_with_pair"]) == (3, 2, 1) and llm_accounting_holds(llm)
+    none, report = mine_negatives(pairs, make_pool(), params.model_copy(update={"filter_rank": 0}))
+    llm = report.llm_negatives
+    assert none.height == 0 and (llm["kept"], llm["dropped_with_pair"]) == (0, 3) and llm_accounting_holds(llm)
+    assert "__llm_negatives_kept" not in out.columns
 
 
 @pytest.mark.parametrize("update", [{}, {"filter_rank": 0}, {"filter_rank": 1},
@@ -357,6 +451,7 @@ def test_rank_window_past_every_candidate_fails_before_encoding(monkeypatch, tmp
     with pytest.raises(UserError, match=r"^mine_negatives.range_min: 13 is past the last of the 13 candidates "
                                         r"\(pool \+ code positives: candidate set 'code'\).*set range_min below 13$"):
         mine_negatives(make_pairs(), make_pool(), params)
+    capsys.readouterr()  # what mine_negatives said (the warning about p1's dropped LLM negative)
     with pytest.raises(UserError, match="no fallback window"):  # a fallback as far out helps no more
         check_rank_window(params.model_copy(update={"fallback_range_min": 13, "fallback_range_max": 30}), 13)
     check_rank_window(params.model_copy(update={"range_min": 12}), 13)

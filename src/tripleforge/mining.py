@@ -13,9 +13,11 @@ They come in sets (`candidates` param, `candidate_sets`): by default a row whose
 the code positives, and a row whose positive is prose searches the prose positives only, so a
 summary's negatives are other summaries, not code. For each query, every positive of every row with the same
 normalized query text, the row's source document and the query text itself are masked before
-any rule applies (by text id for the kept LLM-written negatives too). Rules combine: rank window
-[range_min, range_max), `relative_margin` (neg <= p * hardest positive, sign-safe), `margin`
-(neg <= pos - margin), `max_score`, `min_score`.
+any rule applies. Rules combine: rank window [range_min, range_max), `relative_margin` (neg <= p *
+hardest positive, sign-safe), `margin` (neg <= pos - margin), `max_score`, `min_score`.
+LLM-written negatives (the pairs' `neg`, from generate's `gen_hard_neg`) are kept only with
+`keep_llm_negatives`, and then under the same masks (by text id) and the same score rules (not the
+rank window: they are not in the query's search); every one is accounted for in `llm_negatives`.
 When fewer than `num_negatives` survive, the fallback window [fallback_range_min,
 fallback_range_max) is scanned with the same masks and rules; rows still short keep fewer
 negatives (never padded with a positive, the query or a duplicate) and are counted.
@@ -119,6 +121,23 @@ class MineParams(StageParams):
         return max(self.range_max, self.fallback_range_max)
 
 
+SCORE_RULES = ("max_score", "min_score", "relative_margin", "margin")  # the order rule_mask applies them
+LLM_MASK_REASONS = ("empty_text", "positive_or_query", "duplicate")
+
+
+def empty_llm_counts() -> dict[str, Any]:
+    """`llm_negatives` metrics: where each LLM-written negative of the pairs file went.
+    in_pairs = kept + dropped_by_setting + dropped_with_pair + sum(dropped_by_mask) + sum(dropped_by_rule)."""
+    return {
+        "in_pairs": 0,
+        "kept": 0,  # in the output triplets
+        "dropped_by_setting": 0,  # keep_llm_negatives: false drops them all
+        "dropped_with_pair": 0,  # their pair is not in the output (empty_query, no_positive, filter_rank, short_dropped)
+        "dropped_by_mask": dict.fromkeys(LLM_MASK_REASONS, 0),
+        "dropped_by_rule": dict.fromkeys(SCORE_RULES, 0),
+    }
+
+
 @dataclass
 class MineReport:
     """Counts for `metrics/mine_negatives.json`."""
@@ -128,6 +147,7 @@ class MineReport:
     search: dict[str, Any] = field(default_factory=dict)
     candidates: int = 0  # summed over the candidate sets
     candidate_sets: dict[str, dict[str, int]] = field(default_factory=dict)
+    llm_negatives: dict[str, Any] = field(default_factory=empty_llm_counts)
 
     def add(self, key: str, n: int) -> None:
         self.skipped[key] = self.skipped.get(key, 0) + int(n)
@@ -305,22 +325,22 @@ def query_group_masks(queries: list[str], pos_lists: list[list[str]], doc_ids: l
 def kept_llm_negatives(
     llm_negs: list[list[str | None]], masked_tids: list[set[str]], mined: list[list[str]], report: MineReport
 ) -> list[list[str]]:
-    """Per row, the LLM-written negatives to append: not blank, not masked for the row (`masked_tids`:
-    text ids of its query group's positives, its document and its query), not a repeat of a negative
-    it already has. Each removal is counted, since the LLM meant it as a negative."""
-    for name in ("llm_negative_empty_text", "llm_negative_positive_or_query", "llm_negative_duplicate"):
-        report.add(name, 0)  # present whenever LLM negatives are kept, so runs compare key by key
+    """Per row, the LLM-written negatives that pass the masks: not blank, not masked for the row
+    (`masked_tids`: text ids of its query group's positives, its document and its query), not a
+    repeat of a negative it already has. Each removal is counted (`llm_negatives.dropped_by_mask`),
+    since the LLM meant it as a negative. The score rules come after (`llm_negatives_passing_rules`)."""
+    dropped = report.llm_negatives["dropped_by_mask"]
     out = []
     for negs, masked, have in zip(llm_negs, masked_tids, mined, strict=True):
         seen = {text_id(t) for t in have}
         extra = []
         for t in negs:
             if t is None or not t.strip():
-                report.add("llm_negative_empty_text", 1)
+                dropped["empty_text"] += 1
             elif text_id(t) in masked:
-                report.add("llm_negative_positive_or_query", 1)
+                dropped["positive_or_query"] += 1
             elif text_id(t) in seen:
-                report.add("llm_negative_duplicate", 1)
+                dropped["duplicate"] += 1
             else:
                 seen.add(text_id(t))
                 extra.append(t)
@@ -328,16 +348,120 @@ def kept_llm_negatives(
     return out
 
 
+def llm_negatives_passing_rules(
+    extra_rows: list[list[str]], scores: list[list[float]], pos_ref: np.ndarray, rules: Rules, report: MineReport
+) -> tuple[list[list[str]], list[list[float]]]:
+    """Per row, the LLM negatives (and their scores) that pass the score rules the mined ones pass:
+    `max_score`, `min_score`, `relative_margin`, `margin` against the row's hardest positive
+    (`pos_ref`). The rank window does not apply: they are not in the query's search. An LLM
+    negative scoring above its positive is as likely a false negative as a mined one, and the
+    trainer's group sampling would repeat it. Drops counted per rule in `llm_negatives.dropped_by_rule`."""
+    lens = [len(ex) for ex in extra_rows]
+    flat = np.array([s for row in scores for s in row], dtype=np.float64)
+    counts = MineReport()
+    passed = rule_mask(flat[:, None], np.repeat(pos_ref.astype(np.float64), lens), rules, counts,
+                       np.ones((flat.size, 1), bool))[:, 0]
+    for name, n in counts.skipped.items():
+        report.llm_negatives["dropped_by_rule"][name] += n
+    texts_out, scores_out, k = [], [], 0
+    for ex, sc in zip(extra_rows, scores, strict=True):
+        keep = passed[k : k + len(ex)]
+        texts_out.append([t for t, ok in zip(ex, keep, strict=True) if ok])
+        scores_out.append([s for s, ok in zip(sc, keep, strict=True) if ok])
+        k += len(ex)
+    return texts_out, scores_out
+
+
+RESCORE_KEY = "mine_negatives.rescore_model"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def resolve_rescore_model(model: str) -> Path:
-    """The cross-encoder folder, resolved like `embedder.model` (local only, never downloaded)."""
+    """The cross-encoder folder, resolved like `embedder.model` (local only, never downloaded), and
+    checked from its config files alone (no weights read) to be a cross-encoder: a
+    sentence-transformers CrossEncoder folder (`config_sentence_transformers.json` with
+    `model_type: CrossEncoder`), or a transformers `*ForSequenceClassification` (`architectures` in
+    `config.json`). A bi-encoder or base model loads as a cross-encoder with a newly initialised,
+    random score head, whose scores are noise that changes from run to run."""
     if model == "minilm":
         # the bundled MiniLM is a bi-encoder: as a cross-encoder its score head would be random
-        raise UserError("mine_negatives.rescore_model: 'minilm' is the bundled bi-encoder, not a cross-encoder")
+        raise UserError(f"{RESCORE_KEY}: 'minilm' is the bundled bi-encoder, not a cross-encoder")
     try:
-        return resolve_model_dir(model)
+        path = resolve_model_dir(model)
     except UserError:
-        raise UserError(f"mine_negatives.rescore_model: '{model}' is not a local cross-encoder directory "
+        raise UserError(f"{RESCORE_KEY}: '{model}' is not a local cross-encoder directory "
                         f"(models are never downloaded)") from None
+    config = _read_json(path / "config.json")
+    if config is None:
+        raise UserError(f"{RESCORE_KEY}: '{model}' has no readable config.json, so it is not a cross-encoder folder")
+    st_type = (_read_json(path / "config_sentence_transformers.json") or {}).get("model_type")
+    if st_type == "CrossEncoder":
+        return path
+    if st_type is not None:
+        raise UserError(f"{RESCORE_KEY}: '{model}' is a sentence-transformers {st_type} (a bi-encoder), not a "
+                        f"CrossEncoder: its score head would be random")
+    archs = config.get("architectures") or []
+    if not any(isinstance(a, str) and a.endswith("ForSequenceClassification") for a in archs):
+        raise UserError(f"{RESCORE_KEY}: '{model}' is not a cross-encoder: config.json architectures {archs} has no "
+                        f"*ForSequenceClassification and there is no sentence-transformers CrossEncoder config "
+                        f"(a bi-encoder or base model: its score head would be random)")
+    return path
+
+
+def load_rescorer(model_dir: Path, model: str) -> Any:
+    """The sentence-transformers CrossEncoder in `model_dir`, loaded once (CPU) and checked to be
+    trained: a parameter that loading left newly initialised (a head missing from the checkpoint)
+    scores at random, so it is an error, as is a model with more than one output per pair."""
+    import os
+
+    from sentence_transformers import CrossEncoder
+    from transformers.utils import logging as hf_logging
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # transformers' multi-line load report would precede the one-line error below, which names
+    # the newly initialised weights itself; its per-tensor bar is noise for a ~1 s load
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        ce = CrossEncoder(str(model_dir), device="cpu", local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights of the wrong shape
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{RESCORE_KEY}: '{model}' does not load as a cross-encoder: {first}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    fresh = newly_initialised(ce.model) if ce.model is not None else []
+    if fresh:
+        shown = ", ".join(fresh[:3]) + (f" and {len(fresh) - 3} more" if len(fresh) > 3 else "")
+        raise UserError(f"{RESCORE_KEY}: '{model}' is not a trained cross-encoder: loading it left {len(fresh)} "
+                        f"weight(s) newly initialised ({shown}), so its scores would be random")
+    if ce.num_labels != 1:
+        raise UserError(f"{RESCORE_KEY}: '{model}' gives {ce.num_labels} scores per pair; rescoring needs a "
+                        f"reranker with one (num_labels 1)")
+    return ce
+
+
+def newly_initialised(model: Any) -> list[str]:
+    """Names of the parameters and persistent buffers that `from_pretrained` did not find in the
+    checkpoint: transformers marks every loaded (or tied) tensor `_is_hf_initialized` before it
+    initialises the rest. When no tensor carries the mark at all (a loader that does not set it),
+    nothing can be told apart and none is reported."""
+    tensors = model.state_dict(keep_vars=True)
+    marked = [k for k, v in tensors.items() if getattr(v, "_is_hf_initialized", False)]
+    if not marked:
+        return []
+    return sorted(k for k, v in tensors.items() if not getattr(v, "_is_hf_initialized", False))
 
 
 def assign_split(doc_ids: list[str], eval_fraction: float, seed: int) -> list[str]:
@@ -404,11 +528,12 @@ class MinedRows:
     neg_ranks: list[list[int | None]]
     pos_scores: list[list[float]]
     pos_rank: list[int | None]
+    llm_kept: list[int]  # LLM-written negatives appended to the row (the last ones of `neg_texts`)
 
     @classmethod
     def empty(cls, n: int) -> MinedRows:
         return cls([[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)],
-                   [[] for _ in range(n)], [None] * n)
+                   [[] for _ in range(n)], [None] * n, [0] * n)
 
     def scatter(self, idx: list[int], part: MinedRows) -> None:
         """Put the rows of `part` (one candidate set's rows) at positions `idx`."""
@@ -416,6 +541,7 @@ class MinedRows:
             self.neg_texts[r], self.neg_scores[r], self.neg_ranks[r] = (
                 part.neg_texts[j], part.neg_scores[j], part.neg_ranks[j])
             self.pos_scores[r], self.pos_rank[r] = part.pos_scores[j], part.pos_rank[j]
+            self.llm_kept[r] = part.llm_kept[j]
 
 
 def merged_search_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -433,15 +559,9 @@ def merged_search_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _rescore(model_dir: Path, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
-    """Cross-encoder teacher scores for (query, text) pairs, row by row lists."""
-    import os
-
-    from sentence_transformers import CrossEncoder
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ce = CrossEncoder(str(model_dir), device="cpu")
-    flat = [(q, t) for q, ts in zip(queries, lists) for t in ts]
+def _rescore(ce: Any, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
+    """Cross-encoder teacher scores for (query, text) pairs, row by row lists (`ce`: `load_rescorer`)."""
+    flat = [(q, t) for q, ts in zip(queries, lists, strict=True) for t in ts]
     scores = ce.predict(flat, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True) if flat else []
     out, i = [], 0
     for ts in lists:
@@ -541,17 +661,25 @@ def _mine_candidate_set(
             neg_scores[r] = neg_scores[r] + [float(q_emb[r] @ c_emb[c]) for c in picks]
 
     neg_texts = [[cand_texts[c] for c in idxs] for idxs in neg_idx]
+    llm_kept = [0] * nq
     if params.keep_llm_negatives:
         extra_rows = kept_llm_negatives(llm_negs, masked_tids, neg_texts, report)
         flat = [t for ex in extra_rows for t in ex]
         e_emb = encode_documents(flat, cfg, params.cache_dir) if flat else np.zeros((0, c_emb.shape[1]), np.float32)
-        k = 0
+        extra_scores, k = [], 0
         for r, ex in enumerate(extra_rows):
-            neg_texts[r] = neg_texts[r] + ex
-            neg_scores[r] = neg_scores[r] + [float(q_emb[r] @ e_emb[k + j]) for j in range(len(ex))]
-            neg_rank[r] = neg_rank[r] + [None] * len(ex)
+            extra_scores.append([float(q_emb[r] @ e_emb[k + j]) for j in range(len(ex))])
             k += len(ex)
-    return MinedRows(neg_texts, neg_scores, neg_rank, pos_scores, pos_rank), searched
+        extra_rows, extra_scores = llm_negatives_passing_rules(extra_rows, extra_scores, pos_ref, rules, report)
+        for r, (ex, sc) in enumerate(zip(extra_rows, extra_scores, strict=True)):
+            neg_texts[r] = neg_texts[r] + ex
+            neg_scores[r] = neg_scores[r] + sc
+            neg_rank[r] = neg_rank[r] + [None] * len(ex)
+            llm_kept[r] = len(ex)
+    return MinedRows(neg_texts, neg_scores, neg_rank, pos_scores, pos_rank, llm_kept), searched
+
+
+LLM_KEPT_COLUMN = "__llm_negatives_kept"  # working column, never in the output
 
 
 def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) -> tuple[pl.DataFrame, MineReport]:
@@ -578,6 +706,16 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     bad_pos = pl.col("pos").is_null() | (pl.col("pos").list.len() == 0)
     report.add("empty_query", pairs.filter(bad_query).height)
     report.add("no_positive", pairs.filter(~bad_query & bad_pos).height)
+    llm = report.llm_negatives
+    llm["in_pairs"] = int(pairs.get_column("neg").list.len().sum() or 0)
+    if not params.keep_llm_negatives:
+        llm["dropped_by_setting"] = llm["in_pairs"]
+        if llm["in_pairs"]:
+            log(f"warning: mine-negatives: the pairs carry {llm['in_pairs']} LLM-written negatives "
+                f"(generate.gen_hard_neg) and mine_negatives.keep_llm_negatives is false, so all are dropped; "
+                f"set it to true to keep those that pass the masks and score rules")
+    else:
+        llm["dropped_with_pair"] = int(pairs.filter(bad_query | bad_pos).get_column("neg").list.len().sum() or 0)
     rows = pairs.filter(~bad_query & ~bad_pos).sort("pair_id", maintain_order=True)
     nq = rows.height
     queries = rows.get_column("query").to_list()
@@ -592,6 +730,9 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     pool_texts = pool.get_column("text").to_list()
     tasks = rows.get_column("task").to_list() if "task" in rows.columns else [None] * nq
     pair_ids = rows.get_column("pair_id").to_list()
+    # loaded once, after the cheap input checks and before any encoding: a folder that is no
+    # trained cross-encoder fails here, not after minutes of mining
+    rescorer = load_rescorer(rescore_dir, params.rescore_model or "") if rescore_dir is not None else None
     mined = MinedRows.empty(nq)
     search_reports = []
     # no rows: the pool alone is still checked against the rank window
@@ -616,19 +757,23 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         pl.Series("neg_ranks", neg_rank, dtype=pl.List(pl.Int64)),
         pl.Series("pos_rank", pos_rank, dtype=pl.Int64),
         pl.Series("split", assign_split(doc_ids, params.eval_fraction, params.seed), dtype=pl.String),
+        pl.Series(LLM_KEPT_COLUMN, mined.llm_kept, dtype=pl.Int64),
     )
-    if rescore_dir is not None:
+    if rescorer is not None:
         log(f"rescoring {nq} queries with cross-encoder {params.rescore_model}")
         out = out.with_columns(
             pl.col("pos_scores").alias("dense_pos_scores"), pl.col("neg_scores").alias("dense_neg_scores")
         )
-        teacher_pos = _rescore(rescore_dir, queries, [list(p) for p in pos_lists], params.rescore_batch_size)
-        teacher_neg = _rescore(rescore_dir, queries, neg_texts, params.rescore_batch_size)
+        # one predict call: positives then negatives, row by row
+        teacher = _rescore(rescorer, queries + queries, [list(p) for p in pos_lists] + neg_texts,
+                           params.rescore_batch_size)
+        teacher_pos, teacher_neg = teacher[:nq], teacher[nq:]
         out = out.with_columns(
             pl.Series("pos_scores", teacher_pos, dtype=pl.List(pl.Float64)),
             pl.Series("neg_scores", teacher_neg, dtype=pl.List(pl.Float64)),
         )
 
+    llm_before = sum(mined.llm_kept)
     if params.filter_rank is not None:
         keep = pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") < params.filter_rank)
         report.add("filter_rank", out.filter(~keep).height)
@@ -638,7 +783,9 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     if params.drop_short:
         report.add("short_dropped", report.short_of_negatives)
         out = out.filter(~short)
-    return out.sort("pair_id", maintain_order=True), report
+    llm["kept"] = int(out.get_column(LLM_KEPT_COLUMN).sum() or 0)
+    llm["dropped_with_pair"] += llm_before - llm["kept"]
+    return out.drop(LLM_KEPT_COLUMN).sort("pair_id", maintain_order=True), report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,6 +820,7 @@ def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: M
         "negatives_total": int(negs.sum()) if len(negs) else 0,
         "negatives_mean": round(float(negs.mean()), 4) if len(negs) else 0.0,  # type: ignore[arg-type]
         "skipped": dict(sorted(report.skipped.items())),
+        "llm_negatives": report.llm_negatives,
         "pos_rank": {
             "histogram": dict(zip(hist["bucket"].to_list(), hist["pairs"].to_list(), strict=True)),
             "median": float(np.median(found)) if found else None,
