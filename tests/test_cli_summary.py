@@ -21,6 +21,14 @@ def test_summary_reads_metrics_and_tolerates_missing(tmp_path: Path) -> None:
     assert "generate" not in res.output  # no metrics file, no row
 
 
+def test_summary_shows_the_configured_main_metric_and_its_k(tmp_path: Path) -> None:
+    (tmp_path / "evaluate.json").write_text(json.dumps({"main_metric": "recall_at_5", "models": {"minilm": {"eval": {
+        "overall": {"recall_at_5": 0.6, "ndcg_at_5": 0.4, "mrr_at_5": 0.3, "ndcg_at_10": 0.9}}}}}))
+    res = CliRunner().invoke(app, ["summary", "--metrics-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "recall@5 / ndcg@5 / mrr@5" in res.output and "0.6 / 0.4 / 0.3" in res.output
+
+
 def test_summary_without_metrics_or_with_a_broken_file_is_a_one_line_error(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["summary", "--metrics-dir", str(tmp_path / "nope")])

@@ -130,6 +130,20 @@ def test_no_scorable_query_is_an_error(tmp_path: Path, kwargs: dict, message: st
         load_dataset(root)
 
 
+def test_trec_qrels_bom_and_header_order(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "t")
+    (root / "qrels" / "test.tsv").unlink()
+    (root / "qrels" / "test.trec").write_text("q1 0 d1 1\nq2  0\td2 1\nq3 d3 1\n")  # any whitespace, 4 or 3 columns
+    assert load_dataset(root).diagnostics["evaluated_queries"] == 3
+    root = write_beir(tmp_path / "b")
+    (root / "qrels" / "test.tsv").write_text("\ufeffquery-id\tcorpus-id\tscore\nq1\td1\t1\n")  # a BOM before the header
+    assert load_dataset(root).diagnostics["evaluated_queries"] == 1
+    (root / "qrels" / "test.tsv").write_text("corpus-id\tquery-id\tscore\nd1\tq1\t1\n")
+    with pytest.raises(UserError, match=r"test.tsv:1: header 'corpus-id query-id score': the columns must be query id, "
+                                        r"corpus id, score in that order"):
+        load_dataset(root)
+
+
 def test_headerless_empty_qrels_file_is_an_error(tmp_path: Path) -> None:
     root = write_beir(tmp_path / "e")
     (root / "qrels" / "test.tsv").write_text("")

@@ -124,9 +124,9 @@ def test_dvc_repro_metrics_and_plots(tmp_path: Path) -> None:
     assert "ndcg_at_10" in flat and "too_easy_share" in flat
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
     assert not plots.get("errors")
-    names = set(plots["data"])
-    assert "metrics/evaluate_curves/minilm__eval.csv" in names
-    assert {"metrics/evaluate_per_task.csv", "metrics/evaluate_pos_rank.csv"} <= names
+    # each drawn once, by its top-level definition (a stage `plots:` entry drew a second, untitled copy)
+    assert sorted(plots["data"]) == ["metrics/evaluate_curves/minilm__eval.csv", "metrics/evaluate_per_task.csv",
+                                     "metrics/evaluate_pos_rank.csv"]
     again = dvc(repo, "repro", "evaluate")
     assert "didn't change" in again.stdout or "up to date" in again.stdout
 

@@ -93,11 +93,15 @@ def summary(metrics_dir: str = typer.Option("metrics", help="directory of the st
         if stage in loaded:
             values = [_get(loaded[stage], k) for k in keys.split("|")]
             table.add_row(stage, label, " / ".join("-" if v is None else str(v) for v in values))
+    # the configured main metric first, then nDCG / recall / MRR at its k
+    main = str(_get(loaded.get("evaluate", {}), "main_metric") or "ndcg_at_10")
+    k = main.rsplit("_at_", 1)[-1]
+    shown = [main, *(m for m in (f"ndcg_at_{k}", f"recall_at_{k}", f"mrr_at_{k}") if m != main)][:3]
     for model, per_ds in (_get(loaded.get("evaluate", {}), "models") or {}).items():
         for ds, res in per_ds.items():
             o = res.get("overall", {})
-            table.add_row("evaluate", f"{model} on {ds}: ndcg@10 / recall@10 / mrr@10",
-                          " / ".join(str(o.get(k, "-")) for k in ("ndcg_at_10", "recall_at_10", "mrr_at_10")))
+            table.add_row("evaluate", f"{model} on {ds}: " + " / ".join(m.replace("_at_", "@") for m in shown),
+                          " / ".join(str(o.get(m, "-")) for m in shown))
     Console(width=120).print(table)
 
 

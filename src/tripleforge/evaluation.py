@@ -236,19 +236,26 @@ def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
             d = _str(_field(obj, _QRELS_DOC, where, "corpus id"), where, "corpus id")
             triples.append((q, d, _grade(_field(obj, _QRELS_SCORE, where, "score"), where)))
     else:
-        with open(path, encoding="utf-8") as fh:
+        # BEIR's .tsv is tab-separated; TREC qrels (.trec) are separated by any whitespace
+        split = (lambda s: s.split()) if path.suffix == ".trec" else (lambda s: s.split("\t"))
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: a leading BOM is not part of the header
             for no, line in enumerate(fh, 1):
                 line = line.rstrip("\n").rstrip("\r")
                 if not line.strip():
                     continue
-                parts = line.split("\t")
+                parts = split(line)
                 if len(parts) == 4:  # TREC qrels: qid iteration docid grade
                     parts = [parts[0], parts[2], parts[3]]
                 if len(parts) != 3:
+                    sep = "whitespace" if path.suffix == ".trec" else "tab"
                     raise UserError(
-                        f"{path}:{no}: expected 3 tab-separated columns (query-id corpus-id score), got {len(parts)}"
+                        f"{path}:{no}: expected 3 {sep}-separated columns (query-id corpus-id score) or 4 (TREC: "
+                        f"query-id iteration corpus-id score), got {len(parts)}"
                     )
-                if no == 1 and parts[0] in _QRELS_QUERY:
+                if no == 1 and any(p in _QRELS_QUERY + _QRELS_DOC + _QRELS_SCORE for p in parts):
+                    if (parts[0], parts[1]) not in ((q, d) for q in _QRELS_QUERY for d in _QRELS_DOC):
+                        raise UserError(f"{path}:1: header {' '.join(parts)!r}: the columns must be query id, "
+                                        f"corpus id, score in that order (e.g. query-id corpus-id score)")
                     continue  # header
                 triples.append((parts[0], parts[1], _grade(parts[2], f"{path}:{no}")))
     seen: set[tuple[str, str]] = set()
