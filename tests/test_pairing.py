@@ -50,6 +50,19 @@ def test_pairs_skip_self_near_duplicates_and_top(tmp_path):
     assert counts2["no_candidate"] == 1 and out2.height == 2
 
 
+def test_min_score_leaves_weak_candidates_unpaired_and_counts_them(tmp_path):
+    pool = frame(PY, "python")
+    docs = pool.filter(pl.col("doc_id") == text_id(PY[0]))
+    params = PairSimilarParams(skip_top=0, search_depth=10, cache_dir=str(tmp_path))
+    _, counts = pair_similar(docs, pool, params)
+    best = pair_similar(docs, pool, params)[0]["similar_score"][0]
+    kept, c_kept = pair_similar(docs, pool, params.model_copy(update={"min_score": best - 1e-6}))
+    assert kept["similar_score"][0] == best and c_kept["below_min_score"] == 0
+    none, c_none = pair_similar(docs, pool, params.model_copy(update={"min_score": best + 1e-6}))
+    assert none["similar_doc_id"][0] is None and c_none["below_min_score"] == 1 and c_none["no_candidate"] == 1
+    assert counts["below_min_score"] == 0  # null: no floor
+
+
 def test_disabled_copies_with_null_columns(tmp_path):
     docs = frame(PY[:2], "python")
     out, counts = pair_similar(docs, docs.head(0), PairSimilarParams(enabled=False))

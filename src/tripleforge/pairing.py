@@ -37,6 +37,9 @@ class PairSimilarParams(StageParams):
     # hits inspected after the skipped ones, so it need not exceed skip_top
     search_depth: int = Field(100, ge=1)
     jaccard_max: float = Field(0.95, ge=0.0)
+    # a hit scoring below this is not "similar": in a pool barely larger than skip_top, the first
+    # hit past the skipped ranks can be among the least similar documents; null = no floor
+    min_score: float | None = None
     same_code_language: bool = True
     cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
 
@@ -62,7 +65,7 @@ def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarPara
     docs, docs_blank = drop_blank_text(docs)
     pool, pool_blank = drop_blank_text(pool)
     counts = {"docs": docs.height, "paired": 0, "no_candidate": 0, "skipped_self": 0, "skipped_near_duplicate": 0,
-              "docs_empty_text": docs_blank, "pool_empty_text": pool_blank}
+              "below_min_score": 0, "docs_empty_text": docs_blank, "pool_empty_text": pool_blank}
     if not params.enabled:
         counts["no_candidate"] = docs.height
         return with_null_similar(docs), {**counts, "enabled": False}
@@ -97,6 +100,9 @@ def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarPara
         scores, idx = exact_search(d_emb[rows], p_emb[cand], k)
         for r, i in enumerate(rows):
             for rank in range(params.skip_top, idx.shape[1]):
+                if params.min_score is not None and scores[r, rank] < params.min_score:
+                    counts["below_min_score"] += 1  # hits come best first: none further can pass
+                    break
                 j = cand[int(idx[r, rank])]
                 if pool_ids[j] == doc_ids[i]:
                     counts["skipped_self"] += 1
