@@ -5,7 +5,7 @@ A dataset directory holds
 - `queries.jsonl`: `_id` (or `id` / `query_id`), `text`, optional `task` and `prompt`
   (or `instruction`): the per-query retrieval instruction;
 - `qrels/<split>.tsv` (header `query-id corpus-id score`, or CoIR's `query_id corpus_id score`)
-  or `qrels/<split>.jsonl` with the same fields.
+  or `qrels/<split>.jsonl` with the same fields, or TREC qrels `qrels/<split>.trec`.
 
 Loading never changes a denominator silently: duplicate ids (first kept), qrels for unknown
 queries (dropped: there is no text to encode), qrels for unknown documents (kept: they stay
@@ -93,7 +93,7 @@ class EvaluateParams(StageParams):
     k_values: list[int] = [1, 3, 5, 10, 100]
     main_metric: str = "ndcg_at_10"
     external: list[str] = []  # extra BEIR/MTEB/CoIR dirs, named by their folder name
-    split: str = "test"  # qrels/<split>.tsv
+    split: str = "test"  # qrels/<split>.tsv (or .jsonl, .trec)
     relevance_level: int = Field(1, ge=1)  # pytrec_eval rejects < 1 (and grade 0 means "not relevant")
     ignore_identical_ids: bool = False  # drop a hit whose doc id equals the query id
     significance: SignificanceParams = SignificanceParams()
@@ -274,7 +274,7 @@ def find_qrels(root: Path, split: str) -> Path:
     for name in (f"qrels/{split}.tsv", f"qrels/{split}.jsonl", f"qrels/{split}.trec"):
         if (root / name).is_file():
             return root / name
-    raise UserError(f"{root}: no qrels/{split}.tsv (or .jsonl) found")
+    raise UserError(f"{root}: no qrels/{split}.tsv (or .jsonl, .trec) found")
 
 
 def load_dataset(
