@@ -69,6 +69,9 @@ def main(
     write_json(stats, metrics)
     log(f"generate: kept {stats['kept']} of {stats['requested']} pairs "
         f"({stats['cache_hits']} cached answers, {stats['cache_misses']} LLM calls) -> {pairs}")
+    if stats["requested"] and not stats["kept"]:
+        log(f"warning: generate: no pair kept of {stats['requested']}: the filters rejected every reply "
+            f"(metrics: rejected_by_reason); the next stages will have nothing to train on")
     if stats["llm_failures"]:
         # tolerated by max_failed_fraction, but DVC now records the run as done: say how to retry
         log(f"warning: generate: {stats['llm_failures']} of {stats['llm_requests']} LLM requests failed "

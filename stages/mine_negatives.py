@@ -48,6 +48,9 @@ def main(
         hist.write_csv(tmp, float_precision=6)
     write_json(summary, metrics)
     log(summary_line(summary, out))
+    if not summary["pairs"]:
+        log(f"warning: mine-negatives: no triplet written (of {summary['pairs_in']} pairs in {pairs}; "
+            "metrics: skipped)")
 
 
 def summary_line(m: dict, out: Path) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from tripleforge.errors import UserError
+from tripleforge.progress import log
 from tripleforge.stage import PARAMS_OPTION, SET_OPTION, name_input_file, new_app, user_errors
 
 app = new_app("Pair each sampled document with its most similar pool document (similar-code tasks).")
@@ -41,6 +42,8 @@ def main(
         raise UserError(name_input_file(str(exc), {"docs:": docs, "pool:": pool})) from None
     write_parquet(paired.sort(["code_language", "doc_id"], maintain_order=True), out)
     write_json(counts, metrics)
+    log(f"pair-similar: {counts['paired']} of {counts['docs']} documents paired, {counts['no_candidate']} without "
+        f"a candidate -> {out}")
 
 
 if __name__ == "__main__":

@@ -216,3 +216,11 @@ def test_killed_run_resumes_without_repeating_calls_and_same_bytes(tmp_path: Pat
     assert m["cache_hits"] == done and m["cache_misses"] == len(docs) - done
     stage(ref)  # uninterrupted, separate cache
     assert _files(work / "data" / "generated") == _files(ref / "data" / "generated")
+
+
+def test_a_run_that_keeps_no_pair_says_so(tmp_path: Path) -> None:
+    # 1 token per reply: every reply is cut off (`truncated`); exit 0, but not in silence
+    setup(tmp_path, docs=PY_DOCS[:1], max_tokens=1)
+    proc = stage(tmp_path)
+    assert "warning: generate: no pair kept of 1: the filters rejected every reply" in proc.stderr
+    assert proc.stdout == ""

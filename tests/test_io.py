@@ -62,3 +62,13 @@ def test_outputs_get_the_umask_modes_not_mkstemps_0600(tmp_path: Path) -> None:
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_read_parquet_names_a_missing_file_and_a_directory(tmp_path: Path) -> None:
+    from tripleforge.errors import UserError
+    from tripleforge.io import read_parquet
+
+    with pytest.raises(UserError, match=r"^triplets file not found: .*nope\.parquet$"):
+        read_parquet(tmp_path / "nope.parquet", "triplets file")
+    with pytest.raises(UserError, match=r"^triplets file is a directory, not a parquet file: "):
+        read_parquet(tmp_path, "triplets file")

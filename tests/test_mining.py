@@ -170,6 +170,15 @@ def _stage(tmp_path, *extra):
     )
 
 
+def test_stage_warns_when_no_triplet_is_written(tmp_path):
+    write_parquet(make_pairs().head(0), tmp_path / "pairs.parquet")
+    write_parquet(make_pool(), tmp_path / "pool.parquet")
+    (tmp_path / "params.yaml").write_text(f"mine_negatives:\n  range_max: 20\n  cache_dir: {tmp_path / 'cache'}\n")
+    proc = _stage(tmp_path)
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert f"warning: mine-negatives: no triplet written (of 0 pairs in {tmp_path / 'pairs.parquet'}" in proc.stderr
+
+
 def test_stage_cli_byte_identical_and_errors(tmp_path):
     write_parquet(make_pairs(), tmp_path / "pairs.parquet")
     write_parquet(make_pool(), tmp_path / "pool.parquet")

@@ -482,7 +482,7 @@ def encode_texts(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = 
             if dim != encoder.dim:
                 cache.set_config_dim(key, encoder.dim, description)
             items = sorted(todo.items(), key=lambda kv: -len(kv[1]))  # length-sorted: less padding
-            with bar(len(items), desc, unit="doc") as b:
+            with bar(len(items), desc, unit="text") as b:
                 for start in range(0, len(items), _WRITE_CHUNK):
                     chunk = items[start : start + _WRITE_CHUNK]
                     vecs = encoder.encode([t for _, t in chunk], cfg.batch_size)

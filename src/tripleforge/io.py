@@ -99,6 +99,8 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) ->
 def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = "") -> pl.DataFrame:
     """Read a stage input, or fail with one line naming the file (missing, truncated or foreign)."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} is a directory, not a parquet file: {p}")
     if not p.is_file():
         raise UserError(f"{what} not found: {p}{f' ({hint})' if hint else ''}")
     try:

@@ -22,7 +22,8 @@ def bar(total: int | None, desc: str, unit: str = "it") -> tqdm:
         total=total,
         desc=desc,
         unit=unit,
-        unit_scale=True,
+        # k/M prefixes only where counts get long: below that they print as "9.00/18.0"
+        unit_scale=total is not None and total >= 100_000,
         dynamic_ncols=True,
         file=sys.stderr,
         disable=_disabled(),

@@ -31,8 +31,10 @@ def test_sample_then_pair_similar(tmp_path):
     first = (repo / "data/paired/docs.parquet").read_bytes()
     # nothing changed: DVC skips; a forced re-run gives the same bytes
     assert "didn't change" in dvc(repo, "repro").stdout or "up to date" in dvc(repo, "status").stdout
-    dvc(repo, "repro", "-f", "pair-similar")
+    forced = dvc(repo, "repro", "-f", "pair-similar")
     assert (repo / "data/paired/docs.parquet").read_bytes() == first
+    said = f"pair-similar: {metrics['paired']} of {docs.height} documents paired, {metrics['no_candidate']} without"
+    assert said in forced.stdout + forced.stderr  # the stage's one stderr line, as every stage has
     dvc(repo, "exp", "run", "-S", "pair_similar.enabled=false")
     disabled = pl.read_parquet(repo / "data/paired/docs.parquet")
     assert disabled.get_column("similar_doc_id").null_count() == disabled.height
