@@ -122,7 +122,11 @@ def test_random_and_mixed_neg_types_and_llm_negatives(tmp_path):
     kept, _ = mine_negatives(make_pairs(), make_pool(), base.model_copy(update={"keep_llm_negatives": True}))
     p1 = kept.filter(pl.col("pair_id") == "p1").row(0, named=True)
     assert p1["neg"][-1] == "def plus(x, y): return x + y" and p1["neg_ranks"][-1] is None
-    assert len(p1["neg"]) == len(p1["neg_scores"]) == 5
+    # the LLM negative takes the last mined one's place: never more than num_negatives
+    hard, _ = mine_negatives(make_pairs(), make_pool(), base)
+    mined = hard.filter(pl.col("pair_id") == "p1").row(0, named=True)
+    assert len(p1["neg"]) == len(p1["neg_scores"]) == 4
+    assert p1["neg"][:3] == mined["neg"][:3] and p1["neg_ranks"][:3] == mined["neg_ranks"][:3]
 
 
 def test_filter_rank_and_bad_input(tmp_path):
@@ -340,7 +344,7 @@ def test_kept_llm_negatives_get_the_query_group_mask(tmp_path):
         pl.col("pair_id").replace_strict(llm, default=pl.col("neg"), return_dtype=pl.List(pl.String)).alias("neg"))
     out, report = mine_negatives(pairs, make_pool(), params)
     p3 = out.filter(pl.col("pair_id") == "p3").row(0, named=True)
-    assert p3["neg"][2:] == [plus] and p3["neg_ranks"][2:] == [None]
+    assert p3["neg"][1:] == [plus] and p3["neg_ranks"][1:] == [None]  # plus took the second mined place
     assert not {text_id(n) for n in p3["neg"]} & {text_id(POOL_TEXTS[3]), text_id(POOL_TEXTS[10])}
     # p2's positive and the query text; one blank; the second `plus`
     assert report.llm_negatives["dropped_by_mask"] == {"empty_text": 1, "positive_or_query": 2, "duplicate": 1}
@@ -370,18 +374,19 @@ def llm_pairs(negs: list[str]) -> pl.DataFrame:
 
 def llm_accounting_holds(llm: dict) -> bool:
     return llm["in_pairs"] == (llm["kept"] + llm["dropped_by_setting"] + llm["dropped_with_pair"]
-                               + sum(llm["dropped_by_mask"].values()) + sum(llm["dropped_by_rule"].values()))
+                               + sum(llm["dropped_by_mask"].values()) + sum(llm["dropped_by_rule"].values())
+                               + llm["dropped_over_num_negatives"])
 
 
 @pytest.mark.parametrize("rules,kept,dropped", [
-    ({"relative_margin": 0.95}, [PLUS, STACK, SQL], {"relative_margin": 1}),
+    ({"relative_margin": 0.95}, [PLUS, STACK, SQL], {"relative_margin": 1}),  # 3 > num_negatives: see below
     ({"relative_margin": None, "max_score": 0.6, "min_score": 0.2}, [PLUS], {"max_score": 1, "min_score": 2}),
     ({"relative_margin": None, "margin": 0.2}, [STACK, SQL], {"margin": 2}),
 ])
 def test_kept_llm_negatives_pass_the_score_rules_of_mined_ones(tmp_path, rules, kept, dropped):
     """An LLM negative above its positive's relative margin was once kept (0.708 against a positive
     at 0.621): the score rules now apply to LLM negatives as to mined ones, drops counted by rule."""
-    params = MineParams(num_negatives=2, range_max=10, keep_llm_negatives=True, cache_dir=str(tmp_path), **rules)
+    params = MineParams(num_negatives=3, range_max=10, keep_llm_negatives=True, cache_dir=str(tmp_path), **rules)
     out, report = mine_negatives(llm_pairs([SUM_TWO, PLUS, STACK, SQL]), make_pool(), params)
     p1 = out.filter(pl.col("pair_id") == "p1").row(0, named=True)
     n_mined = sum(r is not None for r in p1["neg_ranks"])
@@ -588,3 +593,20 @@ def test_random_negatives_obey_the_score_rules(tmp_path):
         assert row["neg"] and all(s <= bound + 1e-9 for s in row["neg_scores"])
     strict, report = mine_negatives(make_pairs(), make_pool(), base.model_copy(update={"max_score": -1.0}))
     assert strict["neg"].list.len().to_list() == [0, 0, 0, 0] and report.short_of_negatives == 4
+
+
+def test_kept_llm_negatives_never_take_a_row_past_num_negatives(tmp_path):
+    """Kept LLM negatives once came on top of num_negatives mined ones: they now take the last
+    mined places, and those beyond num_negatives are dropped and counted."""
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, keep_llm_negatives=True,
+                        cache_dir=str(tmp_path))
+    out, report = mine_negatives(llm_pairs([PLUS, STACK, SQL]), make_pool(), params)
+    assert out.get_column("neg").list.len().max() == 2
+    p1 = out.filter(pl.col("pair_id") == "p1").row(0, named=True)
+    assert p1["neg"] == [PLUS, STACK] and p1["neg_ranks"] == [None, None] and len(p1["neg_scores"]) == 2
+    llm = report.llm_negatives
+    assert (llm["kept"], llm["dropped_over_num_negatives"], llm["replaced_mined"]) == (2, 1, 2)
+    assert llm_accounting_holds(llm) and report.short_of_negatives == 0
+    one, rep1 = mine_negatives(llm_pairs([PLUS]), make_pool(), params)
+    p1 = one.filter(pl.col("pair_id") == "p1").row(0, named=True)
+    assert p1["neg"][1] == PLUS and p1["neg_ranks"][0] is not None and rep1.llm_negatives["replaced_mined"] == 1

@@ -144,4 +144,4 @@ def test_rescoring_keeps_llm_negatives_aligned(tmp_path, tiny_ce):
     out, report = mine_negatives(make_pairs(), make_pool(), params)
     p1 = out.filter(pl.col("pair_id") == "p1").row(0, named=True)
     assert p1["neg"][-1] == "def plus(x, y): return x + y" and report.llm_negatives["kept"] == 1
-    assert len(p1["neg"]) == len(p1["neg_scores"]) == len(p1["dense_neg_scores"]) == len(p1["neg_ranks"]) == 3
+    assert len(p1["neg"]) == len(p1["neg_scores"]) == len(p1["dense_neg_scores"]) == len(p1["neg_ranks"]) == 2

@@ -17,7 +17,8 @@ any rule applies. Rules combine: rank window [range_min, range_max), `relative_m
 hardest positive, sign-safe), `margin` (neg <= pos - margin), `max_score`, `min_score`.
 LLM-written negatives (the pairs' `neg`, from generate's `gen_hard_neg`) are kept only with
 `keep_llm_negatives`, and then under the same masks (by text id) and the same score rules (not the
-rank window: they are not in the query's search); every one is accounted for in `llm_negatives`.
+rank window: they are not in the query's search), in the places of the last mined ones, so a row
+never holds more than `num_negatives`; every one is accounted for in `llm_negatives`.
 When fewer than `num_negatives` survive, the fallback window [fallback_range_min,
 fallback_range_max) is scanned with the same masks and rules; rows still short keep fewer
 negatives (never padded with a positive, the query or a duplicate) and are counted.
@@ -127,7 +128,8 @@ LLM_MASK_REASONS = ("empty_text", "positive_or_query", "duplicate")
 
 def empty_llm_counts() -> dict[str, Any]:
     """`llm_negatives` metrics: where each LLM-written negative of the pairs file went.
-    in_pairs = kept + dropped_by_setting + dropped_with_pair + sum(dropped_by_mask) + sum(dropped_by_rule)."""
+    in_pairs = kept + dropped_by_setting + dropped_with_pair + sum(dropped_by_mask) + sum(dropped_by_rule)
+    + dropped_over_num_negatives."""
     return {
         "in_pairs": 0,
         "kept": 0,  # in the output triplets
@@ -135,6 +137,8 @@ def empty_llm_counts() -> dict[str, Any]:
         "dropped_with_pair": 0,  # their pair is not in the output (empty_query, no_positive, filter_rank, short_dropped)
         "dropped_by_mask": dict.fromkeys(LLM_MASK_REASONS, 0),
         "dropped_by_rule": dict.fromkeys(SCORE_RULES, 0),
+        "dropped_over_num_negatives": 0,  # a row keeps at most num_negatives negatives in all
+        "replaced_mined": 0,  # not in the sum: mined negatives that gave their place to kept LLM ones
     }
 
 
@@ -671,10 +675,17 @@ def _mine_candidate_set(
             extra_scores.append([float(q_emb[r] @ e_emb[k + j]) for j in range(len(ex))])
             k += len(ex)
         extra_rows, extra_scores = llm_negatives_passing_rules(extra_rows, extra_scores, pos_ref, rules, report)
+        llm = report.llm_negatives
         for r, (ex, sc) in enumerate(zip(extra_rows, extra_scores, strict=True)):
-            neg_texts[r] = neg_texts[r] + ex
-            neg_scores[r] = neg_scores[r] + sc
-            neg_rank[r] = neg_rank[r] + [None] * len(ex)
+            # the user asked for them, so they take places of mined ones (the last chosen go
+            # first), but the row never exceeds num_negatives
+            llm["dropped_over_num_negatives"] += max(0, len(ex) - n_total)
+            ex, sc = ex[:n_total], sc[:n_total]
+            room = n_total - len(ex)
+            llm["replaced_mined"] += max(0, len(neg_texts[r]) - room)
+            neg_texts[r] = neg_texts[r][:room] + ex
+            neg_scores[r] = neg_scores[r][:room] + sc
+            neg_rank[r] = neg_rank[r][:room] + [None] * len(ex)
             llm_kept[r] = len(ex)
     return MinedRows(neg_texts, neg_scores, neg_rank, pos_scores, pos_rank, llm_kept), searched
 
