@@ -187,3 +187,13 @@ def test_process_pool_gives_identical_output(tmp_path: Path) -> None:
     assert one.docs.equals(two.docs) and one.pool.equals(two.pool)
     assert one.metrics == two.metrics and one.metrics["skipped"]["binary"] == 1
     assert one.metrics["candidates"] == 140
+
+
+def test_pool_size_never_exceeds_the_usable_cpus_or_the_work() -> None:
+    """`workers: 1000` once started 1000 interpreters and exhausted the machine's memory."""
+    from tripleforge.corpus import pool_size, usable_cpus
+
+    cpus = usable_cpus()
+    assert pool_size(1000, 10_000) == cpus and pool_size(0, 10_000) == cpus
+    assert pool_size(1, 10_000) == 1 and pool_size(2, 10_000) == min(2, cpus)
+    assert pool_size(1000, 64) == min(8, cpus) and pool_size(0, 8) == 1

@@ -267,6 +267,22 @@ def walk_tree(root: Path, skip_dirs: frozenset[str]) -> Iterator[Path]:
 # Corpus readers: each yields Candidates and counts what it skipped
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pool_size(requested: int, n_jobs: int) -> int:
+    """Processes for `n_jobs` files: `requested` (0 = all usable CPUs), never more than the usable
+    CPUs (a process beyond them adds memory, not speed: `workers: 1000` once started 1000
+    interpreters and exhausted memory) nor than the chunks of 8 files there are to hand out."""
+    cpus = usable_cpus()
+    return max(1, min(requested or cpus, cpus, -(-n_jobs // 8)))
+
+
 def _map_files(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[tuple[str | None, int, list[Unit]]]:
     """`read_source` over the files, in order. With workers > 1 a process pool parses in parallel;
     `imap` returns results in input order, so the output does not depend on scheduling."""
@@ -289,7 +305,7 @@ def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: fro
             continue
         files.append((path, lang))
     jobs = [(str(p), lang, params.max_file_bytes, params.max_chars) for p, lang in files]
-    workers = params.workers or os.cpu_count() or 1
+    workers = pool_size(params.workers, len(jobs))
     with bar(len(files), "sample: files", unit="file") as progress:
         for (path, lang), (reason, nbytes, units) in zip(files, _map_files(jobs, workers), strict=True):
             progress.update(1)

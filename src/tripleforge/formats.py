@@ -1035,12 +1035,13 @@ def st_labeled_pair(p: pl.DataFrame) -> pl.DataFrame:
 
 
 def st_labeled_list(g: pl.DataFrame) -> pl.DataFrame:
-    """GROUPED -> ``query, docs, labels`` (positives then negatives; labels 1/0)."""
+    """GROUPED -> ``query, docs, labels`` (positives then negatives; float labels 1.0/0.0, as in
+    ``st_labeled_pair`` and the learning-to-rank losses' graded relevance)."""
     return g.select(
         query=pl.col("query"),
         docs=pl.concat_list("pos", "neg"),
         labels=pl.concat_list(
-            pl.col("pos").list.eval(pl.element().is_not_null().cast(pl.Int64)),
-            pl.col("neg").list.eval(pl.element().is_null().cast(pl.Int64)),
+            pl.col("pos").list.eval(pl.element().is_not_null().cast(pl.Float64)),
+            pl.col("neg").list.eval(pl.element().is_null().cast(pl.Float64)),
         ),
     )
