@@ -108,6 +108,21 @@ def test_a_dead_replica_costs_no_request_its_answer(two_proxies: tuple[FaultProx
     assert time.perf_counter() - t0 < 15  # no backoff (at least 15 s) was waited
 
 
+def test_a_replica_down_at_the_start_is_left_out_with_a_warning(two_proxies: tuple[FaultProxy, FaultProxy],
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # once, one dead URL of several stopped the run before any request; now only when all are dead
+    a, _ = two_proxies
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    be = OpenAICompatBackend([dead, a.url], api_key_env="TF_TEST_KEY", concurrency=2)
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: generate: params.yaml: generate.base_urls: cannot reach LLM endpoint {dead}: ConnectError; "
+        "continuing with the other 1 of 2 base URLs"]
+    out = _collect(be, _reqs(3, max_tokens=4))
+    assert all(r.ok for r in out.values()) and (a.posts, be.retries) == (3, 0)
+    with pytest.raises(UserError, match=rf"^params\.yaml: generate\.base_urls: cannot reach LLM endpoint {dead}"):
+        OpenAICompatBackend([dead, dead + "x"], api_key_env="TF_TEST_KEY")
+
+
 def test_a_request_backs_off_once_every_url_has_failed_it(two_proxies: tuple[FaultProxy, FaultProxy]) -> None:
     # both replicas refuse: attempt 1 on a, attempt 2 on b at once, then a's Retry-After (the longest
     # of the turn, b sends none), then attempt 3 on a

@@ -3,7 +3,8 @@
 Async httpx with a bounded number of requests in flight, a per-request timeout, and bounded
 retries with exponential backoff + jitter that honour `Retry-After`. Requests take the base URLs
 in turn (per request, not per worker), and a retry goes to the next URL after the one that
-failed, so a replica that is down costs a request one attempt, not its answer. The API key comes
+failed, so a replica that is down costs a request one attempt, not its answer; one that is down
+at the start is left out with a warning. The API key comes
 from an environment variable *named* in params; the key itself never reaches params, logs,
 metrics or cache keys.
 """
@@ -22,6 +23,7 @@ import httpx
 from tripleforge.errors import UserError
 from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
 from tripleforge.params import PARAMS_LABEL
+from tripleforge.progress import log
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -98,28 +100,46 @@ class OpenAICompatBackend:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
     def _probe(self) -> str:
-        """GET /models on every base URL before any generation; returns the first model id. The
-        errors name the params key to fix (the stage puts the file it read, or `--set`, first)."""
+        """GET /models on every base URL before any generation; returns the first model id. A
+        replica that does not answer is left out of the rotation with a warning, as long as one
+        answers (losing one of several replicas should not stop a run); with none, or a rejected
+        API key, the run stops. The errors name the params key to fix (the stage puts the file it
+        read, or `--set`, first)."""
         first = ""
         urls = f"{PARAMS_LABEL}generate.base_urls: "
+        live, down = [], []
         for url in self.base_urls:
-            try:
-                resp = httpx.get(f"{url}/models", headers=self._headers(), timeout=min(10.0, self.timeout_s))
-            except httpx.HTTPError as exc:
-                raise UserError(f"{urls}cannot reach LLM endpoint {url}: {type(exc).__name__}") from None
-            if resp.status_code in (401, 403):
-                key = f"the API key in ${self._api_key_env}" if self._api_key_env else "the request without an API key"
-                raise UserError(f"{PARAMS_LABEL}generate.api_key_env: LLM endpoint {url} rejected {key} "
-                                f"(HTTP {resp.status_code})")
-            if resp.status_code != 200:
-                raise UserError(f"{urls}LLM endpoint {url}/models answered HTTP {resp.status_code}")
-            try:
-                data = resp.json().get("data") or []
-            except (ValueError, AttributeError):
-                raise UserError(f"{urls}LLM endpoint {url}/models did not answer JSON") from None
+            problem, data = self._probe_one(url)
+            if problem:
+                down.append(f"{urls}{problem}")
+                continue
+            live.append(url)
             if not first and data and isinstance(data, list) and isinstance(data[0], dict):
                 first = str(data[0].get("id", ""))
+        if not live:
+            raise UserError(down[0])
+        for problem in down:
+            log(f"warning: generate: {problem}; continuing with the other {len(live)} of {len(self.base_urls)} "
+                "base URLs")
+        self.base_urls = live
         return first
+
+    def _probe_one(self, url: str) -> tuple[str, Any]:
+        """(problem, the `data` list of GET {url}/models); problem is "" when the endpoint answered."""
+        try:
+            resp = httpx.get(f"{url}/models", headers=self._headers(), timeout=min(10.0, self.timeout_s))
+        except httpx.HTTPError as exc:
+            return f"cannot reach LLM endpoint {url}: {type(exc).__name__}", None
+        if resp.status_code in (401, 403):
+            key = f"the API key in ${self._api_key_env}" if self._api_key_env else "the request without an API key"
+            raise UserError(f"{PARAMS_LABEL}generate.api_key_env: LLM endpoint {url} rejected {key} "
+                            f"(HTTP {resp.status_code})")
+        if resp.status_code != 200:
+            return f"LLM endpoint {url}/models answered HTTP {resp.status_code}", None
+        try:
+            return "", resp.json().get("data") or []
+        except (ValueError, AttributeError):
+            return f"LLM endpoint {url}/models did not answer JSON", None
 
     def fingerprint(self) -> str:
         return f"openai:{self.model}"
