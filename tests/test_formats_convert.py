@@ -26,6 +26,16 @@ def test_mined_and_external_rows_keep_their_source(tmp_path: Path) -> None:
     assert m["by_source"][str(cand)]["format"] == "candidates" and m["dropped_total"] == 0
 
 
+def test_translation_targets_travel_into_both_frames(tmp_path: Path) -> None:
+    """convert-formats once dropped tgt_code_language: two targets of one document looked alike."""
+    mined = mined_frame(n_docs=2).with_columns(tgt_code_language=pl.Series(["java", None]))
+    ext = write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET])
+    c = convert_all(mined, "m.parquet", ConvertFormatsParams(external=[str(ext)]))
+    assert c.grouped["tgt_code_language"].to_list() == ["java", None, None]
+    by_qid = dict(c.pairs.select("qid", "tgt_code_language").unique().iter_rows())
+    assert by_qid[c.grouped["qid"][0]] == "java" and by_qid[c.grouped["qid"][1]] is None
+
+
 def test_mined_validation_strict_and_counted() -> None:
     bad = mined_frame(n_docs=4).with_columns(
         pos=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit([], dtype=pl.List(pl.String))).otherwise("pos"))

@@ -138,14 +138,12 @@ def test_candidates_compete_only_within_language() -> None:
 def test_candidates_of_other_code_languages_and_targets_do_not_compete() -> None:
     one = _catalog(_grouped(n_docs=2, eval_every=100), "code_translation_retrieval")
     java = one.with_columns(qid=pl.col("qid") + "-j", pos_scores=pl.col("pos_scores").list.eval(pl.element() - 0.5))
-    # the tgt_code_language column, when a frame has it
     tgt = pl.concat([one.with_columns(tgt_code_language=pl.lit("ruby")),
                      java.with_columns(tgt_code_language=pl.lit("java"))])
     assert best_of_candidates(tgt, P(n_candidates=2)).kept.height == 4
-    # convert-formats drops it: the prompt, which names the target, tells them apart
-    by_prompt = pl.concat([one.with_columns(prompt=pl.lit("Given a piece of Python code, retrieve the equivalent Ruby code.")),
-                           java.with_columns(prompt=pl.lit("Given a piece of Python code, retrieve the equivalent Java code."))])
-    assert best_of_candidates(by_prompt, P(n_candidates=2)).kept.height == 4
+    same = pl.concat([one.with_columns(tgt_code_language=pl.lit("ruby")),
+                      java.with_columns(tgt_code_language=pl.lit("ruby"))])
+    assert best_of_candidates(same, P(n_candidates=2)).kept.height == 2  # one target: they compete
     code = pl.concat([one, java.with_columns(code_language=pl.lit("java"))])
     assert best_of_candidates(code, P(n_candidates=2)).kept.height == 4
 

@@ -65,6 +65,7 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
         task=opt("task", pl.String()),
         language=opt("language", pl.String()),
         code_language=opt("code_language", pl.String()),
+        tgt_code_language=opt("tgt_code_language", pl.String()),
         doc_id=opt("doc_id", pl.String()),
         pair_id=pl.col("pair_id"),
         candidate_idx=opt("candidate_idx", pl.Int64()),

@@ -68,6 +68,7 @@ META_SCHEMA: dict[str, pl.DataType] = {
     "task": pl.String(),
     "language": pl.String(),
     "code_language": pl.String(),
+    "tgt_code_language": pl.String(),  # code_translation_retrieval's target; null otherwise
     "doc_id": pl.String(),
     "pair_id": pl.String(),
     "candidate_idx": pl.Int64(),
@@ -753,6 +754,7 @@ def _meta_exprs(source: str, qid: pl.Expr) -> dict[str, pl.Expr]:
         "task": pl.col("task"),
         "language": pl.lit(None, pl.String),
         "code_language": pl.lit(None, pl.String),
+        "tgt_code_language": pl.lit(None, pl.String),
         "doc_id": pl.lit(None, pl.String),
         "pair_id": pl.lit(None, pl.String),
         "candidate_idx": pl.lit(None, pl.Int64),

@@ -167,13 +167,8 @@ DPO_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-def candidate_key(g: pl.DataFrame) -> list[str]:
-    """Columns whose values one candidate group shares: generate numbers ``candidate_idx`` per
-    (doc_id, task, language, code_language, tgt_code_language). convert-formats does not carry
-    ``tgt_code_language`` (used when present); ``prompt`` stands in for it, since generate writes
-    one retrieval instruction per (task, code_language, target) and it names the target."""
-    key = ["doc_id", "task", "language", "code_language", "prompt"]
-    return [*key, "tgt_code_language"] if "tgt_code_language" in g.columns else key
+# the columns one candidate group shares: generate numbers `candidate_idx` per these
+CANDIDATE_KEY = ["doc_id", "task", "language", "code_language", "tgt_code_language"]
 
 
 def dpo_skip_reason(task: str | None) -> str | None:
@@ -211,7 +206,7 @@ def _note_unselected_candidates(g: pl.DataFrame) -> None:
 def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
     """Best-of-n selection and DPO pairs.
 
-    Rows sharing ``candidate_key`` are candidates for one generation job (``candidate_idx``);
+    Rows sharing ``CANDIDATE_KEY`` are candidates for one generation job (``candidate_idx``);
     candidates of other languages, code languages or translation targets never compete. With
     ``n_candidates > 1`` only the first n compete and one row is kept: the one whose positive
     scores highest (the query that best retrieves its document, or the LLM-written positive that
@@ -222,7 +217,7 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
         _note_unselected_candidates(g)
         return Candidates(g, pl.DataFrame(schema=DPO_COLUMNS))
     drops: Counter[str] = Counter()
-    key = candidate_key(g)
+    key = CANDIDATE_KEY
     keyed = g.filter(pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null())
     rest = g.filter(pl.col("doc_id").is_null() | pl.col("candidate_idx").is_null())
     over = keyed.filter(pl.col("candidate_idx") >= p.n_candidates)
