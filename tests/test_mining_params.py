@@ -34,6 +34,8 @@ def mine(*overrides: str) -> MineParams:
         ("range_min=-1", "range_min"),
         ("filter_rank=-1", "filter_rank"),
         ("rescore_batch_size=0", "rescore_batch_size"),
+        ("rescore_device=gpu", "rescore_device"),
+        ("rescore_max_length=0", "rescore_max_length"),
         ("seed=-1", "seed"),
         ("query_chunk=0", "query_chunk"),
         ("histogram_bins=0", "histogram_bins"),

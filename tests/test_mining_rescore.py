@@ -145,3 +145,27 @@ def test_rescoring_keeps_llm_negatives_aligned(tmp_path, tiny_ce):
     p1 = out.filter(pl.col("pair_id") == "p1").row(0, named=True)
     assert p1["neg"][-1] == "def plus(x, y): return x + y" and report.llm_negatives["kept"] == 1
     assert len(p1["neg"]) == len(p1["neg_scores"]) == len(p1["dense_neg_scores"]) == len(p1["neg_ranks"]) == 2
+
+
+def test_rescore_device_and_max_length(monkeypatch, tmp_path, tiny_ce):
+    """Rescoring once ran on CPU at the model's full length, whatever the machine: both are params."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    if not torch.cuda.is_available():
+        _no_encoding(monkeypatch)
+        with pytest.raises(UserError, match=r"^mine_negatives.rescore_device: 'cuda' asked for, but "):
+            mine_negatives(make_pairs(), make_pool(), _params(tmp_path, tiny_ce).model_copy(
+                update={"rescore_device": "cuda"}))
+        monkeypatch.undo()
+    with pytest.raises(UserError, match=r"^mine_negatives.rescore_max_length: 4096 exceeds the 512 positions of "):
+        mine_negatives(make_pairs(), make_pool(), _params(tmp_path, tiny_ce).model_copy(
+            update={"rescore_max_length": 4096}))
+    short = _params(tmp_path, tiny_ce).model_copy(update={"rescore_max_length": 8, "rescore_device": "cpu"})
+    out, _ = mine_negatives(make_pairs(), make_pool(), short)
+    full, _ = mine_negatives(make_pairs(), make_pool(), _params(tmp_path, tiny_ce))
+    assert out.get_column("neg_scores").to_list() != full.get_column("neg_scores").to_list()
+    ce = CrossEncoder(str(tiny_ce), device="cpu", max_length=8)
+    row = out.row(0, named=True)
+    want = ce.predict([(row["query"], t) for t in row["pos"] + row["neg"]])
+    assert row["pos_scores"] + row["neg_scores"] == pytest.approx([float(x) for x in want], abs=1e-5)

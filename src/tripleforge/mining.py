@@ -86,6 +86,8 @@ class MineParams(StageParams):
     keep_llm_negatives: bool = False
     rescore_model: str | None = None
     rescore_batch_size: int = Field(16, ge=1)
+    rescore_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")  # auto | cpu | cuda | cuda:N
+    rescore_max_length: int | None = Field(None, ge=1)  # tokens per (query, text) pair; None = the model's
     # 1.0 would put every pair in eval and leave training nothing
     eval_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = Field(42, ge=0)  # numpy seeds the random negatives and takes no negative seed
@@ -421,10 +423,11 @@ def resolve_rescore_model(model: str) -> Path:
     return path
 
 
-def load_rescorer(model_dir: Path, model: str) -> Any:
-    """The sentence-transformers CrossEncoder in `model_dir`, loaded once (CPU) and checked to be
-    trained: a parameter that loading left newly initialised (a head missing from the checkpoint)
-    scores at random, so it is an error, as is a model with more than one output per pair."""
+def load_rescorer(model_dir: Path, model: str, device: str = "cpu", max_length: int | None = None) -> Any:
+    """The sentence-transformers CrossEncoder in `model_dir`, loaded once on `device` (a resolved
+    one: `resolve_device`) and checked to be trained: a parameter that loading left newly
+    initialised (a head missing from the checkpoint) scores at random, so it is an error, as is a
+    model with more than one output per pair, or a `max_length` beyond its position embeddings."""
     import os
 
     from sentence_transformers import CrossEncoder
@@ -437,7 +440,7 @@ def load_rescorer(model_dir: Path, model: str) -> Any:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        ce = CrossEncoder(str(model_dir), device="cpu", local_files_only=True)
+        ce = CrossEncoder(str(model_dir), device=device, max_length=max_length, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights of the wrong shape
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{RESCORE_KEY}: '{model}' does not load as a cross-encoder: {first}") from None
@@ -453,6 +456,11 @@ def load_rescorer(model_dir: Path, model: str) -> Any:
     if ce.num_labels != 1:
         raise UserError(f"{RESCORE_KEY}: '{model}' gives {ce.num_labels} scores per pair; rescoring needs a "
                         f"reranker with one (num_labels 1)")
+    limit = getattr(getattr(ce.model, "config", None), "max_position_embeddings", None)
+    if max_length is not None and isinstance(limit, int) and max_length > limit:
+        # past the position table the model fails mid-run on the first long pair
+        raise UserError(f"mine_negatives.rescore_max_length: {max_length} exceeds the {limit} positions of "
+                        f"cross-encoder '{model}'")
     return ce
 
 
@@ -563,10 +571,22 @@ def merged_search_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+RESCORE_CHUNK_BATCHES = 32  # batches per predict call
+
+
 def _rescore(ce: Any, queries: list[str], lists: list[list[str]], batch_size: int) -> list[list[float]]:
-    """Cross-encoder teacher scores for (query, text) pairs, row by row lists (`ce`: `load_rescorer`)."""
+    """Cross-encoder teacher scores for (query, text) pairs, row by row lists (`ce`: `load_rescorer`).
+    Scored in chunks of a fixed number of batches, so the bar moves with throughput and ETA and the
+    batches (predict sorts each call's pairs by length) depend only on the input and batch size."""
     flat = [(q, t) for q, ts in zip(queries, lists, strict=True) for t in ts]
-    scores = ce.predict(flat, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True) if flat else []
+    chunk = batch_size * RESCORE_CHUNK_BATCHES
+    scores: list[float] = []
+    with bar(len(flat), "rescore", unit="pair") as b:
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk]
+            scores.extend(ce.predict(part, batch_size=batch_size, show_progress_bar=False,
+                                     convert_to_numpy=True).tolist())
+            b.update(len(part))
     out, i = [], 0
     for ts in lists:
         out.append([float(s) for s in scores[i : i + len(ts)]])
@@ -703,6 +723,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # environment and model checks come before any encoding, which can take minutes
     resolve_device(params.search.device, "mine_negatives.search.device")
     rescore_dir = resolve_rescore_model(params.rescore_model) if params.rescore_model else None
+    rescore_device = resolve_device(params.rescore_device, "mine_negatives.rescore_device") if rescore_dir else "cpu"
     report = MineReport()
     if pool.height == 0:
         raise UserError("pool: no documents; mining needs a candidate pool (the pool file is empty)")
@@ -743,7 +764,8 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     pair_ids = rows.get_column("pair_id").to_list()
     # loaded once, after the cheap input checks and before any encoding: a folder that is no
     # trained cross-encoder fails here, not after minutes of mining
-    rescorer = load_rescorer(rescore_dir, params.rescore_model or "") if rescore_dir is not None else None
+    rescorer = (load_rescorer(rescore_dir, params.rescore_model or "", rescore_device, params.rescore_max_length)
+                if rescore_dir is not None else None)
     mined = MinedRows.empty(nq)
     search_reports = []
     # no rows: the pool alone is still checked against the rank window
@@ -771,7 +793,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         pl.Series(LLM_KEPT_COLUMN, mined.llm_kept, dtype=pl.Int64),
     )
     if rescorer is not None:
-        log(f"rescoring {nq} queries with cross-encoder {params.rescore_model}")
+        log(f"rescoring {nq} queries with cross-encoder {params.rescore_model} on {rescore_device}")
         out = out.with_columns(
             pl.col("pos_scores").alias("dense_pos_scores"), pl.col("neg_scores").alias("dense_neg_scores")
         )
