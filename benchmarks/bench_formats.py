@@ -155,7 +155,7 @@ def python_candidates_to_pairs(path: Path, threshold: float = 0.5) -> list[dict[
                         continue
                     seen.add(t)
                 out.append({"qid": qid, "query": r["query"], "passage": c["text"], "pid": c.get("pid") or f"{qid}:c{i}",
-                            "label": int(s >= threshold), "score": float(s), "source": f"{path}:{n}",
+                            "label": int(s >= threshold), "score": c.get("score"), "source": f"{path}:{n}",
                             "source_format": "candidates"})
     return out
 

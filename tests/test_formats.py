@@ -66,12 +66,15 @@ def test_candidates_threshold_and_round_trip(tmp_path: Path) -> None:
     assert F.grouped_to_pairs(g).select("passage", "label", "score").rows() == p.select("passage", "label", "score").rows()
 
 
-def test_candidates_missing_score_defaults_to_one_and_pid_is_generated(tmp_path: Path) -> None:
-    row = {"query": "q", "candidates": [{"text": "a"}, {"text": "b", "score": 0.2}]}
-    _, p, _ = F.read_external(write_lines(tmp_path / "c.jsonl", [row]))
-    assert p["score"].to_list() == [1.0, 0.2]
-    assert p["label"].to_list() == [1, 0]
-    assert p["pid"].to_list() == [f"{tmp_path / 'c.jsonl'}:1:c0", f"{tmp_path / 'c.jsonl'}:1:c1"]
+def test_candidates_missing_score_labels_one_and_pid_is_generated(tmp_path: Path) -> None:
+    row = {"query": "q", "candidates": [{"text": "a"}, {"text": "b", "score": 0.2}, {"text": "c", "score": 0.9}]}
+    g, p, rec = F.read_external(write_lines(tmp_path / "c.jsonl", [row]))
+    # 1.0 decides the label, but is no teacher score: `teacher` selection once preferred "a"
+    assert p["score"].to_list() == [None, 0.2, 0.9]
+    assert p["label"].to_list() == [1, 0, 1]
+    assert g.row(0, named=True)["pos"] == ["a", "c"] and g["pos_scores"].to_list() == [None]
+    assert rec.drops["partial_scores"] == 1
+    assert p["pid"].to_list() == [f"{tmp_path / 'c.jsonl'}:1:c{i}" for i in range(3)]
 
 
 def test_legacy_to_pairs_has_only_positives(tmp_path: Path) -> None:
@@ -125,7 +128,7 @@ def test_every_row_keeps_source_and_line(tmp_path: Path) -> None:
         ({"query": "q", "passage": "p", "label": 1, "score": float("nan")}, "'score' is NaN or infinite"),
         ({"query": "q", "candidates": [{"text": "a", "score": float("inf")}]}, "a candidate 'score' is NaN or infinite"),
         ({"query": "q", "candidates": [{"text": "a"}, {"text": "b", "score": None}]},
-         "a candidate 'score' is null (leave the key out for the default 1.0, or give a number)"),
+         "a candidate 'score' is null (leave the key out to label it by the default 1.0, or give a number)"),
         ("{not json", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
     ],
@@ -245,7 +248,7 @@ def test_parquet_candidates_may_lack_optional_struct_fields(tmp_path: Path) -> N
     assert p.select("passage", "pid", "label", "score").rows() == pj.select("passage", "pid", "label", "score").rows()
     pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "pid": "x", "extra": 1}]]}).write_parquet(tmp_path / "n.parquet")
     _, p, _ = F.read_external(tmp_path / "n.parquet")
-    assert p.select("pid", "score", "label").rows() == [("x", 1.0, 1)]  # no score: the spec's 1.0
+    assert p.select("pid", "score", "label").rows() == [("x", None, 1)]  # no score: labelled by the spec's 1.0
     pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "score": 1}]]}).write_parquet(tmp_path / "i.parquet")
     assert F.read_external(tmp_path / "i.parquet")[1]["score"].to_list() == [1.0]
     pl.DataFrame({"query": ["q"], "candidates": [[{"score": 0.5}]]}).write_parquet(tmp_path / "t.parquet")
@@ -421,9 +424,10 @@ def test_explicit_null_candidate_score_is_an_error_where_a_missing_one_means_one
     with pytest.raises(UserError, match=r"c.jsonl:2: a candidate 'score' is null"):
         F.read_records(path)
     _, p, rec = F.read_external(path, strict=False)
-    assert dict(rec.drops) == {"a_candidate_score_is_null": 1, "no_positive": 1}  # q3 has no positive
+    # q3 has no positive; q1 is partly scored
+    assert dict(rec.drops) == {"a_candidate_score_is_null": 1, "no_positive": 1, "partial_scores": 1}
     assert p.select("query", "passage", "label", "score").rows() == [
-        ("q1", "a", 1, 0.9), ("q1", "b", 1, 1.0), ("q3", "e", 0, 0.2)]
+        ("q1", "a", 1, 0.9), ("q1", "b", 1, None), ("q3", "e", 0, 0.2)]
     # Parquet: a null in an existing score field is explicit; a struct without the field is not
     pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "score": 0.9}, {"text": "b", "score": None}]]}
                  ).write_parquet(tmp_path / "n.parquet")

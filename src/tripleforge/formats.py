@@ -730,7 +730,7 @@ def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str
         if reason == _QID_REUSED:
             reason = f"'qid' {json.dumps(bad['qid'][0])} already names another query (line {bad['_qid_clash'][0]})"
         elif reason == _NULL_SCORE_MSG:
-            reason += " (leave the key out for the default 1.0, or give a number)"
+            reason += " (leave the key out to label it by the default 1.0, or give a number)"
         raise UserError(f"{p}:{bad['line'][0]}: {reason}")
     return fmt
 
@@ -827,7 +827,9 @@ def _with_pair_pids(out: pl.DataFrame) -> pl.DataFrame:
 def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFrame:
     """META + ``candidates`` list[{text, score, pid}] -> PAIRS_SCHEMA, one row per candidate.
 
-    A missing score counts as 1.0 (the spec's default); ``label = score >= threshold``; a missing
+    A missing score counts as 1.0 (the spec's default) for the label only, ``label = score >=
+    threshold``; ``score`` stays null, since 1.0 is no teacher's judgment (a partly scored query
+    then loses its score lists, as pairs input does: ``partial_scores``); a missing
     pid becomes ``<qid>:c<i>``, i counting the query's candidates over all its records in file
     order (records sharing a qid continue the count). Candidate order is kept."""
     if df.height and not df["qid"].is_unique().all():
@@ -838,12 +840,12 @@ def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFram
         rows = rows.with_columns(_i=pl.col("_i") + pl.col("_before"))
     rows = rows.with_columns(
         passage=pl.col("candidates").struct.field("text"),
-        score=pl.col("candidates").struct.field("score").fill_null(1.0),
+        score=pl.col("candidates").struct.field("score"),
         pid=pl.col("candidates").struct.field("pid"),
     )
     rows = rows.with_columns(
         pid=_fill_nulls(rows, "pid", pl.col("qid") + ":c" + pl.col("_i").cast(pl.String)),
-        label=(pl.col("score") >= threshold).cast(pl.Int64),
+        label=(pl.col("score").fill_null(1.0) >= threshold).cast(pl.Int64),
     )
     return rows.select(list(PAIRS_SCHEMA))
 
