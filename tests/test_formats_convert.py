@@ -24,6 +24,7 @@ def test_mined_and_external_rows_keep_their_source(tmp_path: Path) -> None:
     m = convert_metrics(c, {"queries": 1})
     assert m["pairs"]["by_source_format"] == {"candidates": 3, "mined": 20, "triplets": 4}
     assert m["by_source"][str(cand)]["format"] == "candidates" and m["dropped_total"] == 0
+    assert m["by_source"]["m.parquet"]["dropped"] == {}  # every source has the same keys
 
 
 def test_translation_targets_travel_into_both_frames(tmp_path: Path) -> None:
@@ -43,6 +44,7 @@ def test_mined_validation_strict_and_counted() -> None:
         convert_all(bad, "m.parquet", ConvertFormatsParams())
     c = convert_all(bad, "m.parquet", ConvertFormatsParams(strict=False))
     assert c.grouped.height == 3 and dict(c.drops) == {"empty_pos": 1}
+    assert c.sources["m.parquet"]["dropped"] == {"empty_pos": 1}
     with pytest.raises(UserError, match="missing column"):
         convert_all(bad.drop("split"), "m.parquet", ConvertFormatsParams())
 

@@ -101,3 +101,25 @@ def test_normalized_series_is_normalize_text_and_rewrites_only_what_changes() ->
     assert got.to_list() == [None if t is None else normalize_text(t) for t in texts]
     clean = pl.Series("t", ["a b", "sort list"])
     assert F.normalized_series(clean) is clean  # nothing to rewrite: the input comes back as is
+
+
+def test_exact_copies_of_a_record_are_dropped_and_counted(tmp_path: Path) -> None:
+    """A record pasted twice reached every output: in one FlagEmbedding batch each copy's positive
+    is an in-batch negative of the other."""
+    t = {"query": "q", "pos": ["a"], "neg": ["b"]}
+    other = {"query": "q", "pos": ["a"], "neg": ["c"]}  # same query, other negatives: kept
+    g, p, rec = F.read_external(write_lines(tmp_path / "t.jsonl", [t, other, t, t]))
+    assert g.select("neg").to_series().to_list() == [["b"], ["c"]] and rec.drops["duplicate_record"] == 2
+    assert p.height == 4 and g["source"].to_list() == [f"{tmp_path / 't.jsonl'}:{i}" for i in (1, 2)]
+    # pairs: a repeated line of one query, and a qid-less query whose lines repeat an earlier one's
+    lines = [{"qid": "1", "query": "q", "passage": "a", "label": 1}, {"qid": "1", "query": "q", "passage": "a", "label": 1},
+             {"qid": "1", "query": "q", "passage": "n", "label": 0},
+             {"query": "r", "passage": "x", "label": 1}, {"query": "r", "passage": "x", "label": 1}]
+    g, p, rec = F.read_external(write_lines(tmp_path / "p.jsonl", lines))
+    assert g.select("query", "pos", "neg").rows() == [("q", ["a"], ["n"]), ("r", ["x"], [])]
+    assert p.select("query", "passage").rows() == [("q", "a"), ("q", "n"), ("r", "x")]
+    assert rec.drops["duplicate_record"] == 2
+    # copies that differ in a score are not copies
+    scored = [{**t, "pos_scores": [0.9], "neg_scores": [0.1]}, {**t, "pos_scores": [0.8], "neg_scores": [0.1]}]
+    g, _, rec = F.read_external(write_lines(tmp_path / "s.jsonl", scored))
+    assert g.height == 2 and "duplicate_record" not in rec.drops

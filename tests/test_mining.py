@@ -610,3 +610,14 @@ def test_kept_llm_negatives_never_take_a_row_past_num_negatives(tmp_path):
     one, rep1 = mine_negatives(llm_pairs([PLUS]), make_pool(), params)
     p1 = one.filter(pl.col("pair_id") == "p1").row(0, named=True)
     assert p1["neg"][1] == PLUS and p1["neg_ranks"][0] is not None and rep1.llm_negatives["replaced_mined"] == 1
+
+
+def test_every_skip_reason_is_in_the_metrics_even_at_zero(tmp_path):
+    """With neg_type random some reasons were absent, so `dvc exp show` printed "-" for them."""
+    from tripleforge.mining import SKIP_REASONS
+
+    for update in ({}, {"neg_type": "random"}):
+        params = MineParams(num_negatives=2, range_max=10, cache_dir=str(tmp_path), **update)
+        out, report = mine_negatives(make_pairs(), make_pool(), params)
+        skipped = mine_metrics(out, report, 4, params)["skipped"]
+        assert set(skipped) == set(SKIP_REASONS) and all(isinstance(v, int) for v in skipped.values())

@@ -132,11 +132,14 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
     grouped_parts: list[pl.DataFrame] = []
     pairs_parts: list[pl.DataFrame] = []
     if mined is not None:
-        g = mined_to_grouped(mined, mined_path, params.strict, drops)
+        mined_drops: Counter[str] = Counter()
+        g = mined_to_grouped(mined, mined_path, params.strict, mined_drops)
+        drops.update(mined_drops)
         grouped_parts.append(g)
         pairs_parts.append(F.grouped_to_pairs(g))
+        # the same keys as an external source's, so scripts can read every source alike
         sources[mined_path] = {"format": "mined", "rows_read": mined.height, "triplets": g.height,
-                               "pairs": pairs_parts[-1].height}
+                               "pairs": pairs_parts[-1].height, "dropped": dict(sorted(mined_drops.items()))}
     unknown = sorted(set(params.format_override) - set(params.external))
     if unknown:
         raise UserError(f"params.yaml: convert_formats.format_override names '{unknown[0]}', which is not in external")

@@ -967,6 +967,35 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     return p.filter(~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(remove.implode()))
 
 
+RECORD_CONTENT = ["query", "prompt", "type", "pos", "neg", "pos_scores", "neg_scores"]
+PAIR_CONTENT = ["qid", "query", "passage", "label", "score"]
+
+
+def first_copies(df: pl.DataFrame, cols: list[str], probe: pl.Expr) -> pl.Series | None:
+    """A mask keeping the first of the rows equal on `cols` (file order), or None when no two
+    rows are equal. `probe` is a cheap hash that equal rows share: only rows whose probe repeats
+    are compared in full (a hash collision only widens that comparison), so a file without
+    copies costs one hash pass."""
+    maybe = df.select(probe.is_duplicated()).to_series()
+    if not maybe.any():
+        return None
+    rows = df.with_row_index("_r").filter(maybe)
+    later = rows.filter(~pl.struct(cols).is_first_distinct()).get_column("_r")
+    if later.len() == 0:
+        return None
+    return ~pl.int_range(df.height, dtype=pl.UInt32, eager=True).is_in(later.implode())
+
+
+def drop_copies(df: pl.DataFrame, cols: list[str], probe: pl.Expr, drops: Counter[str]) -> pl.DataFrame:
+    """`df` without exact copies of an earlier row (on `cols`), counted as ``duplicate_record``:
+    two copies of a record in one batch make each one's positive an in-batch negative of the other."""
+    keep = first_copies(df, cols, probe)
+    if keep is None:
+        return df
+    drops["duplicate_record"] += int((~keep).sum())
+    return df.filter(keep)
+
+
 def read_external(path: str | Path, override: str | None = None, strict: bool = True,
                   threshold: float = 0.5) -> tuple[pl.DataFrame, pl.DataFrame, ReadResult]:
     """One external file -> (grouped, pairs, read result). Negatives that equal a positive of the
@@ -974,17 +1003,27 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
     `mask_negative_pairs`) before the other frame is derived, so both frames agree. Grouped rows
     without a positive (possible from pairs/candidates input) are removed and counted as
     ``no_positive``, in strict mode too: their lines are valid pairs (reranker negatives) and stay
-    in the pairs frame; they only cannot form a triplet. Both removals are data-level, counted in
-    both modes, never a strict-mode error."""
+    in the pairs frame; they only cannot form a triplet. Exact copies of an earlier record of the
+    file (a pairs line, or a query whose lines equal an earlier query's) are removed from both
+    frames and counted as ``duplicate_record``. These removals are data-level, counted in both
+    modes, never a strict-mode error."""
     rec = read_records(path, override=override, strict=strict)
     if rec.format is None:
         return pl.DataFrame(schema=GROUPED_SCHEMA), pl.DataFrame(schema=PAIRS_SCHEMA), rec
     if rec.format in ("triplets", "legacy"):
         grouped = mask_negatives(records_to_grouped(rec), rec.drops)
+        grouped = drop_copies(grouped, RECORD_CONTENT, pl.col("query").hash(), rec.drops)
         pairs = grouped_to_pairs(grouped)
     else:
         pairs = mask_negative_pairs(records_to_pairs(rec, threshold), rec.drops)
+        pairs = drop_copies(pairs, PAIR_CONTENT, pl.col("qid").hash() ^ pl.col("passage").hash(), rec.drops)
         grouped = pairs_to_grouped(pairs)
+        # queries (qids) with the same lines as an earlier one: their pairs go too
+        keep = first_copies(grouped, RECORD_CONTENT, pl.col("query").hash())
+        if keep is not None:
+            rec.drops["duplicate_record"] += int((~keep).sum())
+            pairs = pairs.filter(~pl.col("qid").is_in(grouped.filter(~keep).get_column("qid").implode()))
+            grouped = grouped.filter(keep)
         if 0 < pairs["score"].null_count() < pairs.height:
             partly = pairs.group_by("qid").agg(n=pl.col("score").null_count(), of=pl.len())
             if n := partly.filter((pl.col("n") > 0) & (pl.col("n") < pl.col("of"))).height:

@@ -144,11 +144,17 @@ def empty_llm_counts() -> dict[str, Any]:
     }
 
 
+# every reason is in `skipped`, 0 when nothing was skipped for it, so `dvc metrics diff` and
+# `dvc exp show` compare runs key by key
+SKIP_REASONS = ("masked_positive_or_query", *SCORE_RULES, "empty_query", "no_positive", "filter_rank",
+                "short_dropped", "empty_positive_text", "pool_empty_text")
+
+
 @dataclass
 class MineReport:
     """Counts for `metrics/mine_negatives.json`."""
 
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     short_of_negatives: int = 0
     search: dict[str, Any] = field(default_factory=dict)
     candidates: int = 0  # summed over the candidate sets
@@ -367,8 +373,8 @@ def llm_negatives_passing_rules(
     counts = MineReport()
     passed = rule_mask(flat[:, None], np.repeat(pos_ref.astype(np.float64), lens), rules, counts,
                        np.ones((flat.size, 1), bool))[:, 0]
-    for name, n in counts.skipped.items():
-        report.llm_negatives["dropped_by_rule"][name] += n
+    for name in SCORE_RULES:
+        report.llm_negatives["dropped_by_rule"][name] += counts.skipped[name]
     texts_out, scores_out, k = [], [], 0
     for ex, sc in zip(extra_rows, scores, strict=True):
         keep = passed[k : k + len(ex)]
