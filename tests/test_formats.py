@@ -443,3 +443,15 @@ def test_partly_scored_pairs_keep_their_rows_and_count_the_lost_scores(tmp_path:
     g, p, rec = F.read_external(write_lines(tmp_path / "p.jsonl", rows))
     assert dict(rec.drops) == {"partial_scores": 1} and p.height == 4
     assert g.select("qid", "pos_scores", "neg_scores").rows() == [("q3", None, None), ("q4", [0.8], [])]
+
+
+def test_ids_as_numbers_and_categorical_text(tmp_path: Path) -> None:
+    """Parquet: integer qid/pid columns and pandas' categorical text columns are cast (lossless);
+    JSONL: a numeric qid is an error that says how to write it."""
+    df = pl.DataFrame({"qid": [7, 8], "query": ["a", "b"], "passage": ["x", "y"], "label": [1, 1], "pid": [1, 2]})
+    df.with_columns(pl.col("query").cast(pl.Categorical)).write_parquet(tmp_path / "p.parquet")
+    g, p, _ = F.read_external(tmp_path / "p.parquet")
+    assert g["qid"].to_list() == ["7", "8"] and p["pid"].to_list() == ["1", "2"] and g["query"].to_list() == ["a", "b"]
+    path = write_lines(tmp_path / "p.jsonl", [{"qid": 7, "query": "a", "passage": "x", "label": 1}])
+    with pytest.raises(UserError, match=r"""p.jsonl:1: 'qid' must be str, got int \(write ids as strings: "qid": "7"\)$"""):
+        F.read_records(path)

@@ -158,9 +158,10 @@ def _type_error(key: str, value: Any) -> str | None:
         if not ok:
             return "'candidates' must be a list of objects with a string 'text' (and numeric 'score', string 'pid')"
     if not ok:
+        hint = f' (write ids as strings: "{key}": "{value}")' if key in ("qid", "pid") and _is_num(value) else ""
         return f"'{key}' must be {kind}, got {type(value).__name__}" + (
             "" if not isinstance(value, list) else " with an element of another type"
-        )
+        ) + hint
     return None
 
 
@@ -453,6 +454,10 @@ def _read_parquet(path: Path) -> pl.DataFrame:
         ):
             cols[name] = pl.col(name).cast(dtype)  # integer scores are fine
         elif dtype == pl.Int64() and have.is_integer():
+            cols[name] = pl.col(name).cast(dtype)
+        elif dtype == pl.String() and (isinstance(have, pl.Categorical | pl.Enum)
+                                       or (name in ("qid", "pid") and have.is_integer())):
+            # lossless: pandas writes text columns as categories, and many datasets number their ids
             cols[name] = pl.col(name).cast(dtype)
         elif name == "candidates" and (expr := _parquet_candidates(have)) is not None:
             cols[name] = expr
