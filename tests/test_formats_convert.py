@@ -52,6 +52,11 @@ def test_mined_validation_strict_and_counted() -> None:
 def test_override_must_name_an_external_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="format_override names 'x.jsonl'"):
         convert_all(None, "", ConvertFormatsParams(format_override={"x.jsonl": "pairs"}))
+    # the same file spelled another way is the same file, as in external's duplicate check
+    ext = write_lines(tmp_path / "legacy.jsonl", [{"query": "q", "pos": ["a"], "neg": ["n"]}])
+    odd = f"{tmp_path}/./legacy.jsonl"
+    c = convert_all(None, "", ConvertFormatsParams(external=[str(ext)], format_override={odd: "legacy"}))
+    assert c.sources[str(ext)]["format"] == "legacy"
 
 
 def test_external_listed_twice_is_a_params_error(tmp_path: Path) -> None:

@@ -19,6 +19,10 @@ from tripleforge.params import StageParams
 MINED_REQUIRED = ("pair_id", "query", "pos", "neg", "split")
 
 
+def _same_file(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
 class ConvertFormatsParams(StageParams):
     include_mined: bool = True  # read data/mined/triplets.parquet (off: external files only)
     external: list[str] = []  # JSONL/Parquet files in any of the four formats (all go to split train)
@@ -33,7 +37,7 @@ class ConvertFormatsParams(StageParams):
         # A file listed twice would be read twice: every row and qid duplicated, nothing reported.
         seen: dict[Path, str] = {}
         for path in v:
-            key = Path(path).expanduser().resolve()
+            key = _same_file(path)
             if key in seen:
                 same = "twice" if seen[key] == path else f"twice (as '{seen[key]}' and '{path}')"
                 raise ValueError(f"'{path}' is listed {same}")
@@ -124,6 +128,18 @@ def drop_eval_overlap(
     return g_out, p_out
 
 
+def overrides_by_external(params: ConvertFormatsParams) -> dict[str, str]:
+    """`format_override` keyed by the `external` entry each names, matched as files (`./a.jsonl`
+    and `a.jsonl` are one file), as `external`'s own duplicate check matches them."""
+    by_file = {_same_file(path): path for path in params.external}
+    out = {}
+    for path, fmt in params.format_override.items():
+        if _same_file(path) not in by_file:
+            raise UserError(f"params.yaml: convert_formats.format_override names '{path}', which is not in external")
+        out[by_file[_same_file(path)]] = fmt
+    return out
+
+
 def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertFormatsParams) -> Converted:
     """Everything -> one grouped frame and one pairs frame. Order: mined rows (by pair_id), then
     each external file in params order, each in file order — deterministic without a re-sort."""
@@ -140,12 +156,10 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
         # the same keys as an external source's, so scripts can read every source alike
         sources[mined_path] = {"format": "mined", "rows_read": mined.height, "triplets": g.height,
                                "pairs": pairs_parts[-1].height, "dropped": dict(sorted(mined_drops.items()))}
-    unknown = sorted(set(params.format_override) - set(params.external))
-    if unknown:
-        raise UserError(f"params.yaml: convert_formats.format_override names '{unknown[0]}', which is not in external")
+    overrides = overrides_by_external(params)
     eval_rows = grouped_parts[0].filter(pl.col("split") == "eval") if grouped_parts else None
     for path in params.external:
-        g, p, rec = F.read_external(path, params.format_override.get(path), params.strict, params.label_threshold)
+        g, p, rec = F.read_external(path, overrides.get(path), params.strict, params.label_threshold)
         if eval_rows is not None and eval_rows.height:
             g, p = drop_eval_overlap(g, p, eval_rows, rec.drops)
         drops.update(rec.drops)
