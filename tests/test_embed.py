@@ -241,3 +241,20 @@ def test_errors_of_an_embedder_from_the_params_name_its_full_key(monkeypatch):
     # a config built in code keeps the short form
     with pytest.raises(UserError, match=r"^embedder.device: 'cuda' asked for"):
         embed.config_key(EmbedderConfig(device="cuda"))
+
+
+def test_no_progress_also_silences_the_model_loading_bar(tmp_path):
+    """TRIPLEFORGE_NO_PROGRESS=1 left transformers' "Loading weights" bar on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from tripleforge.embed import EmbedderConfig, get_encoder; get_encoder(EmbedderConfig(device='cpu'))"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**env, "TRIPLEFORGE_NO_PROGRESS": "1"}, cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    assert "Loading weights" not in quiet.stderr and quiet.stderr.startswith("loading embedder ")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**env, "TRIPLEFORGE_NO_PROGRESS": "0"}, cwd=tmp_path)
+    assert "Loading weights" in shown.stderr  # the check above can fail: the bar exists

@@ -30,7 +30,7 @@ from tripleforge.embed_cache import EmbeddingCache
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, sha256_hex
 from tripleforge.params import PARAMS_LABEL, StageParams
-from tripleforge.progress import bar, log
+from tripleforge.progress import bar, log, quiet_library_bars
 
 
 DECODER_QUERY_FORMAT = "<instruct>{instruction}\n<query>{query}"
@@ -425,6 +425,7 @@ def last_token_pool(hidden: Any, mask: Any) -> Any:
 def _load_encoder(model_dir: str, cfg_json: str, device: str, dtype: str) -> _Encoder:
     cfg = EmbedderConfig.model_validate_json(cfg_json)
     log(f"loading embedder {model_dir} ({cfg.kind}, {device}, {dtype})")
+    quiet_library_bars()
     if cfg.kind == "decoder":
         return _DecoderEncoder(Path(model_dir), cfg, device, dtype)
     return _STEncoder(Path(model_dir), cfg, device, dtype)

@@ -16,6 +16,17 @@ def _disabled() -> bool:
     return os.environ.get("TRIPLEFORGE_NO_PROGRESS", "") not in ("", "0")
 
 
+def quiet_library_bars() -> None:
+    """With TRIPLEFORGE_NO_PROGRESS set, the bars of the libraries we call go too (transformers'
+    "Loading weights", huggingface_hub's); call before loading a model."""
+    if not _disabled():
+        return
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def bar(total: int | None, desc: str, unit: str = "it") -> tqdm:
     """A bar showing `n/total [elapsed<eta, rate unit/s]`; write to it with `.update(k)`."""
     return tqdm(
