@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tripleforge.batching import batch_plan, small_datasets
+from tripleforge.batching import batch_plan, left_out_reason, small_datasets
 
 SIZES = {"en/a": 10, "en/b": 7, "zh/c": 2}
 
@@ -34,6 +34,26 @@ def test_epoch_modes_use_each_row_at_most_once_per_epoch(mode: str) -> None:
 def test_random_mode_step_count_and_small_datasets() -> None:
     assert batch_plan(SIZES, 4, "random", seed=0).height == 19 // 4
     assert small_datasets(SIZES, 3) == ["zh/c"]
+
+
+def test_left_out_reason_names_the_mode_and_only_the_causes_present() -> None:
+    # the tryout: random mode blamed small datasets and partial batches that did not exist
+    even = {"en/a": 4, "en/b": 6}
+    rnd = left_out_reason(even, 2, "random")
+    assert rnd.startswith("random mode draws each step's 2 rows at random") and "in none" in rnd
+    assert "smaller than" not in rnd and "partial batch" not in rnd
+    assert left_out_reason(SIZES, 3, "random").endswith(
+        "1 dataset smaller than train_data.batch.batch_size=3 (batch_plan.datasets_smaller_than_batch) is never picked")
+    assert "smaller" not in left_out_reason({"a": 2, "b": 2}, 3, "random")  # all small: random draws from them
+    assert left_out_reason(SIZES, 3, "epoch") == (
+        "epoch mode cuts each shuffled dataset into full batches of 3, leaving out 1 dataset smaller than "
+        "train_data.batch.batch_size=3 (batch_plan.datasets_smaller_than_batch) and the last partial batch of "
+        "each dataset whose size is not a multiple of 3")
+    assert left_out_reason({"en/a": 5}, 2, "epoch-random") == (
+        "epoch-random mode takes batches of 2 from each shuffled dataset until fewer remain, leaving out the "
+        "last partial batch of each dataset whose size is not a multiple of 2")
+    assert left_out_reason({"en/a": 4, "zh/c": 1}, 2, "epoch").endswith(
+        "leaving out 1 dataset smaller than train_data.batch.batch_size=2 (batch_plan.datasets_smaller_than_batch)")
 
 
 def test_bad_mode() -> None:

@@ -76,3 +76,22 @@ def _trainer_run(data_file: Path, loss_name: str, tmp_path: Path) -> float:
 def test_sentence_transformers_trainer_trains_on_our_layouts(train_dir: Path, tmp_path: Path, layout: str, loss: str) -> None:
     changed = _trainer_run(train_dir / "sentence_transformers" / f"{layout}.jsonl", loss, tmp_path)
     assert changed > 0.0  # the optimizer really stepped on our data
+
+
+def test_flagembedding_gives_an_empty_prompt_a_leading_space(tmp_path: Path) -> None:
+    """What docs/formats.md says of an empty prompt under the documented flags: FlagEmbedding
+    trains on " " + query, which the bundled WordPiece tokenizer reads like the bare query."""
+    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderDataArguments, AbsEmbedderTrainDataset
+    from transformers import AutoTokenizer
+
+    ds_dir = tmp_path / "ds"
+    ds_dir.mkdir()
+    row = {"query": "find x", "pos": ["def find(x): ..."], "neg": ["def lose(y): ..."], "prompt": ""}
+    (ds_dir / "a.jsonl").write_text(json.dumps(row) + "\n")
+    args = AbsEmbedderDataArguments(
+        train_data=[str(ds_dir)], cache_path=str(tmp_path / "hf"), train_group_size=2, query_max_len=16,
+        passage_max_len=32, query_instruction_for_retrieval="", query_instruction_format="{} {}")
+    tok = AutoTokenizer.from_pretrained(str(bundled_minilm_dir()))
+    query = AbsEmbedderTrainDataset(args, tok)[0][0]
+    assert query == " find x"
+    assert tok(query)["input_ids"] == tok("find x")["input_ids"]

@@ -195,6 +195,24 @@ def test_max_samples_per_task_is_seeded_and_capped() -> None:
     assert a["qid"].to_list() != sample_per_task(g, 2, seed=7)[0]["qid"].to_list()
 
 
+def test_max_samples_per_task_caps_the_rows_the_filters_keep() -> None:
+    # the tryout: the cap sampled before rows without negatives were dropped, so a task ended
+    # with fewer than N rows (often none) and the no-negative rows were counted as capped
+    g = _grouped(n_docs=12, eval_every=100).with_columns(task=pl.lit("t"))  # 11 train rows
+    empty = pl.col("qid").is_in(sorted(g["qid"].to_list())[:9])
+    g = g.with_columns(neg=pl.when(empty).then(pl.lit([], pl.List(pl.String))).otherwise("neg"),
+                       neg_scores=pl.when(empty).then(pl.lit([], pl.List(pl.Float64))).otherwise("neg_scores"))
+    usable = g.filter(pl.col("split") == "train", pl.col("neg").list.len() > 0)["qid"].to_list()
+    assert len(usable) == 3
+    for seed in range(4):
+        sel = select_training_groups(g, P(max_samples_per_task=2, seed=seed))
+        assert sel.grouped.height == 2 and set(sel.grouped["qid"]) <= set(usable)
+        assert sel.drops == {"not_train_split": 1, "no_negatives": 8, "max_samples_per_task": 1}
+        again = select_training_groups(g, P(max_samples_per_task=2, seed=seed))
+        assert again.grouped.equals(sel.grouped)  # deterministic
+    assert select_training_groups(g, P(max_samples_per_task=3)).drops == {"not_train_split": 1, "no_negatives": 8}
+
+
 def test_select_training_groups_excludes_eval_and_counts() -> None:
     g = _grouped(n_docs=8, n_neg=2)
     sel = select_training_groups(g, P())

@@ -72,7 +72,12 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
     used = {(b["dataset"], i) for b in _jsonl(tmp_path / "train" / "batch_plan.jsonl") for i in b["indices"]}
     assert m["batch_plan"]["rows_in_epoch"] == len(used) < total
     assert m["batch_plan"]["rows_left_out_per_epoch"] == total - len(used)
-    assert f"trains on {len(used)} of {total} rows per epoch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"trains on {len(used)} of {total} rows per epoch: {mode} mode " in err
+    # the tryout: every mode blamed datasets smaller than a batch, and random mode partial batches
+    assert m["batch_plan"]["datasets_smaller_than_batch"] == [] and "smaller than" not in err
+    assert ("some rows are drawn in several steps and others in none" in err) == (mode == "random")
+    assert ("last partial batch" in err) == (mode != "random")
     big = max(sizes.values()) + 1
     p = TrainDataParams(batch={"batch_size": big}, tokenizer={"enabled": False})  # type: ignore[arg-type]
     m = write_train_dir(_grouped(), p, tmp_path / "train")
@@ -82,6 +87,37 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
     write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 1}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
                     tmp_path / "train")
     assert "batch plan" not in capsys.readouterr().err  # every row planned: nothing to say
+
+
+def test_datasets_without_scores_are_named_before_distillation(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # the tryout: an external file without scores became any/default.jsonl without pos_scores, and
+    # FlagEmbedding --knowledge_distillation True stopped on it only once training began
+    g = _grouped()  # train rows: en/code2code 3, en/text2code 2 (scored)
+    external = pl.col("task") == "text2code"
+    g = pl.concat([g, g.filter(external, pl.col("split") == "train").with_columns(  # a partly scored dataset: one row lost its scores
+        task=pl.lit("web_code_retrieval"), qid=pl.col("qid") + "-w",
+        pos_scores=pl.when(pl.col("qid") == pl.col("qid").min()).then(None).otherwise("pos_scores"))])
+    g = g.with_columns(task=pl.when(external).then(None).otherwise("task"),  # an unscored external file
+                       language=pl.when(external).then(None).otherwise("language"),
+                       pos_scores=pl.when(external).then(None).otherwise("pos_scores"))
+    no_tok = {"enabled": False}
+    m = write_train_dir(g, TrainDataParams(tokenizer=no_tok), tmp_path / "train")  # type: ignore[arg-type]
+    assert m["embedder"] == {"datasets_without_scores": ["any/default", "en/web_code_retrieval"]}
+    assert "pos_scores" not in _jsonl(tmp_path / "train" / "embedder" / "any" / "default.jsonl")[0]
+    assert "pos_scores" in _jsonl(tmp_path / "train" / "embedder" / "en" / "code2code.jsonl")[0]
+    err = capsys.readouterr().err
+    assert ("warning: train-data: 2 datasets written without pos_scores/neg_scores in embedder/ and reranker/, "
+            "since not every row has teacher scores: any/default (0 of 2 rows scored), en/web_code_retrieval "
+            "(1 of 2 rows scored); FlagEmbedding --knowledge_distillation True stops on these files") in err
+    assert err.count("knowledge_distillation") == 1  # one warning, not one per dataset
+    # no row scored anywhere (nobody can distil), or scores turned off: nothing to say
+    for frame, params in ((g.with_columns(pos_scores=pl.lit(None, pl.List(pl.Float64))), {}), (g, {"keep_scores": False})):
+        m = write_train_dir(frame, TrainDataParams(tokenizer=no_tok, **params), tmp_path / "train")  # type: ignore[arg-type]
+        assert "knowledge_distillation" not in capsys.readouterr().err
+        assert m["embedder"]["datasets_without_scores"] == sorted(m["datasets"])  # true of every file
+    m = write_train_dir(_grouped(), TrainDataParams(tokenizer=no_tok), tmp_path / "train")  # type: ignore[arg-type]
+    assert m["embedder"]["datasets_without_scores"] == [] and "knowledge_distillation" not in capsys.readouterr().err
 
 
 def _jsonl(path: Path) -> list[dict]:

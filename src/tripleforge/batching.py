@@ -12,7 +12,8 @@ dataset's JSONL file):
 - ``epoch-random``: each dataset is shuffled once per epoch; each step picks a dataset with
   probability proportional to its *remaining* rows and takes its next batch.
 
-A dataset smaller than one batch contributes no batch in the epoch modes (counted by the caller).
+A dataset smaller than one batch contributes no batch in the epoch modes, nor in ``random`` while
+any dataset fills a batch (counted by the caller; ``left_out_reason`` words it for the warning).
 """
 
 from __future__ import annotations
@@ -70,6 +71,32 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
 def small_datasets(sizes: dict[str, int], batch_size: int) -> list[str]:
     """Datasets too small for one full batch (they never appear in the epoch modes)."""
     return sorted(n for n, s in sizes.items() if 0 < s < batch_size)
+
+
+def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str) -> str:
+    """Why a plan of ``mode`` over datasets of ``sizes`` leaves rows out of an epoch, as a phrase
+    for the stage's warning. Names only the causes these sizes have, so a user is not sent looking
+    for small datasets that do not exist."""
+    small = small_datasets(sizes, batch_size)
+    n_small = (f"{len(small)} dataset{'s' if len(small) > 1 else ''} smaller than "
+               f"train_data.batch.batch_size={batch_size} (batch_plan.datasets_smaller_than_batch)")
+    if mode == "random":
+        # steps draw independently, so however the sizes divide, some rows repeat and others are
+        # never drawn; small datasets are skipped while any dataset fills a batch
+        why = (f"random mode draws each step's {batch_size} rows at random from a dataset picked by size, so some "
+               "rows are drawn in several steps and others in none (batch.mode=epoch or epoch-random uses each "
+               "row at most once per epoch)")
+        if small and len(small) < sum(1 for s in sizes.values() if s > 0):
+            why += f"; {n_small} {'are' if len(small) > 1 else 'is'} never picked"
+        return why
+    causes = [n_small] if small else []
+    if any(s >= batch_size and s % batch_size for s in sizes.values()):
+        causes.append(f"the last partial batch of each dataset whose size is not a multiple of {batch_size}")
+    left = " and ".join(causes) or "no row"
+    if mode == "epoch-random":
+        return (f"epoch-random mode takes batches of {batch_size} from each shuffled dataset until fewer remain, "
+                f"leaving out {left}")
+    return f"{mode} mode cuts each shuffled dataset into full batches of {batch_size}, leaving out {left}"
 
 
 def rows_in_first_epoch(plan: pl.DataFrame) -> int:

@@ -23,7 +23,12 @@ from typing import Any
 import polars as pl
 
 from tripleforge import formats as F
-from tripleforge.batching import batch_plan, rows_in_first_epoch, small_datasets
+from tripleforge.batching import (
+    batch_plan,
+    left_out_reason,
+    rows_in_first_epoch,
+    small_datasets,
+)
 from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.progress import log
 from tripleforge.training import (
@@ -83,6 +88,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     g = sel.grouped.with_columns(_ds=_dataset_expr())
     sizes: dict[str, int] = {}
     records_by_ds: dict[str, list[dict[str, Any]]] = {}
+    unscored: dict[str, tuple[int, int]] = {}  # dataset written without scores -> (scored rows, rows)
     for (name,), part in sorted(g.group_by(["_ds"], maintain_order=True), key=lambda kv: str(kv[0][0])):
         part = part.drop("_ds")
         # `instructions` reach the embedder records (and so the tokenized shards) only; the
@@ -92,6 +98,10 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         write_jsonl(reranker_records(part, p.keep_scores), root / "reranker" / f"{name}.jsonl")
         sizes[str(name)] = len(recs)
         records_by_ds[str(name)] = recs
+        if recs and "pos_scores" not in recs[0]:
+            unscored[str(name)] = (_scored_rows(part), len(recs))
+    if p.keep_scores:
+        _warn_about_unscored(unscored, _scored_rows(g))
     sel_plain = g.drop("_ds")
     st_sizes = _write_st(sel_plain, root / "sentence_transformers", p.st_ntuple_negatives)
     tok: dict[str, Any] = {"enabled": p.tokenizer.enabled}
@@ -112,6 +122,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "input_rows": grouped.height,
         "eval_rows_excluded": eval_rows,
         "embedder_rows": sum(sizes.values()),
+        "embedder": {"datasets_without_scores": sorted(unscored)},
         "reranker_rows": sum(sizes.values()),
         "datasets": dict(sorted(sizes.items())),
         "by_task": _counts(sel_plain, "task"),
@@ -129,10 +140,31 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     }
 
 
+def _scored_rows(df: pl.DataFrame) -> int:
+    """Rows with both ``pos_scores`` and ``neg_scores`` (what a distillation trainer needs)."""
+    return df.filter(pl.col("pos_scores").is_not_null() & pl.col("neg_scores").is_not_null()).height
+
+
+def _warn_about_unscored(unscored: dict[str, tuple[int, int]], scored_rows: int) -> None:
+    """Say on stderr which datasets were written without ``pos_scores``/``neg_scores`` (a file
+    gets them only when every row has them, see embedder_records) while other rows have scores:
+    FlagEmbedding's ``--knowledge_distillation True`` stops on such a file ("pos_scores and
+    neg_scores not found"), which a user learns only once training starts. ``unscored``: dataset
+    -> (scored rows, rows). Nothing to say when no row has scores: then nobody can distil."""
+    if not unscored or not scored_rows:
+        return
+    names = ", ".join(f"{n} ({k} of {rows} rows scored)" for n, (k, rows) in sorted(unscored.items()))
+    log(f"warning: train-data: {len(unscored)} dataset{'s' if len(unscored) > 1 else ''} written without "
+        f"pos_scores/neg_scores in embedder/ and reranker/, since not every row has teacher scores: {names}; "
+        "FlagEmbedding --knowledge_distillation True stops on these files (pos_scores and neg_scores not found): "
+        "leave them out of a distillation run or score every row (metrics: embedder.datasets_without_scores)")
+
+
 def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str) -> None:
-    """Say on stderr when the batch plan trains on fewer rows than were written: same-dataset
-    batches leave out datasets smaller than a batch and each dataset's last partial batch (in
-    `random` mode, rows no step drew), which a small or finely split run can turn into most rows."""
+    """Say on stderr when the batch plan trains on fewer rows than were written, and why in this
+    mode (``batching.left_out_reason``): the epoch modes leave out datasets smaller than a batch
+    and each dataset's last partial batch, `random` the rows no step drew; a small or finely split
+    run can turn that into most rows."""
     total = sum(sizes.values())
     if not total or planned == total:
         return
@@ -141,8 +173,7 @@ def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode:
             f"train_data.batch.batch_size={batch_size} (the largest has {max(sizes.values())} rows)")
         return
     log(f"warning: train-data: the batch plan ({mode}) trains on {planned} of {total} rows per epoch: "
-        f"datasets smaller than train_data.batch.batch_size={batch_size} and each dataset's last partial batch "
-        "are left out (metrics: batch_plan.rows_left_out_per_epoch)")
+        f"{left_out_reason(sizes, batch_size, mode)} (metrics: batch_plan.rows_left_out_per_epoch)")
 
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:

@@ -102,7 +102,8 @@ class TrainDataParams(StageParams):
     stable_distill: bool = False  # sort the chosen negatives by teacher score, descending
     keep_scores: bool = True  # write pos_scores/neg_scores (for --knowledge_distillation)
     instructions: dict[str, InstructionTemplate] = {}  # catalog task -> templates; key "*" = every other task
-    max_samples_per_task: int | None = Field(None, ge=1)  # seeded sample of at most N queries per task; None = all
+    # seeded sample of at most N queries per task, of those the selection keeps; None = all
+    max_samples_per_task: int | None = Field(None, ge=1)
     # >1: of the first n candidates per (doc_id, task, language, code_language, target) keep the
     # best (see best_of_candidates)
     n_candidates: int = Field(1, ge=1)
@@ -355,18 +356,15 @@ def sample_per_task(g: pl.DataFrame, n: int | None, seed: int) -> tuple[pl.DataF
 
 
 def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
-    """The whole selection: train split -> best-of-n (+DPO) -> per-task cap -> group sampling.
-    Output keeps GROUPED columns, one positive and <= G-1 negatives per row, texts as in the
-    input (``apply_instructions`` is for the embedder layout only)."""
+    """The whole selection: train split -> best-of-n (+DPO) -> group sampling and teacher filters
+    -> per-task cap. Output keeps GROUPED columns, one positive and <= G-1 negatives per row, texts
+    as in the input (``apply_instructions`` is for the embedder layout only)."""
     drops: Counter[str] = Counter()
     train = g.filter(pl.col("split") == "train")
     drops["not_train_split"] += g.height - train.height
     cands = best_of_candidates(train, p)
     train = cands.kept
     drops.update(cands.drops)
-    train, capped = sample_per_task(train, p.max_samples_per_task, p.seed)
-    if capped:
-        drops["max_samples_per_task"] += capped
     rows = []
     for row in train.iter_rows(named=True):
         out, reason = select_group(row, p)
@@ -375,6 +373,12 @@ def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
         else:
             rows.append(out)
     sel = pl.DataFrame(rows, schema=train.schema) if rows else train.clear()
+    # The cap comes last: capping first would spend it on rows the filters then drop (a task could
+    # end with fewer than N rows, even none, while usable rows were discarded) and would count rows
+    # without negatives as `max_samples_per_task`. The sample is keyed by (seed, qid), so it does
+    # not depend on the order of the steps before it.
+    sel, capped = sample_per_task(sel, p.max_samples_per_task, p.seed)
+    drops["max_samples_per_task"] += capped
     return Selected(sel, cands.dpo, Counter({k: v for k, v in drops.items() if v}), cands.dpo_skipped)
 
 
