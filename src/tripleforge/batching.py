@@ -12,8 +12,9 @@ dataset's JSONL file):
 - ``epoch-random``: each dataset is shuffled once per epoch; each step picks a dataset with
   probability proportional to its *remaining* rows and takes its next batch.
 
-A dataset smaller than one batch contributes no batch in the epoch modes, nor in ``random`` while
-any dataset fills a batch (counted by the caller; ``left_out_reason`` words it for the warning).
+A dataset smaller than one batch contributes no batch, in any mode (counted by the caller;
+``left_out_reason`` words it for the warning); ``random`` draws an epoch's worth of batches from
+the datasets that fill one.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
     rows: list[tuple[int, int, str, list[int]]] = []
     for epoch in range(epochs):
         if mode == "random":
-            total = sum(sizes[n] for n in names)
-            eligible = [n for n in names if sizes[n] >= batch_size] or names
+            # only datasets that fill a batch, as in the epoch modes: a short batch would change
+            # the in-batch negatives' count and the loss scale from step to step
+            eligible = [n for n in names if sizes[n] >= batch_size]
             weights = np.array([sizes[n] for n in eligible], dtype=np.float64)
-            for _ in range(total // batch_size):
+            for _ in range(sum(sizes[n] for n in eligible) // batch_size):
                 name = eligible[int(rng.choice(len(eligible), p=weights / weights.sum()))]
-                k = min(batch_size, sizes[name])
-                rows.append((len(rows), epoch, name, sorted(int(i) for i in rng.choice(sizes[name], size=k, replace=False))))
+                picks = rng.choice(sizes[name], size=batch_size, replace=False)
+                rows.append((len(rows), epoch, name, sorted(int(i) for i in picks)))
         elif mode == "epoch":
             batches = []
             for name in names:
@@ -82,11 +84,11 @@ def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str) -> str:
                f"train_data.batch.batch_size={batch_size} (batch_plan.datasets_smaller_than_batch)")
     if mode == "random":
         # steps draw independently, so however the sizes divide, some rows repeat and others are
-        # never drawn; small datasets are skipped while any dataset fills a batch
+        # never drawn; small datasets are never picked
         why = (f"random mode draws each step's {batch_size} rows at random from a dataset picked by size, so some "
                "rows are drawn in several steps and others in none (batch.mode=epoch or epoch-random uses each "
                "row at most once per epoch)")
-        if small and len(small) < sum(1 for s in sizes.values() if s > 0):
+        if small:
             why += f"; {n_small} {'are' if len(small) > 1 else 'is'} never picked"
         return why
     causes = [n_small] if small else []
