@@ -25,7 +25,11 @@ def train_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_flagembedding_train_dataset_reads_our_embedder_files(train_dir: Path, tmp_path: Path) -> None:
-    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderCollator, AbsEmbedderDataArguments, AbsEmbedderTrainDataset
+    from FlagEmbedding.abc.finetune.embedder import (
+        AbsEmbedderCollator,
+        AbsEmbedderDataArguments,
+        AbsEmbedderTrainDataset,
+    )
     from transformers import AutoTokenizer
 
     ds_dir = train_dir / "embedder" / "en"
@@ -52,8 +56,12 @@ def test_flagembedding_train_dataset_reads_our_embedder_files(train_dir: Path, t
 def _trainer_run(data_file: Path, loss_name: str, tmp_path: Path) -> float:
     import torch
     from datasets import load_dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers import losses
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        losses,
+    )
 
     torch.manual_seed(0)
     model = SentenceTransformer(str(bundled_minilm_dir()), device="cpu")
@@ -81,7 +89,10 @@ def test_sentence_transformers_trainer_trains_on_our_layouts(train_dir: Path, tm
 def test_flagembedding_gives_an_empty_prompt_a_leading_space(tmp_path: Path) -> None:
     """What docs/formats.md says of an empty prompt under the documented flags: FlagEmbedding
     trains on " " + query, which the bundled WordPiece tokenizer reads like the bare query."""
-    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderDataArguments, AbsEmbedderTrainDataset
+    from FlagEmbedding.abc.finetune.embedder import (
+        AbsEmbedderDataArguments,
+        AbsEmbedderTrainDataset,
+    )
     from transformers import AutoTokenizer
 
     ds_dir = tmp_path / "ds"

@@ -115,8 +115,8 @@ def test_a_replica_down_at_the_start_is_left_out_with_a_warning(two_proxies: tup
     dead = f"http://127.0.0.1:{free_port()}/v1"
     be = OpenAICompatBackend([dead, a.url], api_key_env="TF_TEST_KEY", concurrency=2)
     assert capsys.readouterr().err.splitlines() == [
-        f"warning: generate: params.yaml: generate.base_urls: cannot reach LLM endpoint {dead}: ConnectError; "
-        "continuing with the other 1 of 2 base URLs"]
+        (f"warning: generate: params.yaml: generate.base_urls: cannot reach LLM endpoint {dead}: ConnectError; "
+         "continuing with the other 1 of 2 base URLs")]
     out = _collect(be, _reqs(3, max_tokens=4))
     assert all(r.ok for r in out.values()) and (a.posts, be.retries) == (3, 0)
     with pytest.raises(UserError, match=rf"^params\.yaml: generate\.base_urls: cannot reach LLM endpoint {dead}"):
