@@ -104,8 +104,21 @@ def test_a_dead_replica_costs_no_request_its_answer(two_proxies: tuple[FaultProx
     t0 = time.perf_counter()
     out = _collect(be, _reqs(6, max_tokens=4))
     assert sorted(out) == [f"k{i}" for i in range(6)] and all(r.ok for r in out.values()), out
-    assert (a.posts, b.posts, be.retries) == (3, 6, 3)
+    # a rests after its 503: one request paid an attempt there, not every second one
+    assert (a.posts, b.posts, be.retries) == (1, 6, 1)
     assert time.perf_counter() - t0 < 15  # no backoff (at least 15 s) was waited
+
+
+def test_a_rested_replica_gets_requests_again_after_the_rest(two_proxies: tuple[FaultProxy, FaultProxy]) -> None:
+    a, b = two_proxies
+    a.fault = lambda req: (503, b"") if a.posts == 1 else None  # down for one request only
+    be = OpenAICompatBackend([a.url, b.url], api_key_env="TF_TEST_KEY", concurrency=1, max_retries=1,
+                             max_backoff_s=4)
+    out = _collect(be, _reqs(3, max_tokens=4))
+    assert all(r.ok for r in out.values()) and (a.posts, b.posts) == (1, 3)  # resting: all on b
+    time.sleep(max(0.0, be._rest_until[a.url] - time.monotonic()) + 0.1)
+    out = _collect(be, _reqs(4, max_tokens=4))
+    assert all(r.ok for r in out.values()) and (a.posts, b.posts) == (3, 5)  # in turn again
 
 
 def test_a_replica_down_at_the_start_is_left_out_with_a_warning(two_proxies: tuple[FaultProxy, FaultProxy],

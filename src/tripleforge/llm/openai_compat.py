@@ -3,8 +3,9 @@
 Async httpx with a bounded number of requests in flight, a per-request timeout, and bounded
 retries with exponential backoff + jitter that honour `Retry-After`. Requests take the base URLs
 in turn (per request, not per worker), and a retry goes to the next URL after the one that
-failed, so a replica that is down costs a request one attempt, not its answer; one that is down
-at the start is left out with a warning. The API key comes
+failed, so a replica that is down costs a request one attempt, not its answer; after such a
+failure (no connection, HTTP 429/502/503/504) requests start at the other URLs for a while; one
+that is down at the start is left out with a warning. The API key comes
 from an environment variable *named* in params; the key itself never reaches params, logs,
 metrics or cache keys.
 """
@@ -16,6 +17,7 @@ import contextlib
 import os
 import random
 import re
+import time
 from typing import Any
 
 import httpx
@@ -26,6 +28,8 @@ from tripleforge.params import PARAMS_LABEL
 from tripleforge.progress import log
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# a replica answering these (or not reachable) is rested: requests start elsewhere for a while
+REST_STATUS = {429, 502, 503, 504}
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -90,6 +94,7 @@ class OpenAICompatBackend:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.retries = 0  # retried attempts, for metrics
+        self._rest_until: dict[str, float] = {}  # base URL -> monotonic time it may start requests again
         self._api_key_env = api_key_env
         listed = self._probe() if probe else ""
         self.model = model or listed
@@ -170,13 +175,18 @@ class OpenAICompatBackend:
                 resp = await client.post(f"{url}/chat/completions", json=self._payload(req), headers=self._headers())
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__} from {url}"
+                if isinstance(exc, httpx.TransportError):
+                    self._rest(url, 0.0)
             else:
                 if resp.status_code == 200:
+                    self._rest_until.pop(url, None)
                     return self._parse(resp, req.sampling.n)
                 last = f"HTTP {resp.status_code} from {url}{_error_detail(resp)}"
                 if resp.status_code not in RETRY_STATUS:
                     return ChatResult(error=last)
                 wait = max(wait, _retry_after(resp) or 0.0)
+                if resp.status_code in REST_STATUS:
+                    self._rest(url, _retry_after(resp) or 0.0)
             if attempt == self.max_retries or stop.is_set():
                 break
             if (attempt + 1) % n_urls == 0:  # every URL tried in this turn: back off before the next
@@ -191,6 +201,23 @@ class OpenAICompatBackend:
         tries = attempt + 1
         return ChatResult(error=f"gave up after {tries} attempt{'s' * (tries > 1)}: {last}"
                           + ("" if tries > self.max_retries else " (not retried: the run had already failed)"))
+
+    def _rest(self, url: str, retry_after: float) -> None:
+        """No request starts at `url` for `max_backoff_s` (or its Retry-After, if longer): a replica
+        that is down or overloaded would otherwise cost every n-th request a failed first attempt.
+        After the rest one request tries it again; a success ends the rest."""
+        if len(self.base_urls) > 1:
+            self._rest_until[url] = time.monotonic() + max(self.max_backoff_s, retry_after)
+
+    def _first_url(self, turn: int) -> int:
+        """The index of the base URL a new request starts at: `turn`, or the next one in turn
+        order that is not resting (`turn` itself when all are)."""
+        n, now = len(self.base_urls), time.monotonic()
+        for k in range(n):
+            i = (turn + k) % n
+            if self._rest_until.get(self.base_urls[i], 0.0) <= now:
+                return i
+        return turn
 
     @staticmethod
     def _parse(resp: httpx.Response, n: int = 1) -> ChatResult:
@@ -228,7 +255,8 @@ class OpenAICompatBackend:
                         req = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    start, turn = turn, (turn + 1) % len(self.base_urls)
+                    start = self._first_url(turn)
+                    turn = (start + 1) % len(self.base_urls)
                     if on_result(req, await self._call(client, start, req, stop)):
                         stop.set()
 
