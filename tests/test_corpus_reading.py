@@ -197,3 +197,39 @@ def test_pool_size_never_exceeds_the_usable_cpus_or_the_work() -> None:
     assert pool_size(1000, 10_000) == cpus and pool_size(0, 10_000) == cpus
     assert pool_size(1, 10_000) == 1 and pool_size(2, 10_000) == min(2, cpus)
     assert pool_size(1000, 64) == min(8, cpus) and pool_size(0, 8) == 1
+
+
+def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path) -> None:
+    """A Ctrl-C (SIGINT to the process group) during a workers=2 read once left the stage
+    spinning forever on a broken pool, its workers orphaned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import re
+
+    root = tmp_path / "tree"
+    for i in range(3000):  # a few seconds of parsing on 2 workers
+        write(root / f"d{i % 30}" / f"m{i}.py", "".join(FUNC.format(name=f"f{i}_{j}", k=j) for j in range(20)))
+    stage = Path(__file__).parents[1] / "stages" / "sample.py"
+    (tmp_path / "params.yaml").write_text(f"sample:\n  corpus: {root}\n  workers: 2\n")
+    proc = subprocess.Popen(
+        [sys.executable, str(stage), "--params", "params.yaml", "--docs", "out/d.parquet", "--pool", "out/p.parquet",
+         "--metrics", "out/m.json"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TRIPLEFORGE_NO_PROGRESS": "0"})
+    assert proc.stderr is not None
+    seen = ""
+    while not re.search(r"\b[1-9]\d*/3000\b", seen) and proc.poll() is None:  # the pool has read files
+        seen += proc.stderr.read(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    t0 = time.monotonic()
+    try:
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert time.monotonic() - t0 < 60 and proc.returncode == 130
+    assert rest.rstrip().endswith("error: interrupted") and "Traceback" not in rest
+    assert not (tmp_path / "out").exists()

@@ -291,8 +291,17 @@ def _map_files(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[
         return
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers) as pool:
+    # Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and a worker killed
+    # mid-reply left the pool's result thread reading a broken pipe while the stage spun forever.
+    # The parent alone gets KeyboardInterrupt, and leaving the `with` terminates the workers.
+    with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
         yield from pool.imap(read_source, jobs, chunksize=8)
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: frozenset[str]) -> Iterator[Candidate]:

@@ -77,7 +77,8 @@ def relabel_params_error(message: str, params_path: Any, overrides: list[str],
 
 
 def user_errors(fn: F) -> F:
-    """Turn `UserError` into `error: <one line>` on stderr and a non-zero exit (no traceback)."""
+    """Turn `UserError` into `error: <one line>` on stderr and a non-zero exit (no traceback); a
+    Ctrl-C likewise."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -89,6 +90,9 @@ def user_errors(fn: F) -> F:
             message = relabel_params_error(str(exc), kwargs.get("params", "params.yaml"), kwargs.get("set_") or [],
                                            sections_read())
             fail(message, exc.exit_code)
+        except KeyboardInterrupt:
+            # each output is written whole or not at all, so a traceback adds nothing; 130 = 128 + SIGINT
+            fail("interrupted", 130)
 
     return wrapper  # type: ignore[return-value]
 
