@@ -181,3 +181,14 @@ def test_a_request_in_flight_is_not_retried_once_the_run_stops(llama_server: Lla
         assert sorted(seen) == ["k0", "k1"] and proxy.posts == 2 and be.retries == 0
         assert seen["k1"].error == (f"gave up after 1 attempt: HTTP 503 from {proxy.url} "
                                     "(not retried: the run had already failed)")
+
+
+def test_a_server_echoing_the_api_key_does_not_put_it_in_errors(two_proxies: tuple[FaultProxy, FaultProxy]) -> None:
+    # a server whose error body repeats the Authorization header once put the key on stderr and
+    # in the cache's failure log, both of which show this error text
+    a, _ = two_proxies
+    a.fault = lambda req: (500, f'{{"error": "boom, your key was Bearer {SECRET}"}}'.encode())
+    be = OpenAICompatBackend([a.url], api_key_env="TF_TEST_KEY", max_retries=0)
+    out = _collect(be, _reqs(1))
+    assert out["k0"].error == f"gave up after 1 attempt: HTTP 500 from {a.url}: boom, your key was Bearer [API key]"
+    assert SECRET not in out["k0"].error

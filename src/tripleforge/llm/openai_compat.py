@@ -56,15 +56,19 @@ def read_api_key(api_key_env: str) -> str | None:
     return value
 
 
-def _error_detail(resp: httpx.Response, limit: int = 200) -> str:
+def _error_detail(resp: httpx.Response, secret: str | None, limit: int = 200) -> str:
     """The server's own words for a refusal (`{"error": {"message": ...}}` or the body), on one
-    line: "HTTP 400" alone does not tell a too-long prompt from a wrong model name."""
+    line: "HTTP 400" alone does not tell a too-long prompt from a wrong model name. The API key
+    (`secret`) is cut out before the text is shortened: a server may echo the request's
+    Authorization header, and this text reaches stderr and the cache's failure log."""
     try:
         err = resp.json().get("error")
         text = err.get("message") if isinstance(err, dict) else err
     except (ValueError, AttributeError):
         text = None
     text = " ".join(str(text if text is not None else resp.text).split())
+    if secret:
+        text = text.replace(secret, "[API key]")
     return f": {text[:limit]}" if text else ""
 
 
@@ -181,7 +185,7 @@ class OpenAICompatBackend:
                 if resp.status_code == 200:
                     self._rest_until.pop(url, None)
                     return self._parse(resp, req.sampling.n)
-                last = f"HTTP {resp.status_code} from {url}{_error_detail(resp)}"
+                last = f"HTTP {resp.status_code} from {url}{_error_detail(resp, self._key)}"
                 if resp.status_code not in RETRY_STATUS:
                     return ChatResult(error=last)
                 wait = max(wait, _retry_after(resp) or 0.0)
