@@ -299,3 +299,27 @@ def test_train_input_must_be_the_convert_formats_triplets() -> None:
         check_train_input(g.with_columns(pos=pl.lit("x")), "t.parquet")
     nulls = g.with_columns(prompt=pl.lit(None), type=pl.lit(None))  # all-null columns are fine
     assert check_train_input(nulls, "t.parquet").schema == g.schema
+
+
+@pytest.mark.parametrize("edit,reason", [
+    ({"query": pl.lit(None, pl.String)}, "missing query"),
+    ({"pos_scores": pl.col("pos_scores").list.eval(pl.element() * float("nan"))}, "nan or infinite value"),
+    ({"pos_scores": pl.col("pos_scores").list.concat(pl.lit([0.5]))}, "pos scores length differs from pos"),
+    ({"neg": pl.col("neg").list.concat(pl.lit([None], pl.List(pl.String)))}, "empty text in neg"),
+])
+def test_a_hand_edited_train_input_is_refused_at_its_row(edit: dict, reason: str) -> None:
+    """A null query once went into the embedder JSONL as `"query": null`, a NaN score as `NaN`
+    (not JSON), both with exit 0."""
+    g = convert_all(mined_frame(n_docs=3), "m.parquet", ConvertFormatsParams()).grouped
+    bad = g.with_columns(**{k: pl.when(pl.int_range(pl.len()) == 1).then(v).otherwise(pl.col(k)) for k, v in edit.items()})
+    with pytest.raises(UserError, match=rf"^t.parquet:2: {reason}.*\(qid {g['qid'][1]}; 1 such rows; re-run convert-formats"):
+        check_train_input(bad, "t.parquet")
+
+
+def test_exact_copies_of_a_train_row_are_dropped_and_counted() -> None:
+    g = convert_all(mined_frame(n_docs=8, eval_every=100), "m.parquet", ConvertFormatsParams()).grouped
+    twice = pl.concat([g, g.with_columns(qid=pl.col("qid") + "-copy")])  # the same records under other qids
+    sel = select_training_groups(twice, TrainDataParams(train_group_size=2, select_negative="first"))
+    one = select_training_groups(g, TrainDataParams(train_group_size=2, select_negative="first"))
+    assert sel.drops["duplicate_record"] == g.filter(pl.col("split") == "train").height
+    assert sel.grouped.equals(one.grouped)

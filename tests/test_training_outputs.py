@@ -96,7 +96,7 @@ def test_datasets_without_scores_are_named_before_distillation(tmp_path: Path,
     g = _grouped()  # train rows: en/code2code 3, en/text2code 2 (scored)
     external = pl.col("task") == "text2code"
     g = pl.concat([g, g.filter(external, pl.col("split") == "train").with_columns(  # a partly scored dataset: one row lost its scores
-        task=pl.lit("web_code_retrieval"), qid=pl.col("qid") + "-w",
+        task=pl.lit("web_code_retrieval"), qid=pl.col("qid") + "-w", query=pl.col("query") + " (web)",
         pos_scores=pl.when(pl.col("qid") == pl.col("qid").min()).then(None).otherwise("pos_scores"))])
     g = g.with_columns(task=pl.when(external).then(None).otherwise("task"),  # an unscored external file
                        language=pl.when(external).then(None).otherwise("language"),

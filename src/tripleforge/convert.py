@@ -81,21 +81,7 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
         pos_scores=opt("pos_scores", F.F64_LIST),
         neg_scores=opt("neg_scores", F.F64_LIST),
     )
-    problem = (
-        pl.when(pl.col("query").is_null()).then(pl.lit("missing_query"))
-        .when(F.is_blank(pl.col("query"))).then(pl.lit("empty_query"))
-        .when(pl.col("pos").list.len().fill_null(0) == 0).then(pl.lit("empty_pos"))
-        .when(F.has_blank("pos")).then(pl.lit("empty_text_in_pos"))
-        .when(F.has_blank("neg")).then(pl.lit("empty_text_in_neg"))
-        .when(pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()))
-        .then(pl.lit("pos_scores_length_differs_from_pos"))
-        .when(pl.col("neg_scores").is_not_null() & (pl.col("neg_scores").list.len() != pl.col("neg").list.len()))
-        .then(pl.lit("neg_scores_length_differs_from_neg"))
-        .when(F.has_non_finite("pos_scores") | F.has_non_finite("neg_scores"))
-        .then(pl.lit("nan_or_infinite_value_in_a_score_list"))
-        .otherwise(pl.lit(None, pl.String))
-    )
-    df = df.with_columns(_problem=problem)
+    df = df.with_columns(_problem=F.grouped_row_problem())
     bad = df.filter(pl.col("_problem").is_not_null())
     if bad.height:
         if strict:

@@ -530,6 +530,27 @@ def has_non_finite(col: str) -> pl.Expr:
     return pl.col(col).list.eval(~pl.element().is_finite()).list.any().fill_null(False)
 
 
+def grouped_row_problem() -> pl.Expr:
+    """Per row of a grouped frame (GROUPED_SCHEMA), the first reason it cannot train, or null:
+    a missing or blank query, no positive, a null or blank text, a score list whose length
+    differs from its texts', a NaN or infinite score."""
+    return (
+        pl.when(pl.col("query").is_null()).then(pl.lit("missing_query"))
+        .when(is_blank(pl.col("query"))).then(pl.lit("empty_query"))
+        .when(pl.col("pos").list.len().fill_null(0) == 0).then(pl.lit("empty_pos"))
+        .when(has_blank("pos") | _has_null("pos")).then(pl.lit("empty_text_in_pos"))
+        .when(has_blank("neg") | _has_null("neg")).then(pl.lit("empty_text_in_neg"))
+        .when(pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()))
+        .then(pl.lit("pos_scores_length_differs_from_pos"))
+        .when(pl.col("neg_scores").is_not_null()
+              & (pl.col("neg_scores").list.len() != pl.col("neg").list.len().fill_null(0)))
+        .then(pl.lit("neg_scores_length_differs_from_neg"))
+        .when(has_non_finite("pos_scores") | has_non_finite("neg_scores"))
+        .then(pl.lit("nan_or_infinite_value_in_a_score_list"))
+        .otherwise(pl.lit(None, pl.String))
+    )
+
+
 # Whitespace that `hashing.normalize_text` rewrites: a run of two or more characters, or one that
 # is not a plain space. Python's `\s` also matches \x1c-\x1f and Rust's does not, hence the range.
 # Rewriting only these is 4x faster than rewriting every `\s+` run, most of which are one space.

@@ -18,6 +18,8 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
+from tripleforge import formats as F
+from tripleforge.errors import UserError
 from tripleforge.formats import GROUPED_SCHEMA
 from tripleforge.hashing import sha256_hex
 from tripleforge.io import check_dtypes, require_columns
@@ -140,9 +142,18 @@ class Selected:
 def check_train_input(g: pl.DataFrame, name: str) -> pl.DataFrame:
     """`g` if it is the grouped frame of `convert-formats`, else a UserError naming `name`: the
     mined triplets or the pairs file look similar enough to be passed by mistake, and would
-    otherwise fail deep in the selection with a bare KeyError."""
+    otherwise fail deep in the selection with a bare KeyError. Rows are checked as convert-formats
+    checks them (`formats.grouped_row_problem`), so a hand-edited file cannot put a null query or
+    a NaN score (invalid JSON) into the training files; the first bad row is the error."""
     require_columns(g, GROUPED_SCHEMA, name, "the triplets of convert-formats, data/formats/triplets.parquet")
-    return check_dtypes(g, GROUPED_SCHEMA, name)
+    g = check_dtypes(g, GROUPED_SCHEMA, name)
+    bad = g.select(_row=pl.int_range(1, pl.len() + 1), qid=pl.col("qid"), _problem=F.grouped_row_problem()).filter(
+        pl.col("_problem").is_not_null())
+    if bad.height:
+        row, qid, problem = bad.row(0)
+        raise UserError(f"{name}:{row}: {problem.replace('_', ' ')} (qid {qid}; {bad.height} such rows; "
+                        "re-run convert-formats rather than editing its output)")
+    return g
 
 
 def row_rng(seed: int, key: str) -> np.random.Generator:
@@ -363,7 +374,9 @@ def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
     train = g.filter(pl.col("split") == "train")
     drops["not_train_split"] += g.height - train.height
     cands = best_of_candidates(train, p)
-    train = cands.kept
+    # an exact copy of a row (e.g. the same record in two external files) would put each copy's
+    # positive among the other's in-batch negatives
+    train = F.drop_copies(cands.kept, F.RECORD_CONTENT, pl.col("query").hash(), drops)
     drops.update(cands.drops)
     rows = []
     for row in train.iter_rows(named=True):
