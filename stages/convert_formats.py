@@ -37,7 +37,11 @@ def main(
         mined = read_parquet(triplets, "input", "run mine-negatives, or set convert_formats.include_mined=false")
     for path in p.external:
         if not Path(path).is_file():
-            raise UserError(f"params.yaml: convert_formats.external: file not found: {path}")
+            why = "is a directory, not a file" if Path(path).is_dir() else "file not found"
+            raise UserError(f"params.yaml: convert_formats.external: {why}: {path}")
+    if mined is None and not p.external:
+        log("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
+            "empty: every output is empty")
     c = convert_all(mined, str(triplets), p)
     left_out: dict[str, Any] = {}
     corpus, queries, qrels = eval_tables(c.grouped.filter(pl.col("split") == "eval"), left_out)

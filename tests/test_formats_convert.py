@@ -136,3 +136,29 @@ def test_external_rows_sharing_an_eval_query_or_positive_are_dropped_and_counted
     evals = c.grouped.filter(pl.col("split") == "eval")
     assert not set(train["query"]) & set(evals["query"])
     assert not {p.strip() for ps in train["pos"] for p in ps} & {p for ps in evals["pos"] for p in ps}
+
+
+def test_a_mined_row_with_an_unknown_split_is_refused_or_counted() -> None:
+    """`split: "bogus"` in a hand-edited mined file was trained on without a word."""
+    bad = mined_frame(n_docs=4).with_columns(split=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("bogus"))
+                                             .otherwise(pl.col("split")))
+    with pytest.raises(UserError, match=r"m.parquet:3: unknown split \(pair_id "):
+        convert_all(bad, "m.parquet", ConvertFormatsParams())
+    c = convert_all(bad, "m.parquet", ConvertFormatsParams(strict=False))
+    assert dict(c.drops) == {"unknown_split": 1} and "bogus" not in c.grouped["split"].to_list()
+
+
+def test_deep_nesting_and_symlink_loops_are_one_line_errors(tmp_path: Path) -> None:
+    from tripleforge.params import validate_params
+
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"query": "q", "pos": ["a"], "neg": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(UserError, match=r"deep.jsonl:1: "):
+        convert_all(None, "", ConvertFormatsParams(external=[str(deep)]))
+    c = convert_all(None, "", ConvertFormatsParams(external=[str(deep)], strict=False))
+    assert c.grouped.height == 0 and sum(c.drops.values()) == 1
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(tmp_path / "loop2.jsonl")
+    (tmp_path / "loop2.jsonl").symlink_to(loop)
+    with pytest.raises(UserError, match=r"convert_formats.external.*is a symlink loop"):
+        validate_params(ConvertFormatsParams, "convert_formats", {"external": [str(loop)]}, source="params.yaml")

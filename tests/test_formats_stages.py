@@ -91,6 +91,12 @@ def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     other.write_text(yaml.safe_dump({"convert_formats": {"external": ["gone.jsonl"]}}))
     proc = _stage(workdir, "convert_formats", "--params", str(other), check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {other}: convert_formats.external: file not found: gone.jsonl"
+    (workdir / "adir").mkdir()
+    proc = _stage(workdir, "convert_formats", "--set", "external=[adir]", check=False)
+    assert proc.stderr.strip() == "error: --set: convert_formats.external: is a directory, not a file: adir"
+    proc = _stage(workdir, "convert_formats", "--set", "include_mined=false")  # nothing to convert: said
+    assert ("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
+            "empty: every output is empty") in proc.stderr
 
 
 def test_params_without_meaning_fail_before_any_work(workdir: Path) -> None:

@@ -20,7 +20,10 @@ MINED_REQUIRED = ("pair_id", "query", "pos", "neg", "split")
 
 
 def _same_file(path: str) -> Path:
-    return Path(path).expanduser().resolve()
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:  # Python 3.11 raises it for a symlink loop
+        raise ValueError(f"'{path}' is a symlink loop") from None
 
 
 class ConvertFormatsParams(StageParams):
@@ -81,7 +84,9 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
         pos_scores=opt("pos_scores", F.F64_LIST),
         neg_scores=opt("neg_scores", F.F64_LIST),
     )
-    df = df.with_columns(_problem=F.grouped_row_problem())
+    # a split other than train/eval (a hand-edited file) would be trained on without a word
+    unknown_split = pl.when(~pl.col("split").is_in(["train", "eval"]).fill_null(False)).then(pl.lit("unknown_split"))
+    df = df.with_columns(_problem=pl.coalesce(F.grouped_row_problem(), unknown_split))
     bad = df.filter(pl.col("_problem").is_not_null())
     if bad.height:
         if strict:

@@ -173,7 +173,9 @@ def _python_line_error(raw: bytes) -> str | None:
         return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line; files must be UTF-8)"
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 4300+ digits
         return f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
     if not isinstance(obj, dict):
         return f"expected a JSON object, got {type(obj).__name__}"
@@ -200,7 +202,7 @@ def _sample_keys(head: bytes) -> set[str]:
     for raw in head.split(b"\n"):
         try:
             obj = json.loads(raw)
-        except ValueError:  # a blank, bad or cut-off line: the parse reports the bad ones
+        except (ValueError, RecursionError):  # a blank, bad or cut-off line: the parse reports the bad ones
             continue
         if isinstance(obj, dict):
             keys.update(k for k in obj if k in READ_SCHEMA)
@@ -319,7 +321,7 @@ def _explicit_null_score_lines(body: Any, df: pl.DataFrame) -> list[int]:
         end = int(newlines[line_no - 1]) if line_no - 1 < newlines.size else len(data)
         try:
             obj = json.loads(data[begin:end])
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         cands = obj.get("candidates") if isinstance(obj, dict) else None
         if isinstance(cands, list) and any(isinstance(c, dict) and "score" in c and c["score"] is None for c in cands):
