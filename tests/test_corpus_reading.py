@@ -233,3 +233,28 @@ def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 60 and proc.returncode == 130
     assert rest.rstrip().endswith("error: interrupted") and "Traceback" not in rest
     assert not (tmp_path / "out").exists()
+
+
+def test_jsonl_records_python_reads_but_json_lacks_are_skipped_and_counted(tmp_path: Path) -> None:
+    """NaN/Infinity (kept into `meta` as non-JSON), 4300+ digit integers and deep nesting (each a
+    traceback from Python's json) are malformed records; a file without records is `empty`."""
+    good = json.dumps({"text": FUNC.format(name="g", k=1), "code_language": "python"})
+    lines = [good, '{"text": "def f(): pass", "code_language": "python", "score": Infinity}',
+             '{"text": "def f(): pass", "id": ' + "9" * 5000 + "}",
+             '{"text": "def f(): pass", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"]
+    ext = write(tmp_path / "ext.jsonl", "\n".join(lines) + "\n")
+    blank = write(tmp_path / "blank.jsonl", "\n  \n")
+    (tmp_path / "tree").mkdir()
+    res = sample_corpus(params(tmp_path / "tree", external=[str(ext), str(blank)]))
+    assert res.metrics["skipped"]["malformed_jsonl"] == 3 and res.metrics["skipped"]["empty"] == 1
+    assert res.docs.height == 1
+
+
+def test_a_fifo_in_a_source_tree_is_skipped_not_read(tmp_path: Path) -> None:
+    """Reading a FIFO named like a source file blocked the stage forever."""
+    import os
+
+    root = write(tmp_path / "tree" / "a.py", FUNC.format(name="a", k=1)).parent
+    os.mkfifo(root / "pipe.py")
+    res = sample_corpus(params(root))
+    assert res.metrics["skipped"]["unreadable"] == 1 and res.docs.height == 1

@@ -54,6 +54,11 @@ def test_set_override_and_custom_output_paths(tmp_path: Path) -> None:
           "--metrics", "out/m.json")
     assert pl.read_parquet(cwd / "out/d.parquet").height == 3
     assert json.loads((cwd / "out/m.json").read_text())["docs"] == 3
+    # none asked for is not "no documents found"
+    proc = stage(cwd, "--set", "num_samples=0", "--docs", "out/d.parquet", "--pool", "out/p.parquet",
+                 "--metrics", "out/m.json")
+    assert "warning: sample: no documents sampled of 6 candidates (sample.num_samples is 0)" in proc.stderr
+    assert "no documents found" not in proc.stderr
 
 
 def test_unknown_key_fails_with_one_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sysconfig
 from collections import Counter
 from collections.abc import Iterator
@@ -231,7 +232,10 @@ def decode_file(path: Path, max_bytes: int) -> tuple[str | None, str | None, int
     Decodes UTF-8 (with or without BOM) only: anything else (latin-1, UTF-16, ...) is `non_utf8`;
     NUL bytes are `binary`. Over-size files are not read (0 bytes)."""
     try:
-        if path.stat().st_size > max_bytes:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device: reading would block or never end
+            return None, "unreadable", 0
+        if info.st_size > max_bytes:
             return None, "too_large", 0
         data = path.read_bytes()
     except OSError:
@@ -352,12 +356,14 @@ def read_jsonl(path: Path, label: str, params: SampleParams, stats: ReadStats,
         stats.skip("unreadable", label)
         return
     stats.files_read += 1
+    records = 0
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             stats.bytes_read += len(raw)
             where = f"{label}:{lineno}"
             if not raw.strip():
                 continue
+            records += 1
             if len(raw) > params.max_file_bytes:
                 stats.skip("too_large", where)
                 continue
@@ -367,11 +373,22 @@ def read_jsonl(path: Path, label: str, params: SampleParams, stats: ReadStats,
                 stats.skip("non_utf8", where)
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                stats.skip("malformed_jsonl", f"{where} ({exc.msg})")
+                obj = json.loads(line, parse_constant=_not_json)
+            except RecursionError:
+                stats.skip("malformed_jsonl", f"{where} (nested too deeply)")
+                continue
+            except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer of 4300+ digits
+                stats.skip("malformed_jsonl", f"{where} ({getattr(exc, 'msg', str(exc))})")
                 continue
             yield from _record_candidate(obj, where, params, stats, code_language)
+    if not records:
+        stats.skip("empty", label)
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON lacks: the record's `meta` would carry
+    them into a column no strict JSON reader can read back."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadStats,
