@@ -30,7 +30,7 @@ def _has_no_queries(path: Path) -> bool:
     """An existing queries file without a record (a missing one is load_dataset's error)."""
     if not path.is_file():
         return False
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:  # bytes: a file that is not UTF-8 is load_dataset's error, file:line
         return not any(line.strip() for line in fh)
 
 
@@ -58,12 +58,14 @@ def main(
         per_task_frame,
         summarize,
     )
-    from tripleforge.inputs import warn_untracked
+    from tripleforge.inputs import check_input_path, warn_untracked
     from tripleforge.io import atomic_dir, atomic_path, read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.quality_report import quality_report, rank_histogram
 
     cfg = load_params(EvaluateParams, "evaluate", params, set_)
+    for i, ext in enumerate(cfg.external):  # before naming them: a symlink loop does not resolve
+        check_input_path(ext, f"evaluate.external.{i}", "folder")
     if cfg.significance.baseline and cfg.significance.baseline not in [m.name for m in cfg.models]:
         raise UserError(f"{params}: evaluate.significance.baseline '{cfg.significance.baseline}' is not a model name")
     names = ["eval", *(_dataset_name(p) for p in cfg.external)]

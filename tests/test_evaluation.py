@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -97,11 +98,22 @@ def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
         ("queries.jsonl", '{"_id": "q1", "text": "x"}\n{"_id": "q2", "text": " \\n"}\n', r"queries.jsonl:2: empty query 'text'"),
         ("corpus.jsonl", '{"_id": "d1", "text": "x"}\n{"_id": "d2", "title": "", "text": ""}\n',
          r"corpus.jsonl:2: empty document"),
+        # once tracebacks: not UTF-8, an integer past Python's 4300-digit limit, deep nesting
+        ("corpus.jsonl", b'{"_id": "d1", "text": "x"}\n{"_id": "d2", "text": "\xe9t\xe9"}\n',
+         r"corpus.jsonl:2: not valid UTF-8 \(byte 0xe9"),
+        ("corpus.jsonl", b'{"_id": ' + b"7" * 5000 + b', "text": "x"}\n', r"corpus.jsonl:1: invalid JSON \(Exceeds the limit"),
+        ("queries.jsonl", b'{"_id": "q1", "text": ' + b"[" * 50_000 + b"]" * 50_000 + b"}\n",
+         r"queries.jsonl:1: invalid JSON \(nested too deeply\)$"),
+        ("qrels/test.tsv", b"query-id\tcorpus-id\tscore\nq1\td\xff\t1\n", r"test.tsv:2: not valid UTF-8 \(byte 0xff"),
+        ("corpus.jsonl", "", r"/bad/corpus.jsonl: no documents, nothing to evaluate$"),  # scored 0.0, exit 0
     ],
 )
-def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str, message: str) -> None:
+def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str | bytes, message: str) -> None:
     root = write_beir(tmp_path / "bad")
-    (root / where).write_text(content)
+    if isinstance(content, bytes):
+        (root / where).write_bytes(content)
+    else:
+        (root / where).write_text(content)
     with pytest.raises(UserError, match=message):
         load_dataset(root)
 
@@ -173,6 +185,10 @@ def test_params_validation() -> None:
         validate_params(EvaluateParams, "evaluate", {"models": [{"modle": "x"}]})
     with pytest.raises(UserError, match=r"evaluate.models.0.name"):
         validate_params(EvaluateParams, "evaluate", {"models": [{"name": "a/b"}]})
+    # a repeated cut-off is a slip (a typo for another k); it was accepted
+    with pytest.raises(UserError, match=r"^params: params key 'evaluate.k_values': Value error, 10 is listed twice "
+                                        r"\(got \[10, 1, 10\]\)$"):
+        validate_params(EvaluateParams, "evaluate", {"k_values": [10, 1, 10]})
 
 
 @pytest.mark.parametrize(
@@ -220,14 +236,18 @@ def test_missing_gpu_fails_before_any_work(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_empty_corpus_counts_empty_runs(tmp_path: Path) -> None:
-    ds = load_dataset(write_beir(tmp_path / "e", docs=[]))
+    # an empty corpus.jsonl is an error (every query would score 0.0); a dataset built in code may
+    # still have no documents, and its queries stay in the denominator with empty runs
+    with pytest.raises(UserError, match=r"e/corpus.jsonl: no documents, nothing to evaluate$"):
+        load_dataset(write_beir(tmp_path / "e", docs=[]))
+    ds = load_dataset(write_beir(tmp_path / "full"), "e")
+    ds = dataclasses.replace(ds, corpus=ds.corpus.clear())
     params = EvaluateParams(k_values=[1, 10])
     res = evaluate_models([ds], params)
     summary = summarize(res, [ds], params)
     entry = summary["models"]["minilm"]["e"]
     assert entry["evaluated_queries"] == 4 and entry["queries_with_empty_run"] == 4
     assert entry["overall"]["ndcg_at_10"] == 0.0
-    assert ds.diagnostics["qrels_unknown_docs"] == 4
 
 
 def test_minilm_retrieval_and_summary(tmp_path: Path) -> None:

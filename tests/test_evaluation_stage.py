@@ -88,6 +88,10 @@ def test_stage_external_dataset(workdir: Path) -> None:
         (["--set", "relevance_level=0"], "params key 'evaluate.relevance_level'"),  # was a pytrec_eval traceback
         (["--set", "significance.alpha=7"], "params key 'evaluate.significance.alpha'"),
         (["--set", "search_device=banana"], "params key 'evaluate.search_device'"),  # was after encoding
+        # named the folder only, not the params key
+        (["--set", "external=[/nonexistent]"], "error: --set: evaluate.external.0: folder not found: /nonexistent"),
+        (["--set", "external=[params.yaml]"], "--set: evaluate.external.0: params.yaml is a file, not a folder"),
+        (["--set", "k_values=[10, 10]"], "--set: params key 'evaluate.k_values': Value error, 10 is listed twice"),
     ],
 )
 def test_stage_errors_are_one_line(workdir: Path, args: list[str], message: str) -> None:
@@ -145,3 +149,17 @@ def test_an_empty_eval_split_is_skipped_for_external_datasets_else_an_error(work
     m = json.loads((workdir / "metrics/evaluate.json").read_text())
     assert list(m["datasets"]) == ["bench"] and "eval_fraction" in m["skipped_datasets"]["eval"]
     assert m["models"]["minilm"]["bench"]["overall"]["ndcg_at_10"] > 0.5
+
+
+def test_stage_names_a_queries_file_that_is_not_utf8(workdir: Path) -> None:
+    """The stage's own empty-eval-split check read it as text: a UnicodeDecodeError traceback."""
+    (workdir / "data" / "formats" / "eval" / "queries.jsonl").write_bytes(b'{"_id": "q1", "text": "caf\xe9"}\n')
+    proc = _stage(workdir, "--set", "quality_report=false", check=False)
+    _assert_one_line_error(proc, "data/formats/eval/queries.jsonl:1: not valid UTF-8 (byte 0xe9", workdir)
+
+
+def test_stage_names_a_symlink_loop_in_external(workdir: Path) -> None:
+    """Naming the dataset resolved the path first: a RuntimeError traceback."""
+    (workdir / "loop").symlink_to(workdir / "loop")
+    proc = _stage(workdir, "--set", "external=[loop]", check=False)
+    _assert_one_line_error(proc, "error: --set: evaluate.external.0: loop is a symlink loop", workdir)

@@ -509,3 +509,59 @@ def test_metrics_hold_no_timings_and_timings_go_to_stderr(cache: ResponseCache,
         err = capsys.readouterr().err.splitlines()
         assert re.fullmatch(r"generate: \d+\.\d\d s, no new LLM calls \(3 cached answers\)", err[-1]), err
     assert runs[0] == runs[1] and len(be.calls) == 3
+
+
+def test_dedup_against_must_be_a_readable_file(tmp_path: Path) -> None:
+    """A folder or a symlink loop was reported as "file not found"."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere.jsonl")
+    for path, why in [(tmp_path, f"{tmp_path} is a directory, not a file"),
+                      (tmp_path / "loop", f"{tmp_path}/loop is a symlink loop"),
+                      (tmp_path / "gone", f"{tmp_path}/gone is a broken symlink")]:
+        with pytest.raises(UserError, match=rf"^params\.yaml: generate\.dedup_against: {re.escape(why)}"):
+            check_params(params(dedup_against=[str(path)]))
+    with pytest.raises(UserError, match=rf"^params\.yaml: generate\.examples_dir: {re.escape(str(tmp_path / 'loop'))} "
+                                        r"is a symlink loop$"):
+        check_params(params(examples_dir=str(tmp_path / "loop")))
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b'{"query": "q", "pos": ["p"]}\n{"query": "q2", "pos": ["p', r":2: invalid JSON \(Unterminated string"),
+    (b'{"query": "q", "pos": ["\xff"]}\n', r":1: not valid UTF-8 \(byte 0xff"),
+    (b'{"query": "q", "pos": "p"}\n', r":1: 'pos' must be a list of strings$"),
+    (b'{"query": 3, "pos": ["p"]}\n', r":1: 'query' must be a string, got int$"),
+    (b'{"query": "q"}\n', r":1: expected fields 'query' and 'pos'$"),
+    (b"PAR1 not parquet", r": not a readable Parquet file \("),
+])
+def test_bad_dedup_against_files_name_the_key_file_and_line(cache: ResponseCache, tmp_path: Path, content: bytes,
+                                                           why: str) -> None:
+    """pl.read_ndjson once said only `cannot read pairs: ComputeError`."""
+    path = tmp_path / ("old.parquet" if content.startswith(b"PAR1") else "old.jsonl")
+    path.write_bytes(content)
+    be = Scripted(summary_of)
+    with pytest.raises(UserError, match=rf"^params\.yaml: generate\.dedup_against: {re.escape(str(path))}{why}"):
+        generate_pairs(docs_frame(PY_DOCS[:2]), params(dedup_against=[str(path)]), be, cache)
+    assert be.calls == []
+
+
+def test_an_empty_dedup_against_file_holds_no_pairs(cache: ResponseCache, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text("")
+    pairs, _ = generate_pairs(docs_frame(PY_DOCS[:2]), params(dedup_against=[str(path)]), Scripted(summary_of), cache)
+    assert pairs.height == 2 and f"warning: generate.dedup_against: {path} holds no pairs" in capsys.readouterr().err
+
+
+def test_documents_with_null_or_blank_text_are_skipped_and_counted(cache: ResponseCache) -> None:
+    """A null `text` gave `TypeError: object of type 'NoneType' has no len()`; pair-similar skips them too."""
+    docs = docs_frame(PY_DOCS[:3]).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(None).when(pl.int_range(pl.len()) == 1).then(pl.lit(" \n"))
+        .otherwise(pl.col("text")).alias("text"))
+    check_docs(docs, params(), "d.parquet")
+    be = Scripted(summary_of)
+    pairs, m = generate_pairs(docs, params(tasks=["code_summary_retrieval", "code_context_retrieval"]), be, cache)
+    assert m["docs_empty_text"] == 2 and m["requested"] == 2 and pairs.height == 2 and len(be.calls) == 1
+    _, m = generate_pairs(docs_frame(PY_DOCS[:1]).with_columns(pl.lit(None).alias("text")), params(), be, cache)
+    assert (m["docs_empty_text"], m["requested"]) == (1, 0)  # an all-null column (dtype Null) too
+    with pytest.raises(UserError, match=r"^d\.parquet: column 'text' has type Int32, expected String$"):
+        check_docs(docs.with_columns(pl.lit(1).alias("text")), params(), "d.parquet")

@@ -52,6 +52,7 @@ def stage(cwd: Path, *args: str, cache: Path | None = None, check: bool = True,
     ({"model_path": "params.yaml"}, True, "params.yaml: generate.model_path: params.yaml is not a GGUF model file"),
     ({"examples_dir": "/nonexistent"}, True, "params.yaml: generate.examples_dir: folder not found: /nonexistent"),
     ({"dedup_against": ["earlier.jsonl"]}, True, "params.yaml: generate.dedup_against: file not found: earlier.jsonl"),
+    ({"dedup_against": ["data"]}, True, "params.yaml: generate.dedup_against: data is a directory, not a file"),
     ({"code_languages": ["java"]}, True,
      "params.yaml: generate.code_languages: no document in data/paired/docs.parquet is in java (present: python)"),
 ])
@@ -118,6 +119,21 @@ def test_input_paths_outside_data_external_are_warned_and_listed(tmp_path: Path)
     assert m["untracked_inputs"] == ["my_examples", "old.jsonl"]
     stage(tmp_path, "--set", "examples_dir=data/external/examples", "--set", "dedup_against=[]")
     assert json.loads((tmp_path / "metrics" / "generate.json").read_text())["untracked_inputs"] == []
+
+
+def test_documents_with_null_text_are_skipped_and_counted(tmp_path: Path) -> None:
+    """A null `text` was a `TypeError: object of type 'NoneType' has no len()` traceback."""
+    import polars as pl
+
+    setup(tmp_path, tasks=["code_context_retrieval"])  # no LLM: fast
+    docs = tmp_path / "data" / "paired" / "docs.parquet"
+    frame = pl.read_parquet(docs)
+    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("text")).alias("text")) \
+        .write_parquet(docs)
+    proc = stage(tmp_path)
+    assert "warning: generate: skipped 1 document(s) with null or blank text (metrics: docs_empty_text)" in proc.stderr
+    m = json.loads((tmp_path / "metrics" / "generate.json").read_text())
+    assert m["docs_empty_text"] == 1 and m["requested"] == frame.height - 1
 
 
 def test_rerun_writes_byte_identical_metrics_without_the_model(tmp_path: Path) -> None:

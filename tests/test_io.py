@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -72,3 +73,33 @@ def test_read_parquet_names_a_missing_file_and_a_directory(tmp_path: Path) -> No
         read_parquet(tmp_path / "nope.parquet", "triplets file")
     with pytest.raises(UserError, match=r"^triplets file is a directory, not a parquet file: "):
         read_parquet(tmp_path, "triplets file")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"a": 1}\n{"b": "\xff"}\n', r":2: not valid UTF-8 \(byte 0xff at byte 8 of the line; save the file as UTF-8\)$"),
+        (b'{"a": 1}\n\n{"id": ' + b"1" * 5000 + b"}\n",
+         r":3: invalid JSON \(Exceeds the limit \(4300 digits\) for integer string conversion\)$"),
+        (b"[" * 100_000 + b"]" * 100_000 + b"\n", r":1: invalid JSON \(nested too deeply\)$"),
+        (b'{"a": 1}\n{"a": \n', r":2: invalid JSON \(Expecting value\)$"),
+        (b"[1]\n", r":1: expected a JSON object$"),
+    ],
+)
+def test_iter_jsonl_names_file_and_line_for_every_bad_line(tmp_path: Path, content: bytes, message: str) -> None:
+    """Not UTF-8, an integer past Python's 4300-digit limit, deep nesting: once tracebacks."""
+    from tripleforge.errors import UserError
+    from tripleforge.io import iter_jsonl
+
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=rf"^{re.escape(str(path))}{message}"):
+        list(iter_jsonl(path))
+
+
+def test_iter_jsonl_skips_blank_lines_and_a_leading_bom(tmp_path: Path) -> None:
+    from tripleforge.io import iter_jsonl
+
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\n  \n{"b": "\xc3\xa9"}')
+    assert list(iter_jsonl(path)) == [(1, {"a": 1}), (4, {"b": "é"})]

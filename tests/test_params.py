@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,29 @@ def test_validated_models_know_their_params_key(tmp_path: Path) -> None:
     assert Ranged().window.params_key("hi") == "" and Ranged.model_fields["window"].default.params_where == ""
     assert got.window == Window() and hash(got.window) == hash(Window()) and got.model_dump() == Ranged(
         items=[Inner(max_length=1), Inner()]).model_dump()
+
+
+def test_a_params_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_bytes(b"demo:\n  names: [\xff\xfe]\n")
+    with pytest.raises(UserError, match=r"^.*p\.yaml:2: not valid UTF-8 \(byte 0xff\); save the params file as UTF-8$"):
+        load_params(Demo, "demo", p)
+
+
+def test_a_key_given_twice_in_one_mapping_is_an_error_not_last_wins(tmp_path: Path) -> None:
+    p = write(tmp_path, "demo:\n  num_samples: 3\n  ratio: 1.0\n  num_samples: 4\n")
+    with pytest.raises(UserError, match=r"params\.yaml:4: invalid YAML: duplicate key 'num_samples' \(first on line 2\)$"):
+        load_params(Demo, "demo", p)
+    with pytest.raises(UserError, match=r"^--set inner: value is not valid YAML: duplicate key 'max_length'"):
+        parse_overrides(["inner={max_length: 1, max_length: 2}"])
+    # a key a merge brings in may still be overridden, as YAML intends
+    p = write(tmp_path, "base: &b {num_samples: 3, ratio: 0.25}\ndemo:\n  <<: *b\n  num_samples: 4\n")
+    got = load_params(Demo, "demo", p)
+    assert (got.num_samples, got.ratio) == (4, 0.25)
+
+
+@pytest.mark.parametrize("item", ["=3", " =3", "a..b=1", ".a=1", "a.=1"])
+def test_an_empty_set_key_is_a_set_error(item: str) -> None:
+    """`--set =3` once reached validation as the unknown key 'sample.'."""
+    with pytest.raises(UserError, match=rf"^--set '{re.escape(item)}': empty key or key part \(expected key=value"):
+        parse_overrides([item])

@@ -28,7 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from tripleforge.devices import resolve_device
 from tripleforge.embed import EmbedderConfig
 from tripleforge.errors import UserError
-from tripleforge.io import iter_jsonl
+from tripleforge.io import decode_line, iter_jsonl
 from tripleforge.metrics import (
     METRICS,
     RunStats,
@@ -117,6 +117,10 @@ class EvaluateParams(StageParams):
     def _positive_k(cls, v: list[int]) -> list[int]:
         if not v or min(v) < 1:
             raise ValueError("must be a non-empty list of positive integers")
+        # a repeat is a slip (a typo for another cut-off), not a wish: each k is computed once anyway
+        for k in v:
+            if v.count(k) > 1:
+                raise ValueError(f"{k} is listed {'twice' if v.count(k) == 2 else f'{v.count(k)} times'}")
         return v
 
     @field_validator("main_metric")
@@ -238,9 +242,11 @@ def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
     else:
         # BEIR's .tsv is tab-separated; TREC qrels (.trec) are separated by any whitespace
         split = (lambda s: s.split()) if path.suffix == ".trec" else (lambda s: s.split("\t"))
-        with open(path, encoding="utf-8-sig") as fh:  # -sig: a leading BOM is not part of the header
-            for no, line in enumerate(fh, 1):
-                line = line.rstrip("\n").rstrip("\r")
+        with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is named, not a traceback
+            for no, raw in enumerate(fh, 1):
+                if no == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not part of the header
+                    raw = raw[3:]
+                line = decode_line(raw, f"{path}:{no}").rstrip("\n").rstrip("\r")
                 if not line.strip():
                     continue
                 parts = split(line)
@@ -288,6 +294,8 @@ def load_dataset(
         if not (root / f).is_file():
             raise UserError(f"{root / f}: file not found (expected a BEIR/MTEB layout)")
     corpus, dup_docs = load_corpus(root / "corpus.jsonl")
+    if corpus.height == 0:  # every query would score 0.0 against nothing, which is not a score
+        raise UserError(f"{root / 'corpus.jsonl'}: no documents, nothing to evaluate")
     queries, dup_queries = load_queries(root / "queries.jsonl")
     qrels_path = find_qrels(root, split)
     triples, dup_qrels = load_qrels(qrels_path)

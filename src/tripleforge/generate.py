@@ -28,6 +28,8 @@ from pydantic import Field, field_validator
 
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
+from tripleforge.inputs import check_input_path
+from tripleforge.io import check_dtypes, drop_blank_text, iter_jsonl
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
 from tripleforge.params import PARAMS_LABEL, StageParams, require_known
@@ -180,11 +182,10 @@ def check_params(params: GenerateParams) -> None:
 def check_input_paths(params: GenerateParams) -> None:
     """Files and folders named in params exist. A mistyped `examples_dir` would otherwise silently
     mean "no few-shot examples", which changes every prompt without a word."""
-    if params.examples_dir and not Path(params.examples_dir).is_dir():
-        raise UserError(f"{PARAMS_LABEL}generate.examples_dir: folder not found: {params.examples_dir}")
+    if params.examples_dir:
+        check_input_path(params.examples_dir, "generate.examples_dir", "folder")
     for p in params.dedup_against:
-        if not Path(p).is_file():
-            raise UserError(f"{PARAMS_LABEL}generate.dedup_against: file not found: {p}")
+        check_input_path(p, "generate.dedup_against")
 
 
 def check_docs(docs: pl.DataFrame, params: GenerateParams, source: str) -> None:
@@ -192,6 +193,7 @@ def check_docs(docs: pl.DataFrame, params: GenerateParams, source: str) -> None:
     for col in ("doc_id", "text", "code_language"):
         if col not in docs.columns:
             raise UserError(f"{source}: column '{col}' missing")
+    check_dtypes(docs, {"text": pl.String()}, source)  # null text is skipped later; a number is no document
     for name in params.tasks:
         if TASKS[name].needs_similar and "similar_text" not in docs.columns:
             raise UserError(f"{source}: column 'similar_text' missing; task {name} needs the pair-similar stage output")
@@ -459,21 +461,55 @@ def _assemble(job: Job) -> None:
 
 
 def _load_seen(paths: list[str]) -> tuple[set[str], set[str]]:
-    """Query and first-positive hashes of earlier pairs files (cross-run dedup)."""
+    """Query and first-positive hashes of earlier pairs files (cross-run dedup): `.parquet` with
+    columns `query` (str) and `pos` (list of str), or JSON Lines records with the same fields (any
+    other suffix). Null queries and positives are passed over; a file that cannot be read, or a
+    record of another shape, is a UserError naming the key and `file` or `file:line`."""
     queries: set[str] = set()
     positives: set[str] = set()
     for p in paths:
         path = Path(p)  # existence checked by check_input_paths
+        label = f"{PARAMS_LABEL}generate.dedup_against: "
         try:
-            df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ndjson(path)
-        except Exception as exc:  # noqa: BLE001 - any reader error is a bad input file
-            raise UserError(f"{PARAMS_LABEL}generate.dedup_against: {path}: cannot read pairs: "
-                            f"{type(exc).__name__}") from None
-        if "query" not in df.columns or "pos" not in df.columns:
-            raise UserError(f"{PARAMS_LABEL}generate.dedup_against: {path}: expected columns 'query' and 'pos'")
-        queries |= {_h(q) for q in df["query"].drop_nulls().to_list()}
-        positives |= {_h(p[0]) for p in df["pos"].drop_nulls().to_list() if p}
+            rows = _parquet_pairs(path) if path.suffix == ".parquet" else _jsonl_pairs(path)
+        except UserError as exc:  # a reader's `file:line: reason`: say which params key named the file
+            raise UserError(f"{label}{exc}") from None
+        if not rows:
+            log(f"warning: generate.dedup_against: {path} holds no pairs")
+        for query, pos in rows:
+            if query is not None:
+                queries.add(_h(query))
+            if pos is not None:
+                positives.add(_h(pos))
     return queries, positives
+
+
+def _parquet_pairs(path: Path) -> list[tuple[str | None, str | None]]:
+    """(query, first positive) of each row of a pairs Parquet file."""
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader error is a bad input file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path}: not a readable Parquet file ({first})") from None
+    if "query" not in df.columns or "pos" not in df.columns:
+        raise UserError(f"{path}: expected columns 'query' and 'pos'")
+    df = check_dtypes(df, {"query": pl.String(), "pos": pl.List(pl.String())}, str(path))
+    return list(zip(df["query"].to_list(), df["pos"].list.first().to_list()))
+
+
+def _jsonl_pairs(path: Path) -> list[tuple[str | None, str | None]]:
+    """(query, first positive) of each record of a pairs JSON Lines file (`{query, pos, ...}`)."""
+    rows: list[tuple[str | None, str | None]] = []
+    for no, obj in iter_jsonl(path):
+        query, pos = obj.get("query"), obj.get("pos")
+        if "query" not in obj or "pos" not in obj:
+            raise UserError(f"{path}:{no}: expected fields 'query' and 'pos'")
+        if query is not None and not isinstance(query, str):
+            raise UserError(f"{path}:{no}: 'query' must be a string, got {type(query).__name__}")
+        if pos is not None and not (isinstance(pos, list) and all(isinstance(x, str | None) for x in pos)):
+            raise UserError(f"{path}:{no}: 'pos' must be a list of strings")
+        rows.append((query, pos[0] if pos else None))
+    return rows
 
 
 def _h(text: str) -> str:
@@ -548,7 +584,8 @@ def _later_requests(jobs: list[Job], params: GenerateParams, after: int) -> int:
 
 def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend | None,
                    cache: ResponseCache) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Run every flow over `docs`; returns (pairs sorted by pair_id, metrics). Raises `LLMFailures`
+    """Run every flow over `docs`; returns (pairs sorted by pair_id, metrics). Documents with null
+    or blank text are skipped, counted in metrics `docs_empty_text`. Raises `LLMFailures`
     (each answer received cached) when too many LLM requests failed: as soon as that is certain,
     without sending the remaining requests (see `Runner`), or at the end."""
     t0 = time.perf_counter()
@@ -557,6 +594,12 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
     fp = backend.fingerprint() if backend is not None else ""
     check_input_paths(params)
     seen_q, seen_p = _load_seen(params.dedup_against)  # bad files fail before any LLM call
+    # as pair-similar does: a document without text has nothing to write a query from (and a null
+    # one broke len()); skipped and counted, not an error, since the rest is still a useful run
+    docs, docs_empty_text = drop_blank_text(check_dtypes(docs, {"text": pl.String()}, "docs"))
+    if docs_empty_text:
+        log(f"warning: generate: skipped {docs_empty_text} document(s) with null or blank text "
+            f"(metrics: docs_empty_text)")
     jobs = expand_jobs(docs, params)
     for job in jobs:
         if job.task.uses_llm and len(job.text) > params.max_input_chars:
@@ -645,7 +688,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
     check_failures(stats, params.max_failed_fraction)
     model_name = fp
     pairs = _frame([j for j in jobs if not j.reason], model_name)
-    metrics = _metrics(jobs, stats)
+    metrics = {**_metrics(jobs, stats), "docs_empty_text": docs_empty_text}
     log(timing_summary(time.perf_counter() - t0, stats))
     metrics["llm_retries"] = int(getattr(backend, "retries", 0))
     if params.gen_hard_neg:

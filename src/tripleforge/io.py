@@ -139,17 +139,42 @@ def drop_blank_text(df: pl.DataFrame, column: str = "text") -> tuple[pl.DataFram
     return kept, df.height - kept.height
 
 
+def decode_line(raw: bytes, where: str) -> str:
+    """One line of a text input as str; bytes that are not UTF-8 stop with `where: reason`."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
+                        f"line; save the file as UTF-8)") from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """`json.loads(text)`, or a UserError `where: invalid JSON (reason)`. Besides JSONDecodeError,
+    json.loads raises a plain ValueError for an integer of more than 4300 digits (Python's
+    int-conversion limit) and RecursionError for deeply nested arrays/objects."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
+    except ValueError as exc:  # the int-conversion limit; its text ends with a hint for Python code
+        raise UserError(f"{where}: invalid JSON ({str(exc).split(':')[0]})") from None
+    except RecursionError:
+        raise UserError(f"{where}: invalid JSON (nested too deeply)") from None
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; a line that is not a JSON object stops the
-    read with `file:line: reason`."""
-    with open(path, encoding="utf-8") as fh:
-        for no, line in enumerate(fh, 1):
+    """(line number, object) for each non-blank line; a line that is not UTF-8 or not a JSON
+    object stops the read with `file:line: reason`. Lines end at `\\n` (JSON Lines); a UTF-8 BOM
+    before the first line is ignored."""
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            where = f"{path}:{no}"
+            if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            line = decode_line(raw, where)
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            obj = parse_json(line, where)
             if not isinstance(obj, dict):
-                raise UserError(f"{path}:{no}: expected a JSON object")
+                raise UserError(f"{where}: expected a JSON object")
             yield no, obj

@@ -123,6 +123,33 @@ def given_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
     return frozenset(keys)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a key given twice in one mapping: PyYAML keeps the last one
+    silently, so a second `num_samples:` further down a section would override the first unseen.
+    Keys a merge (`<<: *base`) brings in may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports an unhashable key
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first_line[key] + 1})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, but a key repeated in one mapping is a `yaml.YAMLError` (see UniqueKeyLoader)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """`["a=1", "b.c=[x, y]"]` -> nested dict; values are YAML scalars or flow collections."""
     out: dict[str, Any] = {}
@@ -130,10 +157,13 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"--set expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
+        # `=3` or `a..b=1` would otherwise reach validation as an unknown key named `sample.`
+        if any(not part.strip() for part in key.split(".")):
+            raise UserError(f"--set '{item}': empty key or key part (expected key=value, e.g. num_samples=10)")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as exc:
-            raise UserError(f"--set {key}: value is not valid YAML: {exc.problem}") from exc
+            raise UserError(f"--set {key}: value is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
         node = out
         *parents, leaf = key.strip().split(".")
         for p in parents:
@@ -158,7 +188,17 @@ def read_section(path: str | Path, section: str) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"params file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        raw_bytes = p.read_bytes()
+    except OSError as exc:  # e.g. permission denied
+        raise UserError(f"{p}: cannot read the params file ({exc.strerror})") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw_bytes[: exc.start].count(b"\n") + 1
+        raise UserError(f"{p}:{line}: not valid UTF-8 (byte 0x{raw_bytes[exc.start]:02x}); save the params "
+                        f"file as UTF-8") from None
+    try:
+        data = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
