@@ -25,8 +25,7 @@ def main(
 ) -> None:
     from tripleforge.beir import eval_tables, write_beir
     from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
-    from tripleforge.errors import UserError
-    from tripleforge.inputs import warn_untracked
+    from tripleforge.inputs import check_input_path, warn_untracked
     from tripleforge.io import read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.progress import log
@@ -36,9 +35,7 @@ def main(
     if p.include_mined:
         mined = read_parquet(triplets, "input", "run mine-negatives, or set convert_formats.include_mined=false")
     for path in p.external:
-        if not Path(path).is_file():
-            why = "is a directory, not a file" if Path(path).is_dir() else "file not found"
-            raise UserError(f"params.yaml: convert_formats.external: {why}: {path}")
+        check_input_path(path, "convert_formats.external")
     if mined is None and not p.external:
         log("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
             "empty: every output is empty")

@@ -93,7 +93,7 @@ def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {other}: convert_formats.external: file not found: gone.jsonl"
     (workdir / "adir").mkdir()
     proc = _stage(workdir, "convert_formats", "--set", "external=[adir]", check=False)
-    assert proc.stderr.strip() == "error: --set: convert_formats.external: is a directory, not a file: adir"
+    assert proc.stderr.strip() == "error: --set: convert_formats.external: adir is a directory, not a file"
     proc = _stage(workdir, "convert_formats", "--set", "include_mined=false")  # nothing to convert: said
     assert ("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
             "empty: every output is empty") in proc.stderr

@@ -34,6 +34,7 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import CODE_LANGUAGES, catalog_language, language_of_path
 from tripleforge.params import CrossFieldError, StageParams, require_known
+from tripleforge.inputs import check_input_path
 from tripleforge.progress import bar
 
 # Every reason a file, record or unit can be skipped for; all appear in metrics (0 if none), so
@@ -215,8 +216,7 @@ def check_external(params: SampleParams) -> list[Path]:
     paths = []
     for i, item in enumerate(params.external):
         p = Path(item).expanduser()
-        if not p.is_file():
-            raise UserError(f"params.yaml: sample.external.{i}: file not found: {item}")
+        check_input_path(item, f"sample.external.{i}")
         if p.suffix.lower() not in (".jsonl", ".json", ".parquet"):
             raise UserError(f"params.yaml: sample.external.{i}: expected .jsonl or .parquet: {item}")
         paths.append(p)
