@@ -250,7 +250,9 @@ def test_no_progress_also_silences_the_model_loading_bar(tmp_path):
     import sys
 
     code = "from tripleforge.embed import EmbedderConfig, get_encoder; get_encoder(EmbedderConfig(device='cpu'))"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # an earlier test that loaded a model under TRIPLEFORGE_NO_PROGRESS=1 left this in os.environ
+    # (quiet_library_bars), and it would hide the bar of the second run as well
+    env = {**{k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}, "HF_HUB_OFFLINE": "1"}
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                            env={**env, "TRIPLEFORGE_NO_PROGRESS": "1"}, cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stdout == ""
@@ -258,3 +260,80 @@ def test_no_progress_also_silences_the_model_loading_bar(tmp_path):
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                            env={**env, "TRIPLEFORGE_NO_PROGRESS": "0"}, cwd=tmp_path)
     assert "Loading weights" in shown.stderr  # the check above can fail: the bar exists
+
+
+def test_a_folder_that_is_not_a_model_is_a_user_error_naming_its_key(tmp_path):
+    """An existing folder that is no model made transformers raise "Unrecognized model" (a traceback)."""
+    import json
+
+    from tripleforge.evaluation import EvaluateParams
+    from tripleforge.mining import MineParams
+    from tripleforge.params import validate_params
+
+    def mine(path):
+        return validate_params(MineParams, "mine_negatives", {"embedder": {"model": str(path)}}).embedder
+
+    with pytest.raises(UserError, match=r"^params.yaml: mine_negatives.embedder.model: '.*' is not a model folder "
+                                        r"\(no config.json or modules.json in it\)$"):
+        embed.config_key(mine(tmp_path))
+    evaluate = validate_params(EvaluateParams, "evaluate", {"models": [{"name": "a", "model": str(tmp_path)}]})
+    with pytest.raises(UserError, match=r"^params.yaml: evaluate.models.0.model: '.*' is not a model folder"):
+        embed.get_encoder(evaluate.models[0].embedder())
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"is not a model folder \(config.json is not readable JSON: "):
+        embed.config_key(mine(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError, match=r"is not a model folder \(its config.json has no model_type\)$"):
+        embed.config_key(mine(tmp_path))
+    # passes the cheap check, but the loader refuses it (no weights): still one line naming the key
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    for kind in ("sentence-transformers", "decoder"):
+        cfg = validate_params(MineParams, "mine_negatives", {"embedder": {"model": str(tmp_path), "kind": kind,
+                                                                          "device": "cpu"}}).embedder
+        with pytest.raises(UserError, match=rf"^params.yaml: mine_negatives.embedder.model: '.*' could not be loaded "
+                                            rf"as a {kind} model \(OSError: [^\n]*\)$"):
+            embed.get_encoder(cfg)
+
+
+@pytest.mark.parametrize(("fmt", "message"), [
+    ("{foo}", r"unknown placeholder \{foo\}"),
+    ("{instruction} {query} {", "unpaired brace"),
+    ("no placeholders", r"no \{query\} placeholder"),
+    ("{instruction}", r"no \{query\} placeholder"),
+    ("{} {}", "positional placeholder"),
+])
+def test_query_instruction_format_is_checked_when_params_are_read(fmt, message):
+    """A bad format was a KeyError/ValueError at encode time; one without {query} embedded every
+    query as the same string."""
+    from tripleforge.pairing import PairSimilarParams
+    from tripleforge.params import validate_params
+
+    with pytest.raises(UserError, match=rf"^params: params key 'pair_similar.embedder.query_instruction_format': "
+                                        rf".*{message}"):
+        validate_params(PairSimilarParams, "pair_similar", {"embedder": {"query_instruction_format": fmt}})
+
+
+def test_valid_query_instruction_formats_still_format():
+    for fmt in ("{query}", "query: {query}", "{{literal}} {instruction}: {query}", embed.DECODER_QUERY_FORMAT):
+        cfg = EmbedderConfig(query_instruction_format=fmt, query_instruction="Find")
+        assert "sort" in format_queries(["sort"], cfg)[0]
+    assert format_queries(["q"], EmbedderConfig(query_instruction_format="{{x}} {instruction}: {query}",
+                                                 query_instruction="I")) == ["{x} I: q"]
+
+
+def test_cache_dir_that_cannot_be_created_names_the_section_key(tmp_path, monkeypatch):
+    """An existing file as `cache_dir` was a FileExistsError traceback."""
+    from tripleforge.pairing import PairSimilarParams
+    from tripleforge.params import validate_params
+
+    afile = tmp_path / "afile.jsonl"
+    afile.write_text("{}\n")
+    cfg = validate_params(PairSimilarParams, "pair_similar", {}).embedder
+    before = dict(embed.ENCODE_STATS)
+    with pytest.raises(UserError, match=r"^params.yaml: pair_similar.cache_dir: '.*afile.jsonl' cannot be created as "
+                                        r"a cache directory \(a file of that name is in the way\)$"):
+        encode_documents(DOCS, cfg, cache_dir=str(afile))
+    assert embed.ENCODE_STATS == before  # nothing encoded
+    monkeypatch.setenv("TRIPLEFORGE_CACHE_DIR", str(afile))
+    with pytest.raises(UserError, match=r"^\$TRIPLEFORGE_CACHE_DIR: '.*afile.jsonl' cannot be created"):
+        encode_documents(DOCS, cfg)

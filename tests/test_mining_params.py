@@ -113,3 +113,12 @@ def test_pair_similar_rejects_negative_ranks(override, key):
 def test_pair_similar_depth_is_counted_after_skip_top():
     """search_depth counts hits after the skipped ones, so a depth below skip_top is meaningful."""
     validate_params(PairSimilarParams, "pair_similar", {"skip_top": 50, "search_depth": 10})
+
+
+def test_embedder_query_format_is_checked_with_the_params():
+    """`mine_negatives.embedder.query_instruction_format` without {query} embedded every query as the
+    same string, and every mined negative was the same few documents."""
+    with pytest.raises(UserError, match=r"^params.yaml: params key 'mine_negatives.embedder.query_instruction_format':"
+                                        r" Value error, no \{query\} placeholder"):
+        mine("embedder.query_instruction_format=Represent this query")
+    assert mine("embedder.query_instruction_format='Instruct: {instruction}\\nQuery: {query}'")

@@ -92,3 +92,31 @@ def test_blank_texts_are_dropped_and_counted(tmp_path):
     assert counts["docs_empty_text"] == 2 and counts["pool_empty_text"] == 2
     assert counts["docs"] == counts["paired"] + counts["no_candidate"] == 1
     assert out.get_column("similar_text").to_list()[0] in PY[2:]
+
+
+def test_jaccard_max_above_one_is_rejected():
+    """Token Jaccard is at most 1, so 1.5 filtered nothing while looking like a filter."""
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="jaccard_max"):
+        PairSimilarParams(jaccard_max=1.5)
+    assert PairSimilarParams(jaccard_max=1.0).jaccard_max == 1.0  # 1 = never skip
+
+
+def test_repeated_doc_id_is_one_line_error(tmp_path):
+    """A docs file with every doc twice was paired and written twice, uncounted."""
+    import pytest
+
+    from tripleforge.errors import UserError
+
+    docs = frame(PY[:2], "python")
+    twice = pl.concat([docs, docs])
+    params = PairSimilarParams(cache_dir=str(tmp_path))
+    first = text_id(PY[0])
+    with pytest.raises(UserError, match=rf"^docs: doc_id '{first}' is on 2 rows \(2 ids repeated\); doc ids must be unique"):
+        pair_similar(twice, frame(PY, "python"), params)
+    with pytest.raises(UserError, match=rf"^docs: doc_id '{first}' is on 2 rows"):
+        pair_similar(twice, twice.head(0), params.model_copy(update={"enabled": False}))
+    with pytest.raises(UserError, match=rf"^pool: doc_id '{first}' is on 2 rows \(1 ids repeated\)"):
+        pair_similar(docs, pl.concat([frame(PY, "python"), docs.head(1)]), params)

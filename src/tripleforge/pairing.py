@@ -7,7 +7,7 @@ with the document is at most `jaccard_max` wins. Documents without such a hit ke
 counted (the original dropped them silently). Docs and pool rows with null or blank text are
 dropped and counted (`docs_empty_text`, `pool_empty_text`).
 
-Input: docs (`doc_id`, `text`, `code_language`: str, ...), pool (same columns).
+Input: docs (`doc_id`, `text`, `code_language`: str, ...), pool (same columns); `doc_id` unique in each.
 Output: the docs plus `similar_doc_id` (str), `similar_text` (str), `similar_score` (f64), nullable.
 """
 
@@ -20,6 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from tripleforge.embed import EmbedderConfig, encode_documents
+from tripleforge.errors import UserError
 from tripleforge.io import check_dtypes, drop_blank_text, require_columns
 from tripleforge.params import StageParams
 from tripleforge.search import exact_search
@@ -36,7 +37,8 @@ class PairSimilarParams(StageParams):
     skip_top: int = Field(20, ge=0)
     # hits inspected after the skipped ones, so it need not exceed skip_top
     search_depth: int = Field(100, ge=1)
-    jaccard_max: float = Field(0.95, ge=0.0)
+    # token Jaccard is at most 1 (same token set), so 1 = never skip and more would pass as a filter
+    jaccard_max: float = Field(0.95, ge=0.0, le=1.0)
     # a hit scoring below this is not "similar": in a pool barely larger than skip_top, the first
     # hit past the skipped ranks can be among the least similar documents; null = no floor
     min_score: float | None = None
@@ -52,6 +54,18 @@ def token_jaccard(a: str, b: str) -> float:
     return len(ta & tb) / len(ta | tb)
 
 
+def check_unique_ids(df: pl.DataFrame, name: str) -> None:
+    """A `doc_id` on two rows of `df` is a UserError led by `name` (the stage puts the file there).
+    The sample stage writes each id once, so a repeat means a hand-edited file; it would be paired
+    and written twice, and in the pool take two of the `skip_top` ranks."""
+    ids = df.get_column("doc_id")
+    dup = ids.filter(ids.is_duplicated() & ids.is_not_null())
+    if dup.len():
+        first = dup[0]
+        raise UserError(f"{name}: doc_id {first!r} is on {int((ids == first).sum())} rows ({dup.n_unique()} ids "
+                        f"repeated); doc ids must be unique, as the sample stage writes them")
+
+
 def with_null_similar(docs: pl.DataFrame) -> pl.DataFrame:
     return docs.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in SIMILAR_SCHEMA.items()])
 
@@ -62,6 +76,8 @@ def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarPara
         require_columns(df, DOC_DTYPES, name)
     docs = check_dtypes(docs, DOC_DTYPES, "docs")
     pool = check_dtypes(pool, DOC_DTYPES, "pool")
+    for name, df in (("docs", docs), ("pool", pool)):
+        check_unique_ids(df, name)
     docs, docs_blank = drop_blank_text(docs)
     pool, pool_blank = drop_blank_text(pool)
     counts = {"docs": docs.height, "paired": 0, "no_candidate": 0, "skipped_self": 0, "skipped_near_duplicate": 0,

@@ -6,7 +6,8 @@ CLI `--set key=value` overrides (value parsed as YAML) let every stage run stand
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import string
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -257,3 +258,34 @@ def place(value: Any, where: str) -> Any:
     if isinstance(value, dict) and any(isinstance(v, StageParams) for v in value.values()):
         return {k: place(v, f"{where}.{k}") for k, v in value.items()}
     return value
+
+
+def check_template(text: str, fields: Collection[str]) -> str:
+    """For field validators: `text` must format with (some of) the named `fields`, all strings, so
+    a typo fails when params are read, not with a KeyError after the whole selection has run."""
+    known = " ".join(f"{{{f}}}" for f in fields)
+    try:
+        list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"unpaired brace ({exc}); write a literal brace as {{{{ or }}}}") from None
+    try:
+        text.format(**{f: "x" for f in fields})
+    except KeyError as exc:
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; known: {known}") from None
+    except IndexError:
+        raise ValueError(f"positional placeholder {{}} or {{0}}; use the named ones: {known}") from None
+    except (ValueError, AttributeError) as exc:  # a format spec or attribute a string does not have
+        raise ValueError(f"not a valid template ({exc}); known placeholders: {known}") from None
+    return text
+
+
+def check_verbatim(text: str | None) -> str | None:
+    """For field validators: instructions are used as written, so a `{name}` in one would reach
+    the training data literally; reject it rather than let it pass for a filled-in field."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text or "") if name is not None]
+    except ValueError:  # an unpaired brace: plain text, nothing that looks like a field
+        return text
+    if names:
+        raise ValueError(f"placeholder {{{names[0]}}}: instructions are used verbatim and no field is filled in")
+    return text

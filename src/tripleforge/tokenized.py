@@ -29,6 +29,11 @@ IDS = pl.List(pl.UInt32)
 # Hugging Face reports int(1e30) as `model_max_length` when a tokenizer names no limit; no real
 # model has anywhere near a billion positions, so anything above this is "no limit".
 NO_LIMIT = 10**9
+MODEL_KEY = "params.yaml: train_data.tokenizer.model"
+# Any of these makes a folder a tokenizer folder (fast, WordPiece, BPE and sentencepiece tokenizers);
+# a folder with none of them made AutoTokenizer fail with a traceback about sentencepiece/tiktoken.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model")
 
 
 def resolve_tokenizer_dir(model: str) -> Path:
@@ -41,14 +46,23 @@ def resolve_tokenizer_dir(model: str) -> Path:
         return Path(next(iter(spec.submodule_search_locations))) / "model"
     p = Path(model).expanduser()
     if not p.is_dir():
-        raise UserError(f"params.yaml: train_data.tokenizer.model: '{model}' is not a local directory (nothing is downloaded)")
+        raise UserError(f"{MODEL_KEY}: '{model}' is not a local directory (nothing is downloaded)")
+    if not any((p / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{MODEL_KEY}: '{model}' is not a tokenizer folder (none of {', '.join(TOKENIZER_FILES)} in it)")
     return p
 
 
 def load_tokenizer(model: str) -> Any:
+    """The Hugging Face tokenizer of ``model`` (see resolve_tokenizer_dir). A folder the loader
+    refuses (a broken tokenizer.json, a package it needs missing) is a UserError naming the key."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(resolve_tokenizer_dir(model)))
+    path = resolve_tokenizer_dir(model)
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, ImportError) as exc:  # ImportError: sentencepiece, tiktoken, ...
+        why = " ".join(str(exc).split())[:300]  # transformers' messages span several lines
+        raise UserError(f"{MODEL_KEY}: '{model}' could not be loaded as a tokenizer ({type(exc).__name__}: {why})") from None
 
 
 def model_max_positions(tokenizer: Any, model_dir: Path) -> tuple[int, str] | None:

@@ -8,9 +8,7 @@ not depend on which other rows exist: adding data does not reshuffle what was al
 
 from __future__ import annotations
 
-import string
 from collections import Counter
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,43 +21,17 @@ from tripleforge.errors import UserError
 from tripleforge.formats import GROUPED_SCHEMA
 from tripleforge.hashing import sha256_hex
 from tripleforge.io import check_dtypes, require_columns
-from tripleforge.params import StageParams, require_known
+from tripleforge.params import (
+    StageParams,
+    check_template,
+    check_verbatim,
+    require_known,
+)
 from tripleforge.progress import log
 from tripleforge.tasks import TASKS
 
 DPO_PROMPT_FIELDS = ("task", "code_language", "language", "document")
 DEFAULT_INSTRUCTION_KEY = "*"  # the `instructions` entry for every task without its own
-
-
-def check_template(text: str, fields: Collection[str]) -> str:
-    """For field validators: `text` must format with (some of) the named `fields`, all strings, so
-    a typo fails when params are read, not with a KeyError after the whole selection has run."""
-    known = " ".join(f"{{{f}}}" for f in fields)
-    try:
-        list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise ValueError(f"unpaired brace ({exc}); write a literal brace as {{{{ or }}}}") from None
-    try:
-        text.format(**{f: "x" for f in fields})
-    except KeyError as exc:
-        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; known: {known}") from None
-    except IndexError:
-        raise ValueError(f"positional placeholder {{}} or {{0}}; use the named ones: {known}") from None
-    except (ValueError, AttributeError) as exc:  # a format spec or attribute a string does not have
-        raise ValueError(f"not a valid template ({exc}); known placeholders: {known}") from None
-    return text
-
-
-def check_verbatim(text: str | None) -> str | None:
-    """For field validators: instructions are used as written, so a `{name}` in one would reach
-    the training data literally; reject it rather than let it pass for a filled-in field."""
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text or "") if name is not None]
-    except ValueError:  # an unpaired brace: plain text, nothing that looks like a field
-        return text
-    if names:
-        raise ValueError(f"placeholder {{{names[0]}}}: instructions are used verbatim and no field is filled in")
-    return text
 
 
 class InstructionTemplate(StageParams):

@@ -44,3 +44,27 @@ def test_cache_location_precedence(tmp_path: Path, monkeypatch) -> None:  # type
     monkeypatch.delenv(LLM_CACHE_ENV)
     monkeypatch.setenv("TRIPLEFORGE_CACHE_DIR", str(tmp_path / "root"))
     assert default_cache_path() == tmp_path / "root" / "llm" / "responses.sqlite"
+
+
+def test_cache_dir_that_cannot_be_created_names_its_key_or_variable(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A file where the cache directory should be was a FileExistsError traceback."""
+    import pytest
+
+    from tripleforge.errors import UserError
+
+    afile = tmp_path / "afile.jsonl"
+    afile.write_text("{}\n")
+    with pytest.raises(UserError, match=r"^params.yaml: generate.cache_dir: '.*afile.jsonl' cannot be created as a "
+                                        r"cache directory \(a file of that name is in the way\)$"):
+        default_cache_path(str(afile))
+    with pytest.raises(UserError, match=r"^params.yaml: generate.cache_dir: .*\(Not a directory"):
+        default_cache_path(str(afile / "sub"))
+    monkeypatch.setenv(LLM_CACHE_ENV, str(afile))
+    with pytest.raises(UserError, match=r"^\$TRIPLEFORGE_LLM_CACHE: '.*afile.jsonl' cannot be created"):
+        default_cache_path()
+    monkeypatch.delenv(LLM_CACHE_ENV)
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "llm").write_text("")
+    monkeypatch.setenv("TRIPLEFORGE_CACHE_DIR", str(tmp_path / "root"))
+    with pytest.raises(UserError, match=r"^\$TRIPLEFORGE_CACHE_DIR: '.*root/llm' cannot be created"):
+        default_cache_path()

@@ -16,21 +16,23 @@ from pathlib import Path
 
 from tripleforge.hashing import key_of
 from tripleforge.llm.base import ChatResult, Sampling
-from tripleforge.paths import cache_root
+from tripleforge.params import PARAMS_LABEL
+from tripleforge.paths import ensure_dir, locate_cache_root
 
 LLM_CACHE_ENV = "TRIPLEFORGE_LLM_CACHE"
 
 
-def default_cache_path(override: str | None = None) -> Path:
-    """params `cache_dir` > $TRIPLEFORGE_LLM_CACHE (dir) > `<cache_root()>/llm`; file `responses.sqlite`."""
+def default_cache_path(override: str | None = None, key: str = "generate.cache_dir") -> Path:
+    """params `cache_dir` > $TRIPLEFORGE_LLM_CACHE (dir) > `<cache_root()>/llm`; file `responses.sqlite`.
+
+    The directory is created; one that cannot be is a UserError naming `key` (the params key of
+    `override`; generate is the one stage with an LLM cache) or the environment variable it came from."""
     if override:
-        d = Path(override).expanduser()
-    elif os.environ.get(LLM_CACHE_ENV):
-        d = Path(os.environ[LLM_CACHE_ENV]).expanduser()
-    else:
-        d = cache_root() / "llm"
-    d.mkdir(parents=True, exist_ok=True)
-    return d / "responses.sqlite"
+        return ensure_dir(Path(override).expanduser(), f"{PARAMS_LABEL}{key}") / "responses.sqlite"
+    if os.environ.get(LLM_CACHE_ENV):
+        return ensure_dir(Path(os.environ[LLM_CACHE_ENV]).expanduser(), f"${LLM_CACHE_ENV}") / "responses.sqlite"
+    root, source = locate_cache_root(None, key)
+    return ensure_dir(ensure_dir(root, source) / "llm", source) / "responses.sqlite"
 
 
 def request_key(fingerprint: str, messages: list[dict[str, str]], sampling: Sampling, prompt_version: str) -> str:
