@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import polars as pl
 import typer
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import typer
 
 from tripleforge.errors import UserError
@@ -59,7 +60,13 @@ def main(
         summarize,
     )
     from tripleforge.inputs import check_input_path, warn_untracked
-    from tripleforge.io import atomic_dir, atomic_path, read_parquet, write_json, write_parquet
+    from tripleforge.io import (
+        atomic_dir,
+        atomic_path,
+        read_parquet,
+        write_json,
+        write_parquet,
+    )
     from tripleforge.params import load_params
     from tripleforge.quality_report import quality_report, rank_histogram
 

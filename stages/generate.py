@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import polars as pl
 import typer
 
@@ -16,7 +17,13 @@ from tripleforge.generate import (
     make_backend,
 )
 from tripleforge.inputs import warn_untracked
-from tripleforge.io import atomic_dir, read_parquet, write_json, write_jsonl, write_parquet
+from tripleforge.io import (
+    atomic_dir,
+    read_parquet,
+    write_json,
+    write_jsonl,
+    write_parquet,
+)
 from tripleforge.llm.cache import ResponseCache, default_cache_path
 from tripleforge.params import load_params
 from tripleforge.progress import log

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import typer
 
 from tripleforge.errors import UserError
-from tripleforge.stage import PARAMS_OPTION, SET_OPTION, name_input_file, new_app, user_errors
+from tripleforge.stage import (
+    PARAMS_OPTION,
+    SET_OPTION,
+    name_input_file,
+    new_app,
+    user_errors,
+)
 
 app = new_app("Mine hard negatives for generated pairs from the candidate pool.")
 
@@ -29,7 +36,12 @@ def main(
     plot: Path = typer.Option(Path("metrics/mine_negatives_scores.csv"), help="score histogram (DVC plot)"),
 ) -> None:
     from tripleforge.io import atomic_path, read_parquet, write_json, write_parquet
-    from tripleforge.mining import MineParams, mine_metrics, mine_negatives, score_histogram
+    from tripleforge.mining import (
+        MineParams,
+        mine_metrics,
+        mine_negatives,
+        score_histogram,
+    )
     from tripleforge.params import load_params
     from tripleforge.progress import log
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import typer
 
 from tripleforge.errors import UserError
 from tripleforge.progress import log
-from tripleforge.stage import PARAMS_OPTION, SET_OPTION, name_input_file, new_app, user_errors
+from tripleforge.stage import (
+    PARAMS_OPTION,
+    SET_OPTION,
+    name_input_file,
+    new_app,
+    user_errors,
+)
 
 app = new_app("Pair each sampled document with its most similar pool document (similar-code tasks).")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import typer
 
 from tripleforge.corpus import SampleParams, input_files, sample_corpus

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
 import typer
 
 from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors

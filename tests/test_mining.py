@@ -319,6 +319,7 @@ def test_stage_computes_everything_before_writing(monkeypatch, tmp_path):
         raise RuntimeError("metrics failed")
 
     monkeypatch.setattr(mining, "mine_metrics", broken)
+    monkeypatch.syspath_prepend(str(ROOT / "stages"))  # for its `import _src`
     spec = importlib.util.spec_from_file_location("mine_stage", ROOT / "stages/mine_negatives.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
