@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -27,18 +27,39 @@ def quiet_library_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
+class _Lines:
+    """stderr for a bar when it is no terminal (a DVC or queue log, a file, a pipe): each refresh
+    becomes one whole line. tqdm's carriage returns would pile every refresh onto one line, print
+    the last state twice, and leave it without a newline for the next message to land on."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.last = stream, ""
+        self.encoding = getattr(stream, "encoding", "utf-8")
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line and line != self.last:
+            self.stream.write(line + "\n")
+            self.last = line
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def bar(total: int | None, desc: str, unit: str = "it") -> tqdm:
-    """A bar showing `n/total [elapsed<eta, rate unit/s]`; write to it with `.update(k)`."""
+    """A bar showing `n/total [elapsed<eta, rate unit/s]`; write to it with `.update(k)`. On a
+    terminal it redraws in place; elsewhere it writes a line every 10 s (see `_Lines`)."""
+    tty = sys.stderr.isatty()
     return tqdm(
         total=total,
         desc=desc,
         unit=unit,
         # k/M prefixes only where counts get long: below that they print as "9.00/18.0"
         unit_scale=total is not None and total >= 100_000,
-        dynamic_ncols=True,
-        file=sys.stderr,
+        dynamic_ncols=tty,
+        file=sys.stderr if tty else _Lines(sys.stderr),
         disable=_disabled(),
-        mininterval=0.5,
+        mininterval=0.5 if tty else 10.0,
         smoothing=0.1,
     )
 
