@@ -28,7 +28,7 @@ from tripleforge.generate import (
     jsonl_groups,
 )
 from tripleforge.hashing import text_id
-from tripleforge.llm.base import ChatRequest, ChatResult, OnResult
+from tripleforge.llm.base import ChatRequest, ChatResult, OnResult, Sampling
 from tripleforge.llm.cache import ResponseCache
 from tripleforge.params import validate_params
 from tripleforge.quality import quotes_input
@@ -565,3 +565,29 @@ def test_documents_with_null_or_blank_text_are_skipped_and_counted(cache: Respon
     assert (m["docs_empty_text"], m["requested"]) == (1, 0)  # an all-null column (dtype Null) too
     with pytest.raises(UserError, match=r"^d\.parquet: column 'text' has type Int32, expected String$"):
         check_docs(docs.with_columns(pl.lit(1).alias("text")), params(), "d.parquet")
+
+
+def test_answers_another_run_stores_meanwhile_are_served_not_paid_again(cache: ResponseCache) -> None:
+    """`dvc queue start -j 2` over overlapping params: both runs found the same questions missing
+    at the start and both paid for them. Requests go to the backend in slices; before each slice
+    the cache is asked again."""
+    from tripleforge.generate import RunStats, Runner
+
+    reqs = [ChatRequest(key=f"k{i}", messages=(("user", f"q{i}"),), sampling=Sampling(0.7, 0.9, 8, seed=i))
+            for i in range(6)]
+
+    class Sliced(Scripted):
+        recheck_every = 2
+
+        def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+            super().generate(requests, on_result)
+            if requests[0].key == "k0":  # meanwhile, the other run answers k3 and k4 (one differently)
+                cache.put("k3", ChatResult(["theirs"], ["stop"], 1, 1))
+                cache.put("k4", ChatResult(["theirs"], ["stop"], 1, 1))
+
+    stats = RunStats()
+    backend = Sliced(lambda r: "ours")
+    out = Runner(backend, cache, stats).run(reqs, "test")
+    assert [r.key for r in backend.calls] == ["k0", "k1", "k2", "k5"]
+    assert out["k3"].texts == ["theirs"] and out["k5"].texts == ["ours"]
+    assert (stats.cache_hits, stats.cache_misses) == (2, 4)

@@ -390,7 +390,9 @@ class Runner:
                 nonlocal answered, stop
                 if res.ok and not res.texts:  # no answer is a failure: never cached, asked again next run
                     res = ChatResult(error="the backend returned no text", tokens_in=res.tokens_in)
-                self.cache.put(req.key, res)  # committed before anything else: crash-safe
+                # committed before anything else (crash-safe); the cache's first answer is used, in
+                # case another run sharing the cache answered this question meanwhile
+                res = self.cache.put(req.key, res) or res
                 results[req.key] = res
                 if res.ok:
                     self.stats.new_tokens_in += res.tokens_in
@@ -406,11 +408,40 @@ class Runner:
                 b.update(1)
                 return stop  # True: start no new request
 
-            self.backend.generate(list(todo.values()), on_result)
+            pending = list(todo.values())
+            # In slices: before each slice after the first, questions another run sharing the
+            # cache has answered meanwhile (`dvc queue start -j 2` over overlapping params) are
+            # served from it instead of being paid for again. A backend that batches everything
+            # at once (vLLM) sets no `recheck_every`.
+            step = getattr(self.backend, "recheck_every", 0) or len(pending)
+            for at in range(0, len(pending), step):
+                part = pending[at : at + step]
+                if at:
+                    part = self._not_cached_yet(part, results, b)
+                    answered += step - len(part)
+                if part:
+                    self.backend.generate(part, on_result)
+                if stop:
+                    break
         self.stats.llm_seconds += time.perf_counter() - start
         if stop:  # the verdict is certain: fail now, without the remaining requests and rounds
             check_failures(self.stats, self.max_failed_fraction, unsent=len(todo) - answered)
         return results
+
+    def _not_cached_yet(self, part: list[ChatRequest], results: dict[str, ChatResult], b: Any) -> list[ChatRequest]:
+        """The requests of `part` the cache still has no answer for; the others are served from it
+        (and counted as cache hits, not misses)."""
+        left = []
+        for r in part:
+            hit = self.cache.get(r.key)
+            if hit is None:
+                left.append(r)
+                continue
+            results[r.key] = hit
+            self.stats.cache_hits += 1
+            self.stats.cache_misses -= 1
+            b.update(1)
+        return left
 
 
 def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str | None,

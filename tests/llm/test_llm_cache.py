@@ -68,3 +68,16 @@ def test_cache_dir_that_cannot_be_created_names_its_key_or_variable(tmp_path: Pa
     monkeypatch.setenv("TRIPLEFORGE_CACHE_DIR", str(tmp_path / "root"))
     with pytest.raises(UserError, match=r"^\$TRIPLEFORGE_CACHE_DIR: '.*root/llm' cannot be created"):
         default_cache_path()
+
+
+def test_the_first_answer_stored_wins(tmp_path: Path) -> None:
+    """Two runs sharing the cache may ask the same question; the later answer once replaced the
+    first, so the run that finished first had outputs no later run could reproduce."""
+    first, second = ResponseCache(tmp_path / "c.sqlite"), ResponseCache(tmp_path / "c.sqlite")  # two processes
+    a, b = ChatResult(["first"], ["stop"], 1, 1), ChatResult(["second"], ["stop"], 2, 2)
+    assert first.put("k", a) == a
+    assert second.put("k", b) == a and first.get("k") == a
+    # an empty reply stored by an older version is no answer: replaced
+    first._db.execute("INSERT INTO responses VALUES ('old', '[]', '[]', 0, 0, 0)")
+    assert first.put("old", b) == b and second.put("old", a) == b
+    assert first.put("bad", ChatResult(error="HTTP 500")) is None

@@ -78,20 +78,29 @@ class ResponseCache:
             return None
         return ChatResult(texts, json.loads(row[1]), int(row[2]), int(row[3]))
 
-    def put(self, key: str, result: ChatResult) -> None:
+    def put(self, key: str, result: ChatResult) -> ChatResult | None:
+        """Store `result`; for an answer, return the answer the cache holds for `key` afterwards,
+        which is the first one stored: two runs sharing the cache (`dvc queue start -j 2`) may
+        both ask a question, and a later answer replacing the first would leave the run that
+        finished first with outputs no later run reproduces. (An empty reply stored by an older
+        version is no answer and is replaced.) None for a failure."""
         if result.ok:
             self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "texts = excluded.texts, finish = excluded.finish, tokens_in = excluded.tokens_in, "
+                "tokens_out = excluded.tokens_out, created = excluded.created WHERE responses.texts = '[]'",
                 (key, json.dumps(result.texts, ensure_ascii=False), json.dumps(result.finish_reasons),
                  result.tokens_in, result.tokens_out, time.time()),
             )
             self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
+            return self.get(key)
         else:
             self._db.execute(
                 "INSERT INTO failures VALUES (?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
                 "error = excluded.error, attempts = attempts + 1, updated = excluded.updated",
                 (key, (result.error or "")[:500], time.time()),
             )
+            return None
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])

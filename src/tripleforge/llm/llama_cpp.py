@@ -114,6 +114,10 @@ class LlamaCppBackend:
             res.tokens_out += int(out["usage"]["completion_tokens"])
         return res
 
+    # one request at a time: the runner may check the cache between slices this small (another
+    # run sharing it may have answered meanwhile)
+    recheck_every = 16
+
     def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
         if not requests:
             return

@@ -93,6 +93,9 @@ class OpenAICompatBackend:
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self._key = read_api_key(api_key_env)
         self.concurrency = max(1, concurrency)
+        # the runner hands requests over in slices of this size and serves from the cache what
+        # another run answered meanwhile; large enough that the pool rarely drains
+        self.recheck_every = 16 * self.concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
