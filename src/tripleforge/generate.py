@@ -417,8 +417,9 @@ class Runner:
             for at in range(0, len(pending), step):
                 part = pending[at : at + step]
                 if at:
+                    asked = len(part)
                     part = self._not_cached_yet(part, results, b)
-                    answered += step - len(part)
+                    answered += asked - len(part)
                 if part:
                     self.backend.generate(part, on_result)
                 if stop:
