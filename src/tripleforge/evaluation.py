@@ -28,7 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from tripleforge.devices import resolve_device
 from tripleforge.embed import EmbedderConfig
 from tripleforge.errors import UserError
-from tripleforge.io import decode_line, iter_jsonl
+from tripleforge.io import iter_jsonl, text_lines
 from tripleforge.metrics import (
     METRICS,
     RunStats,
@@ -242,28 +242,25 @@ def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
     else:
         # BEIR's .tsv is tab-separated; TREC qrels (.trec) are separated by any whitespace
         split = (lambda s: s.split()) if path.suffix == ".trec" else (lambda s: s.split("\t"))
-        with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is named, not a traceback
-            for no, raw in enumerate(fh, 1):
-                if no == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not part of the header
-                    raw = raw[3:]
-                line = decode_line(raw, f"{path}:{no}").rstrip("\n").rstrip("\r")
-                if not line.strip():
-                    continue
-                parts = split(line)
-                if len(parts) == 4:  # TREC qrels: qid iteration docid grade
-                    parts = [parts[0], parts[2], parts[3]]
-                if len(parts) != 3:
-                    sep = "whitespace" if path.suffix == ".trec" else "tab"
-                    raise UserError(
-                        f"{path}:{no}: expected 3 {sep}-separated columns (query-id corpus-id score) or 4 (TREC: "
-                        f"query-id iteration corpus-id score), got {len(parts)}"
-                    )
-                if no == 1 and any(p in _QRELS_QUERY + _QRELS_DOC + _QRELS_SCORE for p in parts):
-                    if (parts[0], parts[1]) not in ((q, d) for q in _QRELS_QUERY for d in _QRELS_DOC):
-                        raise UserError(f"{path}:1: header {' '.join(parts)!r}: the columns must be query id, "
-                                        f"corpus id, score in that order (e.g. query-id corpus-id score)")
-                    continue  # header
-                triples.append((parts[0], parts[1], _grade(parts[2], f"{path}:{no}")))
+        for no, text in text_lines(path):
+            line = text.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            parts = split(line)
+            if len(parts) == 4:  # TREC qrels: qid iteration docid grade
+                parts = [parts[0], parts[2], parts[3]]
+            if len(parts) != 3:
+                sep = "whitespace" if path.suffix == ".trec" else "tab"
+                raise UserError(
+                    f"{path}:{no}: expected 3 {sep}-separated columns (query-id corpus-id score) or 4 (TREC: "
+                    f"query-id iteration corpus-id score), got {len(parts)}"
+                )
+            if no == 1 and any(p in _QRELS_QUERY + _QRELS_DOC + _QRELS_SCORE for p in parts):
+                if (parts[0], parts[1]) not in ((q, d) for q in _QRELS_QUERY for d in _QRELS_DOC):
+                    raise UserError(f"{path}:1: header {' '.join(parts)!r}: the columns must be query id, "
+                                    f"corpus id, score in that order (e.g. query-id corpus-id score)")
+                continue  # header
+            triples.append((parts[0], parts[1], _grade(parts[2], f"{path}:{no}")))
     seen: set[tuple[str, str]] = set()
     out: list[tuple[str, str, int]] = []
     dups = 0

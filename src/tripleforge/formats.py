@@ -33,6 +33,7 @@ from typing import Any, Literal
 import polars as pl
 
 from tripleforge.errors import UserError
+from tripleforge.io import utf8_problem
 
 Format = Literal["triplets", "pairs", "candidates", "legacy"]
 FORMATS: tuple[str, ...] = ("triplets", "pairs", "candidates", "legacy")
@@ -167,10 +168,8 @@ def _type_error(key: str, value: Any) -> str | None:
 
 def _python_line_error(raw: bytes) -> str | None:
     """Why one JSONL line cannot be read with READ_SCHEMA (None when it can)."""
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line; files must be UTF-8)"
+    if problem := utf8_problem(raw):
+        return problem
     try:
         obj = json.loads(raw)
     except RecursionError:

@@ -139,13 +139,28 @@ def drop_blank_text(df: pl.DataFrame, column: str = "text") -> tuple[pl.DataFram
     return kept, df.height - kept.height
 
 
-def decode_line(raw: bytes, where: str) -> str:
-    """One line of a text input as str; bytes that are not UTF-8 stop with `where: reason`."""
+def utf8_problem(raw: bytes) -> str | None:
+    """Why one line of bytes is not UTF-8 (which byte, where), or None when it is."""
     try:
-        return raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
-                        f"line; save the file as UTF-8)") from None
+        return (f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line; save the file "
+                f"as UTF-8)")
+    return None
+
+
+def text_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 text file, line ends kept; a UTF-8 BOM before
+    the first line is dropped (it is no part of a header or record); a line that is not UTF-8
+    stops the read with `file:line: reason` (read as bytes, so it is named, not a traceback)."""
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            problem = utf8_problem(raw)
+            if problem:
+                raise UserError(f"{path}:{no}: {problem}")
+            yield no, raw.decode("utf-8")
 
 
 def parse_json(text: str, where: str) -> Any:
@@ -166,15 +181,11 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
     """(line number, object) for each non-blank line; a line that is not UTF-8 or not a JSON
     object stops the read with `file:line: reason`. Lines end at `\\n` (JSON Lines); a UTF-8 BOM
     before the first line is ignored."""
-    with open(path, "rb") as fh:
-        for no, raw in enumerate(fh, 1):
-            where = f"{path}:{no}"
-            if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            line = decode_line(raw, where)
-            if not line.strip():
-                continue
-            obj = parse_json(line, where)
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: expected a JSON object")
-            yield no, obj
+    for no, line in text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{no}"
+        obj = parse_json(line, where)
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        yield no, obj
