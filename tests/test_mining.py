@@ -533,11 +533,22 @@ def test_prose_positives_get_prose_negatives_and_code_positives_code(tmp_path):
     assert report.candidate_sets == {"code": {"queries": 2, "candidates": 12}, "text": {"queries": 5, "candidates": 5}}
     m = mine_metrics(out, report, 7, params)
     assert m["candidates"] == 17 and m["candidate_sets"]["text"]["queries"] == 5
+    assert m["unknown_task"] == 0
 
     # `all`: one set, the pool plus every positive (summaries then draw code negatives)
     out_all, rep_all = mine_negatives(mixed_kind_pairs(), make_pool(), params.model_copy(update={"candidates": "all"}))
     assert rep_all.candidate_sets == {"all": {"queries": 7, "candidates": 17}}
     assert any(set(r["neg"]) - set(SUMMARIES) for r in out_all.iter_rows(named=True) if r["pair_id"].startswith("s"))
+
+
+def test_unknown_tasks_are_counted_and_warned(tmp_path, capsys):
+    pairs = mixed_kind_pairs().with_columns(
+        pl.Series("task", ["web_code_retrieval", "my_own_task", None] + ["code_summary_retrieval"] * 4))
+    params = MineParams(num_negatives=3, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    out, report = mine_negatives(pairs, make_pool(), params)
+    assert report.unknown_task == 2 and mine_metrics(out, report, 7, params)["unknown_task"] == 2
+    err = capsys.readouterr().err
+    assert "2 pairs have a task that is none of tripleforge's tasks (null, 'my_own_task')" in err
 
 
 def test_candidate_sets_by_kind_task_and_all():

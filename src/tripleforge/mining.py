@@ -160,6 +160,7 @@ class MineReport:
     candidates: int = 0  # summed over the candidate sets
     candidate_sets: dict[str, dict[str, int]] = field(default_factory=dict)
     llm_negatives: dict[str, Any] = field(default_factory=empty_llm_counts)
+    unknown_task: int = 0  # mined rows whose task is none of TASKS (mined as code)
 
     def add(self, key: str, n: int) -> None:
         self.skipped[key] = self.skipped.get(key, 0) + int(n)
@@ -521,6 +522,18 @@ def positive_kind(task: str | None) -> str:
     return "text" if known is not None and not known.positive_is_code else "code"
 
 
+def count_unknown_tasks(tasks: list[str | None]) -> int:
+    """How many rows have a task that is none of TASKS (hand-edited or external pairs); they are
+    mined as rows with a code positive, which is wrong for a prose positive, so say so once."""
+    unknown = sorted({t for t in tasks if t not in TASKS}, key=str)
+    n = sum(t not in TASKS for t in tasks)
+    if n:
+        names = ", ".join("null" if t is None else repr(t) for t in unknown[:5])
+        log(f"warning: mine-negatives: {n} pairs have a task that is none of tripleforge's tasks ({names}); "
+            f"they are mined as pairs with a code positive (metrics: unknown_task)")
+    return n
+
+
 def candidate_sets(tasks: list[str | None], mode: str) -> list[tuple[str, bool, list[int]]]:
     """(label, uses the pool, row indices) per candidate set, in label order.
 
@@ -767,6 +780,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     masked_tids = query_group_masks(queries, pos_lists, doc_ids)
     pool_texts = pool.get_column("text").to_list()
     tasks = rows.get_column("task").to_list() if "task" in rows.columns else [None] * nq
+    report.unknown_task = count_unknown_tasks(tasks)
     pair_ids = rows.get_column("pair_id").to_list()
     # loaded once, after the cheap input checks and before any encoding: a folder that is no
     # trained cross-encoder fails here, not after minutes of mining
@@ -855,6 +869,7 @@ def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: M
         "pairs": out.height,
         "candidates": report.candidates,
         "candidate_sets": report.candidate_sets,
+        "unknown_task": report.unknown_task,
         "short_of_negatives": report.short_of_negatives,
         "negatives_total": int(negs.sum()) if len(negs) else 0,
         "negatives_mean": round(float(negs.mean()), 4) if len(negs) else 0.0,  # type: ignore[arg-type]
