@@ -199,9 +199,11 @@ def test_pool_size_never_exceeds_the_usable_cpus_or_the_work() -> None:
     assert pool_size(1000, 64) == min(8, cpus) and pool_size(0, 8) == 1
 
 
-def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delay", [0.05, 1.0])
+def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path, delay: float) -> None:
     """A Ctrl-C (SIGINT to the process group) during a workers=2 read once left the stage
-    spinning forever on a broken pool, its workers orphaned."""
+    spinning forever on a broken pool, its workers orphaned (1 s: the workers are reading);
+    one while the workers were still starting printed their tracebacks (0.05 s)."""
     import os
     import signal
     import subprocess
@@ -221,7 +223,7 @@ def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path) -> None:
     seen = ""
     while "0/1000" not in seen and proc.poll() is None:  # files listed; the pool starts
         seen += proc.stderr.read(1)
-    time.sleep(1.0)  # the workers are up and reading (the whole read takes about 3 s)
+    time.sleep(delay)  # the whole read takes about 3 s
     assert proc.poll() is None, "finished before the interrupt: the test needs more files"
     os.killpg(proc.pid, signal.SIGINT)
     t0 = time.monotonic()

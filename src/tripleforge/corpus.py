@@ -293,13 +293,29 @@ def _map_files(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[
     if workers <= 1 or len(jobs) < 64:
         yield from map(read_source, jobs)
         return
-    import multiprocessing as mp
-
-    # Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and a worker killed
-    # mid-reply left the pool's result thread reading a broken pipe while the stage spun forever.
-    # The parent alone gets KeyboardInterrupt, and leaving the `with` terminates the workers.
-    with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
+    with sigint_free_pool(workers) as pool:
         yield from pool.imap(read_source, jobs, chunksize=8)
+
+
+def sigint_free_pool(workers: int) -> Any:
+    """A spawn-context process pool whose workers never receive SIGINT.
+
+    A Ctrl-C reaches the whole process group, and a worker killed mid-reply left the pool's
+    result thread reading a broken pipe while the stage spun forever; so the parent alone gets
+    KeyboardInterrupt, and leaving the pool's `with` terminates the workers. SIGINT is ignored
+    while the pool starts its workers: an ignored signal stays ignored through exec and Python
+    then installs no KeyboardInterrupt handler, so a Ctrl-C while a worker imports no longer
+    prints its traceback (a blocked mask does not help: the spawn start resets it). The parent's
+    handler is back once the processes are started, a few milliseconds; the initializer keeps
+    the workers ignoring it."""
+    import multiprocessing as mp
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _ignore_sigint() -> None:
