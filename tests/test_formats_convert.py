@@ -27,6 +27,26 @@ def test_mined_and_external_rows_keep_their_source(tmp_path: Path) -> None:
     assert m["by_source"]["m.parquet"]["dropped"] == {}  # every source has the same keys
 
 
+def test_a_record_copied_in_a_later_source_is_dropped_there(tmp_path: Path) -> None:
+    """A copy of a record in a second file (the same dataset as JSONL and as pairs, or mined rows
+    exported and added back) once sat twice in data/formats/ and its counts."""
+    mined = mined_frame(n_docs=2)
+    row = mined.row(1, named=True)
+    back = {k: row[k] for k in ("query", "prompt", "pos", "neg", "pos_scores", "neg_scores")}
+    own = {"query": "how to read a file", "pos": ["open(p).read()"], "neg": ["print(1)"]}
+    a = write_lines(tmp_path / "a.jsonl", [own, {"query": "other", "pos": ["x = 1"], "neg": ["y = 2"]}])
+    b = write_lines(tmp_path / "b.jsonl", [back, own])
+    pairs = write_lines(tmp_path / "p.jsonl", [{"query": "how to read a file", "passage": "open(p).read()", "label": 1, "qid": "r"},
+                                               {"query": "how to read a file", "passage": "print(1)", "label": 0, "qid": "r"}])
+    c = convert_all(mined, "m.parquet", ConvertFormatsParams(external=[str(a), str(b), str(pairs)]))
+    assert c.grouped["source"].to_list() == ["m.parquet:1", "m.parquet:2", f"{a}:1", f"{a}:2"]
+    assert c.pairs.filter(pl.col("source").str.starts_with(str(tmp_path))).height == 4  # a's 2 records
+    assert c.sources[str(pairs)]["triplets"] == 0 and c.sources[str(pairs)]["pairs"] == 0
+    assert c.sources[str(b)]["dropped"] == {"duplicate_record": 2} and c.sources[str(b)]["triplets"] == 0
+    assert c.sources[str(b)]["pairs"] == 0 and c.sources[str(pairs)]["dropped"] == {"duplicate_record": 1}
+    assert c.drops["duplicate_record"] == 3 and c.sources[str(a)]["dropped"] == {}
+
+
 def test_translation_targets_travel_into_both_frames(tmp_path: Path) -> None:
     """convert-formats once dropped tgt_code_language: two targets of one document looked alike."""
     mined = mined_frame(n_docs=2).with_columns(tgt_code_language=pl.Series(["java", None]))

@@ -159,9 +159,42 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
         sources[path] = {"format": rec.format or "none", "rows_read": rec.rows_read,
                          "triplets": g.height, "pairs": p.height,
                          "dropped": dict(sorted(rec.drops.items()))}
+    drop_copies_across_sources(grouped_parts, pairs_parts, list(sources.values()), drops)
     grouped = pl.concat(grouped_parts) if grouped_parts else pl.DataFrame(schema=F.GROUPED_SCHEMA)
     pairs = pl.concat(pairs_parts) if pairs_parts else pl.DataFrame(schema=F.PAIRS_SCHEMA)
     return Converted(grouped, pairs, drops, sources)
+
+
+def drop_copies_across_sources(
+    grouped_parts: list[pl.DataFrame], pairs_parts: list[pl.DataFrame], sources: list[dict[str, Any]],
+    drops: Counter[str],
+) -> None:
+    """In place, per source in order: drop records that copy one of an earlier source (the same
+    `formats.RECORD_CONTENT`), with their pairs (by qid), counted as `duplicate_record` in that
+    source's `dropped` and in `drops`. Each reader drops copies within its own file; a copy in a
+    second file (a dataset listed once as JSONL and once as Parquet, or our own mined rows
+    exported and added back) would otherwise count twice in `data/formats/` and its metrics."""
+    if len(grouped_parts) < 2:
+        return
+    both = pl.concat([g.select(F.RECORD_CONTENT).with_columns(_part=pl.lit(i, pl.UInt32))
+                      for i, g in enumerate(grouped_parts)])
+    keep = F.first_copies(both, F.RECORD_CONTENT, pl.col("query").hash())
+    if keep is None:
+        return
+    start = 0
+    for i, g in enumerate(grouped_parts):
+        part_keep = keep.slice(start, g.height)
+        start += g.height
+        if part_keep.all():
+            continue
+        gone = g.filter(~part_keep).get_column("qid")
+        grouped_parts[i] = g.filter(part_keep)
+        pairs_parts[i] = pairs_parts[i].filter(~pl.col("qid").is_in(gone.implode()))
+        n = int((~part_keep).sum())
+        drops["duplicate_record"] += n
+        src = sources[i]
+        src["triplets"], src["pairs"] = grouped_parts[i].height, pairs_parts[i].height
+        src["dropped"] = dict(sorted({**src["dropped"], "duplicate_record": src["dropped"].get("duplicate_record", 0) + n}.items()))
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
