@@ -69,7 +69,8 @@ def summary_line(m: dict, out: Path) -> str:
     """The one-line stderr summary, as the other stages print one (stdout stays empty)."""
     llm = m["llm_negatives"]
     return (f"mine-negatives: {m['pairs']} of {m['pairs_in']} pairs, {m['negatives_mean']:.2f} negatives per pair "
-            f"(num_negatives {m['num_negatives']}), {m['short_of_negatives']} short of negatives, "
+            f"(num_negatives {m['num_negatives']}), {m['short_of_negatives']} short of negatives "
+            f"({m['without_negatives']} with none), "
             f"{llm['kept']} of {llm['in_pairs']} LLM negatives kept -> {out}")
 
 

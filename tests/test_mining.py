@@ -201,7 +201,8 @@ def test_stage_cli_byte_identical_and_errors(tmp_path):
     # the default keep_llm_negatives: false, which a warning says
     lines = first.stderr.strip().splitlines()
     assert lines[-1] == (f"mine-negatives: 4 of 4 pairs, {metrics['negatives_mean']:.2f} negatives per pair "
-                         f"(num_negatives 3), {metrics['short_of_negatives']} short of negatives, 0 of 1 LLM "
+                         f"(num_negatives 3), {metrics['short_of_negatives']} short of negatives "
+                         f"({metrics['without_negatives']} with none), 0 of 1 LLM "
                          f"negatives kept -> {tmp_path / 'out/triplets.parquet'}")
     assert sum("mine_negatives.keep_llm_negatives is false" in line for line in lines) == 1
     kept = _stage(tmp_path, "--set", "keep_llm_negatives=true", "--set", "relative_margin=null")
@@ -464,7 +465,7 @@ def test_rank_window_past_every_candidate_fails_before_encoding(monkeypatch, tmp
     # 12 pool texts + 1 positive outside the pool ("def fibo(n): ...") = 13 candidates
     params = MineParams(range_min=13, range_max=20, cache_dir=str(tmp_path))
     with pytest.raises(UserError, match=r"^mine_negatives.range_min: 13 is past the last of the 13 candidates "
-                                        r"\(pool \+ code positives: candidate set 'code'\).*set range_min below 13$"):
+                                        r"\(pool \+ code positives: candidate set 'code/eval'\).*set range_min below 13$"):
         mine_negatives(make_pairs(), make_pool(), params)
     capsys.readouterr()  # what mine_negatives said (the warning about p1's dropped LLM negative)
     with pytest.raises(UserError, match="no fallback window"):  # a fallback as far out helps no more
@@ -522,7 +523,7 @@ def mixed_kind_pairs() -> pl.DataFrame:
 
 
 def test_prose_positives_get_prose_negatives_and_code_positives_code(tmp_path):
-    params = MineParams(num_negatives=3, range_max=20, relative_margin=None, cache_dir=str(tmp_path))
+    params = MineParams(num_negatives=3, range_max=20, relative_margin=None, eval_fraction=0.0, cache_dir=str(tmp_path))
     out, report = mine_negatives(mixed_kind_pairs(), make_pool(), params)
     rows = {r["pair_id"]: r for r in out.iter_rows(named=True)}
     for pid in ("s0", "s1", "s2", "s3", "s4"):
@@ -530,15 +531,51 @@ def test_prose_positives_get_prose_negatives_and_code_positives_code(tmp_path):
         assert len(negs) == 3 and set(negs) <= set(SUMMARIES) and rows[pid]["pos"][0] not in negs
     for pid in ("c1", "c2"):
         assert len(rows[pid]["neg"]) == 3 and not set(rows[pid]["neg"]) & set(SUMMARIES)
-    assert report.candidate_sets == {"code": {"queries": 2, "candidates": 12}, "text": {"queries": 5, "candidates": 5}}
+    assert report.candidate_sets == {"code/train": {"queries": 2, "candidates": 12},
+                                     "text/train": {"queries": 5, "candidates": 5}}
     m = mine_metrics(out, report, 7, params)
-    assert m["candidates"] == 17 and m["candidate_sets"]["text"]["queries"] == 5
+    assert m["candidates"] == 17 and m["candidate_sets"]["text/train"]["queries"] == 5
     assert m["unknown_task"] == 0
 
     # `all`: one set, the pool plus every positive (summaries then draw code negatives)
     out_all, rep_all = mine_negatives(mixed_kind_pairs(), make_pool(), params.model_copy(update={"candidates": "all"}))
-    assert rep_all.candidate_sets == {"all": {"queries": 7, "candidates": 17}}
+    assert rep_all.candidate_sets == {"all/train": {"queries": 7, "candidates": 17}}
     assert any(set(r["neg"]) - set(SUMMARIES) for r in out_all.iter_rows(named=True) if r["pair_id"].startswith("s"))
+
+
+def test_no_eval_text_is_a_train_negative_and_eval_rows_see_every_text(tmp_path):
+    """Train negatives once included eval documents and eval positives (and eval prose positives
+    were the train summaries' negatives), contradicting a split by document."""
+    params = MineParams(num_negatives=4, range_max=20, relative_margin=None, eval_fraction=0.4, cache_dir=str(tmp_path))
+    out, report = mine_negatives(mixed_kind_pairs(), make_pool(), params)
+    ev, tr = out.filter(pl.col("split") == "eval"), out.filter(pl.col("split") == "train")
+    assert ev.height and tr.height
+    eval_texts = {text_id(t) for t in ev["pos"].explode()} | set(ev["doc_id"])
+    train_negs = [text_id(t) for t in tr["neg"].explode().drop_nulls()]
+    assert train_negs and not eval_texts & set(train_negs)
+    # eval rows draw from the whole set: training texts are their distractors
+    train_texts = {text_id(t) for t in tr["pos"].explode()} | set(tr["doc_id"])
+    assert train_texts & {text_id(t) for t in ev["neg"].explode().drop_nulls()}
+    assert set(report.candidate_sets) == {"code/eval", "code/train", "text/eval", "text/train"}
+    assert report.candidate_sets["code/train"]["candidates"] < report.candidate_sets["code/eval"]["candidates"]
+
+
+def test_near_duplicate_documents_share_a_split():
+    from tripleforge.mining import assign_split, pool_with_ids, row_splits
+
+    a = "def getregentry():\n    return codecs.CodecInfo(name='iso8859-3', encode=Codec().encode, decode=Codec().decode)"
+    b = a.replace("iso8859-3", "iso8859-10")
+    others = [f"def f{i}(x):\n    return x * {i} + {i}" for i in range(40)]
+    pool = pool_with_ids([a, b, *others])
+    ids = [tid for tid, _ in pool]
+    alone = [assign_split([ids[0]], 0.5, seed)[0] != assign_split([ids[1]], 0.5, seed)[0] for seed in range(20)]
+    assert any(alone)  # split by document alone, the two often land apart
+    for seed in range(20):
+        splits, grouped = row_splits(ids, pool, MineParams(eval_fraction=0.5, seed=seed))
+        assert splits[0] == splits[1] and grouped == 1
+        assert splits[2:] == assign_split(ids[2:], 0.5, seed)  # the rest keep their own split
+    off, grouped = row_splits(ids, pool, MineParams(eval_fraction=0.5, seed=3, split_jaccard=None))
+    assert off == assign_split(ids, 0.5, 3) and grouped == 0
 
 
 def test_unknown_tasks_are_counted_and_warned(tmp_path, capsys):
@@ -605,6 +642,8 @@ def test_random_negatives_obey_the_score_rules(tmp_path):
         assert row["neg"] and all(s <= bound + 1e-9 for s in row["neg_scores"])
     strict, report = mine_negatives(make_pairs(), make_pool(), base.model_copy(update={"max_score": -1.0}))
     assert strict["neg"].list.len().to_list() == [0, 0, 0, 0] and report.short_of_negatives == 4
+    assert mine_metrics(strict, report, 4, base)["without_negatives"] == 4
+    assert mine_metrics(out, report, 4, base)["without_negatives"] == 0
 
 
 def test_kept_llm_negatives_never_take_a_row_past_num_negatives(tmp_path):

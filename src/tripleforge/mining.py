@@ -47,6 +47,7 @@ from tripleforge.embed import (
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, sha256_hex, text_id
 from tripleforge.io import check_dtypes, drop_blank_text, require_columns
+from tripleforge.near_duplicates import near_duplicate_groups
 from tripleforge.params import CrossFieldError, StageParams
 from tripleforge.progress import bar, log
 from tripleforge.quality_report import rank_histogram
@@ -90,6 +91,8 @@ class MineParams(StageParams):
     rescore_max_length: int | None = Field(None, ge=1)  # tokens per (query, text) pair; None = the model's
     # 1.0 would put every pair in eval and leave training nothing
     eval_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    # documents at least this similar (token Jaccard) share one split; null = each its own
+    split_jaccard: float | None = Field(0.7, gt=0.0, le=1.0)
     seed: int = Field(42, ge=0)  # numpy seeds the random negatives and takes no negative seed
     query_chunk: int = Field(2048, ge=1)
     histogram_bins: int = Field(20, ge=1)
@@ -161,6 +164,7 @@ class MineReport:
     candidate_sets: dict[str, dict[str, int]] = field(default_factory=dict)
     llm_negatives: dict[str, Any] = field(default_factory=empty_llm_counts)
     unknown_task: int = 0  # mined rows whose task is none of TASKS (mined as code)
+    split_grouped_docs: int = 0  # documents keyed on a near-duplicate for their split
 
     def add(self, key: str, n: int) -> None:
         self.skipped[key] = self.skipped.get(key, 0) + int(n)
@@ -302,8 +306,8 @@ def check_rank_window(params: MineParams, n_candidates: int, label: str = "all")
     fallback window still reaches candidates (then a warning)."""
     if params.neg_type == "random" or params.range_min < n_candidates:
         return
-    if label == "all":
-        which = "(pool + positives)"
+    if label.split("/")[0] == "all":
+        which = f"(pool + positives: candidate set '{label}')"
     elif label.startswith("code"):
         which = f"(pool + code positives: candidate set '{label}')"
     else:
@@ -492,14 +496,12 @@ def assign_split(doc_ids: list[str], eval_fraction: float, seed: int) -> list[st
     return out
 
 
-def build_candidates(pool_texts: list[str | None], pos_lists: list[list[str]]) -> tuple[list[str], dict[str, int]]:
-    """Pool texts (pool order) then positives not already there (by text id): texts and id->index."""
+def build_candidates(pool: list[tuple[str, str]], pos_lists: list[list[str]]) -> tuple[list[str], dict[str, int]]:
+    """Pool texts (pool order, as (text id, text)) then positives not already there (by text
+    id): texts and id->index."""
     texts: list[str] = []
     index: dict[str, int] = {}
-    for t in pool_texts:
-        if t is None or not t.strip():
-            continue
-        tid = text_id(t)
+    for tid, t in pool:
         if tid not in index:
             index[tid] = len(texts)
             texts.append(t)
@@ -513,6 +515,27 @@ def build_candidates(pool_texts: list[str | None], pos_lists: list[list[str]]) -
         index[tid] = len(texts)
         texts.append(extra[tid])
     return texts, index
+
+
+def pool_with_ids(pool_texts: list[str | None]) -> list[tuple[str, str]]:
+    """(text id, text) of the pool's non-blank texts, in pool order: hashed once per run."""
+    return [(text_id(t), t) for t in pool_texts if t is not None and t.strip()]
+
+
+def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MineParams) -> tuple[list[str], int]:
+    """`train`/`eval` per row, by document (`assign_split`), documents that are near-duplicates
+    of each other (`split_jaccard`, texts from the pool, where doc_id is the text id) keyed on
+    their group's first document so they share a split. Also returns how many documents were
+    keyed on another one."""
+    docs = sorted(set(doc_ids))
+    key = {d: d for d in docs}
+    if params.split_jaccard is not None and params.eval_fraction > 0:
+        texts = dict(pool)
+        known = [d for d in docs if d in texts]
+        groups = near_duplicate_groups([texts[d] for d in known], params.split_jaccard)
+        key.update((d, known[g]) for d, g in zip(known, groups, strict=True))
+    split_of = dict(zip(docs, assign_split([key[d] for d in docs], params.eval_fraction, params.seed), strict=True))
+    return [split_of[d] for d in doc_ids], sum(key[d] != d for d in docs)
 
 
 def positive_kind(task: str | None) -> str:
@@ -548,6 +571,34 @@ def candidate_sets(tasks: list[str | None], mode: str) -> list[tuple[str, bool, 
         kind = positive_kind(t)
         groups.setdefault(kind if mode == "kind" else f"{kind}:{t}", []).append(r)
     return [(label, label.startswith("code"), idx) for label, idx in sorted(groups.items())]
+
+
+def split_candidate_sets(
+    sets: list[tuple[str, bool, list[int]]], splits: list[str], doc_ids: list[str],
+    pos_lists: list[list[str]], pool: list[tuple[str, str]],
+) -> list[tuple[str, list[tuple[str, str]], list[int], list[int]]]:
+    """Each candidate set cut by split: (`<set>/<split>` label, pool part, rows, rows whose
+    positives are extra candidates).
+
+    Eval rows search everything their set would (the pool and every positive of the set: training
+    texts are distractors in the eval corpus, as in MS MARCO's). Train rows never see an eval
+    text: eval documents and eval positives are taken out of their pool part, and only train
+    positives join it, so no eval text reaches a training file as a negative. No rows at all: the
+    pool alone is still searched, so the rank window is checked against it."""
+    if not sets:
+        return [("all", pool, [], [])]
+    eval_tids = {doc_ids[r] for r, sp in enumerate(splits) if sp == "eval"}
+    eval_tids.update(text_id(p) for r, sp in enumerate(splits) if sp == "eval" for p in pos_lists[r])
+    train_pool = [(tid, t) for tid, t in pool if tid not in eval_tids] if eval_tids else pool
+    out = []
+    for label, uses_pool, idx in sets:
+        ev = [r for r in idx if splits[r] == "eval"]
+        tr = [r for r in idx if splits[r] != "eval"]
+        if ev:
+            out.append((f"{label}/eval", pool if uses_pool else [], ev, tr))
+        if tr:
+            out.append((f"{label}/train", train_pool if uses_pool else [], tr, []))
+    return out
 
 
 @dataclass
@@ -620,15 +671,17 @@ def _mine_candidate_set(
     masked_tids: list[set[str]],
     llm_negs: list[list[str | None]],
     seeds: np.ndarray,
-    pool_texts: list[str | None],
+    pool: list[tuple[str, str]],
+    other_positives: list[list[str]],
     instructions: list[str | None] | None,
     params: MineParams,
     report: MineReport,
 ) -> tuple[MinedRows, dict[str, Any]]:
-    """Mine the rows of one candidate set (`candidate_sets`): candidates = `pool_texts` plus the
-    rows' positives. Returns the rows' results and this set's `search` metrics entry."""
+    """Mine the rows of one candidate set (`candidate_sets`, one split of it): candidates =
+    `pool` plus the rows' positives plus `other_positives`. Returns the rows' results and this
+    set's `search` metrics entry."""
     nq = len(queries)
-    cand_texts, cand_index = build_candidates(pool_texts, pos_lists)
+    cand_texts, cand_index = build_candidates(pool, pos_lists + other_positives)
     report.candidates += len(cand_texts)
     report.candidate_sets[label] = {"queries": nq, "candidates": len(cand_texts)}
     check_rank_window(params, len(cand_texts), label)
@@ -786,15 +839,17 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # trained cross-encoder fails here, not after minutes of mining
     rescorer = (load_rescorer(rescore_dir, params.rescore_model or "", rescore_device, params.rescore_max_length)
                 if rescore_dir is not None else None)
+    pool_ids = pool_with_ids(pool_texts)
+    splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params)
     mined = MinedRows.empty(nq)
     search_reports = []
-    # no rows: the pool alone is still checked against the rank window
-    sets = candidate_sets(tasks, params.candidates) or [("all", True, [])]
-    for label, uses_pool, idx in sets:
+    for label, pool_part, idx, others in split_candidate_sets(
+        candidate_sets(tasks, params.candidates), splits, doc_ids, pos_lists, pool_ids
+    ):
         sub, searched = _mine_candidate_set(
             label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
             [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
-            pool_texts if uses_pool else [], [instructions[r] for r in idx] if instructions else None,
+            pool_part, [pos_lists[r] for r in others], [instructions[r] for r in idx] if instructions else None,
             params, report,
         )
         mined.scatter(idx, sub)
@@ -809,7 +864,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         pl.Series("neg_scores", neg_scores, dtype=pl.List(pl.Float64)),
         pl.Series("neg_ranks", neg_rank, dtype=pl.List(pl.Int64)),
         pl.Series("pos_rank", pos_rank, dtype=pl.Int64),
-        pl.Series("split", assign_split(doc_ids, params.eval_fraction, params.seed), dtype=pl.String),
+        pl.Series("split", splits, dtype=pl.String),
         pl.Series(LLM_KEPT_COLUMN, mined.llm_kept, dtype=pl.Int64),
     )
     if rescorer is not None:
@@ -871,6 +926,9 @@ def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: M
         "candidate_sets": report.candidate_sets,
         "unknown_task": report.unknown_task,
         "short_of_negatives": report.short_of_negatives,
+        # of those short, the ones with none at all: FlagEmbedding cannot train on them, and
+        # train-data drops them (no_negatives), so the mean alone hides them
+        "without_negatives": int((negs == 0).sum()) if len(negs) else 0,
         "negatives_total": int(negs.sum()) if len(negs) else 0,
         "negatives_mean": round(float(negs.mean()), 4) if len(negs) else 0.0,  # type: ignore[arg-type]
         "skipped": dict(sorted(report.skipped.items())),
@@ -884,6 +942,7 @@ def mine_metrics(out: pl.DataFrame, report: MineReport, pairs_in: int, params: M
         "scores": {"pos_mean": mean(pos_s), "neg_mean": mean(neg_s)},
         "search": report.search,
         "split": split_counts,
+        "split_grouped_docs": report.split_grouped_docs,
         "num_negatives": params.num_negatives,
     }
 
