@@ -13,6 +13,7 @@ from tripleforge.tokenized import (
     load_tokenizer,
     model_max_positions,
     resolve_tokenizer_dir,
+    tokenize_truncated,
 )
 
 RECS = [
@@ -24,13 +25,58 @@ RECS = [
 
 def test_shards_equal_direct_tokenization(tmp_path: Path) -> None:
     man = build_tokenized({"en/t": RECS}, tmp_path, "minilm", 16, 24, shard_rows=2)
-    assert man["datasets"]["en/t"] == {"rows": 3, "shards": ["shard-00000.arrow", "shard-00001.arrow"]}
+    assert man["datasets"]["en/t"] == {"rows": 3, "shards": ["shard-00000.arrow", "shard-00001.arrow"], "passages": 7,
+                                       "queries_truncated": 0, "passages_truncated": 0}
     df = load_tokenized(tmp_path, "en/t", expect_tokenizer="minilm")
     tok = load_tokenizer("minilm")
     assert df["query_ids"].to_list()[0] == tok("Find code. sort a list", truncation=True, max_length=16)["input_ids"]
     assert df["passage_ids"].to_list()[1] == [tok(t, truncation=True, max_length=24)["input_ids"]
                                               for t in RECS[1]["pos"] + RECS[1]["neg"]]
     assert all(len(q) <= 16 for q in df["query_ids"].to_list())
+
+
+# MiniLM ids are [CLS] + one token per single letter + [SEP]. Queries at query_max_len=6: the prompt
+# counts ("p q a b c": 7 ids, cut), a query of exactly 6 ids is not cut, 7 ids are. Passages at
+# passage_max_len=5: "x y z w" (6) and "u v w x y z" (8) are cut, "x y z" (5, the limit) is not.
+LONG = [
+    {"query": "a b c", "prompt": "p q", "pos": ["x y z"], "neg": ["x y z w"]},
+    {"query": "a b c d", "pos": ["x"], "neg": ["u v w x y z"]},
+    {"query": "a b c d e", "pos": ["q"], "neg": ["q r"]},
+]
+
+
+def test_truncated_texts_are_counted(tmp_path: Path) -> None:
+    tok = load_tokenizer("minilm")
+    assert [len(tok(t)["input_ids"]) for t in ("p q a b c", "a b c d", "a b c d e")] == [7, 6, 7]
+    man = build_tokenized({"en/long": LONG, "en/t": RECS}, tmp_path, "minilm", 6, 5, shard_rows=10)
+    assert man["datasets"]["en/long"] == {"rows": 3, "shards": ["shard-00000.arrow"], "passages": 6,
+                                          "queries_truncated": 2, "passages_truncated": 2}
+    # RECS: "Find code. sort a list" (8 ids) of the queries; of the passages the 4 code ones but
+    # "x = 1" (5 ids): the same as counting the untruncated ids
+    assert man["datasets"]["en/t"]["queries_truncated"] == 1 and man["datasets"]["en/t"]["passages_truncated"] == 4
+    assert sum(len(tok(t)["input_ids"]) > 5 for r in RECS for t in r["pos"] + r["neg"]) == 4
+    # at lengths nothing reaches, nothing is counted
+    man = build_tokenized({"en/long": LONG}, tmp_path, "minilm", 7, 8, shard_rows=10)
+    assert (man["datasets"]["en/long"]["queries_truncated"], man["datasets"]["en/long"]["passages_truncated"]) == (0, 0)
+
+
+class _NoOverflowInfo:
+    """A tokenizer whose output has no per-text encodings (as a non-Rust tokenizer's)."""
+
+    def __init__(self, tok: object) -> None:
+        self.tok = tok
+
+    def __call__(self, texts: list[str], **kwargs: object) -> dict:
+        return dict(self.tok(texts, **kwargs))  # type: ignore[operator]
+
+
+def test_truncation_count_without_overflow_info() -> None:
+    tok = load_tokenizer("minilm")
+    texts = ["a b c", "a b c d", "a b c d e", "u v w x y z", ""]
+    fast = tokenize_truncated(texts, tok, 6)
+    assert fast[1] == 2
+    assert tokenize_truncated(texts, _NoOverflowInfo(tok), 6) == fast
+    assert tokenize_truncated([], tok, 6) == ([], 0)
 
 
 def test_shards_are_byte_identical_across_runs(tmp_path: Path) -> None:

@@ -89,6 +89,35 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
     assert "batch plan" not in capsys.readouterr().err  # every row planned: nothing to say
 
 
+def test_truncated_texts_are_counted_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the tryout: at the default 32/128 every code query was cut after its 13-16 prompt tokens,
+    # and nothing said so. Here one text2code query and one positive outgrow 32 / 128 ids.
+    g = _grouped()  # train rows: en/code2code 3, en/text2code 2; 4 passages each; all short
+    first = (pl.col("task") == "text2code") & (pl.col("split") == "train") & (pl.col("qid") == pl.col("qid").min().over("task", "split"))
+    g = g.with_columns(query=pl.when(first).then(pl.col("query") + " word" * 40).otherwise("query"),
+                       pos=pl.when(first).then(pl.col("pos").list.eval(pl.element() + " x" * 200)).otherwise("pos"))
+    m = write_train_dir(g, TrainDataParams(), tmp_path / "train")
+    assert m["tokenized"] == {
+        "enabled": True, "rows": 5, "shards": 2, "query_max_len": 32, "passage_max_len": 128,
+        "queries": 5, "queries_truncated": 1, "passages": 20, "passages_truncated": 1,
+        "by_dataset": {"en/code2code": {"queries": 3, "queries_truncated": 0, "passages": 12, "passages_truncated": 0},
+                       "en/text2code": {"queries": 2, "queries_truncated": 1, "passages": 8, "passages_truncated": 1}}}
+    err = capsys.readouterr().err
+    # 1 of 5 queries is over the 10% share; 1 of 20 passages is not
+    assert ("warning: train-data: the tokenized shards cut 1 of 5 queries (20%) at train_data.tokenizer.query_max_len=32 "
+            "tokens (a query is prompt + query); raise that key to keep more text (metrics: tokenized.by_dataset)\n") in err
+    assert "passage_max_len" not in err
+    m = write_train_dir(g, TrainDataParams(tokenizer={"query_max_len": 8, "passage_max_len": 8}),  # type: ignore[arg-type]
+                        tmp_path / "train")
+    assert (m["tokenized"]["queries_truncated"], m["tokenized"]["passages_truncated"]) == (5, 20)
+    assert ("cut 5 of 5 queries (100%) at train_data.tokenizer.query_max_len=8 tokens and 20 of 20 passages (100%) at "
+            "train_data.tokenizer.passage_max_len=8 tokens (a query is prompt + query); raise those keys") in capsys.readouterr().err
+    # nothing cut: counted as 0, nothing to say
+    m = write_train_dir(_grouped(), TrainDataParams(), tmp_path / "train")
+    assert (m["tokenized"]["queries_truncated"], m["tokenized"]["passages_truncated"]) == (0, 0)
+    assert "tokenized shards" not in capsys.readouterr().err
+
+
 def test_datasets_without_scores_are_named_before_distillation(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # the tryout: an external file without scores became any/default.jsonl without pos_scores, and

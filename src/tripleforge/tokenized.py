@@ -10,6 +10,7 @@ Row i of a dataset's shards is row i of its JSONL file (so batch-plan indices ad
 The query is tokenized as ``prompt + " " + query`` (the ``"{} {}"`` format the docs give FlagEmbedding,
 and the embedders' default; a row without a prompt is the bare query) and the
 passages as ``pos + neg`` in file order. Training then skips tokenization entirely.
+Each dataset's entry in the manifest also counts the queries and passages cut at their max length.
 """
 
 from __future__ import annotations
@@ -121,20 +122,42 @@ def tokenizer_fingerprint(model: str) -> str:
     return h.hexdigest()[:16]
 
 
+def tokenize_truncated(texts: list[str], tokenizer: Any, max_length: int) -> tuple[list[list[int]], int]:
+    """(token ids of ``texts`` cut at ``max_length``, how many texts were longer than that).
+
+    A text counts as truncated when its untruncated ids, special tokens included, exceed
+    ``max_length``: the shards would silently keep only its start (a code query after a 15-token
+    prompt in 32 tokens keeps about 15 tokens of code)."""
+    if not texts:
+        return [], 0
+    batch = tokenizer(texts, truncation=True, max_length=max_length)
+    encodings = getattr(batch, "encodings", None)
+    if encodings is not None:
+        # Fast (Rust) tokenizers keep what truncation cut off in each encoding: free to read.
+        cut = sum(1 for e in encodings if e.overflowing)
+    else:
+        # Other tokenizers report no overflow per text: tokenize again uncut, for the lengths only.
+        full = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+        cut = sum(1 for ids in full if len(ids) > max_length)
+    return batch["input_ids"], cut
+
+
 def tokenize_records(records: list[dict[str, Any]], tokenizer: Any, query_max_len: int,
-                     passage_max_len: int) -> pl.DataFrame:
-    """Embedder records (``query``, ``pos``, ``neg``, optional ``prompt``) -> token-id frame."""
+                     passage_max_len: int) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Embedder records (``query``, ``pos``, ``neg``, optional ``prompt``) -> (token-id frame,
+    ``{passages, queries_truncated, passages_truncated}``)."""
     queries = [f"{r['prompt']} {r['query']}" if r.get("prompt") else r["query"] for r in records]
     groups = [list(r["pos"]) + list(r.get("neg") or []) for r in records]
     flat = [t for g in groups for t in g]
-    q_ids = tokenizer(queries, truncation=True, max_length=query_max_len)["input_ids"] if queries else []
-    p_ids = tokenizer(flat, truncation=True, max_length=passage_max_len)["input_ids"] if flat else []
+    q_ids, q_cut = tokenize_truncated(queries, tokenizer, query_max_len)
+    p_ids, p_cut = tokenize_truncated(flat, tokenizer, passage_max_len)
     nested, at = [], 0
     for g in groups:
         nested.append(p_ids[at:at + len(g)])
         at += len(g)
-    return pl.DataFrame({"query_ids": q_ids, "passage_ids": nested},
-                        schema={"query_ids": IDS, "passage_ids": pl.List(IDS)})
+    frame = pl.DataFrame({"query_ids": q_ids, "passage_ids": nested},
+                         schema={"query_ids": IDS, "passage_ids": pl.List(IDS)})
+    return frame, {"passages": len(flat), "queries_truncated": q_cut, "passages_truncated": p_cut}
 
 
 def write_shards(frame: pl.DataFrame, out_dir: Path, shard_rows: int) -> list[str]:
@@ -166,9 +189,9 @@ def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Pa
         "datasets": {},
     }
     for name in sorted(datasets):
-        frame = tokenize_records(datasets[name], tok, query_max_len, passage_max_len)
+        frame, counts = tokenize_records(datasets[name], tok, query_max_len, passage_max_len)
         shards = write_shards(frame, out / name, shard_rows)
-        manifest["datasets"][name] = {"rows": frame.height, "shards": shards}
+        manifest["datasets"][name] = {"rows": frame.height, "shards": shards, **counts}
     write_json(manifest, out / "manifest.json")
     return manifest
 

@@ -111,7 +111,9 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         man = build_tokenized(records_by_ds, root / "tokenized", p.tokenizer.model, p.tokenizer.query_max_len,
                               p.tokenizer.passage_max_len, p.tokenizer.shard_rows, tokenizer)
         tok.update(rows=sum(d["rows"] for d in man["datasets"].values()),
-                   shards=sum(len(d["shards"]) for d in man["datasets"].values()))
+                   shards=sum(len(d["shards"]) for d in man["datasets"].values()),
+                   **_truncation_counts(man))
+        _warn_about_truncation(tok)
     plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs)
     write_jsonl(plan.iter_rows(named=True), root / "batch_plan.jsonl")
     planned, total = rows_in_first_epoch(plan), sum(sizes.values())
@@ -138,6 +140,37 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "dropped": dict(sorted(drops.items())),
         "dropped_total": sum(drops.values()),
     }
+
+
+def _truncation_counts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The tokenized metrics on truncation: the max lengths, queries and passages written and how
+    many of each were cut at those lengths, in all and per dataset (``by_dataset``)."""
+    per = {name: {"queries": d["rows"], "queries_truncated": d["queries_truncated"],
+                  "passages": d["passages"], "passages_truncated": d["passages_truncated"]}
+           for name, d in sorted(manifest["datasets"].items())}
+    totals = {k: sum(d[k] for d in per.values())
+              for k in ("queries", "queries_truncated", "passages", "passages_truncated")}
+    return {"query_max_len": manifest["query_max_len"], "passage_max_len": manifest["passage_max_len"],
+            **totals, "by_dataset": per}
+
+
+# Above this share of truncated queries or passages the shards lose text a user likely wants; a
+# few long outliers below it are normal. FlagEmbedding cuts at the same lengths, so the defaults stay.
+TRUNCATION_WARN_SHARE = 0.10
+
+
+def _warn_about_truncation(tok: dict[str, Any]) -> None:
+    """Say on stderr when more than TRUNCATION_WARN_SHARE of the queries (prompt + query) or of the
+    passages were longer than their max length, naming the key to raise: the shards keep only each
+    text's start, and nothing else tells (a code query after a 15-token prompt keeps ~15 tokens)."""
+    parts = []
+    for kind, key in (("queries", "query_max_len"), ("passages", "passage_max_len")):
+        n, cut = tok[kind], tok[f"{kind}_truncated"]
+        if n and cut / n > TRUNCATION_WARN_SHARE:
+            parts.append(f"{cut} of {n} {kind} ({cut / n:.0%}) at train_data.tokenizer.{key}={tok[key]} tokens")
+    if parts:
+        log(f"warning: train-data: the tokenized shards cut {' and '.join(parts)} (a query is prompt + query); "
+            f"raise {'that key' if len(parts) == 1 else 'those keys'} to keep more text (metrics: tokenized.by_dataset)")
 
 
 def _scored_rows(df: pl.DataFrame) -> int:
