@@ -90,13 +90,14 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
 
 
 def test_truncated_texts_are_counted_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # the tryout: at the default 32/128 every code query was cut after its 13-16 prompt tokens,
-    # and nothing said so. Here one text2code query and one positive outgrow 32 / 128 ids.
+    # the tryout: at the then default 32/128 (FlagEmbedding's) every code query was cut after its
+    # 13-16 prompt tokens, and nothing said so. Here one text2code query and one positive outgrow 32 / 128 ids.
     g = _grouped()  # train rows: en/code2code 3, en/text2code 2; 4 passages each; all short
     first = (pl.col("task") == "text2code") & (pl.col("split") == "train") & (pl.col("qid") == pl.col("qid").min().over("task", "split"))
     g = g.with_columns(query=pl.when(first).then(pl.col("query") + " word" * 40).otherwise("query"),
                        pos=pl.when(first).then(pl.col("pos").list.eval(pl.element() + " x" * 200)).otherwise("pos"))
-    m = write_train_dir(g, TrainDataParams(), tmp_path / "train")
+    m = write_train_dir(g, TrainDataParams(tokenizer={"query_max_len": 32, "passage_max_len": 128}),  # type: ignore[arg-type]
+                        tmp_path / "train")
     assert m["tokenized"] == {
         "enabled": True, "rows": 5, "shards": 2, "query_max_len": 32, "passage_max_len": 128,
         "queries": 5, "queries_truncated": 1, "passages": 20, "passages_truncated": 1,

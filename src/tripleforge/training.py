@@ -60,8 +60,11 @@ class BatchPlanConfig(StageParams):
 class TokenizerConfig(StageParams):
     enabled: bool = True
     model: str = "minilm"  # "minilm" = bundled all-MiniLM-L6-v2 tokenizer, or a local model directory
-    query_max_len: int = Field(32, ge=1)  # must also leave room past the tokenizer's special tokens
-    passage_max_len: int = Field(128, ge=1)
+    # 256: what the default embedder reads when mining. FlagEmbedding's 32/128 suit short prose
+    # queries; a code query (code_summary: the whole function) after a 13-16-token instruction kept
+    # ~15 of its tokens at 32. Must also leave room past the tokenizer's special tokens.
+    query_max_len: int = Field(256, ge=1)
+    passage_max_len: int = Field(256, ge=1)
     shard_rows: int = Field(10000, ge=1)
 
 
