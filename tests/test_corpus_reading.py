@@ -129,6 +129,23 @@ def test_external_parquet(tmp_path: Path) -> None:
     assert sorted(res.docs["code_language"].to_list()) == ["go", "rust", "sql"]
 
 
+def test_sources_hold_paths_as_written_and_valid_utf8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`~/x.jsonl` once became each user's home path in `source` (different bytes per user), and a
+    file name with a Latin-1 byte crashed the Parquet write with a traceback."""
+    import os
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    (Path(os.fsdecode(bytes(root) + b"/caf\xe9.py"))).write_text(FUNC.format(name="a", k=1), encoding="utf-8")
+    home = tmp_path / "home"
+    write(home / "x.jsonl", json.dumps({"text": FUNC.format(name="e", k=5), "code_language": "python"}) + "\n")
+    pl.DataFrame({"text": [FUNC.format(name="f", k=6)], "code_language": ["python"]}).write_parquet(home / "y.parquet")
+    monkeypatch.setenv("HOME", str(home))
+    res = sample_corpus(params(root, external=["~/x.jsonl", "~/y.parquet"], num_samples=3))
+    assert sorted(res.docs["source"].to_list()) == ["caf\\xe9.py:1-5", "~/x.jsonl:1", "~/y.parquet:1"]
+    res.docs.write_parquet(tmp_path / "d.parquet")
+
+
 def test_python_stdlib_default_reads_real_code() -> None:
     res = sample_corpus(SampleParams(code_languages=["python"], num_samples=3, max_pool=5))
     assert res.metrics["files_read"] > 100

@@ -30,6 +30,15 @@ def test_python_top_level_units_with_decorators_and_names() -> None:
     assert "# store it" not in units[1].text
 
 
+def test_cr_and_crlf_line_ends_give_the_units_of_lf() -> None:
+    """A classic-Mac (CR-only) file once cut each function after its first line: the grammar
+    does not end a line at a lone CR."""
+    lf = [(u.kind, u.name, u.start_line, u.end_line, u.text) for u in split_units(PY, "python", "m.py", 10_000)]
+    for ending in ("\r", "\r\n"):
+        got = split_units(PY.replace("\n", ending), "python", "m.py", 10_000)
+        assert [(u.kind, u.name, u.start_line, u.end_line, u.text) for u in got] == lf
+
+
 def test_oversized_class_is_split_into_dedented_methods() -> None:
     units = split_units(PY, "python", "m.py", max_chars=120)
     names = [u.name for u in units]

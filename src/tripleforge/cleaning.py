@@ -63,10 +63,14 @@ def cut_ranges(data: bytes, start: int, end: int, ranges: list[tuple[int, int]])
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
+def unix_newlines(text: str) -> str:
+    """CRLF and lone CR (classic Mac) line ends as LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def tidy(text: str) -> str:
     """Unix newlines, no trailing spaces, at most one blank line in a row, common indent removed."""
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = unix_newlines(text)
     lines = [line.rstrip() for line in text.split("\n")]
     text = _BLANK_RUNS.sub("\n\n", "\n".join(lines))
     return textwrap.dedent(text).strip("\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tripleforge.cleaning import clean_text, cut_ranges, merge_ranges, tidy
+from tripleforge.cleaning import clean_text, cut_ranges, merge_ranges, tidy, unix_newlines
 from tripleforge.languages import grammar_for, parser_and_queries
 
 
@@ -59,6 +59,9 @@ def _select_units(nodes: list[object], max_chars: int) -> list[object]:
 
 def split_units(text: str, code_language: str, file_name: str, max_chars: int) -> list[Unit]:
     """Units of one decoded source file (BOM already removed)."""
+    # before parsing: grammars do not end a line at a lone CR, so a function of a CR-only file
+    # ended after its first line (its docstring), and line numbers count LFs
+    text = unix_newlines(text)
     grammar = grammar_for(code_language, file_name)
     n_lines = text.count("\n") + 1
     if grammar is None:

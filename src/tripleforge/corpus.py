@@ -212,15 +212,24 @@ def _looks_like_coder(root: Path) -> bool:
                for d in root.iterdir())
 
 
-def check_external(params: SampleParams) -> list[Path]:
+def check_external(params: SampleParams) -> list[tuple[Path, str]]:
+    """(path to read, name for `source`) per external file. The name is the path as written in
+    params (`~/x.jsonl` stays so): expanded, it put each user's home folder into the data."""
     paths = []
     for i, item in enumerate(params.external):
         p = Path(item).expanduser()
         check_input_path(item, f"sample.external.{i}")
         if p.suffix.lower() not in (".jsonl", ".json", ".parquet"):
             raise UserError(f"params.yaml: sample.external.{i}: expected .jsonl or .parquet: {item}")
-        paths.append(p)
+        paths.append((p, Path(item).as_posix()))
     return paths
+
+
+def path_name(path: Path) -> str:
+    """`path` as text that is always valid UTF-8: a file name's undecodable bytes (a Latin-1 name
+    from an old archive) as `\\xNN`. Python keeps them as surrogates, which no Parquet writer or
+    terminal takes."""
+    return os.fsencode(path.as_posix()).decode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +347,7 @@ def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: fro
     with bar(len(files), "sample: files", unit="file") as progress:
         for (path, lang), (reason, nbytes, units) in zip(files, _map_files(jobs, workers), strict=True):
             progress.update(1)
-            rel = path.relative_to(root).as_posix()
+            rel = path_name(path.relative_to(root))
             stats.bytes_read += nbytes
             if reason not in ("too_large", "unreadable"):
                 stats.files_read += 1
@@ -453,13 +462,14 @@ def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[C
             files.append((p, lang))
     with bar(len(files), "sample: files", unit="file") as progress:
         for p, lang in files:
-            yield from read_jsonl(p, p.relative_to(root).as_posix(), params, stats, lang)
+            yield from read_jsonl(p, path_name(p.relative_to(root)), params, stats, lang)
             progress.update(1)
 
 
-def read_external(path: Path, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
+def read_external(path: Path, name: str, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
+    """Records of one `external` file; `source` is `<name>:<line or row>`."""
     if path.suffix.lower() != ".parquet":
-        yield from read_jsonl(path, path.as_posix(), params, stats, None)
+        yield from read_jsonl(path, name, params, stats, None)
         return
     try:
         frame = pl.read_parquet(path)
@@ -469,7 +479,7 @@ def read_external(path: Path, params: SampleParams, stats: ReadStats) -> Iterato
         raise UserError(f"{path}: external Parquet file has no 'text' column")
     stats.files_read += 1
     for i, row in enumerate(frame.iter_rows(named=True), start=1):
-        yield from _record_candidate(row, f"{path.as_posix()}:{i}", params, stats, None)
+        yield from _record_candidate(row, f"{name}:{i}", params, stats, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,8 +570,8 @@ def sample_corpus(params: SampleParams) -> SampleResult:
         else:
             skip = SKIP_DIRS | STDLIB_SKIP_DIRS if kind == "python-stdlib" else SKIP_DIRS
             yield from read_tree(root, params, stats, skip)
-        for p in externals:
-            yield from read_external(p, params, stats)
+        for p, name in externals:
+            yield from read_external(p, name, params, stats)
 
     valid = to_frame(validate(candidates(), params, stats, bucket_filter=kind != "coder"))
     unique = dedup(valid)
