@@ -35,8 +35,8 @@ def main(
     mined = None
     if p.include_mined:
         mined = read_parquet(triplets, "input", "run mine-negatives, or set convert_formats.include_mined=false")
-    for path in p.external:
-        check_input_path(path, "convert_formats.external")
+    for i, path in enumerate(p.external):
+        check_input_path(path, f"convert_formats.external.{i}")
     if mined is None and not p.external:
         log("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
             "empty: every output is empty")

@@ -47,6 +47,14 @@ def test_a_record_copied_in_a_later_source_is_dropped_there(tmp_path: Path) -> N
     assert c.drops["duplicate_record"] == 3 and c.sources[str(a)]["dropped"] == {}
 
 
+def test_a_home_relative_external_is_read_and_named_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`~/t.jsonl` passed the path check (which expands ~) and then failed as "file not found"."""
+    write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET])
+    monkeypatch.setenv("HOME", str(tmp_path))
+    c = convert_all(None, "", ConvertFormatsParams(external=["~/t.jsonl"]))
+    assert c.grouped["source"].to_list() == ["~/t.jsonl:1"] and "~/t.jsonl" in c.sources
+
+
 def test_translation_targets_travel_into_both_frames(tmp_path: Path) -> None:
     """convert-formats once dropped tgt_code_language: two targets of one document looked alike."""
     mined = mined_frame(n_docs=2).with_columns(tgt_code_language=pl.Series(["java", None]))

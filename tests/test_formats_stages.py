@@ -86,14 +86,14 @@ def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     proc = _stage(workdir, "train_data", check=False)  # convert-formats has not run
     assert proc.returncode == 2 and "input not found: data/formats/triplets.parquet" in proc.stderr
     proc = _stage(workdir, "convert_formats", "--set", "external=[nope.jsonl]", check=False)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: --set: convert_formats.external: file not found: nope.jsonl"
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --set: convert_formats.external.0: file not found: nope.jsonl"
     other = workdir / "other.yaml"
     other.write_text(yaml.safe_dump({"convert_formats": {"external": ["gone.jsonl"]}}))
     proc = _stage(workdir, "convert_formats", "--params", str(other), check=False)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {other}: convert_formats.external: file not found: gone.jsonl"
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {other}: convert_formats.external.0: file not found: gone.jsonl"
     (workdir / "adir").mkdir()
     proc = _stage(workdir, "convert_formats", "--set", "external=[adir]", check=False)
-    assert proc.stderr.strip() == "error: --set: convert_formats.external: adir is a directory, not a file"
+    assert proc.stderr.strip() == "error: --set: convert_formats.external.0: adir is a directory, not a file"
     proc = _stage(workdir, "convert_formats", "--set", "include_mined=false")  # nothing to convert: said
     assert ("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
             "empty: every output is empty") in proc.stderr

@@ -328,8 +328,9 @@ def _explicit_null_score_lines(body: Any, df: pl.DataFrame) -> list[int]:
     return found
 
 
-def _read_jsonl(path: Path, strict: bool, drops: Counter[str]) -> pl.DataFrame:
-    """READ_SCHEMA columns + ``line`` + ``_null_score`` (a candidate's score is an explicit null)."""
+def _read_jsonl(path: Path, strict: bool, drops: Counter[str], name: Path) -> pl.DataFrame:
+    """READ_SCHEMA columns + ``line`` + ``_null_score`` (a candidate's score is an explicit null);
+    `name` is the file in messages (the path as written in params)."""
     import pyarrow as pa
 
     # Memory-mapped, not read: Arrow parses the mapped pages in place and the line scan runs
@@ -341,7 +342,7 @@ def _read_jsonl(path: Path, strict: bool, drops: Counter[str]) -> pl.DataFrame:
         body = pa.py_buffer(path.read_bytes())
     if body.slice(0, min(3, body.size)).to_pybytes() == b"\xef\xbb\xbf":
         body = body.slice(3)
-    df = _parse_jsonl(path, body, strict, drops)
+    df = _parse_jsonl(name, body, strict, drops)
     return df.with_columns(_null_score=pl.col("line").is_in(_explicit_null_score_lines(body, df)))
 
 
@@ -437,11 +438,11 @@ def _arrow_reason(exc: Exception) -> str:
     return f"invalid JSON: {msg}"
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
+def _read_parquet(path: Path, shown: Path) -> pl.DataFrame:
     try:
         df = pl.read_parquet(path)
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+        raise UserError(f"{shown}: not a readable Parquet file ({type(exc).__name__})") from None
     cols = {}
     for name, dtype in READ_SCHEMA.items():
         if name not in df.columns:
@@ -463,7 +464,7 @@ def _read_parquet(path: Path) -> pl.DataFrame:
         elif name == "candidates" and (expr := _parquet_candidates(have)) is not None:
             cols[name] = expr
         else:
-            raise UserError(f"{path}: column '{name}' has type {have}, expected {dtype}")
+            raise UserError(f"{shown}: column '{name}' has type {have}, expected {dtype}")
     # A Parquet struct has no "missing key": a file whose candidates have no `score` field means
     # 1.0 for all; where the field exists, a null in it is an explicit null.
     have = df.schema.get("candidates")
@@ -650,17 +651,18 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
     The format is detected per line; a file mixing formats, a row fitting no format or failing
     validation is an error ``file:line: reason`` when ``strict``, else a counted drop.
     """
-    p = Path(path)
+    p = Path(path)  # as written: names the file in messages and `source`
     drops: Counter[str] = Counter()
-    if not p.is_file():
+    readable = p.expanduser()
+    if not readable.is_file():
         raise UserError(f"{p}: file not found")
     if override is not None and override not in FORMATS:
         raise UserError(f"{p}: unknown format override '{override}' (use one of {', '.join(FORMATS)})")
     suffix = "".join(p.suffixes[-1:]).lower()
     if suffix == ".parquet":
-        df = _read_parquet(p)
+        df = _read_parquet(readable, p)
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        df = _read_jsonl(p, strict, drops)
+        df = _read_jsonl(readable, strict, drops, p)
     else:
         raise UserError(f"{p}: unsupported file type '{suffix}' (use .jsonl or .parquet)")
     rows_read = df.height + drops["malformed"]
