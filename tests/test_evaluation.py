@@ -75,6 +75,14 @@ def test_diagnostics_count_every_anomaly(tmp_path: Path) -> None:
     assert ds.corpus.filter(ds.corpus["doc_id"] == "d4")["text"][0].startswith("function")
 
 
+def test_a_home_relative_folder_is_read(tmp_path: Path, monkeypatch) -> None:
+    """`~/beir/c` passed the params check (which expands ~), then was "not found"."""
+    write_beir(tmp_path / "beir" / "c")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ds = load_dataset("~/beir/c")
+    assert ds.name == "c" and ds.diagnostics["evaluated_queries"] == 4
+
+
 def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
     ds = load_dataset(write_beir(tmp_path / "c", coir=True))
     assert ds.diagnostics["evaluated_queries"] == 4 and ds.name == "c"

@@ -284,7 +284,7 @@ def load_dataset(
     root: str | Path, name: str | None = None, split: str = "test", relevance_level: int = 1
 ) -> EvalDataset:
     """Read one BEIR/MTEB/CoIR directory and count everything that affects the denominator."""
-    root = Path(root)
+    root = Path(root).expanduser()  # as the params check expands it: `~/beir/x` passed it, then was "not found"
     if not root.is_dir():
         raise UserError(f"evaluation directory not found: {root}")
     for f in ("corpus.jsonl", "queries.jsonl"):
