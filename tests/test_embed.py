@@ -38,6 +38,25 @@ def test_second_encode_hits_cache_only(tmp_path):
     np.testing.assert_array_equal(second[5:], first[:2])
 
 
+def test_cache_key_depends_on_the_kernels(monkeypatch):
+    """A cache filled under AVX2 kernels once gave an AVX-512 machine those vectors (outputs then
+    depended on which machine filled the cache first)."""
+    import subprocess
+    import sys
+
+    here = embed.config_key(EmbedderConfig())
+    assert "torch " in here[1] and " cpu " in here[1]
+    code = "from tripleforge import embed; from tripleforge.embed import EmbedderConfig; print(embed.config_key(EmbedderConfig())[0])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    same = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    avx2 = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "ATEN_CPU_CAPABILITY": "avx2"}, check=True).stdout.strip()
+    assert same == here[0]
+    assert (avx2 != here[0]) == (embed.compute_kernels("cpu").split(" cpu ")[1].split()[0] != "AVX2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert embed.config_key(EmbedderConfig())[0] != here[0]
+
+
 def test_cache_key_depends_on_max_length_and_instruction(tmp_path):
     k64, _ = embed.config_key(EmbedderConfig(max_length=64))
     k256, _ = embed.config_key(EmbedderConfig(max_length=256))

@@ -221,9 +221,29 @@ def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
         "dtype": dtype,
         "quantize": quant,
         "normalize": True,
+        "kernels": compute_kernels(device),
     }
-    desc = f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant}"
-    return key_of("embed-v3", parts), desc  # v3: padded to a width fixed by the text (batch-invariant)
+    desc = (f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant} "
+            f"on {parts['kernels']}")
+    # v4: the kernels are part of the key; v3: padded to a width fixed by the text (batch-invariant)
+    return key_of("embed-v4", parts), desc
+
+
+def compute_kernels(device: str) -> str:
+    """What picks the arithmetic kernels, beyond the config: torch's version and, on CPU, the
+    vector instruction set in use (with native bf16 and oneDNN's ISA cap), on GPU its name and
+    CUDA version. Vectors computed under other kernels differ in the last bits (AVX2 against
+    AVX-512 moved mined negatives in a tryout), so a cache shared between machines must not hand
+    one machine's vectors to another: each gets what it computes itself, and outputs stay a
+    function of inputs, params and machine, not of which machine filled the cache first."""
+    import torch
+
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        return f"torch {torch.__version__} cuda {torch.version.cuda} {torch.cuda.get_device_name(index)}"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    return (f"torch {torch.__version__} cpu {torch.backends.cpu.get_cpu_capability()}"
+            f"{' bf16' if cpu_has_native_bf16() else ''}{f' onednn<={isa}' if isa else ''}")
 
 
 # ---------------------------------------------------------------------------------------------
