@@ -146,6 +146,17 @@ def test_sources_hold_paths_as_written_and_valid_utf8(tmp_path: Path, monkeypatc
     res.docs.write_parquet(tmp_path / "d.parquet")
 
 
+def test_a_bom_starting_any_jsonl_line_is_dropped(tmp_path: Path) -> None:
+    """Two BOM files joined with `cat`: sample once skipped line 2 as malformed (convert-formats read it)."""
+    one = json.dumps({"text": FUNC.format(name="e", k=5), "code_language": "python"}).encode()
+    two = json.dumps({"text": FUNC.format(name="f", k=6), "code_language": "python"}).encode()
+    ext = write(tmp_path / "cat.jsonl", b"\xef\xbb\xbf" + one + b"\n\xef\xbb\xbf" + two + b"\n")
+    (tmp_path / "tree").mkdir()
+    res = sample_corpus(params(tmp_path / "tree", external=[str(ext)], num_samples=2))
+    assert res.metrics["skipped"].get("malformed_jsonl", 0) == 0
+    assert sorted(res.docs["source"].to_list()) == [f"{ext}:1", f"{ext}:2"]
+
+
 def test_python_stdlib_default_reads_real_code() -> None:
     res = sample_corpus(SampleParams(code_languages=["python"], num_samples=3, max_pool=5))
     assert res.metrics["files_read"] > 100

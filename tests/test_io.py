@@ -103,3 +103,6 @@ def test_iter_jsonl_skips_blank_lines_and_a_leading_bom(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\n  \n{"b": "\xc3\xa9"}')
     assert list(iter_jsonl(path)) == [(1, {"a": 1}), (4, {"b": "é"})]
+    # two BOM files joined with `cat`: the second BOM starts a line (sample once skipped it)
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\xef\xbb\xbf{"b": 2}\n')
+    assert list(iter_jsonl(path)) == [(1, {"a": 1}), (2, {"b": 2})]

@@ -393,7 +393,7 @@ def read_jsonl(path: Path, label: str, params: SampleParams, stats: ReadStats,
                 stats.skip("too_large", where)
                 continue
             try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                line = raw.decode("utf-8-sig")  # a BOM past line 1: files joined with `cat`
             except UnicodeDecodeError:
                 stats.skip("non_utf8", where)
                 continue

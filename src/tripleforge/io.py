@@ -150,12 +150,13 @@ def utf8_problem(raw: bytes) -> str | None:
 
 
 def text_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line of a UTF-8 text file, line ends kept; a UTF-8 BOM before
-    the first line is dropped (it is no part of a header or record); a line that is not UTF-8
-    stops the read with `file:line: reason` (read as bytes, so it is named, not a traceback)."""
+    """(line number, text) of each line of a UTF-8 text file, line ends kept; a UTF-8 BOM at the
+    start of a line is dropped (it is no part of a header or record; past line 1 it comes from
+    files joined with `cat`); a line that is not UTF-8 stops the read with `file:line: reason`
+    (read as bytes, so it is named, not a traceback)."""
     with open(path, "rb") as fh:
         for no, raw in enumerate(fh, 1):
-            if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            if raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             problem = utf8_problem(raw)
             if problem:
@@ -180,7 +181,7 @@ def parse_json(text: str, where: str) -> Any:
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a line that is not UTF-8 or not a JSON
     object stops the read with `file:line: reason`. Lines end at `\\n` (JSON Lines); a UTF-8 BOM
-    before the first line is ignored."""
+    at the start of a line is ignored (`text_lines`)."""
     for no, line in text_lines(path):
         if not line.strip():
             continue
