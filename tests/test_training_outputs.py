@@ -103,11 +103,13 @@ def test_truncated_texts_are_counted_and_warned(tmp_path: Path, capsys: pytest.C
         "queries": 5, "queries_truncated": 1, "passages": 20, "passages_truncated": 1,
         "by_dataset": {"en/code2code": {"queries": 3, "queries_truncated": 0, "passages": 12, "passages_truncated": 0},
                        "en/text2code": {"queries": 2, "queries_truncated": 1, "passages": 8, "passages_truncated": 1}}}
-    err = capsys.readouterr().err
-    # 1 of 5 queries is over the 10% share; 1 of 20 passages is not
-    assert ("warning: train-data: the tokenized shards cut 1 of 5 queries (20%) at train_data.tokenizer.query_max_len=32 "
-            "tokens (a query is prompt + query); raise that key to keep more text (metrics: tokenized.by_dataset)\n") in err
-    assert "passage_max_len" not in err
+    # 1 of 5 queries (20%) and 1 of 20 passages are cut: counted, below the 25% that warns
+    assert "tokenized shards" not in capsys.readouterr().err
+    m = write_train_dir(g, TrainDataParams(tokenizer={"query_max_len": 8, "passage_max_len": 128}),  # type: ignore[arg-type]
+                        tmp_path / "train")
+    assert ("warning: train-data: the tokenized shards cut 5 of 5 queries (100%) at train_data.tokenizer.query_max_len=8 "
+            "tokens (a query is prompt + query); raise that key to keep more text (metrics: tokenized.by_dataset)\n"
+            ) in capsys.readouterr().err
     m = write_train_dir(g, TrainDataParams(tokenizer={"query_max_len": 8, "passage_max_len": 8}),  # type: ignore[arg-type]
                         tmp_path / "train")
     assert (m["tokenized"]["queries_truncated"], m["tokenized"]["passages_truncated"]) == (5, 20)
