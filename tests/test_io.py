@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import os
 from pathlib import Path
 
 import polars as pl
@@ -106,3 +107,31 @@ def test_iter_jsonl_skips_blank_lines_and_a_leading_bom(tmp_path: Path) -> None:
     # two BOM files joined with `cat`: the second BOM starts a line (sample once skipped it)
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\xef\xbb\xbf{"b": 2}\n')
     assert list(iter_jsonl(path)) == [(1, {"a": 1}), (2, {"b": 2})]
+
+
+def test_a_killed_writers_temps_are_swept_by_the_next_write(tmp_path: Path) -> None:
+    """A writer killed hard (SIGKILL) ran no cleanup: its half-written `.train.<random>` folder stayed
+    in data/ (and `.evaluate_curves.*` in the git-tracked metrics/), one more per kill."""
+    import subprocess
+    import sys
+
+    from tripleforge.io import atomic_dir, atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    live = str(os.getppid())
+    stale_file = tmp_path / f".out.json.{dead}.k3j2.tmp"
+    stale_dir = tmp_path / f".train.{dead}.a8d1.tmp"
+    other_file = tmp_path / f".out.json.{live}.zz.tmp"  # a running writer's: left alone
+    stale_file.write_text("{")
+    stale_dir.mkdir()
+    (stale_dir / "part.jsonl").write_text('{"q"')
+    other_file.write_text("")
+    with atomic_path(tmp_path / "out.json") as tmp:
+        assert tmp.name.startswith(f".out.json.{os.getpid()}.") and tmp.name.endswith(".tmp")
+        tmp.write_text("{}")
+    assert not stale_file.exists() and other_file.exists() and stale_dir.exists()
+    with atomic_dir(tmp_path / "train") as d:
+        (d / "a.jsonl").write_text("{}\n")
+    assert not stale_dir.exists() and (tmp_path / "train" / "a.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other_file.name, "out.json", "train"])

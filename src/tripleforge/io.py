@@ -4,6 +4,7 @@ in the same directory, fsync, then rename over the target."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -24,12 +25,49 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(target: Path) -> str:
+    """`.<name>.<pid>.`: temps of `target` name their writer, so a later run can tell a dead
+    writer's leftovers from a live one's."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_dead_temps(target: Path) -> int:
+    """Remove the temp files and folders of `target` (`.<name>.<pid>.<random>.tmp` siblings) whose
+    writer no longer runs; returns how many. A writer killed hard (SIGKILL, OOM, power) runs no
+    cleanup, and its half-written temp stayed in the worktree, visible to `git status` and
+    `git add -A`, one more per kill."""
+    removed = 0
+    start = len(target.name) + 2
+    for p in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = p.name[start:].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path next to `path`; on success rename it over `path`, on error remove it."""
+    """Yield a temp path next to `path`; on success rename it over `path`, on error remove it
+    (and remove what writers killed before cleanup left, `sweep_dead_temps`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep_dead_temps(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are read by trainers as other users
     tmp_path = Path(tmp)
@@ -49,7 +87,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     files from an earlier run survive), on error it is removed and `path` is left as it was."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    sweep_dead_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     old = target.with_name(f".{target.name}.old")
     try:
