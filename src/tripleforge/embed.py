@@ -223,6 +223,8 @@ def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
         "normalize": True,
         "kernels": compute_kernels(device),
     }
+    if quant == "int8":  # int8 vectors were once scaled by their batch's range: those entries must not be served
+        parts["int8_range"] = "per_text"
     desc = (f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant} "
             f"on {parts['kernels']}")
     # v4: the kernels are part of the key; v3: padded to a width fixed by the text (batch-invariant)
@@ -313,8 +315,20 @@ def _pad_features(features: dict[str, Any], width: int, left: bool, pad_id: int)
     return out
 
 
+# Dynamic int8 (fbgemm) scales a Linear's input by the range of the whole input tensor, so in a
+# batch of several texts each vector would depend on the texts batched with it (cosine 0.96 between
+# a text encoded alone and in a batch, measured on stdlib functions), and a warm cache, which
+# changes what is batched together, would change the mined negatives. One text per forward pass
+# makes the range the text's own: about 15% slower than batches of 32, still above fp32.
+INT8_ROWS_PER_FORWARD = 1
+
+
 class _Encoder:
     dim: int
+    rows_cap: int = 0  # > 0: at most this many texts per forward pass, whatever `batch_size` says
+
+    def rows_per_forward(self, batch_size: int) -> int:
+        return min(batch_size, self.rows_cap) if self.rows_cap else batch_size
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -372,8 +386,10 @@ class _STEncoder(_Encoder):
         self.autocast = _cpu_autocast(device, dtype)
         if dtype != "float32" and self.autocast is None:
             model = model.to(_torch_dtype(dtype))
+        self.rows_cap = 0
         if cfg.quantize == "int8" and not device.startswith("cuda"):
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.rows_cap = INT8_ROWS_PER_FORWARD
         elif self.autocast is not None:
             _linear_weights_to(model, dtype)
         model.eval()
@@ -396,7 +412,7 @@ class _STEncoder(_Encoder):
             return out
         features = self.model.preprocess(texts)
         lengths = features["attention_mask"].sum(dim=1).tolist()
-        batches = length_bucket_batches(lengths, batch_size, self.batch_tokens, self.max_length)
+        batches = length_bucket_batches(lengths, self.rows_per_forward(batch_size), self.batch_tokens, self.max_length)
         left = getattr(self.model.tokenizer, "padding_side", "right") == "left"
         pad_id = self.model.tokenizer.pad_token_id or 0
         features = _pad_features(features, max(w for w, _ in batches), left, pad_id)
@@ -429,8 +445,10 @@ class _DecoderEncoder(_Encoder):
         self.model = AutoModel.from_pretrained(
             str(model_dir), dtype=_torch_dtype(weights), trust_remote_code=cfg.trust_remote_code
         ).to(device)
+        self.rows_cap = 0
         if cfg.quantize == "int8" and not device.startswith("cuda"):
             self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.rows_cap = INT8_ROWS_PER_FORWARD
         elif self.autocast is not None:
             _linear_weights_to(self.model, dtype)
         self.model.eval()
@@ -448,7 +466,8 @@ class _DecoderEncoder(_Encoder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         lengths = [len(ids) for ids in self.tok(texts, truncation=True, max_length=self.max_length)["input_ids"]]
         with torch.inference_mode(), _maybe(self.autocast):
-            for n, idx in length_bucket_batches(lengths, batch_size, self.batch_tokens, self.max_length):
+            for n, idx in length_bucket_batches(lengths, self.rows_per_forward(batch_size), self.batch_tokens,
+                                                self.max_length):
                 # every text here has at most n tokens after truncation at max_length, so
                 # truncating at n changes none of them
                 batch = self.tok(
