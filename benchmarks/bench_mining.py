@@ -1,6 +1,6 @@
 """Benchmark: encoding, mining and big-pool search against sentence-transformers, same data, one run.
 
-    .venv/bin/python benchmarks/bench_mining.py [--pool 1200] [--queries 300] [--encode 192] [--big 200000] [--ann-docs 8000] [--mining-rounds 2]
+    .venv/bin/python benchmarks/bench_mining.py [--pool 1200] [--queries 300] [--encode 192] [--big 200000] [--ann-docs 8000] [--mining-rounds 2] [--out FILE]
 
 Every measurement runs in its own subprocess so peak RSS (ru_maxrss) is that measurement's own;
 encoding and cold mining run in interleaved rounds and keep each kind's best, as a shared machine's
@@ -39,6 +39,17 @@ def stdlib_functions(limit: int) -> list[tuple[str, str]]:
     if data and os.path.exists(data):
         return [tuple(x) for x in json.load(open(data))[:limit]]  # type: ignore[misc]
     return python_functions(limit, 200, 2000, with_docstring=True)
+
+
+def machine() -> dict:
+    """What the ratios depend on: the core count and the vector instructions torch's kernels use
+    (fp32 runs at the FMA peak on both sides; bf16 is only fast where the CPU multiplies it natively)."""
+    import torch
+
+    from tripleforge.embed import cpu_has_native_bf16
+
+    return {"cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__}
 
 
 def rss_mb() -> float:
@@ -259,6 +270,7 @@ def main() -> None:
     ap.add_argument("--big-queries", type=int, default=5_000)
     ap.add_argument("--mining-rounds", type=int, default=2, help="interleaved cold mining rounds (best is kept)")
     ap.add_argument("--ann-docs", type=int, default=8_000, help="real functions for the IVF/HNSW recall part (0: skip)")
+    ap.add_argument("--out", default=str(RESULTS), help="results file (one per kind of CPU: the ratios depend on it)")
     a = ap.parse_args()
     if a.part:
         name, *rest = a.part
@@ -275,7 +287,7 @@ def main() -> None:
     with open(data, "w") as fh:
         json.dump(stdlib_functions(max(a.pool, a.encode)), fh)
     os.environ["BENCH_DATA"] = data
-    results: dict = {"machine": {"cpus": os.cpu_count()}, "model": "all-MiniLM-L6-v2 (bundled), max_length 256",
+    results: dict = {"machine": machine(), "model": "all-MiniLM-L6-v2 (bundled), max_length 256",
                      "data": "stdlib functions with docstrings; query = first docstring line"}
     print("encoding ...", flush=True)
     # two interleaved rounds, best of two: load on a shared machine varies by the minute
@@ -340,8 +352,9 @@ def main() -> None:
         big[f"exact_{n}"] = sub("big", str(n), str(a.big_queries), "exact")
     big[f"ivf_{a.big}"] = sub("big", str(a.big), str(a.big_queries), "ivf")
     results["big_pool"] = big
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     e, m = results["encoding"], results["mining"]
     for k in ENCODE_KINDS:
         ag = e["agreement_with_st"].get(k, {})
@@ -362,7 +375,7 @@ def main() -> None:
     for k, v in big.items():
         print(f"{k}: {v['queries_per_s']:.0f} q/s, peak RSS {v['peak_rss_mb']:.0f} MB "
               f"(corpus {v['corpus_mb']:.0f} MB, full matrix would be {v['full_matrix_would_be_mb']:.0f} MB), recall {v['recall_at_100']}")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
