@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from test_mining import ROOT, _no_encoding, make_pairs, make_pool
 from tripleforge.embed import bundled_minilm_dir
@@ -116,7 +117,7 @@ def test_teacher_scores_come_from_one_load_and_repeat_exactly(monkeypatch, tmp_p
     for row in out.iter_rows(named=True):
         assert len(row["neg_scores"]) == len(row["neg"]) == 2 and len(row["pos_scores"]) == len(row["pos"])
         assert row["dense_neg_scores"] != row["neg_scores"]
-        want = ce.predict([(row["query"], t) for t in row["pos"] + row["neg"]])
+        want = ce.predict([(row["query"], t) for t in row["pos"] + row["neg"]], activation_fn=torch.nn.Identity())
         assert row["pos_scores"] + row["neg_scores"] == pytest.approx([float(x) for x in want], abs=1e-5)
 
 
@@ -167,5 +168,5 @@ def test_rescore_device_and_max_length(monkeypatch, tmp_path, tiny_ce):
     assert out.get_column("neg_scores").to_list() != full.get_column("neg_scores").to_list()
     ce = CrossEncoder(str(tiny_ce), device="cpu", max_length=8)
     row = out.row(0, named=True)
-    want = ce.predict([(row["query"], t) for t in row["pos"] + row["neg"]])
+    want = ce.predict([(row["query"], t) for t in row["pos"] + row["neg"]], activation_fn=torch.nn.Identity())
     assert row["pos_scores"] + row["neg_scores"] == pytest.approx([float(x) for x in want], abs=1e-5)

@@ -648,14 +648,21 @@ def _rescore(ce: Any, queries: list[str], lists: list[list[str]], batch_size: in
     """Cross-encoder teacher scores for (query, text) pairs, row by row lists (`ce`: `load_rescorer`).
     Scored in chunks of a fixed number of batches, so the bar moves with throughput and ETA and the
     batches (predict sorts each call's pairs by length) depend only on the input and batch size."""
+    import torch
+
     flat = [(q, t) for q, ts in zip(queries, lists, strict=True) for t in ts]
     chunk = batch_size * RESCORE_CHUNK_BATCHES
+    # Raw logits, as FlagEmbedding's rerankers give them (normalize=False): its distillation takes
+    # softmax(teacher scores) over a group without a temperature, and CrossEncoder's default
+    # sigmoid squeezes every score into (0, 1), where even a perfect teacher gives its positive at
+    # most e/(e+7) = 0.28 of a group of 8: the student is taught that all passages are alike.
+    raw = torch.nn.Identity()
     scores: list[float] = []
     with bar(len(flat), "rescore", unit="pair") as b:
         for start in range(0, len(flat), chunk):
             part = flat[start : start + chunk]
             scores.extend(ce.predict(part, batch_size=batch_size, show_progress_bar=False,
-                                     convert_to_numpy=True).tolist())
+                                     convert_to_numpy=True, activation_fn=raw).tolist())
             b.update(len(part))
     out, i = [], 0
     for ts in lists:
