@@ -160,7 +160,7 @@ def test_cross_encoder_rescoring_gives_teacher_scores(tmp_path):
     assert row["dense_pos_scores"] != row["pos_scores"]
     assert len(row["neg_scores"]) == len(row["neg"]) == 2
     ce = CrossEncoder(str(ce_dir), device="cpu")
-    expect = float(ce.predict([(row["query"], row["neg"][0])])[0])
+    expect = float(ce.predict([(row["query"], row["neg"][0])], activation_fn=torch.nn.Identity())[0])  # raw logits
     assert row["neg_scores"][0] == pytest.approx(expect, abs=1e-4)
 
 
@@ -632,6 +632,24 @@ def test_continuation_positive_is_not_ranked_behind_its_own_masked_document(tmp_
     assert out["pos_rank"][0] == ahead and ahead <= 2
     kept, report = mine_negatives(pairs, make_pool(), params.model_copy(update={"filter_rank": ahead + 1}))
     assert kept.height == 1 and report.skipped["filter_rank"] == 0
+
+
+def test_a_positive_cut_from_the_same_document_is_no_negative_of_its_other_rows(tmp_path):
+    """The tasks of one document share its text: the tail that is the document's
+    code_context_retrieval positive was mined as a negative of its web_code_retrieval row (at rank
+    1 in the audit), teaching that most of the answer is irrelevant to the query."""
+    doc = POOL_TEXTS[3]
+    head, tail = doc[:30], doc[30:]
+    pairs = pl.DataFrame({
+        "pair_id": ["ctx", "web"], "doc_id": [text_id(doc)] * 2,
+        "task": ["code_context_retrieval", "web_code_retrieval"], "prompt": ["", ""],
+        "query": [head, "read the contents of a file"], "pos": [[tail], [doc]], "neg": [[], []]})
+    params = MineParams(num_negatives=20, range_max=30, relative_margin=None, cache_dir=str(tmp_path))
+    out, _ = mine_negatives(pairs, make_pool(), params)
+    web = out.filter(pl.col("pair_id") == "web").row(0, named=True)
+    ctx = out.filter(pl.col("pair_id") == "ctx").row(0, named=True)
+    assert tail not in web["neg"] and doc not in ctx["neg"]
+    assert len(web["neg"]) == len(POOL_TEXTS) - 1  # every other pool text is still a candidate
 
 
 def test_random_negatives_obey_the_score_rules(tmp_path):

@@ -330,13 +330,24 @@ def clean_positives(pairs: pl.DataFrame, report: MineReport) -> pl.DataFrame:
     return pairs.with_columns(pl.col("pos").list.eval(pl.element().filter(~blank)))
 
 
-def query_group_masks(queries: list[str], pos_lists: list[list[str]], doc_ids: list[str]) -> list[set[str]]:
+def query_group_masks(queries: list[str], pos_lists: list[list[str]], doc_ids: list[str | None]) -> list[set[str]]:
     """Per row, the text ids no negative may have: the positives of every row with the same
-    normalized query (duplicate queries grouped), the row's document id and its query text."""
-    group: dict[str, set[str]] = {}
-    for q, plist in zip(queries, pos_lists, strict=True):
-        group.setdefault(normalize_text(q), set()).update(text_id(p) for p in plist)
-    return [group[normalize_text(q)] | {text_id(q), d} for q, d in zip(queries, doc_ids, strict=True)]
+    normalized query (duplicate queries grouped), the positives of every row made from the same
+    document (same `doc_id`), the row's document id and its query text.
+
+    Same document: the tasks of one document share its text, e.g. the positive of its
+    code_context_retrieval row is the tail of the document, verbatim; mined as a negative of the
+    document's web_code_retrieval row, it taught that most of the answer is irrelevant to the
+    query (4 of 6 such rows on the default run had it among their negatives, twice at rank 1)."""
+    by_query: dict[str, set[str]] = {}
+    by_doc: dict[str, set[str]] = {}
+    for q, plist, d in zip(queries, pos_lists, doc_ids, strict=True):
+        tids = {text_id(p) for p in plist}
+        by_query.setdefault(normalize_text(q), set()).update(tids)
+        if d is not None:
+            by_doc.setdefault(d, set()).update(tids)
+    return [by_query[normalize_text(q)] | by_doc.get(d, set()) | {text_id(q)} | ({d} if d is not None else set())
+            for q, d in zip(queries, doc_ids, strict=True)]
 
 
 def kept_llm_negatives(
@@ -835,8 +846,9 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     instructions = rows.get_column("prompt").to_list() if params.use_prompt_as_instruction else None
 
     doc_ids = rows.get_column("doc_id").to_list()
-    # masks, by text id: positives of every row sharing the normalized query (in any candidate
-    # set), the row's doc, the query text (kept LLM negatives get the same; need not be candidates)
+    # masks, by text id: positives of every row sharing the normalized query or the document (in
+    # any candidate set), the row's doc, the query text (kept LLM negatives get the same; need not
+    # be candidates)
     masked_tids = query_group_masks(queries, pos_lists, doc_ids)
     pool_texts = pool.get_column("text").to_list()
     tasks = rows.get_column("task").to_list() if "task" in rows.columns else [None] * nq
