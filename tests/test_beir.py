@@ -76,33 +76,68 @@ def _masked_rows() -> pl.DataFrame:
     return pl.DataFrame(rows, schema_overrides={"prompt": pl.String})
 
 
+def _own_passages(g: pl.DataFrame, row: dict[str, object]) -> set[str]:
+    """What mining masks for a row: its document, its own text, the positives of its document's rows."""
+    same_doc = g.filter(pl.col("doc_id") == row["doc_id"])["pos"].explode().to_list()
+    return {row["doc_id"], text_id(row["query"])} | {text_id(t) for t in same_doc}
+
+
 def test_no_eval_query_is_scored_against_what_mining_masks_for_it(tmp_path: Path) -> None:
     g = _masked_rows()
     corpus, queries, qrels = eval_tables(g)
     ids = set(corpus["_id"])
-    # DOC_E is only c_d's negative: it leaves the corpus, and s_e and c_e stay in the eval
-    assert text_id(DOC_E) not in ids
-    # DOC_D is w_d's positive: it stays, and the two queries it is masked for leave the eval
-    assert text_id(DOC_D) in ids and queries["_id"].to_list() == ["c_e", "s_e", "w_d"]
-    assert set(qrels["query-id"]) == {"c_e", "s_e", "w_d"}
+    # one task per document, the tasks balanced: D and E give one query each, of different tasks
+    kept = g.filter(pl.col("qid").is_in(queries["_id"].implode()))
+    assert kept.height == 2 and kept["doc_id"].n_unique() == 2 and kept["task"].n_unique() == 2
+    # the guarantee, for every query written: no corpus document is its document, its own text or
+    # a passage cut from its document (a positive of any row of the document) unless relevant to it
+    rel = {(q, c) for q, c, _ in qrels.iter_rows()}
+    for r in kept.iter_rows(named=True):
+        assert all(own not in ids or (r["qid"], own) in rel for own in _own_passages(g, r))
+        assert any(q == r["qid"] for q, _ in rel)
     left_out: dict[str, object] = {}
     eval_tables(g, left_out)
-    assert left_out == {"masked_documents": 1, "queries": 2,
-                        "queries_by_task": {"code_context_retrieval": 1, "code_summary_retrieval": 1}}
-    # the guarantee, for every query written: neither its document nor its own text is a corpus
-    # document that is not relevant to it
-    rel = {(q, c) for q, c, _ in qrels.iter_rows()}
-    for r in g.filter(pl.col("qid").is_in(queries["_id"].implode())).iter_rows(named=True):
-        for own in (r["doc_id"], text_id(r["query"])):
-            assert own not in ids or (r["qid"], own) in rel
-    # everything else is still there, and the files load without unknown ids
-    texts = {text_id(t) for col in ("pos", "neg") for ts in g[col] for t in ts}
-    assert ids == texts - {text_id(DOC_E)}
+    assert left_out["same_document"] == 3 and left_out["queries"] == 3
+    assert sum(left_out["queries_by_task"].values()) == 3  # type: ignore[union-attr]
     write_beir(tmp_path, corpus, queries, qrels)
     from tripleforge.evaluation import load_dataset
 
     d = load_dataset(tmp_path).diagnostics
-    assert d["evaluated_queries"] == 3 and d["qrels_unknown_docs"] == 0 and d["queries_without_qrels"] == 0
+    assert d["evaluated_queries"] == 2 and d["qrels_unknown_docs"] == 0 and d["queries_without_qrels"] == 0
+
+
+def test_a_masked_document_leaves_the_corpus_and_a_needed_one_takes_its_queries() -> None:
+    """The masks within one task per document: DOC_E, only a negative of D's query, leaves the
+    corpus; a document masked for a query but relevant to another one must stay, and the query
+    goes."""
+    from tripleforge.beir import masked_for_queries, relevant_docs
+
+    g = pl.DataFrame([
+        _row("c_d", "code_context_retrieval", DOC_D[:25], DOC_D, [DOC_D[25:]], [DOC_E]),
+        _row("s_e", "code_summary_retrieval", DOC_E.replace(" = ", "  =  "), DOC_E, ["Greets a person."], []),
+        # a web query whose positive is DOC_E (a copy of the document in another file, say)
+        _row("w_x", "web_code_retrieval", "greet someone", DOC_D + "#", [DOC_E], []),
+    ], schema_overrides={"prompt": pl.String})
+    texts = {text_id(t) for col in ("pos", "neg") for ts in g[col] for t in ts}
+    docs, queries = masked_for_queries(g, pl.Series(sorted(texts)), relevant_docs(g))
+    # DOC_E is s_e's own text and document but w_x's positive: it stays, s_e goes
+    assert docs.to_list() == [] and queries.to_list() == ["s_e"]
+    no_w = g.filter(pl.col("qid") != "w_x")
+    texts = {text_id(t) for col in ("pos", "neg") for ts in no_w[col] for t in ts}
+    docs, queries = masked_for_queries(no_w, pl.Series(sorted(texts)), relevant_docs(no_w))
+    assert docs.to_list() == [text_id(DOC_E)] and queries.to_list() == []
+
+
+def test_tasks_are_balanced_over_documents() -> None:
+    from tripleforge.beir import one_task_per_document
+
+    docs = [f"def f{i}(x):\n    return x + {i}\n" for i in range(6)]
+    rows = [_row(f"{t}{i}", t, f"q {t} {i}", d, [f"{t} pos {i}"], []) for i, d in enumerate(docs) for t in ("a", "b", "c")]
+    g = pl.DataFrame(rows, schema_overrides={"prompt": pl.String})
+    kept = one_task_per_document(g)
+    assert kept["doc_id"].n_unique() == 6 and kept.height == 6
+    assert kept.group_by("task").len().sort("task")["len"].to_list() == [2, 2, 2]
+    assert one_task_per_document(g.reverse()).sort("qid").equals(kept.sort("qid"))  # row order does not matter
 
 
 def test_rows_of_one_query_text_judge_each_others_positives_relevant() -> None:
@@ -124,6 +159,7 @@ def test_stage_metrics_count_what_the_eval_split_leaves_out() -> None:
     c = convert_all(mined_frame(n_docs=8, n_neg=3), "mined.parquet", ConvertFormatsParams())
     left_out: dict[str, object] = {}
     eval_tables(c.grouped.filter(pl.col("split") == "eval"), left_out)
-    # the test miner's queries are neither their documents nor cut from them: nothing to leave out
+    # the test miner's queries are neither their documents nor cut from them, and each document
+    # has one task: nothing to leave out
     assert convert_metrics(c, {"left_out": left_out})["eval"]["left_out"] == {
-        "masked_documents": 0, "queries": 0, "queries_by_task": {}}
+        "same_document": 0, "masked_documents": 0, "queries": 0, "queries_by_task": {}}
