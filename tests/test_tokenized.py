@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,88 @@ def test_loader_errors(tmp_path: Path) -> None:
         load_tokenized(tmp_path, "zh/t")
     with pytest.raises(UserError, match="not a local directory"):
         load_tokenized(tmp_path, "en/t", expect_tokenizer="/nonexistent/tok")
+
+
+def _resaved(root: Path, **kwargs: object) -> Path:
+    """The bundled MiniLM tokenizer as a fine-tuning run saves it (``kwargs`` go to from_pretrained)."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(resolve_tokenizer_dir("minilm")), **kwargs).save_pretrained(root)
+    return root
+
+
+def test_a_resaved_tokenizer_is_accepted(tmp_path: Path) -> None:
+    """save_pretrained rewrites tokenizer.json with other bytes and drops vocab.txt and
+    special_tokens_map.json, but gives the same ids: the shards suit the fine-tuned model's tokenizer."""
+    build_tokenized({"en/t": RECS}, tmp_path / "out", "minilm", 16, 24, shard_rows=10)
+    once = _resaved(tmp_path / "once")
+    assert (once / "tokenizer.json").read_bytes() != (resolve_tokenizer_dir("minilm") / "tokenizer.json").read_bytes()
+    assert not (once / "vocab.txt").exists() and not (once / "special_tokens_map.json").exists()
+    twice = tmp_path / "twice"
+    load_tokenizer(str(once)).save_pretrained(twice)
+    expected = load_tokenized(tmp_path / "out", "en/t", expect_tokenizer="minilm")
+    for folder in (once, twice):
+        assert load_tokenized(tmp_path / "out", "en/t", expect_tokenizer=str(folder)).equals(expected)
+
+
+def _added_token(root: Path) -> Path:
+    tok = load_tokenizer("minilm")
+    tok.add_tokens(["tripleforge"])
+    tok.save_pretrained(root)
+    return root
+
+
+def _cut_at_the_start(root: Path) -> Path:
+    tok = load_tokenizer("minilm")
+    tok.truncation_side = "left"
+    tok.save_pretrained(root)
+    return root
+
+
+def _swapped_ids(root: Path) -> Path:
+    """A vocab.txt-only folder with the ids of 'the' and 'of' swapped: the same tokens, other ids."""
+    src = resolve_tokenizer_dir("minilm")
+    lines = (src / "vocab.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    i, j = lines.index("the\n"), lines.index("of\n")
+    lines[i], lines[j] = lines[j], lines[i]
+    root.mkdir()
+    (root / "vocab.txt").write_text("".join(lines), encoding="utf-8")
+    (root / "tokenizer_config.json").write_text((src / "tokenizer_config.json").read_text())
+    return root
+
+
+@pytest.mark.parametrize("make", [_added_token, _cut_at_the_start, _swapped_ids,
+                                  lambda root: _resaved(root, do_lower_case=False)],
+                         ids=["added token", "truncation side", "swapped ids", "cased"])
+def test_another_tokenizer_is_refused(tmp_path: Path, make: Callable[[Path], Path]) -> None:
+    build_tokenized({"en/t": RECS}, tmp_path / "out", "minilm", 16, 24, shard_rows=10)
+    other = make(tmp_path / "other")
+    with pytest.raises(UserError, match=r"^\S*manifest.json: shards were made by another tokenizer than '\S*other'$"):
+        load_tokenized(tmp_path / "out", "en/t", expect_tokenizer=str(other))
+
+
+def _file_hash(model_dir: Path) -> str:
+    """The fingerprint manifests held before fingerprints by ids: a hash of the tokenizer files."""
+    h = hashlib.sha256()
+    for name in ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (model_dir / name).is_file():
+            h.update(name.encode())
+            h.update((model_dir / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def test_shards_from_before_fingerprints_by_ids(tmp_path: Path) -> None:
+    """Such shards still load with the files that made them; otherwise the error says to rebuild them
+    (a re-saved copy of their tokenizer cannot be told from another one by file bytes)."""
+    build_tokenized({"en/t": RECS}, tmp_path / "out", "minilm", 16, 24, shard_rows=10)
+    man_path = tmp_path / "out" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    man["tokenizer_fingerprint"] = _file_hash(resolve_tokenizer_dir("minilm"))
+    man_path.write_text(json.dumps(man))
+    assert load_tokenized(tmp_path / "out", "en/t", expect_tokenizer="minilm").height == 3
+    with pytest.raises(UserError, match=r"^\S*manifest.json: shards predate .* than '\S*resaved' "
+                                        r"\(rebuild them: dvc repro train-data\)$"):
+        load_tokenized(tmp_path / "out", "en/t", expect_tokenizer=str(_resaved(tmp_path / "resaved")))
 
 
 @pytest.mark.parametrize(("query_max_len", "passage_max_len", "key"), [(1, 24, "query_max_len"), (16, 2, "passage_max_len")])

@@ -2,7 +2,7 @@
 
 Layout under the output directory::
 
-    manifest.json                        tokenizer, fingerprint, max lengths, datasets -> shards/rows
+    manifest.json                        tokenizer, fingerprint (ids_fingerprint), max lengths, datasets -> shards/rows
     <language>/<task>/shard-00000.arrow  Arrow IPC (uncompressed, memory-mappable):
                                          query_ids: list[u32], passage_ids: list[list[u32]]
 
@@ -110,16 +110,101 @@ def load_checked_tokenizer(model: str, query_max_len: int, passage_max_len: int)
     return tok
 
 
+# Texts whose ids tell tokenizers apart where the vocabulary alone may not: the normalizer (case,
+# accents, unicode forms, control characters), the pre-tokenizer (code indentation, tabs, CRLF, CJK,
+# emoji), words longer than a WordPiece word limit, and text that looks like special tokens.
+PROBES: tuple[str, ...] = (
+    "",
+    "  leading and trailing spaces  ",
+    "def add(a, b):\n    return a + b  # four spaces\n\tif a:\n\t\treturn None\n",
+    "line one\r\nline two\r\n\r\n",
+    "UPPER lower MiXeD 123 4.56 1e-9 0x1F snake_case camelCase",
+    "Ünïcödé naïve café résumé Ångström ÉCOLE ﬁ Ⅸ ｆｕｌｌ",
+    "日本語のテキスト 中文文本 한국어 Ελληνικά русский العربية עברית हिन्दी ไทย",
+    "emoji 🙂 👍🏽 👨\u200d👩\u200d👧 🇫🇷",
+    "zero\u200bwidth non\u00a0breaking soft\u00adhyphen bell\u0007",
+    "a,b;c!d?e (f) [g] {h} \"i\" 'j' `k` ~l ^m <n> |o| \\p",
+    "[CLS] [SEP] [MASK] [PAD] [UNK] <s> </s> <pad> <unk> <mask> <|endoftext|> <|im_start|> ▁ ##",
+    "Find code. " + "supercalifragilisticexpialidocious" * 4 + " " + "x" * 120,
+)
+# The shards cut each text at a max length: which end is kept matters as much as the ids.
+TRUNCATION_PROBE = "one two three four five six seven eight nine ten eleven twelve"
+# The parts of a fast tokenizer's definition that decide ids. Left out: its truncation and padding
+# defaults (the shards pass their own; save_pretrained rewrites them) and its decoder.
+BACKEND_PARTS = ("added_tokens", "normalizer", "pre_tokenizer", "post_processor", "model")
+# Marks a manifest fingerprint made by ids_fingerprint; older manifests hold legacy_file_fingerprint.
+FINGERPRINT_SCHEME = "ids-v1"
+LEGACY_FILES = ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def _backend_definition(tokenizer: Any) -> dict[str, Any] | None:
+    """The id-deciding parts of a fast tokenizer's definition (BPE merges and Unigram scores are not
+    in ``get_vocab()``); None for a tokenizer without a Rust backend."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    full = json.loads(backend.to_str())
+    definition = {part: full.get(part) for part in BACKEND_PARTS}
+    model = definition["model"]
+    if isinstance(model, dict) and isinstance(model.get("vocab"), dict):
+        # token -> id, as get_vocab() has it already: hashing it twice doubles the time
+        definition["model"] = {k: v for k, v in model.items() if k != "vocab"}
+    return definition
+
+
+def _special_tokens(tokenizer: Any) -> dict[str, Any]:
+    """Special tokens with their ids, and which role each plays (cls, sep, pad, ...)."""
+    tokens = sorted(str(t) for t in tokenizer.all_special_tokens)
+    return {"ids": [[t, tokenizer.convert_tokens_to_ids(t)] for t in tokens],
+            "roles": {k: str(v) for k, v in sorted((getattr(tokenizer, "special_tokens_map", None) or {}).items())}}
+
+
+def _probe_ids(tokenizer: Any) -> dict[str, Any]:
+    """Ids of the probes as the shards tokenize them (special tokens added), and of a cut text."""
+    return {"ids": tokenizer(list(PROBES), add_special_tokens=True)["input_ids"],
+            "cut": tokenizer(TRUNCATION_PROBE, add_special_tokens=True, truncation=True, max_length=6)["input_ids"],
+            "truncation_side": getattr(tokenizer, "truncation_side", None)}
+
+
+def ids_fingerprint(tokenizer: Any) -> str:
+    """Hash of what ``tokenizer`` does (vocabulary, special tokens, definition, ids of PROBES), not of
+    its files: save_pretrained rewrites tokenizer.json and drops vocab.txt without changing any id."""
+    what = {"vocab": sorted(tokenizer.get_vocab().items()), "special": _special_tokens(tokenizer),
+            "backend": _backend_definition(tokenizer), "probes": _probe_ids(tokenizer)}
+    blob = json.dumps(what, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return f"{FINGERPRINT_SCHEME}:{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
 def tokenizer_fingerprint(model: str) -> str:
-    """Hash of the tokenizer files: a loader refuses shards made by another tokenizer."""
+    """ids_fingerprint of the tokenizer of ``model``: a loader refuses shards made by another tokenizer."""
+    return ids_fingerprint(load_tokenizer(model))
+
+
+def legacy_file_fingerprint(model: str) -> str:
+    """The fingerprint manifests held before ids_fingerprint: a hash of the tokenizer files' bytes.
+    Kept so shards built then still load with the very files that made them."""
     d = resolve_tokenizer_dir(model)
     h = hashlib.sha256()
-    for name in sorted(("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")):
+    for name in LEGACY_FILES:
         f = d / name
         if f.is_file():
             h.update(name.encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def check_tokenizer(manifest: dict[str, Any], man_path: Path, model: str) -> None:
+    """A UserError unless the shards of ``manifest`` were made by a tokenizer that gives the ids
+    ``model``'s does."""
+    stored = manifest["tokenizer_fingerprint"]
+    if stored.startswith(f"{FINGERPRINT_SCHEME}:"):
+        if stored != tokenizer_fingerprint(model):
+            raise UserError(f"{man_path}: shards were made by another tokenizer than '{model}'")
+    elif stored != legacy_file_fingerprint(model):
+        # Such shards recorded only file bytes: a re-saved copy of their tokenizer cannot be told
+        # from another tokenizer, and rebuilding them is the fix either way.
+        raise UserError(f"{man_path}: shards predate tokenizer fingerprints by ids and were made from other tokenizer "
+                        f"files than '{model}' (rebuild them: dvc repro train-data)")
 
 
 def tokenize_truncated(texts: list[str], tokenizer: Any, max_length: int) -> tuple[list[list[int]], int]:
@@ -182,7 +267,7 @@ def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Pa
     tok = tokenizer if tokenizer is not None else load_checked_tokenizer(model, query_max_len, passage_max_len)
     manifest: dict[str, Any] = {
         "tokenizer": model if model == "minilm" else str(Path(model).name),
-        "tokenizer_fingerprint": tokenizer_fingerprint(model),
+        "tokenizer_fingerprint": ids_fingerprint(tok),
         "query_max_len": query_max_len,
         "passage_max_len": passage_max_len,
         "query_format": "{prompt} {query}",
@@ -199,14 +284,14 @@ def build_tokenized(datasets: dict[str, list[dict[str, Any]]], out_dir: str | Pa
 def load_tokenized(out_dir: str | Path, dataset: str, expect_tokenizer: str | None = None) -> pl.DataFrame:
     """All shards of one dataset as one frame (Arrow IPC; no tokenization).
 
-    ``expect_tokenizer``: a tokenizer model name whose fingerprint must match the manifest."""
+    ``expect_tokenizer``: a tokenizer model name that must give the ids the shards hold (see check_tokenizer)."""
     root = Path(out_dir)
     man_path = root / "manifest.json"
     if not man_path.is_file():
         raise UserError(f"{man_path}: not found (run train-data with tokenizer.enabled)")
     manifest = json.loads(man_path.read_text(encoding="utf-8"))
-    if expect_tokenizer is not None and manifest["tokenizer_fingerprint"] != tokenizer_fingerprint(expect_tokenizer):
-        raise UserError(f"{man_path}: shards were made by another tokenizer than '{expect_tokenizer}'")
+    if expect_tokenizer is not None:
+        check_tokenizer(manifest, man_path, expect_tokenizer)
     if dataset not in manifest["datasets"]:
         raise UserError(f"{man_path}: no dataset '{dataset}' (have: {', '.join(sorted(manifest['datasets']))})")
     shards = [root / dataset / s for s in manifest["datasets"][dataset]["shards"]]
