@@ -124,6 +124,20 @@ def test_mined_empty_texts_and_non_finite_scores() -> None:
     assert dict(c.drops) == {"empty_query": 1, "empty_text_in_neg": 1, "nan_or_infinite_value_in_a_score_list": 1}
 
 
+def test_an_eval_pair_turned_around_is_a_leak_too(tmp_path: Path) -> None:
+    """The eval positive as the query and the eval query as the positive teaches the same
+    judgment; it was kept (query compared only with eval queries, positives with positives)."""
+    mined = mined_frame(n_docs=8, n_neg=2)
+    ev = mined.filter(pl.col("split") == "eval").row(0, named=True)
+    ext = write_lines(tmp_path / "rev.jsonl", [{"query": ev["pos"][0], "pos": [ev["query"]], "neg": ["n"]},
+                                               {"query": "fine", "pos": ["ok"], "neg": ["n"]}])
+    pairs = write_lines(tmp_path / "revp.jsonl", [{"qid": "a", "query": ev["pos"][0], "passage": ev["query"], "label": 1},
+                                                  {"qid": "b", "query": "b", "passage": ev["query"], "label": 1}])
+    c = convert_all(mined, "m.parquet", ConvertFormatsParams(external=[str(ext), str(pairs)]))
+    assert c.grouped.filter(pl.col("source_format") != "mined")["query"].to_list() == ["fine"]
+    assert convert_metrics(c, {})["dropped"] == {"eval_overlap": 3, "eval_overlap_pairs": 4}
+
+
 def test_query_without_positive_is_a_counted_drop_even_when_strict(tmp_path: Path) -> None:
     # Valid pairs data (a reranker negative) that cannot form a triplet: kept in pairs, left out
     # of triplets and counted, never a strict-mode error; the docs must say so.

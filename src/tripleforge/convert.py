@@ -99,17 +99,21 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
 def drop_eval_overlap(
     grouped: pl.DataFrame, pairs: pl.DataFrame, eval_rows: pl.DataFrame, drops: Counter[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """External (train) rows without those that share an eval query or an eval positive (texts
-    compared whitespace-normalized): training on them would leak the eval split. Removed rows are
-    counted as `eval_overlap` (triplets) and `eval_overlap_pairs` (pairs; a label-0 pair whose
-    passage is an eval positive stays: a negative teaches nothing about the eval judgment)."""
-    queries = eval_rows.select(q=F.normalized(pl.col("query"))).get_column("q").unique()
-    positives = eval_rows.select(p=F.normalized(pl.col("pos").explode())).get_column("p").unique()
-    leaks_g = F.normalized(pl.col("query")).is_in(queries) | (
-        pl.col("pos").list.eval(F.normalized(pl.element()).is_in(positives)).list.any()
+    """External (train) rows without those whose query or a positive is an eval query or an eval
+    positive, in either role (texts compared whitespace-normalized): training on them would leak
+    the eval split, and a pair turned around (the eval positive as query, the eval query as
+    positive) teaches the same judgment. Removed rows are counted as `eval_overlap` (triplets) and
+    `eval_overlap_pairs` (pairs; a label-0 pair whose passage is an eval text stays: a negative
+    teaches nothing about the eval judgment)."""
+    evals = pl.concat([
+        eval_rows.select(t=F.normalized(pl.col("query"))),
+        eval_rows.select(t=F.normalized(pl.col("pos").explode())),
+    ]).get_column("t").unique().implode()
+    leaks_g = F.normalized(pl.col("query")).is_in(evals) | (
+        pl.col("pos").list.eval(F.normalized(pl.element()).is_in(evals)).list.any()
     )
-    leaks_p = F.normalized(pl.col("query")).is_in(queries) | (
-        (pl.col("label") == 1) & F.normalized(pl.col("passage")).is_in(positives)
+    leaks_p = F.normalized(pl.col("query")).is_in(evals) | (
+        (pl.col("label") == 1) & F.normalized(pl.col("passage")).is_in(evals)
     )
     g_out, p_out = grouped.filter(~leaks_g), pairs.filter(~leaks_p)
     if grouped.height - g_out.height:
