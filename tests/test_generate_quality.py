@@ -10,6 +10,7 @@ from tripleforge.quality import (
     copies_input,
     language_ok,
     parse_verdict,
+    pasted_share,
     quotes_input,
     text_preamble,
 )
@@ -122,6 +123,21 @@ def test_quote_threshold_counts_non_space_characters() -> None:
     "**Search query:** python percent decode",
     "Answer: use bytes.fromhex on each escape",
     '"Here is the query" python percent decode',
+    # chat replies and instruction echoes SmolLM2 gave as web queries
+    "I'm ready to help. What's the project about?",
+    "I'm ready to help. What's your request?",
+    "I'm glad you found the code snippet helpful. I'll just rephrase it to make it a bit more concise:",
+    "I am here to help with your Python code.",
+    "Please provide your request, and I'll provide a response.",
+    "Please share your code and I will write the query.",
+    "Please provide more details about the function.",
+    "Thanks for sharing the code! It decodes percent escapes.",
+    "A developer would type this in a web search engine at least 10 times.",
+    "This response is intended to clarify the rules. Please refer to the response's rules for more details.",
+    "The above response is in English. You can add the following in any language to make it more engaging:",
+    "The developer's response should include a brief explanation of the code, and a list of rules.",
+    "To respond to this query, I'll break it down into a single response that meets the specified rules:",
+    "python percent decode (what you would type into a web search engine)",
 ])
 def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
     assert text_preamble(reply)
@@ -144,6 +160,21 @@ def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
     "Sure-fire way to parse percent escapes",
     "Summary of add",
     "Answering HTTP requests with asyncio",
+    # queries and texts that start like the new openers, or mention responses, rules and search engines
+    "I'm getting a KeyError when reading a nested dict in Python",
+    "I'm trying to decode percent escapes into bytes, how?",
+    "Please explain how urllib unquotes percent escapes",
+    "Please give more examples of bytes.fromhex",
+    "Please provide the code to decode percent escapes",
+    "Thank-you page handler in Django",
+    "This response has no Content-Length header, so the client reads until EOF.",
+    "Your response could not be parsed: expected bytes, got str",
+    "The response object is decoded as UTF-8 and returned.",
+    "The rules are loaded from a YAML file and applied in order.",
+    "Validates that the password meets the specified rules.",
+    "build a web search engine crawler in python",
+    "A developer can use this function to decode form data.",
+    "To respond to HTTP requests, the server spawns one thread per client.",
 ])
 def test_text_without_a_preamble_passes(reply: str) -> None:
     assert not text_preamble(reply)
@@ -157,3 +188,80 @@ def test_preamble_and_quote_checks_are_for_text_outputs_only() -> None:
     assert check_output("Here is the code: x = 1", "stop", UNQUOTE, None, 4000) == "not_code"
     # the earlier reasons come first: a whole copy is copies_input, not quotes_input
     assert check_output(UNQUOTE, "stop", UNQUOTE, "en", 4000, quote_source=UNQUOTE) == "copies_input"
+
+
+# pdb's do_unalias and the web query SmolLM2 wrote for it: a one-line preface, then 7 of its 8
+# lines. Every line is under 25 non-space characters, so no single quoted line gives it away.
+UNALIAS = ('def do_unalias(self, arg):\n'
+           '    """unalias name\n'
+           '    Delete the specified alias.\n'
+           '    """\n'
+           '    args = arg.split()\n'
+           '    if len(args) == 0: return\n'
+           '    if args[0] in self.aliases:\n'
+           '        del self.aliases[args[0]]')
+UNALIAS_QUERY = ("You can use Python's built-in `set()` function to remove duplicate values:\n\n```python\n"
+                 'def do_unalias(self, arg):\n    """unalias name\n    Delete the specified alias.\n    """\n'
+                 "    args = arg.split()\n    if len(args) == 0: return\n    del self.aliases[args[0]]\n```")
+FIB = "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
+
+
+def test_audited_paste_of_short_lines_is_rejected() -> None:
+    assert max(len(ln) - ln.count(" ") for ln in UNALIAS.splitlines()) < 25  # what let it through before
+    assert pasted_share(UNALIAS_QUERY, UNALIAS) == pytest.approx(25 / 45)  # docstring left out, del line alone
+    assert quotes_input(UNALIAS_QUERY, UNALIAS)
+    assert check_output(UNALIAS_QUERY, "stop", UNALIAS, "en", 4000, quote_source=UNALIAS) == "quotes_input"
+    # tasks that cite code, hybrid tasks and prose negatives have no quote source: the reply passes there
+    assert check_output(UNALIAS_QUERY, "stop", UNALIAS, "en", 4000) is None
+
+
+@pytest.mark.parametrize("reply", [
+    "Use this:\n```python\n" + FIB + "```",
+    "Use this:\n```python\n" + FIB.replace("(", " (") + "```",              # a space before each parenthesis
+    "python " + " ".join(FIB.split()),                                        # the whole function on one line
+    "fib in python:\n" + FIB.replace(" ", "\t").replace(",", " ,"),           # whitespace changed everywhere
+    "Iterative Fibonacci:\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b",  # 3 of 5 lines
+    "python def unquote_to_bytes (string): example",                         # a long line, space before "("
+])
+def test_text_pasting_much_of_its_code_is_rejected(reply: str) -> None:
+    src = UNQUOTE if "unquote" in reply else FIB
+    assert quotes_input(reply, src), pasted_share(reply, src)
+    assert check_output(reply, "stop", src, "en", 4000, quote_source=src) == "quotes_input"
+
+
+@pytest.mark.parametrize("src,reply", [
+    ("def join(a, *p):\n    return os.path.join(a, *p)\n", "how to call os.path.join with a list"),
+    ("def join(a, *p):\n    return os.path.join(a, *p)\n", "python os.path.join(a, *p) with a list of paths"),
+    ("def join(a, *p):\n    return os.path.join(a, *p)\n", "`join(a, *p)` returns `os.path.join(a, *p)`."),
+    (FIB, "python fib(n) iterative a, b = b, a + b"),                          # one line of it, in full
+    (FIB, "Computes the n-th Fibonacci number with `for _ in range(n)` and `a, b = b, a + b`."),
+    (UNALIAS, "The `do_unalias(self, arg)` method splits `arg.split()` and deletes `self.aliases[args[0]]`."),
+    (UNALIAS, "Delete the specified alias."),                                 # a docstring line
+    (UNQUOTE, "python unquote_to_bytes(string) example"),
+])
+def test_text_mentioning_a_call_or_a_line_of_its_code_passes(src: str, reply: str) -> None:
+    assert pasted_share(reply, src) < 0.2
+    assert not quotes_input(reply, src)
+    assert check_output(reply, "stop", src, "en", 4000, quote_source=src) is None
+
+
+def test_pasted_share_counts_code_tokens_across_line_breaks() -> None:
+    assert pasted_share(FIB, FIB) == 1.0 and pasted_share("", FIB) == 0.0 and pasted_share(FIB, "") == 0.0
+    assert pasted_share("x = 1", "x = 1") == 0.0  # shorter than one run: copies_input's business
+    # two lines in a row: the stretch counts; the same lines apart do not
+    src = "def f(x):\n    y = compute(x)\n    z = transform(y)\n    return z\n"
+    together = "y = compute(x)\nz = transform(y)"
+    apart = "y = compute(x) and later z = transform(y)"
+    assert pasted_share(together, src) == pytest.approx(12 / 20) and pasted_share(apart, src) == 0.0
+    # a copied docstring is no paste of the code (a docstring line of 25 characters or more still
+    # counts as a quoted line, as before)
+    alpn = ('def selected_alpn_protocol(self):\n'
+            '    """Return the currently selected ALPN protocol as a string, or ``None``\n'
+            '    if a next protocol was not negotiated or if ALPN is not supported by one\n'
+            '    of the peers."""\n'
+            '    return self._sslobj.selected_alpn_protocol()\n')
+    assert pasted_share(alpn.split('"""')[1], alpn) == 0.0
+    assert pasted_share(alpn, alpn) == 1.0
+    # comment lines are left out of the share, like docstrings
+    commented = "// adds one\nint inc(int x) {\n    return x + 1;\n}\n"
+    assert pasted_share("int inc(int x) {\n    return x + 1;\n}", commented) == 1.0

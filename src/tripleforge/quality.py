@@ -7,6 +7,7 @@ or None when the text passes.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 
 from tripleforge.hashing import normalize_text
 
@@ -80,6 +81,13 @@ _CHAT_OPENER = (
     r"|here(?:'s|\u2019s|\s+is|\s+are|\s+you\s+go)\b"            # "Here is/Here's/Here are ..."
     r"|below\s+(?:is|are)\b"                                       # "Below is ..."
     r"|i(?:'d|\u2019d|\s+would)\s+be\s+(?:happy|glad)\b"           # "I'd be happy to ..."
+    r"|i(?:'m|\u2019m|\s+am)\s+(?:ready|glad|happy|here)\b"         # "I'm ready to help. What's ...?"
+    # asking the user for input: "Please provide your request", "Please share more details" (not a
+    # user's request: "Please explain how decorators work", "Please give more examples of ...")
+    r"|please\s+(?:provide|share|paste|send|give|tell)\s+(?:me\s+(?:with\s+)?)?(?:your\s+(?:\w+\s+)?"
+    r"(?:request|question|query|code|snippet|input|text|task|project|requirements?)"
+    r"|(?:more|additional|further|some\s+more)\s+(?:details|information|context|input))\b"
+    r"|(?:thank\s+you|thanks)\s+for\b"                                # "Thanks for sharing ..."
 )
 # A code reply may not open with a sentence about code either.
 _CODE_PREAMBLE = re.compile(rf"{_OPENING}(?:{_CHAT_OPENER}|the\s+following\b|this\s+(?:code|function|snippet)\b)",
@@ -108,43 +116,129 @@ _TEXT_PREAMBLE = re.compile(
     rf"|(?:the|my|your|a)\s+(?:\w+\s+){{0,2}}?{_NOUN}\b[^\n.:]{{0,60}}?"
     r"\b(?:is|are|(?:should|would|could|might|will|can)\s+be)\s*(?:[:\"'\u201c\u2018]|\n|$)"
     rf"|{_NOUN}\s*\**\s*:"                                         # "Query: ...", "**Search query:** ..."
+    # an echo of the instructions: the reply talks about itself or the prompt instead of the code
+    # (not "This response has no Content-Length header", "Your response could not be parsed")
+    r"|(?:the\s+above|my)\s+(?:response|reply)\b"                      # "The above response is in English"
+    r"|this\s+(?:response|reply)\s+(?:is\s+(?:intended|meant|designed|written)|aims|tries|follows|meets|adheres)\b"
+    r"|the\s+developer(?:'s|\u2019s)\s+(?:response|reply|query|answer)\b"  # "The developer's response should ..."
+    r"|(?:a|the)\s+developer\s+(?:would|might|could|will|can|should)\s+(?:type|enter|search|look\s+up)\b"
+    r"|to\s+(?:respond|reply|answer)\s+(?:to\s+)?(?:this|your)\s+(?:query|question|request|prompt|instructions?)\b"
     r")",
     re.IGNORECASE,
 )
+# An instruction echo anywhere in a text reply: the web-search wording of the prompt, which a query
+# or summary about code has no use for ("build a web search engine" passes).
+_ECHO = re.compile(r"\btyp(?:e|ed|es|ing)\s+(?:(?:this|it|that)\s+)?in(?:to)?\s+(?:a|the)\s+"
+                   r"(?:web\s+)?search\s+engine\b", re.IGNORECASE)
 
 
 def text_preamble(text: str) -> bool:
     """A text reply that opens like a chat answer or a label instead of being the text: "Sure, ...",
-    "Certainly! ...", "Here is/Here's ...", "Below is ...", "The query ... should be: ...",
-    "The summary is \"...\"", "Query: ...", "Search query: ...", "Answer: ...". A sentence about the
-    code ("This function returns ...", "The query builder is created ...", "How to ...") passes."""
-    return _TEXT_PREAMBLE.match(text) is not None
+    "Certainly! ...", "Here is/Here's ...", "Below is ...", "I'm ready to help ...", "Please provide
+    your request ...", "The query ... should be: ...", "The summary is \"...\"", "Query: ...",
+    "Search query: ...", "Answer: ...", or that echoes the instructions ("This response is intended
+    to ...", "The above response is ...", "A developer would type this in a web search engine ...",
+    "To respond to this query ..."). A sentence about the code ("This function returns ...",
+    "The query builder is created ...", "How to ...", "Please explain how ...") passes."""
+    return _TEXT_PREAMBLE.match(text) is not None or _ECHO.search(text) is not None
 
 
 QUOTE_MIN_CHARS = 25  # non-space characters a source line needs before quoting it counts
+PASTE_RUN = 6  # tokens in a row a reply must share with the source before they count as pasted
+# Share of the source's code tokens pasted into a text reply that rejects it. On 3000 stdlib functions,
+# replies that mention the signature and up to four calls in full reach at most 0.18; a paste of the
+# function with one line left out has a median of 0.88, and the audited SmolLM2 paste (7 of 8 lines,
+# docstring included) 0.56: the docstring is not code, and the line after the gap stands alone.
+PASTE_MIN_SHARE = 0.4
+
+# Code tokens: a word (identifier, keyword, number) or one punctuation character. Comparing token
+# sequences ignores whitespace entirely, so `join (a, b)` matches `join(a, b)`.
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+# Prose inside code, not counted as code: triple-quoted strings (docstrings) and comment lines
+# (#, //, /*, *, --, <!--, <#; not C preprocessor lines). A heuristic: it only decides which
+# tokens a paste must cover, and a reply that copies a docstring is not a paste of the code.
+_TRIPLE_QUOTED = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'')
+_COMMENT_LINE = re.compile(
+    r"[ \t]*(?:#(?!(?:include|define|undef|ifn?def|if|elif|else|endif|pragma|import|(?:end)?region)\b)"
+    r"|//|/\*|\*(?=[\s/]|$)|--(?=\s|$)|<!--|<#)")
 
 
-def quotes_input(output: str, source: str, min_chars: int = QUOTE_MIN_CHARS) -> bool:
-    """The text reply holds a line of `source` verbatim (after whitespace normalisation on both
-    sides): any source line with at least `min_chars` non-space characters, e.g. the signature
-    `def unquote_to_bytes(string):` copied into a search query. Shorter lines (`return x`, `}`)
-    are too common to count."""
-    out = normalize_text(output)
+def _joined(tokens: list[str]) -> str:
+    return f" {' '.join(tokens)} "  # tokens hold no space: a substring test on this is a token-sequence test
+
+
+def _source_tokens(source: str) -> tuple[list[str], list[int], list[bool]]:
+    """The source's tokens, the line number of each, and whether each is code (not prose, above)."""
+    strings = [m.span() for m in _TRIPLE_QUOTED.finditer(source)]
+    starts = [a for a, _ in strings]
+    tokens: list[str] = []
+    lines: list[int] = []
+    code: list[bool] = []
+    offset = 0
+    for lineno, line in enumerate(source.splitlines(keepends=True)):
+        comment = _COMMENT_LINE.match(line) is not None
+        for m in _TOKEN.finditer(line):
+            pos = offset + m.start()
+            k = bisect_right(starts, pos) - 1
+            tokens.append(m.group())
+            lines.append(lineno)
+            code.append(not comment and not (k >= 0 and pos < strings[k][1]))
+        offset += len(line)
+    return tokens, lines, code
+
+
+def pasted_share(output: str, source: str, run: int = PASTE_RUN) -> float:
+    """Share of the source's code tokens that `output` reproduces as pasted code: inside a stretch of
+    the source that the reply holds as runs of at least `run` tokens in a row (whitespace ignored),
+    the stretch reaching across at least one line break of the source. A signature, a call or a
+    docstring sentence the reply mentions lies within one line and does not count; two lines in a
+    row do. Comment lines and triple-quoted strings are left out of the share (`_source_tokens`)."""
+    tokens, lines, code = _source_tokens(source)
+    n_code = sum(code)
+    out = _TOKEN.findall(output)
+    if not n_code or len(tokens) < run or len(out) < run:
+        return 0.0
+    grams = {tuple(out[i:i + run]) for i in range(len(out) - run + 1)}
+    pasted = start = end = 0
+    crosses = False
+    for i in range(len(tokens) - run + 1):
+        if tuple(tokens[i:i + run]) not in grams:
+            continue
+        if i >= end:  # a new stretch: count the last one if it crossed a line break
+            pasted += sum(code[start:end]) if crosses else 0
+            start, crosses = i, False
+        end = i + run
+        crosses = crosses or lines[i] != lines[i + run - 1]
+    pasted += sum(code[start:end]) if crosses else 0
+    return pasted / n_code
+
+
+def quotes_input(output: str, source: str, min_chars: int = QUOTE_MIN_CHARS,
+                 min_share: float = PASTE_MIN_SHARE) -> bool:
+    """The text reply quotes `source`, whitespace ignored (compared as token sequences): either it
+    holds a whole source line with at least `min_chars` non-space characters, e.g. the signature
+    `def unquote_to_bytes(string):` copied into a search query (shorter lines, `return x` or `}`,
+    are too common to count on their own); or it pastes at least `min_share` of the source's code
+    (`pasted_share`), e.g. a one-line preface and then the function with every line under 25
+    characters, or with a space added before each parenthesis."""
+    out = _TOKEN.findall(output)
     if not out:
         return False
+    joined = _joined(out)
     for line in source.splitlines():
-        norm = normalize_text(line)
-        if len(norm) - norm.count(" ") >= min_chars and norm in out:
+        toks = _TOKEN.findall(line)
+        if sum(map(len, toks)) >= min_chars and _joined(toks) in joined:
             return True
-    return False
+    return pasted_share(output, source) >= min_share
 
 
 def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int,
                  quote_source: str = "") -> str | None:
     """Reason to reject one cleaned LLM output, or None. `language` None = the output is code: no
     language check, but prose in its place is rejected (`not_code`). A text output (`language`
-    set) must not open with a chat preamble (`preamble`), nor hold a line of `quote_source`
-    verbatim (`quotes_input`; "" = no such check), the code it was written from."""
+    set) must not open with a chat preamble nor echo the instructions (`preamble`), nor quote
+    `quote_source`, the code it was written from: a long line of it or a paste of much of it
+    (`quotes_input`; "" = no such check)."""
     if not text.strip():
         return "empty"
     if finish_reason == "length":
