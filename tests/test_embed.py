@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -357,3 +358,40 @@ def test_cache_dir_that_cannot_be_created_names_the_section_key(tmp_path, monkey
     monkeypatch.setenv("TRIPLEFORGE_CACHE_DIR", str(afile))
     with pytest.raises(UserError, match=r"^\$TRIPLEFORGE_CACHE_DIR: '.*afile.jsonl' cannot be created"):
         encode_documents(DOCS, cfg)
+
+
+def test_a_cross_encoder_folder_is_refused_as_an_embedder(tmp_path):
+    """A FlagEmbedding reranker output loaded as an embedder dropped its head silently and was
+    scored like an untrained bi-encoder (nDCG@10 0.658 for a reranker in a tryout)."""
+    import shutil
+
+    ce = tmp_path / "reranker"
+    shutil.copytree(embed.bundled_minilm_dir(), ce)
+    (ce / "modules.json").unlink()
+    config = json.loads((ce / "config.json").read_text())
+    config["architectures"] = ["BertForSequenceClassification"]
+    (ce / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"^embedder.model: '.*reranker' is a cross-encoder \(reranker\), not an embedder"):
+        embed.config_key(EmbedderConfig(model=str(ce)))
+    st_ce = tmp_path / "st_ce"
+    shutil.copytree(embed.bundled_minilm_dir(), st_ce)
+    (st_ce / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "CrossEncoder"}))
+    with pytest.raises(UserError, match="is a cross-encoder"):
+        embed.get_encoder(EmbedderConfig(model=str(st_ce)))
+
+
+def test_pooling_auto_on_a_folder_without_modules_json_says_what_it_does(tmp_path, capsys):
+    """FlagEmbedding saves no modules.json and trains with CLS pooling by default; sentence-
+    transformers then pools by mean, and the model was scored with the wrong vectors in silence."""
+    import shutil
+
+    bare = tmp_path / "fe-output"
+    shutil.copytree(embed.bundled_minilm_dir(), bare)
+    for name in ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"):
+        (bare / name).unlink()
+    shutil.rmtree(bare / "1_Pooling")
+    embed.get_encoder(EmbedderConfig(model=str(bare), max_length=64)).encode(["def f(): pass"], 1)
+    err = capsys.readouterr().err
+    assert "warning: embedder.pooling: auto, and" in err and "has no modules.json" in err and "pooled by mean" in err
+    embed.get_encoder(EmbedderConfig(model=str(bare), max_length=64, pooling="cls"))
+    assert "warning" not in capsys.readouterr().err

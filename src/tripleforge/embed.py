@@ -111,8 +111,15 @@ def check_model_folder(path: Path, model: str, key: str) -> None:
     """Whether `path` looks like a model folder, from its config files alone (no weights read):
     a `config.json` object naming its `model_type` (or, for remote code, an `auto_map`), or a
     sentence-transformers `modules.json`. Any other folder made transformers raise "Unrecognized
-    model" only after the stage's inputs were read; here it is a UserError naming `key`."""
-    if model == "minilm" or (path / "modules.json").is_file():
+    model" only after the stage's inputs were read; here it is a UserError naming `key`. So is a
+    cross-encoder (a reranker): loaded as an embedder it drops its scoring head without a word
+    and gives vectors that rank like an untrained model."""
+    if model == "minilm":
+        return
+    if is_cross_encoder_folder(path):
+        raise UserError(f"{key}: '{model}' is a cross-encoder (reranker), not an embedder: it scores (query, "
+                        f"text) pairs and has no vectors to search with; use it as mine_negatives.rescore_model")
+    if (path / "modules.json").is_file():
         return
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
@@ -123,6 +130,24 @@ def check_model_folder(path: Path, model: str, key: str) -> None:
         raise UserError(f"{key}: '{model}' is not a model folder (config.json is not readable JSON: {exc})") from None
     if not isinstance(config, dict) or not (config.get("model_type") or config.get("auto_map")):
         raise UserError(f"{key}: '{model}' is not a model folder (its config.json has no model_type)")
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_cross_encoder_folder(path: Path) -> bool:
+    """A sentence-transformers CrossEncoder folder, or a transformers one whose architectures are
+    all sequence classifiers (FlagEmbedding's reranker output, a bge-reranker)."""
+    if _json_object(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
+        return True
+    archs = _json_object(path / "config.json").get("architectures")
+    return bool(archs) and isinstance(archs, list) and all(
+        isinstance(a, str) and a.endswith("ForSequenceClassification") for a in archs)
 
 
 def resolve_model_dir(model: str, key: str = "embedder.model") -> Path:
@@ -374,6 +399,13 @@ class _STEncoder(_Encoder):
         from sentence_transformers import SentenceTransformer, models
 
         if cfg.pooling == "auto":
+            if not (model_dir / "modules.json").is_file():
+                # sentence-transformers then builds mean pooling on its own; a model trained with CLS
+                # pooling (FlagEmbedding's default, whose output folders have no modules.json) is
+                # scored with the wrong vectors, without a word
+                log(f"warning: {cfg.params_key('pooling') or 'embedder.pooling'}: auto, and '{cfg.model}' has no modules.json (not saved by "
+                    f"sentence-transformers, e.g. a FlagEmbedding output): it is pooled by mean; set pooling to "
+                    f"cls or mean as it was trained")
             model = SentenceTransformer(str(model_dir), device=device, trust_remote_code=cfg.trust_remote_code)
         else:
             word = models.Transformer(str(model_dir), max_seq_length=cfg.max_length)
