@@ -20,6 +20,7 @@ from tripleforge.errors import UserError
 from tripleforge.progress import log
 from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
 
+EVAL_DIR = Path("data/formats/eval")
 app = new_app("Evaluate embedders on the eval split (and external BEIR/MTEB/CoIR dirs); report data quality.")
 
 
@@ -40,7 +41,8 @@ def _has_no_queries(path: Path) -> bool:
 def main(
     params: Path = PARAMS_OPTION,
     set_: list[str] = SET_OPTION,
-    eval_dir: Path = typer.Option(Path("data/formats/eval"), help="BEIR/MTEB directory of the eval split"),
+    eval_dir: Path = typer.Option(EVAL_DIR, help="BEIR/MTEB directory of the eval split (another one is reported "
+                                  "under its folder name)"),
     triplets: Path = typer.Option(Path("data/mined/triplets.parquet"), help="mined triplets (quality report)"),
     per_query: Path = typer.Option(Path("data/evaluate/per_query.parquet"), help="per-query metric values"),
     metrics: Path = typer.Option(Path("metrics/evaluate.json"), help="metrics file"),
@@ -59,7 +61,7 @@ def main(
         per_task_frame,
         summarize,
     )
-    from tripleforge.inputs import check_input_path, warn_untracked
+    from tripleforge.inputs import check_input_path, model_folders, warn_untracked
     from tripleforge.io import (
         atomic_dir,
         atomic_path,
@@ -75,9 +77,12 @@ def main(
         check_input_path(ext, f"evaluate.external.{i}", "folder")
     if cfg.significance.baseline and cfg.significance.baseline not in [m.name for m in cfg.models]:
         raise UserError(f"{params}: evaluate.significance.baseline '{cfg.significance.baseline}' is not a model name")
-    names = ["eval", *(_dataset_name(p) for p in cfg.external)]
+    # another --eval-dir is another dataset: named "eval", its metrics read as the pipeline's eval split's
+    eval_name = "eval" if eval_dir == EVAL_DIR else _dataset_name(str(eval_dir))
+    names = [eval_name, *(_dataset_name(p) for p in cfg.external)]
     if len(set(names)) != len(names):
-        raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not 'eval': {names}")
+        raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not "
+                        f"'{eval_name}': {names}")
     check_devices(cfg)  # before reading inputs: a missing GPU would otherwise surface after encoding
     trip = None
     if cfg.quality_report:
@@ -90,9 +95,9 @@ def main(
             raise UserError(f"{eval_dir / 'queries.jsonl'}: {why}; raise mine_negatives.eval_fraction or "
                             "name datasets in evaluate.external")
         log(f"warning: evaluate: skipping {eval_dir}: {why}; scoring evaluate.external only")
-        skipped["eval"] = why
+        skipped[eval_name] = why
     else:
-        datasets.append(load_dataset(eval_dir, "eval", cfg.split, cfg.relevance_level))
+        datasets.append(load_dataset(eval_dir, eval_name, cfg.split, cfg.relevance_level))
     datasets += [load_dataset(p, n, cfg.split, cfg.relevance_level) for p, n in zip(cfg.external, names[1:])]
 
     result = evaluate_models(datasets, cfg)
@@ -102,7 +107,8 @@ def main(
         summary["quality"] = quality_report(trip, str(triplets))
         hist = rank_histogram(trip)
 
-    untracked = warn_untracked("evaluate.external", cfg.external)
+    untracked = (warn_untracked("evaluate.external", cfg.external)
+                 + warn_untracked("evaluate.models", model_folders([m.model for m in cfg.models])))
     write_parquet(result.per_query, per_query)
     # the curves dir is a DVC output: rebuilt whole so a removed model leaves no stale file
     with atomic_dir(curves) as tmp_dir:

@@ -42,6 +42,7 @@ def main(
         mine_negatives,
         score_histogram,
     )
+    from tripleforge.inputs import model_folders, warn_untracked
     from tripleforge.params import load_params
     from tripleforge.progress import log
 
@@ -55,6 +56,9 @@ def main(
     # everything is computed before the first write: a failure must not leave a partial output set
     hist = score_histogram(triplets, cfg.histogram_bins)
     summary = mine_metrics(triplets, report, pairs_df.height, cfg)
+    # a model retrained in place elsewhere would leave these outputs stale without a word
+    summary["untracked_inputs"] = (warn_untracked("mine_negatives.embedder.model", model_folders([cfg.embedder.model]))
+                                   + warn_untracked("mine_negatives.rescore_model", model_folders([cfg.rescore_model])))
     write_parquet(triplets, out)
     with atomic_path(plot) as tmp:
         hist.write_csv(tmp, float_precision=6)

@@ -36,6 +36,7 @@ def main(
     out: Path = typer.Option(Path("data/paired/docs.parquet"), help="output documents"),
     metrics: Path = typer.Option(Path("metrics/pair_similar.json"), help="metrics file"),
 ) -> None:
+    from tripleforge.inputs import model_folders, warn_untracked
     from tripleforge.io import read_parquet, write_json, write_parquet
     from tripleforge.pairing import PairSimilarParams, pair_similar
     from tripleforge.params import load_params
@@ -47,8 +48,9 @@ def main(
         paired, counts = pair_similar(docs_df, pool_df, cfg)
     except UserError as exc:
         raise UserError(name_input_file(str(exc), {"docs:": docs, "pool:": pool})) from None
+    untracked = warn_untracked("pair_similar.embedder.model", model_folders([cfg.embedder.model])) if cfg.enabled else []
     write_parquet(paired.sort(["code_language", "doc_id"], maintain_order=True), out)
-    write_json(counts, metrics)
+    write_json({**counts, "untracked_inputs": untracked}, metrics)
     log(f"pair-similar: {counts['paired']} of {counts['docs']} documents paired, {counts['no_candidate']} without "
         f"a candidate -> {out}")
 

@@ -70,12 +70,26 @@ def test_stage_outputs_are_complete_and_deterministic(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_stage_external_dataset(workdir: Path) -> None:
+    from tripleforge.embed import bundled_minilm_dir
+
     ext = write_beir(workdir / "ext-coir", coir=True)
-    _stage(workdir, "--set", f"external=[{ext}]", "--set", "quality_report=false", "--set", "k_values=[1, 10]")
+    mine = workdir / "my-model"  # a model retrained in place there would leave the metrics stale
+    mine.symlink_to(bundled_minilm_dir())
+    _stage(workdir, "--set", f"external=[{ext}]", "--set", "quality_report=false", "--set", "k_values=[1, 10]",
+           "--set", f"models=[{{name: minilm}}, {{name: mine, model: {mine}}}]")
     m = json.loads((workdir / "metrics/evaluate.json").read_text())
     assert set(m["models"]["minilm"]) == {"eval", "ext-coir"}
     assert "quality" not in m
-    assert m["untracked_inputs"] == [str(ext)]  # outside data/external/: dvc repro would miss edits
+    assert m["untracked_inputs"] == [str(ext), str(mine)]  # outside data/external/: dvc repro would miss edits
+
+
+@pytest.mark.slow
+def test_another_eval_dir_is_reported_under_its_folder_name(workdir: Path) -> None:
+    """It was reported as `eval`, so its numbers read as the pipeline's eval split's."""
+    shutil.copytree(workdir / "data/formats/eval", workdir / "scifact")
+    _stage(workdir, "--eval-dir", "scifact", "--set", "quality_report=false", "--metrics", "other.json")
+    m = json.loads((workdir / "other.json").read_text())
+    assert set(m["datasets"]) == {"scifact"} and set(m["models"]["minilm"]) == {"scifact"}
 
 
 @pytest.mark.parametrize(

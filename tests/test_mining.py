@@ -15,7 +15,7 @@ import pytest
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, text_id
 from tripleforge.io import write_parquet
-from tripleforge.embed import encode_documents, encode_queries
+from tripleforge.embed import bundled_minilm_dir, encode_documents, encode_queries
 from tripleforge.mining import SCORE_RULES, MineParams, mine_metrics, mine_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +197,12 @@ def test_stage_cli_byte_identical_and_errors(tmp_path):
     assert (tmp_path / "out/triplets.parquet").read_bytes() == bytes1
     metrics = json.loads((tmp_path / "out/m.json").read_text())
     assert {"pairs", "short_of_negatives", "skipped", "pos_rank", "search", "llm_negatives"} <= set(metrics)
+    assert metrics["untracked_inputs"] == []  # the bundled model is pinned by its package
+    md = tmp_path / "my-embedder"  # a folder outside data/external/: dvc repro would not see it retrained
+    md.symlink_to(bundled_minilm_dir())
+    own = _stage(tmp_path, "--set", f"embedder.model={md}")
+    assert json.loads((tmp_path / "out/m.json").read_text())["untracked_inputs"] == [str(md)]
+    assert f"warning: mine_negatives.embedder.model: {md} is outside data/external/" in own.stderr
     # a one-line summary on stderr, as the other stages print; p1's LLM negative is dropped by
     # the default keep_llm_negatives: false, which a warning says
     lines = first.stderr.strip().splitlines()

@@ -372,11 +372,16 @@ def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
 
 
 def check_devices(params: EvaluateParams) -> None:
-    """Fail on a device this machine lacks before any dataset is read or text encoded, naming the
-    evaluate key (the search would otherwise fail after encoding, naming `search.device`)."""
+    """Fail on a device this machine lacks, or a model folder that is none (or a cross-encoder),
+    before any dataset is read or text encoded, naming the evaluate key (the search would otherwise
+    fail after encoding, naming `search.device`; a bad folder after the first model's results)."""
+    from tripleforge.embed import config_key
+
     resolve_device(params.search_device, "evaluate.search_device")
     for i, model in enumerate(params.models):
         resolve_device(model.device, f"evaluate.models.{i}.device")
+    for model in params.models:
+        config_key(model.embedder())  # reads config files only: folder, max_length and device checks
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 dvc.yaml cannot take a dependency list from params (DVC interpolates no lists into `deps`,
 treeverse/dvc#8171), so the stages that read user-named files (`sample.corpus`,
-`sample.external`, `convert_formats.external`, `evaluate.external`) declare one folder instead:
-`data/external/`. A file there that changes re-runs them; a file elsewhere does not, so the
+`sample.external`, `convert_formats.external`, `evaluate.external`, and the model folders of the
+embedding stages) declare one folder instead: `data/external/`. A file there that changes re-runs them; a file elsewhere does not, so the
 stage says so on stderr and counts it in its metrics rather than let a later run go stale quietly.
 """
 
@@ -82,3 +82,8 @@ def warn_untracked(key: str, paths: Iterable[str | Path]) -> list[str]:
         log(f"warning: {key}: {p} is outside {EXTERNAL_DIR}/, so `dvc repro` will not notice when it changes "
             f"(move it there, or re-run this stage with -f after editing it)")
     return outside
+
+
+def model_folders(models: Iterable[str | None]) -> list[str]:
+    """The model params values that are folders (not the bundled `minilm`, not unset), in order."""
+    return [m for m in models if m is not None and m != "minilm"]
