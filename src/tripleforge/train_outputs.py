@@ -206,8 +206,9 @@ def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode:
         log(f"warning: train-data: the batch plan is empty: every dataset is smaller than "
             f"train_data.batch.batch_size={batch_size} (the largest has {max(sizes.values())} rows)")
         return
-    log(f"warning: train-data: the batch plan ({mode}) trains on {planned} of {total} rows per epoch: "
-        f"{left_out_reason(sizes, batch_size, mode)} (metrics: batch_plan.rows_left_out_per_epoch)")
+    log(f"warning: train-data: batch_plan.jsonl ({mode}) trains on {planned} of {total} rows per epoch: "
+        f"{left_out_reason(sizes, batch_size, mode)} (metrics: batch_plan.rows_left_out_per_epoch; this is about "
+        f"trainers that follow the plan; FlagEmbedding and sentence-transformers make their own batches)")
 
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:
