@@ -112,12 +112,18 @@ def test_rerun_is_free_and_growing_pays_only_new_docs(cache: ResponseCache) -> N
 def test_context_cut_needs_no_llm(cache: ResponseCache) -> None:
     pairs, m = generate_pairs(docs_frame(), params(tasks=["code_context_retrieval"]), None, cache)
     assert pairs.height == len(PY_DOCS) and m["cache_misses"] == 0
+    line_cuts = 0
     for r in pairs.iter_rows(named=True):
         doc = docs_frame().filter(pl.col("doc_id") == r["doc_id"])["text"][0]
         assert r["query"] + r["pos"][0] == doc
         n, k = len(doc.split()), len(r["query"].split())
         assert 0.4 * n - 1 <= k <= 0.7 * n + 1
+        # at a line start, the indentation kept with the continuation (it was dedented: cut before the token)
+        if r["query"].endswith("\n"):
+            line_cuts += 1
+            assert doc.splitlines()[len(r["query"].splitlines())] == r["pos"][0].splitlines()[0]
         assert r["model"] == "rule:context-cut" and r["qc"] == "n/a" and r["language"] == "en"
+    assert line_cuts >= len(PY_DOCS) - 1  # `add` has no line starting within 40-70% of its tokens
     # a different seed moves at least one cut
     other, _ = generate_pairs(docs_frame(), params(tasks=["code_context_retrieval"], seed=7), None, cache)
     assert other.sort("doc_id")["query"].to_list() != pairs.sort("doc_id")["query"].to_list()
