@@ -1,8 +1,9 @@
 """BEIR/MTEB export of the eval split: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv``.
 
-The eval corpus is every positive and every negative of the eval queries (deduplicated by
-``text_id``), so each query is searched among its own hard negatives and everyone else's
-passages, less what mining would have masked for a query (`masked_for_queries`). Ids are stable:
+The eval queries are those of one task per eval document (`one_task_per_document`), and the
+corpus is every positive and every negative of them (deduplicated by ``text_id``), so each query
+is searched among its own hard negatives and everyone else's passages, less what mining would
+have masked for a query (`masked_for_queries`). Ids are stable:
 a corpus ``_id`` is ``text_id(text)`` (equal to the upstream ``doc_id`` for positives), a query
 ``_id`` is the row's ``qid`` (the ``pair_id`` for mined rows).
 
