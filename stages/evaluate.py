@@ -54,7 +54,7 @@ def main(
 
     from tripleforge.evaluation import (
         EvaluateParams,
-        check_devices,
+        check_models,
         curve_frames,
         evaluate_models,
         load_dataset,
@@ -83,7 +83,7 @@ def main(
     if len(set(names)) != len(names):
         raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not "
                         f"'{eval_name}': {names}")
-    check_devices(cfg)  # before reading inputs: a missing GPU would otherwise surface after encoding
+    check_models(cfg)  # before reading inputs: a missing GPU or a bad model folder would surface after encoding
     trip = None
     if cfg.quality_report:
         trip = read_parquet(triplets, "triplets file", "or set evaluate.quality_report=false")

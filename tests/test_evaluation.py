@@ -13,7 +13,7 @@ from tripleforge.errors import UserError
 from tripleforge.evaluation import (
     EvalModel,
     EvaluateParams,
-    check_devices,
+    check_models,
     curve_frames,
     evaluate_models,
     load_dataset,
@@ -240,7 +240,7 @@ def test_missing_gpu_fails_before_any_work(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(UserError, match=r"^evaluate.search_device: 'cuda' asked for"):
         evaluate_models([ds], EvaluateParams(search_device="cuda"))
     with pytest.raises(UserError, match=r"^evaluate.models.1.device: 'cuda:0' asked for"):
-        check_devices(EvaluateParams(models=[EvalModel(name="a"), EvalModel(name="b", device="cuda:0")]))
+        check_models(EvaluateParams(models=[EvalModel(name="a"), EvalModel(name="b", device="cuda:0")]))
 
 
 def test_empty_corpus_counts_empty_runs(tmp_path: Path) -> None:

@@ -403,9 +403,10 @@ class _STEncoder(_Encoder):
                 # sentence-transformers then builds mean pooling on its own; a model trained with CLS
                 # pooling (FlagEmbedding's default, whose output folders have no modules.json) is
                 # scored with the wrong vectors, without a word
-                log(f"warning: {cfg.params_key('pooling') or 'embedder.pooling'}: auto, and '{cfg.model}' has no modules.json (not saved by "
-                    f"sentence-transformers, e.g. a FlagEmbedding output): it is pooled by mean; set pooling to "
-                    f"cls or mean as it was trained")
+                key = cfg.params_key("pooling") or "embedder.pooling"
+                log(f"warning: {key}: auto, and '{cfg.model}' has no modules.json (not saved by "
+                    f"sentence-transformers, e.g. a FlagEmbedding output): it is pooled by mean; set pooling "
+                    f"to cls or mean as it was trained")
             model = SentenceTransformer(str(model_dir), device=device, trust_remote_code=cfg.trust_remote_code)
         else:
             word = models.Transformer(str(model_dir), max_seq_length=cfg.max_length)
@@ -418,7 +419,6 @@ class _STEncoder(_Encoder):
         self.autocast = _cpu_autocast(device, dtype)
         if dtype != "float32" and self.autocast is None:
             model = model.to(_torch_dtype(dtype))
-        self.rows_cap = 0
         if cfg.quantize == "int8" and not device.startswith("cuda"):
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             self.rows_cap = INT8_ROWS_PER_FORWARD
@@ -444,7 +444,8 @@ class _STEncoder(_Encoder):
             return out
         features = self.model.preprocess(texts)
         lengths = features["attention_mask"].sum(dim=1).tolist()
-        batches = length_bucket_batches(lengths, self.rows_per_forward(batch_size), self.batch_tokens, self.max_length)
+        batches = length_bucket_batches(lengths, self.rows_per_forward(batch_size), self.batch_tokens,
+                                        self.max_length)
         left = getattr(self.model.tokenizer, "padding_side", "right") == "left"
         pad_id = self.model.tokenizer.pad_token_id or 0
         features = _pad_features(features, max(w for w, _ in batches), left, pad_id)
@@ -477,7 +478,6 @@ class _DecoderEncoder(_Encoder):
         self.model = AutoModel.from_pretrained(
             str(model_dir), dtype=_torch_dtype(weights), trust_remote_code=cfg.trust_remote_code
         ).to(device)
-        self.rows_cap = 0
         if cfg.quantize == "int8" and not device.startswith("cuda"):
             self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
             self.rows_cap = INT8_ROWS_PER_FORWARD

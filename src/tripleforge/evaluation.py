@@ -371,7 +371,7 @@ def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
     return run
 
 
-def check_devices(params: EvaluateParams) -> None:
+def check_models(params: EvaluateParams) -> None:
     """Fail on a device this machine lacks, or a model folder that is none (or a cross-encoder),
     before any dataset is read or text encoded, naming the evaluate key (the search would otherwise
     fail after encoding, naming `search.device`; a bad folder after the first model's results)."""
@@ -393,7 +393,7 @@ class EvaluationResult:
 def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> EvaluationResult:
     """Evaluate every model on every dataset; per-query values sorted by (dataset, model, query_id)."""
     ks = check_k_values(params.k_values)
-    check_devices(params)
+    check_models(params)
     for ds in datasets:  # load_dataset checks this too, but may have used another relevance_level
         if not relevant_queries(ds.qrels, params.relevance_level):
             raise UserError(f"dataset {ds.name}: no query has a judgment with grade >= {params.relevance_level} "

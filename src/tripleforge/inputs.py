@@ -3,8 +3,9 @@
 dvc.yaml cannot take a dependency list from params (DVC interpolates no lists into `deps`,
 treeverse/dvc#8171), so the stages that read user-named files (`sample.corpus`,
 `sample.external`, `convert_formats.external`, `evaluate.external`, and the model folders of the
-embedding stages) declare one folder instead: `data/external/`. A file there that changes re-runs them; a file elsewhere does not, so the
-stage says so on stderr and counts it in its metrics rather than let a later run go stale quietly.
+embedding stages) declare one folder instead: `data/external/`. A file there that changes re-runs
+them; a file elsewhere does not, so the stage says so on stderr and counts it in its metrics
+rather than let a later run go stale quietly.
 """
 
 from __future__ import annotations
