@@ -13,6 +13,8 @@ from tripleforge.quality import (
     pasted_share,
     quotes_input,
     text_preamble,
+    too_many_words,
+    word_count,
 )
 
 
@@ -57,6 +59,22 @@ def test_check_output_reasons() -> None:
                  "return total", "x = 1  # Here is a value.", "Here = 1"):
         assert check_output(code, "stop", src, None, 100) is None, code
     assert copies_input(src, src) and not copies_input("return a + b", src)
+
+
+def test_word_limit_has_half_again_of_slack() -> None:
+    src = "def add(a, b):\n    return a + b\n"
+    words = lambda n: " ".join(["sum"] * n)  # noqa: E731
+    assert word_count(words(18), "en") == 18 and not too_many_words(words(18), "en", 12)
+    assert too_many_words(words(19), "en", 12)
+    assert check_output(words(19), "stop", src, "en", 1000, max_words=12) == "too_many_words"
+    assert check_output(words(18), "stop", src, "en", 1000, max_words=12) is None
+    assert check_output(words(40), "stop", src, "en", 1000) is None  # no limit unless the task sets one
+    # unspaced scripts: two characters a word, spaces not counted
+    assert word_count("计算 两个数字的和", "zh") == 4 and word_count("ค้นหาไฟล์", "th") == 5
+    assert check_output("和" * 36, "stop", src, "zh", 1000, max_words=12) is None
+    assert check_output("和" * 37, "stop", src, "zh", 1000, max_words=12) == "too_many_words"
+    # code outputs are not counted in words
+    assert check_output("x = 1\n" * 30, "stop", src, None, 1000, max_words=12) is None
 
 
 UNQUOTE = ('def unquote_to_bytes(string):\n'

@@ -53,3 +53,25 @@ def test_pastes_and_chat_replies_are_counted_under_existing_reasons(tmp_path: Pa
     assert m["per_task"]["code_summary_retrieval"]["rejected"] == {"quotes_input": 1}
     assert m["rejected_by_reason"] == {"preamble": 2, "quotes_input": 2}
     assert sorted(pairs["query"].filter(pairs["task"] == "web_code_retrieval")) == ["python flatten example"]
+
+
+class Wordy(Scripted):
+    """Web queries of 13 and 30 words, summaries of 30 words: only the web task sets a limit."""
+
+    def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+        for r in requests:
+            text = r.messages[-1][1]
+            n = 13 if "def add(" in text else 30
+            words = " ".join(["sums"] * (n - 1) + ["numbers"])
+            if on_result(r, ChatResult([words], ["stop"], 10, 5)):
+                return
+
+
+def test_a_web_query_far_over_its_word_limit_is_rejected(tmp_path: Path) -> None:
+    docs = docs_frame([PY_DOCS[i] for i in (0, 6)])  # add flatten
+    params = GenerateParams(tasks=["web_code_retrieval", "code_summary_retrieval"])  # type: ignore[call-arg]
+    pairs, m = generate_pairs(docs, params, Wordy(), ResponseCache(tmp_path / "c.sqlite"))
+    assert m["per_task"]["web_code_retrieval"] == {"kept": 1, "rejected": {"too_many_words": 1}, "requested": 2}
+    assert m["per_task"]["code_summary_retrieval"]["kept"] == 2
+    kept = pairs.filter(pairs["task"] == "web_code_retrieval")["query"].to_list()
+    assert [len(q.split()) for q in kept] == [13]

@@ -132,7 +132,9 @@ def check_model_folder(path: Path, model: str, key: str) -> None:
         raise UserError(f"{key}: '{model}' is not a model folder (its config.json has no model_type)")
 
 
-def _json_object(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; {} when it is missing, unreadable, not JSON or not an object
+    (config files are optional: what matters is whether they say something)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -143,9 +145,9 @@ def _json_object(path: Path) -> dict[str, Any]:
 def is_cross_encoder_folder(path: Path) -> bool:
     """A sentence-transformers CrossEncoder folder, or a transformers one whose architectures are
     all sequence classifiers (FlagEmbedding's reranker output, a bge-reranker)."""
-    if _json_object(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
+    if read_json_object(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
         return True
-    archs = _json_object(path / "config.json").get("architectures")
+    archs = read_json_object(path / "config.json").get("architectures")
     return bool(archs) and isinstance(archs, list) and all(
         isinstance(a, str) and a.endswith("ForSequenceClassification") for a in archs)
 

@@ -446,9 +446,10 @@ class Runner:
 
 
 def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str | None,
-          params: GenerateParams, quote_source: str = "") -> str | None:
+          params: GenerateParams, quote_source: str = "", max_words: int | None = None) -> str | None:
     """Account tokens, clean and check one reply; sets job.reason on rejection. `quote_source`: code
-    the (text) reply must not quote a line of (see `_quote_source`)."""
+    the (text) reply must not quote a line of (see `_quote_source`); `max_words`: the words the
+    reply's instruction allowed (the task's final step only)."""
     job.tokens_in += res.tokens_in
     job.tokens_out += res.tokens_out
     if not res.ok or not res.texts:
@@ -456,7 +457,7 @@ def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str 
         return None
     text = clean_reply(res.texts[0], is_code)
     reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", source, text_lang,
-                          params.max_output_chars, quote_source)
+                          params.max_output_chars, quote_source, max_words)
     if reason:
         job.reason = reason
         return None
@@ -669,8 +670,9 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
             is_code = not _step_is_text(j.task, step)
             source = "\n".join(t for _, t in _step_inputs(j, step))
             lang = None if is_code else j.language
+            final = step == len(j.task.steps) - 1
             text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params,
-                         _quote_source(j.task, step, source))
+                         _quote_source(j.task, step, source), j.task.max_words if final else None)
             if text is not None:
                 j.outputs.append(text)
     for j in jobs:

@@ -42,6 +42,7 @@ from tripleforge.embed import (
     EmbedderConfig,
     encode_documents,
     encode_queries,
+    read_json_object,
     resolve_model_dir,
 )
 from tripleforge.errors import UserError
@@ -403,16 +404,6 @@ def llm_negatives_passing_rules(
 RESCORE_KEY = "mine_negatives.rescore_model"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def resolve_rescore_model(model: str) -> Path:
     """The cross-encoder folder, resolved like `embedder.model` (local only, never downloaded), and
     checked from its config files alone (no weights read) to be a cross-encoder: a
@@ -428,10 +419,10 @@ def resolve_rescore_model(model: str) -> Path:
     except UserError:
         raise UserError(f"{RESCORE_KEY}: '{model}' is not a local cross-encoder directory "
                         f"(models are never downloaded)") from None
-    config = _read_json(path / "config.json")
-    if config is None:
+    config = read_json_object(path / "config.json")
+    if not config:
         raise UserError(f"{RESCORE_KEY}: '{model}' has no readable config.json, so it is not a cross-encoder folder")
-    st_type = (_read_json(path / "config_sentence_transformers.json") or {}).get("model_type")
+    st_type = read_json_object(path / "config_sentence_transformers.json").get("model_type")
     if st_type == "CrossEncoder":
         return path
     if st_type is not None:

@@ -232,13 +232,36 @@ def quotes_input(output: str, source: str, min_chars: int = QUOTE_MIN_CHARS,
     return pasted_share(output, source) >= min_share
 
 
+# Languages written without spaces between words: their words are counted as characters / 2.
+_UNSPACED = frozenset({"zh", "zh_tw", "ja", "th"})
+# An output may exceed the words its instruction asks for by half (a 12-word query may have 18):
+# models count words loosely, and a 14-word query is still a query; the replies this rejects are
+# paragraphs about the code (SmolLM2's "web queries" had 26 to 75 words).
+WORDS_SLACK = 1.5
+
+
+def word_count(text: str, language: str) -> int:
+    """Whitespace-separated words; for zh, zh_tw, ja and th, non-space characters / 2 (rounded up),
+    about a word's length there."""
+    if language in _UNSPACED:
+        return -(-sum(not c.isspace() for c in text) // 2)
+    return len(text.split())
+
+
+def too_many_words(text: str, language: str, max_words: int) -> bool:
+    """`text` has more than `WORDS_SLACK` times the `max_words` its instruction allowed."""
+    return word_count(text, language) > int(WORDS_SLACK * max_words)
+
+
 def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int,
-                 quote_source: str = "") -> str | None:
+                 quote_source: str = "", max_words: int | None = None) -> str | None:
     """Reason to reject one cleaned LLM output, or None. `language` None = the output is code: no
     language check, but prose in its place is rejected (`not_code`). A text output (`language`
     set) must not open with a chat preamble nor echo the instructions (`preamble`), nor quote
     `quote_source`, the code it was written from: a long line of it or a paste of much of it
-    (`quotes_input`; "" = no such check)."""
+    (`quotes_input`; "" = no such check), nor have far more words than `max_words`, the limit its
+    instruction set (`too_many_words`, see `too_many_words`; None = no limit). The first failing
+    check names the reason: a paste or a chat reply is that before it is too long."""
     if not text.strip():
         return "empty"
     if finish_reason == "length":
@@ -255,6 +278,8 @@ def check_output(text: str, finish_reason: str, source: str, language: str | Non
         return "preamble"
     if language is not None and quote_source and quotes_input(text, quote_source):
         return "quotes_input"
+    if language is not None and max_words is not None and too_many_words(text, language, max_words):
+        return "too_many_words"
     return None
 
 

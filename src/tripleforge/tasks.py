@@ -66,6 +66,9 @@ class Task:
     steps: tuple[str, ...]      # generation instruction per LLM step (empty for `context`)
     output: str                 # descriptor of what the final LLM step must return
     output_is_code: bool        # the final LLM output is code (no natural-language check)
+    # Words the final LLM output may have, as its generation instruction asks (None: no limit);
+    # `tripleforge.quality.too_many_words` enforces it with some slack.
+    max_words: int | None = None
 
     @property
     def multi_step(self) -> bool:
@@ -107,8 +110,8 @@ class Task:
         return self.group in ("text2code", "hybrid")
 
 
-def _t2c(name: str, instruction: str, gen: str, output: str) -> Task:
-    return Task(name, "text2code", "single", instruction, (gen,), output, False)
+def _t2c(name: str, instruction: str, gen: str, output: str, max_words: int | None = None) -> Task:
+    return Task(name, "text2code", "single", instruction, (gen,), output, False, max_words)
 
 
 def _c2t(name: str, instruction: str, gen: str, output: str) -> Task:
@@ -125,7 +128,7 @@ _TASKS: tuple[Task, ...] = (
          "Given a web search query, retrieve the code that answers it.",
          "Write the short query (at most 12 words) a developer would type into a web search engine, in "
          "{language}, when looking for {code_language} code like the following.",
-         "one search query of at most 12 words in {language}"),
+         "one search query of at most 12 words in {language}", max_words=12),
     _t2c("code_contest_retrieval",
          "Given a programming contest problem, retrieve code that solves it.",
          "Write a programming contest problem statement, in {language}, that the following "

