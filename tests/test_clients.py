@@ -53,9 +53,17 @@ def test_flagembedding_train_dataset_reads_our_embedder_files(train_dir: Path, t
     assert batch["teacher_scores"] is not None and len(batch["teacher_scores"]) == 12
 
 
-def _trainer_run(data_file: Path, loss_name: str, tmp_path: Path) -> float:
+def _st_datasets(layout_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A layout's files as one DatasetDict, a dataset per file, as docs/formats.md loads them."""
+    from datasets import DatasetDict, load_dataset
+
+    return DatasetDict({str(f.relative_to(layout_dir).with_suffix("")): load_dataset(
+        "json", data_files=str(f), split="train", cache_dir=str(tmp_path / "hf"))
+        for f in sorted(layout_dir.rglob("*.jsonl"))})
+
+
+def _trainer(data, loss_name: str, tmp_path: Path, steps: int = 2):  # type: ignore[no-untyped-def]
     import torch
-    from datasets import load_dataset
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
@@ -66,24 +74,39 @@ def _trainer_run(data_file: Path, loss_name: str, tmp_path: Path) -> float:
     torch.manual_seed(0)
     model = SentenceTransformer(str(bundled_minilm_dir()), device="cpu")
     model.max_seq_length = 32
-    before = next(model.parameters()).detach().clone()
-    data = load_dataset("json", data_files=str(data_file), split="train", cache_dir=str(tmp_path / "hf"))
     loss = losses.MultipleNegativesRankingLoss(model) if loss_name == "mnrl" else losses.CoSENTLoss(model)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
+        output_dir=str(tmp_path / "out"), max_steps=steps, per_device_train_batch_size=4, learning_rate=1e-3,
         report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, dataloader_num_workers=0, seed=0,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
-    result = trainer.train()
-    assert result.global_step == 2
-    return float((next(model.parameters()).detach() - before).abs().max())
+    return SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("layout", "loss"), [("triplet", "mnrl"), ("ntuple", "mnrl"), ("labeled_pair", "cosent")])
 def test_sentence_transformers_trainer_trains_on_our_layouts(train_dir: Path, tmp_path: Path, layout: str, loss: str) -> None:
-    changed = _trainer_run(train_dir / "sentence_transformers" / f"{layout}.jsonl", loss, tmp_path)
-    assert changed > 0.0  # the optimizer really stepped on our data
+    data = _st_datasets(train_dir / "sentence_transformers" / layout, tmp_path)
+    assert sorted(data) == ["en/code2code", "en/text2code"]
+    trainer = _trainer(data, loss, tmp_path)
+    before = next(trainer.model.parameters()).detach().clone()
+    assert trainer.train().global_step == 2
+    assert float((next(trainer.model.parameters()).detach() - before).abs().max()) > 0.0  # it really stepped
+
+
+def test_sentence_transformers_batches_hold_one_dataset_each(train_dir: Path, tmp_path: Path) -> None:
+    """Loaded per dataset, every batch the trainer draws comes from one task's file: rows of one
+    document in two tasks never meet as in-batch negatives."""
+    data = _st_datasets(train_dir / "sentence_transformers" / "triplet", tmp_path)
+    assert len(data) == 2  # text2code, code2code
+    ends, total = {}, 0
+    for name, ds in data.items():
+        total += len(ds)
+        ends[name] = total
+    batches = list(_trainer(data, "mnrl", tmp_path).get_train_dataloader().batch_sampler)
+    assert len(batches) >= 2 and sum(map(len, batches)) <= total
+    for batch in batches:
+        owners = {next(name for name, end in ends.items() if i < end) for i in batch}
+        assert len(owners) == 1, batch
 
 
 def test_flagembedding_gives_an_empty_prompt_a_leading_space(tmp_path: Path) -> None:

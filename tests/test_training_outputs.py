@@ -58,7 +58,8 @@ def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest
     p = TrainDataParams(train_group_size=3, st_ntuple_negatives=3, tokenizer={"enabled": False})  # type: ignore[arg-type]
     m = write_train_dir(_grouped(), p, tmp_path / "train")
     assert m["sentence_transformers"]["ntuple"] == 0 and m["sentence_transformers"]["triplet"] > 0
-    assert "ntuple.jsonl keeps 0 of" in capsys.readouterr().err
+    assert "ntuple keeps 0 of" in capsys.readouterr().err
+    assert not (tmp_path / "train" / "sentence_transformers" / "ntuple").exists()  # no empty files
 
 
 @pytest.mark.parametrize("mode", ["epoch", "epoch-random", "random"])
@@ -185,7 +186,10 @@ def test_instructions_reach_the_embedder_layout_only(tmp_path: Path) -> None:
                                    ("ntuple", "anchor", ("positive", "negative_1")),
                                    ("labeled_pair", "sentence1", ("sentence2",)),
                                    ("labeled_list", "query", ("docs",))):
-        rows = _jsonl(st / f"{name}.jsonl")
+        files = sorted((st / name).rglob("*.jsonl"))
+        # one file per dataset, as embedder/
+        assert [str(f.relative_to(st / name)) for f in files] == ["en/code2code.jsonl", "en/text2code.jsonl"]
+        rows = [r for f in files for r in _jsonl(f)]
         assert rows and all(r[q_col] in queries for r in rows), name
         got = {t for r in rows for c in text_cols for t in (r[c] if isinstance(r[c], list) else [r[c]])}
         assert got <= texts, name

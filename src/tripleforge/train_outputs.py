@@ -4,10 +4,11 @@ swapped in at the end, so `data/train/` is always either the old or the new comp
     embedder/<language>/<task>.jsonl        FlagEmbedding embedder records (never empty neg / null prompt);
                                             the only layout with `instructions` applied (+ tokenized/)
     reranker/<language>/<task>.jsonl        FlagEmbedding reranker records (raw texts)
-    sentence_transformers/triplet.jsonl     anchor, positive, negative (raw texts, as every ST layout)
-    sentence_transformers/ntuple.jsonl      anchor, positive, negative_1..n
-    sentence_transformers/labeled_pair.jsonl  sentence1, sentence2, label
-    sentence_transformers/labeled_list.jsonl  query, docs, labels
+    sentence_transformers/<layout>/<language>/<task>.jsonl  one file per dataset, as embedder/ (raw texts):
+        triplet       anchor, positive, negative
+        ntuple        anchor, positive, negative_1..n
+        labeled_pair  sentence1, sentence2, label
+        labeled_list  query, docs, labels
     tokenized/                              pre-tokenized shards + manifest.json
     batch_plan.jsonl                        step, epoch, dataset, indices
     dpo.jsonl                               prompt, chosen, rejected, chosen_score, rejected_score, doc_id, task,
@@ -63,20 +64,36 @@ def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
     return {str(k): int(n) for k, n in df.select(key.alias("_k")).group_by("_k").len().sort("_k").iter_rows()}
 
 
-def _write_st(sel: pl.DataFrame, root: Path, n_neg: int) -> dict[str, int]:
-    layouts = {
+def _st_layouts(sel: pl.DataFrame, n_neg: int) -> dict[str, pl.DataFrame]:
+    """The sentence-transformers layouts of one dataset's grouped rows."""
+    return {
         "triplet": F.st_triplet(sel),
         "ntuple": F.st_ntuple(sel, n_neg),
         "labeled_pair": F.st_labeled_pair(F.grouped_to_pairs(sel)),
         "labeled_list": F.st_labeled_list(sel),
     }
-    if sel.height and layouts["ntuple"].height < sel.height:
+
+
+def _write_st(parts: dict[str, pl.DataFrame], root: Path, n_neg: int) -> dict[str, int]:
+    """One file per layout and dataset (`parts`: dataset name -> its grouped rows); a dataset with
+    no row in a layout has no file there. Per dataset, not one file per layout: a document gives
+    rows to several tasks whose texts overlap (the code_context positive is the tail of the
+    web_code positive), and in-batch negatives then turn one row's positive into a false negative
+    of the other's query. Loaded as a `DatasetDict`, sentence-transformers draws each batch from
+    one dataset (its multi-dataset batch sampler), as FlagEmbedding's `same_dataset_within_batch`."""
+    rows: Counter[str] = Counter()
+    total = 0
+    for name, sel in parts.items():
+        total += sel.height
+        for layout, df in _st_layouts(sel, n_neg).items():
+            rows[layout] += df.height
+            if df.height:
+                write_jsonl(df.iter_rows(named=True), root / layout / f"{name}.jsonl")
+    if total and rows["ntuple"] < total:
         # a row needs n_neg negatives; with fewer (e.g. train_group_size <= n_neg) it is left out
-        log(f"warning: sentence-transformers ntuple.jsonl keeps {layouts['ntuple'].height} of {sel.height} rows: "
+        log(f"warning: sentence-transformers ntuple keeps {rows['ntuple']} of {total} rows: "
             f"the others have fewer than train_data.st_ntuple_negatives={n_neg} negatives")
-    for name, df in layouts.items():
-        write_jsonl(df.iter_rows(named=True), root / f"{name}.jsonl")
-    return {k: v.height for k, v in layouts.items()}
+    return {layout: rows[layout] for layout in ("triplet", "ntuple", "labeled_pair", "labeled_list")}
 
 
 def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, tokenizer: Any = None) -> dict[str, Any]:
@@ -88,9 +105,11 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     g = sel.grouped.with_columns(_ds=_dataset_expr())
     sizes: dict[str, int] = {}
     records_by_ds: dict[str, list[dict[str, Any]]] = {}
+    st_parts: dict[str, pl.DataFrame] = {}
     unscored: dict[str, tuple[int, int]] = {}  # dataset written without scores -> (scored rows, rows)
     for (name,), part in sorted(g.group_by(["_ds"], maintain_order=True), key=lambda kv: str(kv[0][0])):
         part = part.drop("_ds")
+        st_parts[str(name)] = part
         # `instructions` reach the embedder records (and so the tokenized shards) only; the
         # reranker and sentence-transformers layouts keep the raw texts (see apply_instructions)
         recs = embedder_records(apply_instructions(part, p.instructions), p.keep_scores)
@@ -103,7 +122,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     if p.keep_scores:
         _warn_about_unscored(unscored, _scored_rows(g))
     sel_plain = g.drop("_ds")
-    st_sizes = _write_st(sel_plain, root / "sentence_transformers", p.st_ntuple_negatives)
+    st_sizes = _write_st(st_parts, root / "sentence_transformers", p.st_ntuple_negatives)
     tok: dict[str, Any] = {"enabled": p.tokenizer.enabled}
     if p.tokenizer.enabled and records_by_ds:
         from tripleforge.tokenized import build_tokenized
