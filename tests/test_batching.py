@@ -31,6 +31,21 @@ def test_epoch_modes_use_each_row_at_most_once_per_epoch(mode: str) -> None:
             assert len(seen) == len(set(seen))
 
 
+@pytest.mark.parametrize("mode", ["epoch", "epoch-random"])
+def test_without_drop_last_every_row_is_in_each_epoch(mode: str) -> None:
+    plan = batch_plan(SIZES, 3, mode, seed=0, epochs=2, drop_last=False)
+    assert plan.equals(batch_plan(SIZES, 3, mode, seed=0, epochs=2, drop_last=False))
+    for epoch in (0, 1):
+        part = plan.filter(plan["epoch"] == epoch)
+        assert part.height == 4 + 3 + 1  # 10 = 3+3+3+1, 7 = 3+3+1, zh/c's 2 rows are one short batch
+        for ds, n in SIZES.items():
+            seen = sorted(i for idx in part.filter(part["dataset"] == ds)["indices"] for i in idx)
+            assert seen == list(range(n)), ds
+        assert all(1 <= len(idx) <= 3 for idx in part["indices"])
+    # random mode draws full batches whatever drop_last says
+    assert batch_plan(SIZES, 3, "random", seed=0, drop_last=False).equals(batch_plan(SIZES, 3, "random", seed=0))
+
+
 def test_random_mode_step_count_and_small_datasets() -> None:
     # an epoch's worth of steps over the datasets that fill a batch (zh/c's 2 rows never do)
     assert batch_plan(SIZES, 3, "random", seed=0).height == 17 // 3
@@ -50,12 +65,15 @@ def test_left_out_reason_names_the_mode_and_only_the_causes_present() -> None:
     assert left_out_reason(SIZES, 3, "epoch") == (
         "epoch mode cuts each shuffled dataset into full batches of 3, leaving out 1 dataset smaller than "
         "train_data.batch.batch_size=3 (batch_plan.datasets_smaller_than_batch) and the last partial batch of "
-        "each dataset whose size is not a multiple of 3")
+        "each dataset whose size is not a multiple of 3 (train_data.batch.drop_last: false keeps them as shorter "
+        "batches)")
     assert left_out_reason({"en/a": 5}, 2, "epoch-random") == (
         "epoch-random mode takes batches of 2 from each shuffled dataset until fewer remain, leaving out the "
-        "last partial batch of each dataset whose size is not a multiple of 2")
+        "last partial batch of each dataset whose size is not a multiple of 2 (train_data.batch.drop_last: false "
+        "keeps them as shorter batches)")
     assert left_out_reason({"en/a": 4, "zh/c": 1}, 2, "epoch").endswith(
-        "leaving out 1 dataset smaller than train_data.batch.batch_size=2 (batch_plan.datasets_smaller_than_batch)")
+        "leaving out 1 dataset smaller than train_data.batch.batch_size=2 (batch_plan.datasets_smaller_than_batch) "
+        "(train_data.batch.drop_last: false keeps them as shorter batches)")
 
 
 def test_bad_mode() -> None:

@@ -62,7 +62,8 @@ def test_both_stages_standalone_and_byte_identical(workdir: Path) -> None:
             assert rec["neg"] and rec.get("prompt", "") is not None and "None" not in rec.get("prompt", "")
     assert not (workdir / "data" / "train" / "dpo.jsonl").exists()
     plan = [json.loads(x) for x in (workdir / "data" / "train" / "batch_plan.jsonl").read_text().splitlines()]
-    assert plan and all(len(b["indices"]) == 2 for b in plan)
+    assert plan and all(1 <= len(b["indices"]) <= 2 for b in plan)
+    assert sum(len(b["indices"]) for b in plan) == t["embedder_rows"]  # drop_last false: every row planned
 
 
 def test_bad_external_line_fails_cleanly_without_outputs(workdir: Path) -> None:

@@ -577,11 +577,22 @@ def test_near_duplicate_documents_share_a_split():
     alone = [assign_split([ids[0]], 0.5, seed)[0] != assign_split([ids[1]], 0.5, seed)[0] for seed in range(20)]
     assert any(alone)  # split by document alone, the two often land apart
     for seed in range(20):
-        splits, grouped = row_splits(ids, pool, MineParams(eval_fraction=0.5, seed=seed))
+        splits, grouped = row_splits(ids, pool, MineParams(eval_fraction=0.5, split_seed=seed))
         assert splits[0] == splits[1] and grouped == 1
         assert splits[2:] == assign_split(ids[2:], 0.5, seed)  # the rest keep their own split
-    off, grouped = row_splits(ids, pool, MineParams(eval_fraction=0.5, seed=3, split_jaccard=None))
+    off, grouped = row_splits(ids, pool, MineParams(eval_fraction=0.5, split_seed=3, split_jaccard=None))
     assert off == assign_split(ids, 0.5, 3) and grouped == 0
+
+
+def test_resampling_negatives_keeps_the_eval_set():
+    """`seed` reseeds the negatives only; `split_seed` moves documents between the splits."""
+    from tripleforge.mining import pool_with_ids, row_splits
+
+    pool = pool_with_ids([f"def f{i}(x):\n    return x * {i} + {i}" for i in range(40)])
+    ids = [tid for tid, _ in pool]
+    base, _ = row_splits(ids, pool, MineParams(eval_fraction=0.5))
+    assert all(row_splits(ids, pool, MineParams(eval_fraction=0.5, seed=s))[0] == base for s in range(1, 6))
+    assert any(row_splits(ids, pool, MineParams(eval_fraction=0.5, split_seed=s))[0] != base for s in range(1, 6))
 
 
 def test_unknown_tasks_are_counted_and_warned(tmp_path, capsys):

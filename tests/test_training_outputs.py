@@ -65,7 +65,8 @@ def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest
 @pytest.mark.parametrize("mode", ["epoch", "epoch-random", "random"])
 def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, mode: str,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    p = TrainDataParams(batch={"batch_size": 2, "mode": mode}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    p = TrainDataParams(batch={"batch_size": 2, "mode": mode, "drop_last": True},  # type: ignore[arg-type]
+                        tokenizer={"enabled": False})  # type: ignore[arg-type]
     m = write_train_dir(_grouped(), p, tmp_path / "train")
     sizes = m["datasets"]
     total = sum(sizes.values())
@@ -80,7 +81,7 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
     assert ("some rows are drawn in several steps and others in none" in err) == (mode == "random")
     assert ("last partial batch" in err) == (mode != "random")
     big = max(sizes.values()) + 1
-    p = TrainDataParams(batch={"batch_size": big}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    p = TrainDataParams(batch={"batch_size": big, "drop_last": True}, tokenizer={"enabled": False})  # type: ignore[arg-type]
     m = write_train_dir(_grouped(), p, tmp_path / "train")
     assert m["batch_plan"]["steps"] == 0 and m["batch_plan"]["rows_left_out_per_epoch"] == total
     assert (f"the batch plan is empty: every dataset is smaller than train_data.batch.batch_size={big} "
@@ -88,6 +89,11 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
     write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 1}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
                     tmp_path / "train")
     assert "batch plan" not in capsys.readouterr().err  # every row planned: nothing to say
+    if mode != "random":  # by default (drop_last false) the epoch modes plan every row, short batches and all
+        p = TrainDataParams(batch={"batch_size": big, "mode": mode}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+        m = write_train_dir(_grouped(), p, tmp_path / "train")
+        assert m["batch_plan"]["rows_left_out_per_epoch"] == 0 and m["batch_plan"]["steps"] == len(sizes)
+        assert "batch plan" not in capsys.readouterr().err
 
 
 def test_truncated_texts_are_counted_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

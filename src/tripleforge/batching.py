@@ -7,14 +7,17 @@ dataset's JSONL file):
 
 - ``random``: each step picks a dataset with probability proportional to its size and draws
   ``batch_size`` rows without replacement; ``total // batch_size`` steps per epoch.
-- ``epoch``: each epoch shuffles every dataset, cuts it into full batches (the remainder is
-  dropped), and shuffles all batches together.
+- ``epoch``: each epoch shuffles every dataset, cuts it into batches, and shuffles all batches
+  together.
 - ``epoch-random``: each dataset is shuffled once per epoch; each step picks a dataset with
   probability proportional to its *remaining* rows and takes its next batch.
 
-A dataset smaller than one batch contributes no batch, in any mode (counted by the caller;
-``left_out_reason`` words it for the warning); ``random`` draws an epoch's worth of batches from
-the datasets that fill one.
+In the epoch modes a dataset's last batch is shorter when its size is not a multiple of
+``batch_size`` (a dataset smaller than one batch is one short batch), so every row is trained on
+once per epoch; ``drop_last`` drops those short batches instead, as LLM-Embedder does, for a
+constant number of in-batch negatives. ``random`` always draws full batches, from the datasets
+that fill one: an epoch's worth. Rows left out are counted by the caller; ``left_out_reason``
+words why for the warning.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ PLAN_SCHEMA = {"step": pl.Int64, "epoch": pl.Int64, "dataset": pl.String, "indic
 
 
 def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed: int = 42,
-               epochs: int = 1) -> pl.DataFrame:
-    """Dataset sizes -> plan (PLAN_SCHEMA), deterministic for equal inputs."""
+               epochs: int = 1, drop_last: bool = True) -> pl.DataFrame:
+    """Dataset sizes -> plan (PLAN_SCHEMA), deterministic for equal inputs. ``drop_last``: the
+    epoch modes leave out each dataset's last, shorter batch."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     names = sorted(n for n, s in sizes.items() if s > 0)
@@ -47,7 +51,7 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
             batches = []
             for name in names:
                 perm = rng.permutation(sizes[name])
-                full = len(perm) // batch_size * batch_size
+                full = len(perm) // batch_size * batch_size if drop_last else len(perm)
                 batches += [(name, perm[i:i + batch_size].tolist()) for i in range(0, full, batch_size)]
             for j in rng.permutation(len(batches)):
                 name, idx = batches[int(j)]
@@ -55,8 +59,9 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
         elif mode == "epoch-random":
             queues = {n: rng.permutation(sizes[n]).tolist() for n in names}
             heads = {n: 0 for n in names}
+            least = batch_size if drop_last else 1
             while True:
-                remaining = {n: len(q) - heads[n] for n, q in queues.items() if len(q) - heads[n] >= batch_size}
+                remaining = {n: len(q) - heads[n] for n, q in queues.items() if len(q) - heads[n] >= least}
                 if not remaining:
                     break
                 live = sorted(remaining)
@@ -71,7 +76,8 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
 
 
 def small_datasets(sizes: dict[str, int], batch_size: int) -> list[str]:
-    """Datasets too small for one full batch (they never appear in the epoch modes)."""
+    """Datasets too small for one full batch (with ``drop_last``, or in random mode, they never
+    appear in the plan)."""
     return sorted(n for n, s in sizes.items() if 0 < s < batch_size)
 
 
@@ -95,10 +101,11 @@ def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str) -> str:
     if any(s >= batch_size and s % batch_size for s in sizes.values()):
         causes.append(f"the last partial batch of each dataset whose size is not a multiple of {batch_size}")
     left = " and ".join(causes) or "no row"
+    keep = " (train_data.batch.drop_last: false keeps them as shorter batches)" if causes else ""
     if mode == "epoch-random":
         return (f"epoch-random mode takes batches of {batch_size} from each shuffled dataset until fewer remain, "
-                f"leaving out {left}")
-    return f"{mode} mode cuts each shuffled dataset into full batches of {batch_size}, leaving out {left}"
+                f"leaving out {left}{keep}")
+    return f"{mode} mode cuts each shuffled dataset into full batches of {batch_size}, leaving out {left}{keep}"
 
 
 def rows_in_first_epoch(plan: pl.DataFrame) -> int:

@@ -95,6 +95,9 @@ class MineParams(StageParams):
     # documents at least this similar (token Jaccard) share one split; null = each its own
     split_jaccard: float | None = Field(0.7, gt=0.0, le=1.0)
     seed: int = Field(42, ge=0)  # numpy seeds the random negatives and takes no negative seed
+    # The split has its own seed: resampling negatives (a new `seed`) keeps the eval set, so the
+    # metrics of such experiments stay comparable.
+    split_seed: int = Field(42, ge=0)
     query_chunk: int = Field(2048, ge=1)
     histogram_bins: int = Field(20, ge=1)
     cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
@@ -536,7 +539,8 @@ def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MinePara
         known = [d for d in docs if d in texts]
         groups = near_duplicate_groups([texts[d] for d in known], params.split_jaccard)
         key.update((d, known[g]) for d, g in zip(known, groups, strict=True))
-    split_of = dict(zip(docs, assign_split([key[d] for d in docs], params.eval_fraction, params.seed), strict=True))
+    splits = assign_split([key[d] for d in docs], params.eval_fraction, params.split_seed)
+    split_of = dict(zip(docs, splits, strict=True))
     return [split_of[d] for d in doc_ids], sum(key[d] != d for d in docs)
 
 

@@ -133,7 +133,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
                    shards=sum(len(d["shards"]) for d in man["datasets"].values()),
                    **_truncation_counts(man))
         _warn_about_truncation(tok)
-    plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs)
+    plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs, p.batch.drop_last)
     write_jsonl(plan.iter_rows(named=True), root / "batch_plan.jsonl")
     planned, total = rows_in_first_epoch(plan), sum(sizes.values())
     _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode)

@@ -55,6 +55,9 @@ class BatchPlanConfig(StageParams):
     mode: Literal["random", "epoch", "epoch-random"] = "epoch"
     batch_size: int = Field(8, ge=1)
     epochs: int = Field(1, ge=1)
+    # false: each dataset's last batch may be shorter, so every row trains once per epoch (a small
+    # dataset, e.g. a task of 4 rows, would otherwise never be in the plan); epoch modes only
+    drop_last: bool = False
 
 
 class TokenizerConfig(StageParams):
