@@ -33,11 +33,9 @@ def main(
     skipped = {k: v for k, v in result.metrics["skipped"].items() if v}
     if skipped:
         log("sample: skipped " + ", ".join(f"{k}={v}" for k, v in skipped.items()))
-    if result.metrics["docs"] == 0 and result.metrics.get("candidates"):
+    if result.metrics["docs"] == 0:  # a corpus without any usable unit is an error (sample_corpus)
         log(f"warning: sample: no documents sampled of {result.metrics['candidates']} candidates "
             f"(sample.num_samples is {p.num_samples})")
-    elif result.metrics["docs"] == 0:
-        log(f"warning: no documents found in corpus '{p.corpus}' (files read: {result.metrics['files_read']})")
     untracked = warn_untracked("sample.corpus/external", input_files(p))
     write_parquet(result.docs, docs)
     write_parquet(result.pool, pool)

@@ -499,6 +499,10 @@ def test_duplicate_pair_ids_fail_naming_the_first(monkeypatch, tmp_path):
     nulls = make_pairs().with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("pair_id")).alias("pair_id"))
     with pytest.raises(UserError, match=r"^pairs: 1 row\(s\) have a null pair_id"):
         mine_negatives(nulls, make_pool(), MineParams(cache_dir=str(tmp_path)))
+    # the tryout: a null doc_id was a TypeError traceback from sorting the documents for the split
+    no_doc = make_pairs().with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("doc_id")).alias("doc_id"))
+    with pytest.raises(UserError, match=r"^pairs: 1 row\(s\) have a null doc_id"):
+        mine_negatives(no_doc, make_pool(), MineParams(cache_dir=str(tmp_path)))
 
 
 SUMMARIES = [

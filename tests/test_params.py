@@ -185,3 +185,26 @@ def test_an_empty_set_key_is_a_set_error(item: str) -> None:
     """`--set =3` once reached validation as the unknown key 'sample.'."""
     with pytest.raises(UserError, match=rf"^--set '{re.escape(item)}': empty key or key part \(expected key=value"):
         parse_overrides([item])
+
+
+def test_an_integer_beyond_64_bits_is_a_params_error_naming_its_key(tmp_path: Path) -> None:
+    # the tryout: 99999999999999999999 reached Polars and numpy, an OverflowError traceback
+    p = write(tmp_path, "demo:\n  inner: {max_length: 99999999999999999999}\n")
+    with pytest.raises(UserError, match=r"params key 'demo\.inner\.max_length': .*does not fit a 64-bit integer") as exc:
+        load_params(Demo, "demo", p)
+    assert "\n" not in str(exc.value)
+    assert load_params(Demo, "demo", write(tmp_path, f"demo:\n  num_samples: {2**63 - 1}\n")).num_samples == 2**63 - 1
+
+
+def test_stage_params_that_would_allocate_per_unit_have_a_ceiling(tmp_path: Path) -> None:
+    from tripleforge.mining import MineParams
+    from tripleforge.training import TrainDataParams
+
+    for model, section, key in ((TrainDataParams, "train_data", "st_ntuple_negatives"),
+                                (TrainDataParams, "train_data", "tokenizer.shard_rows"),
+                                (MineParams, "mine_negatives", "histogram_bins")):
+        inner, _, leaf = key.rpartition(".")
+        value = {leaf: 10**12}
+        p = write(tmp_path, f"{section}:\n  " + (f"{inner}: {value}\n" if inner else f"{leaf}: {10**12}\n"))
+        with pytest.raises(UserError, match=rf"params key '{section}\.{re.escape(key)}': .*less than or equal"):
+            load_params(model, section, p)

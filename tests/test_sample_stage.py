@@ -58,7 +58,23 @@ def test_set_override_and_custom_output_paths(tmp_path: Path) -> None:
     proc = stage(cwd, "--set", "num_samples=0", "--docs", "out/d.parquet", "--pool", "out/p.parquet",
                  "--metrics", "out/m.json")
     assert "warning: sample: no documents sampled of 6 candidates (sample.num_samples is 0)" in proc.stderr
-    assert "no documents found" not in proc.stderr
+    assert "no usable code unit" not in proc.stderr
+
+
+def test_a_corpus_without_a_usable_unit_fails_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    # the tryout: a corpus of one binary and one Latin-1 file gave 0 docs, exit 0, and the first
+    # error came two stages later, naming data/sample/pool.parquet
+    src = tmp_path / "bad"
+    src.mkdir()
+    (src / "blob.py").write_bytes(b"\x00\x01binary")
+    (src / "old.py").write_bytes("s = 'caf\xe9'\n".encode("latin-1"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"sample": {"corpus": str(src)}}))
+    proc = stage(tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: params.yaml: sample.corpus: no usable code unit in '{src}' (2 files read, 0 units found; "
+        "skipped: binary=1, non_utf8=1)")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
 
 
 def test_unknown_key_fails_with_one_line_and_writes_nothing(tmp_path: Path) -> None:

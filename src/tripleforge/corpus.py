@@ -574,6 +574,12 @@ def sample_corpus(params: SampleParams) -> SampleResult:
             yield from read_external(p, name, params, stats)
 
     valid = to_frame(validate(candidates(), params, stats, bucket_filter=kind != "coder"))
+    if valid.height == 0:
+        # Not a warning and empty outputs: the next stages would run on nothing and the first
+        # error (an empty pool in mine-negatives) would name a file, not the corpus.
+        skipped = ", ".join(f"{r}={n}" for r, n in sorted(stats.skipped.items()) if n) or "none"
+        raise UserError(f"params.yaml: sample.corpus: no usable code unit in '{params.corpus}' "
+                        f"({stats.files_read} files read, {stats.units_found} units found; skipped: {skipped})")
     unique = dedup(valid)
     docs, pool = sample_frames(unique, params)
     per_language = {

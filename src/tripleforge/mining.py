@@ -99,7 +99,7 @@ class MineParams(StageParams):
     # metrics of such experiments stay comparable.
     split_seed: int = Field(42, ge=0)
     query_chunk: int = Field(2048, ge=1)
-    histogram_bins: int = Field(20, ge=1)
+    histogram_bins: int = Field(20, ge=1, le=10_000)  # numpy allocates every bin
     cache_dir: str = ""  # "" = $TRIPLEFORGE_CACHE_DIR or ~/.cache/tripleforge
 
     # fields validate in declaration order, so `info.data` holds the earlier bound when it was valid
@@ -295,10 +295,14 @@ def select_chunk(
 
 def check_unique_pair_ids(pairs: pl.DataFrame) -> None:
     """Downstream stages use `pair_id` as the query id: a missing one has no id, a repeated one
-    would merge two queries."""
+    would merge two queries. A missing `doc_id` is an error too: a row without one has no split."""
     missing = pairs.get_column("pair_id").null_count()
     if missing:
         raise UserError(f"pairs: {missing} row(s) have a null pair_id")
+    # the split, the masks of a document's other positives and the eval files go by document
+    no_doc = pairs.get_column("doc_id").null_count() if "doc_id" in pairs.columns else 0
+    if no_doc:
+        raise UserError(f"pairs: {no_doc} row(s) have a null doc_id (rows are split into train/eval by document)")
     dup = pairs.filter(pl.col("pair_id").is_duplicated())
     if dup.height:
         first = dup.get_column("pair_id")[0]

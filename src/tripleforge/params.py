@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tripleforge.errors import UserError
 
@@ -42,6 +42,15 @@ class StageParams(BaseModel):
     A validator whose rule reads other fields raises `CrossFieldError`."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)  # .nan would pass every bound
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _fits_int64(cls, v: Any) -> Any:
+        # numpy, Polars and FAISS take 64-bit integers: a larger one (a typo of many digits) was
+        # an OverflowError traceback from inside them, after the stage had read its inputs
+        if type(v) is int and not -(2**63) <= v < 2**63:
+            raise ValueError(f"does not fit a 64-bit integer (at most {2**63 - 1})")
+        return v
 
     @property
     def params_where(self) -> str:

@@ -68,7 +68,7 @@ class TokenizerConfig(StageParams):
     # ~15 of its tokens at 32. Must also leave room past the tokenizer's special tokens.
     query_max_len: int = Field(256, ge=1)
     passage_max_len: int = Field(256, ge=1)
-    shard_rows: int = Field(10000, ge=1)
+    shard_rows: int = Field(10000, ge=1, le=2**31 - 1)  # Polars slices at most 2**32 rows
 
 
 class TrainDataParams(StageParams):
@@ -90,7 +90,8 @@ class TrainDataParams(StageParams):
     dpo: bool = True  # DPO pairs from candidate groups of LLM-written queries (see dpo_pairs)
     dpo_min_margin: float = 0.0  # chosen_score - rejected_score must exceed this
     dpo_prompt_template: str = "Write a {task} query for this {code_language} document.\n\n{document}"
-    st_ntuple_negatives: int = Field(3, ge=1)  # negatives per row of the sentence-transformers n-tuple layout
+    # at most 1024: one column per negative (a huge value spent minutes building the columns)
+    st_ntuple_negatives: int = Field(3, ge=1, le=1024)  # negatives per row of the sentence-transformers n-tuple layout
     seed: int = Field(42, ge=0)  # numpy seeds must be non-negative
     batch: BatchPlanConfig = BatchPlanConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
