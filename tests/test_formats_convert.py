@@ -204,3 +204,57 @@ def test_deep_nesting_and_symlink_loops_are_one_line_errors(tmp_path: Path) -> N
     (tmp_path / "loop2.jsonl").symlink_to(loop)
     with pytest.raises(UserError, match=r"convert_formats.external.*is a symlink loop"):
         validate_params(ConvertFormatsParams, "convert_formats", {"external": [str(loop)]}, source="params.yaml")
+
+
+def test_a_qid_another_file_gave_to_another_query_is_an_error_or_a_counted_drop(tmp_path: Path) -> None:
+    """Numeric qids ("1", "2") are common in public datasets: two files with qid "1" once merged
+    two queries under one qid (and one pid, `1:p0`), with `dropped 0`."""
+    a = write_lines(tmp_path / "a.jsonl", [{"qid": "1", "query": "how to sort a list", "passage": "use sorted()", "label": 1},
+                                           {"qid": "1", "query": "how to sort a list", "passage": "use print", "label": 0}])
+    b = write_lines(tmp_path / "b.jsonl", [{"qid": "2", "query": "read a file", "passage": "open(p)", "label": 1},
+                                           {"qid": "1", "query": "open a file in rust", "passage": "File::open", "label": 1},
+                                           {"qid": "1", "query": "open a file in rust", "passage": "println!", "label": 0}])
+    params = {"external": [str(a), str(b)]}
+    with pytest.raises(UserError, match=rf"^{b}:2: 'qid' \"1\" already names another query \({a}:1; a qid must name "
+                                        r"one query across all sources\)$"):
+        convert_all(None, "", ConvertFormatsParams(**params))
+    c = convert_all(None, "", ConvertFormatsParams(**params, strict=False))
+    assert c.grouped.select("qid", "query").rows() == [("1", "how to sort a list"), ("2", "read a file")]
+    assert c.pairs["passage"].to_list() == ["use sorted()", "use print", "open(p)"]
+    assert dict(c.drops) == {"qid_already_names_another_query": 2}  # lines, as within one file
+    assert c.sources[str(b)]["dropped"] == {"qid_already_names_another_query": 2}
+    assert c.sources[str(b)]["triplets"] == 1 and c.sources[str(b)]["pairs"] == 1
+
+
+def test_an_external_qid_equal_to_a_mined_pair_id_of_another_query_is_refused(tmp_path: Path) -> None:
+    """Mined rows have qid = pair_id; an external file reusing one (an eval one here) filed its
+    query under the eval query's id."""
+    mined = mined_frame(n_docs=4)
+    ev = mined.with_row_index("row", offset=1).filter(pl.col("split") == "eval").row(0, named=True)
+    ext = write_lines(tmp_path / "e.jsonl", [{"qid": ev["pair_id"], "query": "something else", "passage": "x", "label": 1}])
+    params = {"external": [str(ext)]}
+    with pytest.raises(UserError, match=rf"^{ext}:1: 'qid' \"{ev['pair_id']}\" already names another query "
+                                        rf"\(m.parquet:{ev['row']}, a mined row: its qid is its pair_id; "):
+        convert_all(mined, "m.parquet", ConvertFormatsParams(**params))
+    c = convert_all(mined, "m.parquet", ConvertFormatsParams(**params, strict=False))
+    assert c.grouped.filter(pl.col("qid") == ev["pair_id"])["query"].to_list() == [ev["query"]]
+    assert c.pairs.filter(pl.col("qid") == ev["pair_id"])["query"].unique().to_list() == [ev["query"]]
+    assert c.sources[str(ext)]["dropped"] == {"qid_already_names_another_query": 1}
+
+
+def test_the_same_query_under_one_qid_in_two_files_stays_and_the_first_file_owns_the_qid(tmp_path: Path) -> None:
+    """As within one file: a qid may come back with its own query (whitespace-normalized); a
+    third file giving it to another query is compared with the first file's query."""
+    a = write_lines(tmp_path / "a.jsonl", [{"qid": "1", "query": "sort a list", "passage": "sorted(x)", "label": 1}])
+    b = write_lines(tmp_path / "b.jsonl", [{"qid": "1", "query": " sort  a list", "passage": "x.sort()", "label": 1}])
+    cand = write_lines(tmp_path / "c.jsonl", [
+        {"qid": "1", "query": "open a file", "candidates": [{"text": "open(p)", "score": 0.9}, {"text": "p", "score": 0.1}]},
+        {"qid": "1", "query": "open a file", "candidates": [{"text": "with open(p):", "score": 0.8}]},
+    ])
+    with pytest.raises(UserError, match=rf"^{cand}:1: 'qid' \"1\" already names another query \({a}:1; "):
+        convert_all(None, "", ConvertFormatsParams(external=[str(a), str(b), str(cand)]))
+    c = convert_all(None, "", ConvertFormatsParams(external=[str(a), str(b), str(cand)], strict=False))
+    assert c.grouped["source"].to_list() == [f"{a}:1", f"{b}:1"]
+    assert c.pairs["passage"].to_list() == ["sorted(x)", "x.sort()"]
+    assert convert_metrics(c, {})["dropped"] == {"qid_already_names_another_query": 2}  # 2 lines, 3 candidates
+    assert convert_all(None, "", ConvertFormatsParams(external=[str(a), str(b)])).grouped.height == 2

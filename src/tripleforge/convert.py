@@ -3,6 +3,7 @@ reranker pairs and the eval split, with counts per format, source, task and drop
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,12 +143,14 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
     sources: dict[str, dict[str, Any]] = {}
     grouped_parts: list[pl.DataFrame] = []
     pairs_parts: list[pl.DataFrame] = []
+    owners = QidOwners()
     if mined is not None:
         mined_drops: Counter[str] = Counter()
         g = mined_to_grouped(mined, mined_path, params.strict, mined_drops)
         drops.update(mined_drops)
         grouped_parts.append(g)
         pairs_parts.append(F.grouped_to_pairs(g))
+        owners.admit(g, pairs_parts[-1], params.strict, mined_drops)  # the first source: nothing to refuse
         # the same keys as an external source's, so scripts can read every source alike
         sources[mined_path] = {"format": "mined", "rows_read": mined.height, "triplets": g.height,
                                "pairs": pairs_parts[-1].height, "dropped": dict(sorted(mined_drops.items()))}
@@ -155,6 +158,8 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
     eval_rows = grouped_parts[0].filter(pl.col("split") == "eval") if grouped_parts else None
     for path in params.external:
         g, p, rec = F.read_external(path, overrides.get(path), params.strict, params.label_threshold)
+        # a validation check, like the one within the file: before the data-level removals below
+        g, p = owners.admit(g, p, params.strict, rec.drops)
         if eval_rows is not None and eval_rows.height:
             g, p = drop_eval_overlap(g, p, eval_rows, rec.drops)
         drops.update(rec.drops)
@@ -167,6 +172,59 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
     grouped = pl.concat(grouped_parts) if grouped_parts else pl.DataFrame(schema=F.GROUPED_SCHEMA)
     pairs = pl.concat(pairs_parts) if pairs_parts else pl.DataFrame(schema=F.PAIRS_SCHEMA)
     return Converted(grouped, pairs, drops, sources)
+
+
+class QidOwners:
+    """The qids of the sources read so far (mined rows: qid = pair_id), to refuse a later source
+    that gives one of them to another query (whitespace-normalized), as `formats._qid_clash` does
+    within one file: the outputs would hold two queries under one qid (and the same generated
+    pids), merged by anyone grouping by qid. The same query under the same qid is fine, as within
+    a file. Cost: one hash of the qid column per source; texts are compared only for qids whose
+    hash an earlier source has."""
+
+    def __init__(self) -> None:
+        self.rows: list[pl.DataFrame] = []  # qid, query, source (file:line), source_format of each source's pairs
+        self.hashes: list[pl.Series] = []  # distinct qid hashes of each source
+
+    def admit(self, g: pl.DataFrame, p: pl.DataFrame, strict: bool,
+              drops: Counter[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """`g, p` (one source) without the queries whose qid an earlier source gave to another
+        query, their lines counted as `qid_already_names_another_query` (an error at the first
+        such line when `strict`); the qids kept are then this source's too."""
+        probe = pl.col("qid").hash()
+        mine = p.select(probe.unique()).to_series()
+        shared = mine.filter(mine.is_in(pl.concat(self.hashes).implode())) if self.hashes else mine.clear()
+        if shared.len():  # else the common case: no qid of this source is used before
+            n = p.height
+            g, p = self._without_clashes(g, p, shared, strict, drops)
+            if p.height < n:
+                mine = p.select(probe.unique()).to_series()
+        self.rows.append(p.select("qid", "query", "source", "source_format"))
+        self.hashes.append(mine)
+        return g, p
+
+    def _without_clashes(self, g: pl.DataFrame, p: pl.DataFrame, shared: pl.Series, strict: bool,
+                         drops: Counter[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        probe = pl.col("qid").hash()
+
+        def first_per_qid(df: pl.DataFrame) -> pl.DataFrame:
+            return df.filter(probe.is_in(shared.implode())).group_by("qid", maintain_order=True).agg(
+                pl.col("query").first(), pl.col("source").first(), pl.col("source_format").first())
+
+        old = first_per_qid(pl.concat(self.rows))  # the first source with that qid owns it
+        new = first_per_qid(p).join(
+            old, on="qid", how="inner", suffix="_old", maintain_order="left")
+        clash = new.filter(F.normalized_series(new["query"]) != F.normalized_series(new["query_old"]))
+        if clash.height == 0:
+            return g, p
+        if strict:
+            qid, src, owner, fmt = clash.select("qid", "source", "source_old", "source_format_old").row(0)
+            owner += ", a mined row: its qid is its pair_id" if fmt == "mined" else ""
+            raise UserError(f"{src}: 'qid' {json.dumps(qid)} already names another query ({owner}; a qid must name "
+                            "one query across all sources)")
+        gone = pl.col("qid").is_in(clash["qid"].implode())
+        drops["qid_already_names_another_query"] += p.filter(gone)["source"].n_unique()  # lines, as within a file
+        return g.filter(~gone), p.filter(~gone)
 
 
 def drop_copies_across_sources(
