@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -185,6 +186,12 @@ def test_mixed_formats_in_one_file_is_an_error(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "mixed.jsonl", [SPEC_TRIPLET, SPEC_TRIPLET, SPEC_PAIR])
     with pytest.raises(UserError, match=r"mixed.jsonl:3: mixed formats: this line is pairs, line 1 is triplets"):
         F.read_records(path)
+    # the tryout: a Parquet triplets file with one null `neg` was "legacy" beside "triplets", with no hint why
+    pq = tmp_path / "null_neg.parquet"
+    pl.DataFrame({"query": ["a", "b"], "pos": [["x"], ["y"]], "neg": [["n"], None]}).write_parquet(pq)
+    with pytest.raises(UserError, match=re.escape(f"{pq}:2: mixed formats: this line is legacy (no 'neg', or a null "
+                                                  "one), line 1 is triplets (it has a 'neg' list) (one format per file)")):
+        F.read_records(pq)
 
 
 def test_unknown_format_and_bad_override(tmp_path: Path) -> None:

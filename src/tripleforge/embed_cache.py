@@ -6,7 +6,8 @@ to the model (instruction included). So a text is never encoded twice by the sam
 whichever stage or run asks. Each write batch is one transaction, so an interrupted run keeps
 every finished batch and never leaves a torn row. Vectors are float32 blobs with their dimension;
 a row whose dimension or byte length disagrees with the configuration's dimension, or which holds
-NaN, is treated as a miss (re-encoded and overwritten) and counted.
+NaN, is treated as a miss (re-encoded and overwritten) and counted (`CacheStats.rejected`, said on
+stderr; not in the stage metrics, which must not depend on what the cache held).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tripleforge.paths import cache_root
+from tripleforge.errors import UserError, unreadable_database
+from tripleforge.paths import CACHE_ENV, cache_root
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -53,22 +55,33 @@ class CacheStats:
 class EmbeddingCache:
     """`get_many` / `put_many` over a SQLite file; safe for several processes (WAL + busy timeout)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, key: str = "cache_dir") -> None:
+        """Open (or create) the cache at `path`. A file there that SQLite cannot read as a database
+        (random bytes, a truncated or damaged one) is a one-line UserError naming the file and, as
+        the way out, params key `key` and $TRIPLEFORGE_CACHE_DIR; the file is left as it is."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
+        # connect() does not read the file: a bad one only fails at the first statement
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.commit()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            if not unreadable_database(exc):  # locked, read-only, ...: deleting the file would be the wrong advice
+                raise
+            raise UserError(f"{self.path}: not a readable SQLite cache ({exc}); delete it (the cache only saves "
+                            f"work) or point {key} or ${CACHE_ENV} elsewhere") from None
 
     @classmethod
     def open_default(cls, cache_dir: str | None = None, key: str = "cache_dir") -> EmbeddingCache:
         """The cache in `cache_dir` (the value of params key `key`, e.g. `pair_similar.cache_dir`),
-        else in the default root (see `paths.cache_root`); a root that cannot be created is a
-        UserError naming `key` or the environment variable."""
-        return cls(cache_root(cache_dir, key) / "embeddings.sqlite")
+        else in the default root (see `paths.cache_root`); a root that cannot be created, or a cache
+        file there that is not a database, is a UserError naming `key` and/or the environment variable."""
+        return cls(cache_root(cache_dir, key) / "embeddings.sqlite", key)
 
     def close(self) -> None:
         self._conn.close()

@@ -734,6 +734,12 @@ _UNKNOWN_FORMAT = ("unknown format: no 'candidates', 'passage' or 'pos' key "
                    "(set convert_formats.format_override to force one)")
 
 
+# How the mixed-formats error names a line's format: triplets and legacy differ by `neg` alone,
+# so a triplets file with one null `neg` (a Parquet row, `"neg": null`) is "mixed"; saying why
+# points at the value, not at the file's layout.
+_FORMAT_SHOWN = {"triplets": "triplets (it has a 'neg' list)", "legacy": "legacy (no 'neg', or a null one)"}
+
+
 def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str:
     """Strict mode: raise `file:line: reason` for the first line with any problem, whether its
     format is unknown, differs from the file's (the first detected line's), or its values fail
@@ -747,8 +753,8 @@ def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str
         problem = (
             pl.when(pl.col("_detected").is_null()).then(pl.lit(_UNKNOWN_FORMAT))
             .when(pl.col("_detected") != fmt)
-            .then(pl.lit("mixed formats: this line is ") + pl.col("_detected")
-                  + pl.lit(f", line {first} is {fmt} (one format per file)"))
+            .then(pl.lit("mixed formats: this line is ") + pl.col("_detected").replace(_FORMAT_SHOWN)
+                  + pl.lit(f", line {first} is {_FORMAT_SHOWN.get(fmt, fmt)} (one format per file)"))
             .otherwise(_problem_expr(fmt))
         )
     else:
