@@ -213,7 +213,7 @@ def test_the_documented_python_examples_run(tmp_path: Path, monkeypatch: pytest.
     # the tokenized example used to name "en/text2code"; datasets are <language>/<catalog task>
     from tripleforge.embed import bundled_minilm_dir
 
-    g = _grouped().with_columns(task=pl.lit("web_code_retrieval"))  # a default generate task
+    g = _grouped().with_columns(task=pl.lit("code_summary_retrieval"))  # a dataset the default run has
     monkeypatch.chdir(tmp_path)
     write_train_dir(g, TrainDataParams(), Path("data/train"))
     blocks = _train_data_python_examples()
