@@ -90,10 +90,13 @@ def main(
     skipped: dict[str, str] = {}
     datasets = []
     if _has_no_queries(eval_dir / "queries.jsonl"):
-        why = "the eval split has no queries (mine_negatives.eval_fraction: 0 puts every pair in train)"
+        # Not only eval_fraction 0: the split is a seeded hash per document, so a small fraction of
+        # a few documents can draw none of them.
+        why = ("the eval split has no queries (mine-negatives put no document in it: eval_fraction 0, or a fraction "
+               "that drew none of a few documents; see `split` in metrics/mine_negatives.json)")
         if not cfg.external:
-            raise UserError(f"{eval_dir / 'queries.jsonl'}: {why}; raise mine_negatives.eval_fraction or "
-                            "name datasets in evaluate.external")
+            raise UserError(f"{eval_dir / 'queries.jsonl'}: {why}; raise mine_negatives.eval_fraction, try another "
+                            "mine_negatives.split_seed or name datasets in evaluate.external")
         log(f"warning: evaluate: skipping {eval_dir}: {why}; scoring evaluate.external only")
         skipped[eval_name] = why
     else:

@@ -74,6 +74,15 @@ def test_comments_removed_but_not_inside_strings() -> None:
     assert "/* a */" not in out and "// b" not in out and '"//keep"' in out
 
 
+def test_rust_doc_comments_go_with_their_line_and_keep_the_next_line_as_it_was() -> None:
+    # the tryout: tree-sitter-rust ends `///` and `//!` nodes after their line break, and cutting
+    # them left their indentation in front of the next line (`pub fn` at 8 spaces, not 4)
+    src = ("impl A {\n    /// doc\n    pub fn f(&self) -> u32 {\n        // line\n        let x = 1; /// trailing\n"
+           "        x\n    }\n    //! inner\n    fn g() {}\n}\n")
+    assert clean_text(src, "rust") == ("impl A {\n    pub fn f(&self) -> u32 {\n        let x = 1;\n        x\n    }\n"
+                                       "    fn g() {}\n}")
+
+
 def test_docstrings_are_kept_and_blank_lines_collapsed() -> None:
     src = '\ufeffdef f():\n    """Say hi."""\n\n\n\n    return 1\n'
     assert clean_text(src, "python") == 'def f():\n    """Say hi."""\n\n    return 1'

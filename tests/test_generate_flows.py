@@ -189,7 +189,7 @@ def test_similar_task_without_column_stops_before_any_call() -> None:
 def test_translation_targets_are_separate_pairs_and_cache_keys(cache: ResponseCache) -> None:
     def reply(r: ChatRequest) -> str:
         lang = re.search(r"into idiomatic (\S+)", user(r)).group(1)  # type: ignore[union-attr]
-        return f"```\n// {lang} version\n```"
+        return f"```\n// {lang} version\nx = 1;\n```"  # a comment alone would be not_code
 
     be = Scripted(reply)
     p = params(tasks=["code_translation_retrieval"], tgt_code_languages=["java", "cplusplus", "python"])
@@ -197,7 +197,7 @@ def test_translation_targets_are_separate_pairs_and_cache_keys(cache: ResponseCa
     assert m["cache_misses"] == 4 and len({c.key for c in be.calls}) == 4  # python -> python skipped
     assert sorted(set(pairs["tgt_code_language"])) == ["cplusplus", "java"]
     by_tgt = {r["tgt_code_language"]: r for r in pairs.iter_rows(named=True)}
-    assert by_tgt["java"]["pos"] == ["// Java version"] and by_tgt["cplusplus"]["pos"] == ["// C++ version"]
+    assert by_tgt["java"]["pos"] == ["// Java version\nx = 1;"] and by_tgt["cplusplus"]["pos"] == ["// C++ version\nx = 1;"]
     assert "Java" in by_tgt["java"]["prompt"] and "C++" in by_tgt["cplusplus"]["prompt"]
     paths = sorted(str(p.relative_to("/o")) for p in jsonl_groups(pairs, Path("/o")))
     assert paths == ["en/code_translation_retrieval/en-python-to-cplusplus-triplets.jsonl",

@@ -56,8 +56,13 @@ def test_check_output_reasons() -> None:
                   "Sure! def mul(a, b): return a * b"):
         assert check_output(prose, "stop", src, None, 100) == "not_code", prose
     for code in ("def mul(a, b):\n    return a * b", "SELECT name FROM users WHERE age > 30;", "ls -la /tmp",
-                 "return total", "x = 1  # Here is a value.", "Here = 1"):
+                 "return total", "x = 1  # Here is a value.", "Here = 1", "#include <x.h>\nint y;",
+                 "# sum\ntotal = a + b"):
         assert check_output(code, "stop", src, None, 100) is None, code
+    # the tryout: a "refactored code" positive that was one comment line, the plan and no code
+    for comments in ("# refactor the given code to improve its performance using `mul`",
+                     "// step 1: read\n\n// step 2: write", "/* TODO */\n-- later"):
+        assert check_output(comments, "stop", src, None, 100) == "not_code", comments
     assert copies_input(src, src) and not copies_input("return a + b", src)
 
 

@@ -26,6 +26,25 @@ def test_params_errors_name_the_file_read_or_set() -> None:
     assert relabel_params_error("pool: bad", "p.yaml", ["a=1"]) == "pool: bad"  # not a params error
 
 
+def test_warnings_name_where_a_params_value_came_from(capsys: pytest.CaptureFixture[str]) -> None:
+    # the tryout: a base URL given with --set that did not answer was warned about as params.yaml's
+    from tripleforge.progress import log
+    from tripleforge.stage import user_errors
+
+    down = "generate.base_urls: cannot reach LLM endpoint http://127.0.0.1:9/v1: ConnectError"
+
+    @user_errors
+    def main(params: str = "params.yaml", set_: list[str] | None = None) -> None:
+        log(f"warning: generate: params.yaml: {down}; continuing with the other 1 of 2 base URLs")
+
+    main(params="exp.yaml", set_=["base_urls=[http://127.0.0.1:9/v1, http://127.0.0.1:8/v1]"])
+    assert capsys.readouterr().err.startswith(f"warning: generate: --set: {down};")
+    main(params="exp.yaml", set_=["max_docs=2"])
+    assert capsys.readouterr().err.startswith(f"warning: generate: exp.yaml: {down};")
+    log(f"warning: params.yaml: {down}")  # outside a stage: as written
+    assert capsys.readouterr().err.startswith("warning: params.yaml: ")
+
+
 def test_a_message_naming_several_keys_says_set_if_any_was_set() -> None:
     msg = "params.yaml: sample.corpus_kind: 'coder' needs sample.corpus to be a CodeR folder"
     assert relabel_params_error(msg, "p.yaml", ["corpus=/x"]).startswith("--set: sample.corpus_kind: ")

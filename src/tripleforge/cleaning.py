@@ -47,6 +47,10 @@ def cut_ranges(data: bytes, start: int, end: int, ranges: list[tuple[int, int]])
     while i < len(ranges) and ranges[i][0] < end:
         s, e = ranges[i]
         s, e = max(s, start), min(e, end)
+        if e > s and data[e - 1:e] == b"\n":
+            # Some grammars end a comment node after its line break (tree-sitter-rust's `///` and
+            # `//!` doc comments): the break is the line's, kept unless the whole line goes.
+            e -= 1
         line_start = data.rfind(b"\n", start, s) + 1 if s > start else start
         line_end = data.find(b"\n", e, end)
         line_end = end if line_end < 0 else line_end

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -73,6 +73,18 @@ def track(items: Iterable[T], desc: str, total: int | None = None, unit: str = "
             b.update(1)
 
 
+# Set by a running stage (`stage.user_errors`): names where a params value in a message came from,
+# the params file the stage read or `--set`, as its errors do.
+_relabel: Callable[[str], str] | None = None
+
+
+def set_relabel(fn: Callable[[str], str] | None) -> None:
+    global _relabel
+    _relabel = fn
+
+
 def log(message: str) -> None:
-    """Human message on stderr (one line)."""
+    """Human message on stderr (one line); a params key in it is labelled as the stage's errors are."""
+    if _relabel is not None:
+        message = _relabel(message)
     print(message, file=sys.stderr, flush=True)

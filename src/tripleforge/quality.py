@@ -97,9 +97,13 @@ _CODE_PREAMBLE = re.compile(rf"{_OPENING}(?:{_CHAT_OPENER}|the\s+following\b|thi
 def prose_not_code(text: str) -> bool:
     """A reply that should be code but is prose: it opens like a chat answer ("Here is ...",
     "Sure, ..."), or it is a sentence (ends in . ! or ?, four words or more) without a single
-    bracket, brace, `=`, `;` or angle bracket. Deliberately narrow: code of any language with an
-    operator or a call passes, and so does a short command."""
+    bracket, brace, `=`, `;` or angle bracket, or every line of it is a comment (`# refactor the
+    code to ...`: a plan, not code). Deliberately narrow: code of any language with an operator or
+    a call passes, and so does a short command."""
     if _CODE_PREAMBLE.match(text):
+        return True
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if lines and all(_COMMENT_LINE.match(ln) for ln in lines):
         return True
     return (not any(c in text for c in "()[]{}=;<>") and text.rstrip()[-1:] in (".", "!", "?")
             and len(text.split()) >= 4)

@@ -13,6 +13,7 @@ import typer
 
 from tripleforge.errors import UserError
 from tripleforge.params import PARAMS_LABEL, given, given_keys, parse_overrides, sections_read
+from tripleforge.progress import set_relabel
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,15 +85,23 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        params, overrides = kwargs.get("params", "params.yaml"), kwargs.get("set_") or []
+
+        def relabel_warning(line: str) -> str:
+            # a warning names a params key after its own lead (`warning: generate: params.yaml: ...`)
+            at = line.find(PARAMS_LABEL)
+            return line if at < 0 else line[:at] + relabel_params_error(line[at:], params, overrides, sections_read())
+
+        set_relabel(relabel_warning)
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            message = relabel_params_error(str(exc), kwargs.get("params", "params.yaml"), kwargs.get("set_") or [],
-                                           sections_read())
-            fail(message, exc.exit_code)
+            fail(relabel_params_error(str(exc), params, overrides, sections_read()), exc.exit_code)
         except KeyboardInterrupt:
             # each output is written whole or not at all, so a traceback adds nothing; 130 = 128 + SIGINT
             fail("interrupted", 130)
+        finally:
+            set_relabel(None)
 
     return wrapper  # type: ignore[return-value]
 

@@ -215,9 +215,9 @@ def _warn_about_unscored(unscored: dict[str, tuple[int, int]], scored_rows: int)
 
 def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str) -> None:
     """Say on stderr when the batch plan trains on fewer rows than were written, and why in this
-    mode (``batching.left_out_reason``): the epoch modes leave out datasets smaller than a batch
-    and each dataset's last partial batch, `random` the rows no step drew; a small or finely split
-    run can turn that into most rows."""
+    mode (``batching.left_out_reason``): with ``batch.drop_last`` the epoch modes leave out datasets
+    smaller than a batch and each dataset's last partial batch, `random` the rows no step drew; a
+    small or finely split run can turn that into most rows."""
     total = sum(sizes.values())
     if not total or planned == total:
         return
