@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tripleforge.code_units import split_units
 
 PY = '''import os
@@ -72,6 +74,25 @@ def test_whole_file_when_no_units_or_no_grammar() -> None:
     bat = "@echo off\nREM c\ngoto end\n:end\n"
     assert [(u.kind, u.start_line, u.end_line) for u in split_units(bat, "batchfile", "a.bat", 10_000)] == [
         ("file", 1, 5)]
+
+
+@pytest.mark.parametrize("file_name", ["a.js", "a.ts", "a.tsx"])
+def test_functions_bound_to_a_name_are_units_and_other_declarations_are_not(file_name: str) -> None:
+    # the tryout: `const chunk = (array, size) => {...}` was no unit and in no count
+    src = ("export const chunk = (array, size) => {\n  return [array, size];\n};\nconst f = function(a) { return a; };\n"
+           "var g = async (x) => x;\nconst A = 5;\nconst gen = function* () { yield 1; };\n"
+           "function h() { const inner = () => 1; return inner(); }\n")
+    lang = "javascript" if file_name.endswith(".js") else "typescript"
+    units = split_units(src, lang, file_name, 10_000)
+    assert [(u.kind, u.name, u.start_line) for u in units] == [
+        ("lexical_declaration", "chunk", 1), ("lexical_declaration", "f", 4), ("variable_declaration", "g", 5),
+        ("lexical_declaration", "gen", 7), ("function_declaration", "h", 8)]  # `const A = 5` is none
+    assert units[0].text == "const chunk = (array, size) => {\n  return [array, size];\n};"
+
+
+def test_a_rust_impl_is_named_by_its_type() -> None:
+    rust = "impl Matrix {\n    fn a() {}\n}\nimpl<T> Display for Wrapper<T> { fn fmt() {} }\n"
+    assert [u.name for u in split_units(rust, "rust", "a.rs", 10_000)] == ["Matrix", "Wrapper<T>"]
 
 
 def test_typescript_and_tsx_grammars() -> None:

@@ -24,7 +24,14 @@ class Unit:
 
 
 def _node_name(node: object) -> str:
-    """Best-effort identifier: the `name` field, looking through decorators and C declarators."""
+    """Best-effort identifier: the `name` field, looking through decorators and C declarators; the
+    variable a JavaScript function is bound to (`const f = () => ...`); the type a Rust `impl`
+    is for."""
+    if node.type == "impl_item":  # type: ignore[attr-defined]
+        target = node.child_by_field_name("type")  # type: ignore[attr-defined]
+        return target.text.decode("utf-8", errors="replace")[:200] if target is not None else ""
+    if node.type in ("lexical_declaration", "variable_declaration"):  # type: ignore[attr-defined]
+        node = next((c for c in node.named_children if c.type == "variable_declarator"), node)  # type: ignore[attr-defined]
     current = node
     for _ in range(6):
         name = current.child_by_field_name("name")  # type: ignore[attr-defined]

@@ -103,6 +103,17 @@ UNIT_TYPES: dict[str, tuple[str, ...]] = {
     "powershell": ("function_statement", "class_statement"),
 }
 
+# Units that a node type alone does not tell: a JavaScript/TypeScript function bound to a name,
+# `const chunk = (xs, n) => {...}`, a declaration like `const A = 5` otherwise. Much modern code
+# has no other functions; without these its files were one `file` unit or lost their functions.
+_BOUND_FUNCTIONS = ("arrow_function", "function_expression", "generator_function")
+# One pattern per pair: an alternation in the `value:` field matched `const A = 5` too.
+UNIT_PATTERNS: dict[str, tuple[str, ...]] = {
+    lang: tuple(f"({decl} (variable_declarator value: ({f})))"
+                for decl in ("lexical_declaration", "variable_declaration") for f in _BOUND_FUNCTIONS)
+    for lang in ("javascript", "typescript")
+}
+
 # Node types that are comments (others that merely contain "comment", e.g. SQL's
 # `comment_statement` or `keyword_comment`, are code).
 COMMENT_TYPES: tuple[str, ...] = ("comment", "line_comment", "block_comment", "html_comment")
@@ -134,9 +145,12 @@ def parser_and_queries(grammar: str) -> tuple[Any, Any, Any]:
     parser = tslp.get_parser(grammar)  # type: ignore[arg-type]
     kinds = {lang.node_kind_for_id(i) for i in range(lang.node_kind_count) if lang.node_kind_is_named(i)}
     code_language = next((k for k, g in GRAMMARS.items() if g == grammar), "typescript")
-    units = [t for t in UNIT_TYPES.get(code_language, ()) if t in kinds]
+    units = [f"({t})" for t in UNIT_TYPES.get(code_language, ()) if t in kinds]
+    needed = {"lexical_declaration", "variable_declaration", "variable_declarator", *_BOUND_FUNCTIONS}
+    if needed <= kinds:
+        units += UNIT_PATTERNS.get(code_language, ())
     comments = [t for t in COMMENT_TYPES if t in kinds]
-    unit_pattern = "[" + " ".join(f"({t})" for t in units) + "] @u" if units else ""
+    unit_pattern = "[" + " ".join(units) + "] @u" if units else ""
     comment_pattern = "[" + " ".join(f"({t})" for t in comments) + "] @c" if comments else ""
     both_q = ts.Query(lang, f"{unit_pattern} {comment_pattern}") if units or comments else None
     comment_q = ts.Query(lang, comment_pattern) if comments else None
