@@ -578,7 +578,8 @@ def sample_corpus(params: SampleParams) -> SampleResult:
         # Not a warning and empty outputs: the next stages would run on nothing and the first
         # error (an empty pool in mine-negatives) would name a file, not the corpus.
         skipped = ", ".join(f"{r}={n}" for r, n in sorted(stats.skipped.items()) if n) or "none"
-        raise UserError(f"params.yaml: sample.corpus: no usable code unit in '{params.corpus}' "
+        also = " nor in sample.external" if externals else ""
+        raise UserError(f"params.yaml: sample.corpus: no usable code unit in '{params.corpus}'{also} "
                         f"({stats.files_read} files read, {stats.units_found} units found; skipped: {skipped})")
     unique = dedup(valid)
     docs, pool = sample_frames(unique, params)
