@@ -12,7 +12,6 @@ stderr; not in the stage metrics, which must not depend on what the cache held).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tripleforge.errors import UserError, unreadable_database
+from tripleforge.cache_db import open_cache_db
 from tripleforge.paths import CACHE_ENV, cache_root
 
 _SCHEMA = """
@@ -60,21 +59,8 @@ class EmbeddingCache:
         (random bytes, a truncated or damaged one) is a one-line UserError naming the file and, as
         the way out, params key `key` and $TRIPLEFORGE_CACHE_DIR; the file is left as it is."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        # connect() does not read the file: a bad one only fails at the first statement
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            self._conn.commit()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            if not unreadable_database(exc):  # locked, read-only, ...: deleting the file would be the wrong advice
-                raise
-            raise UserError(f"{self.path}: not a readable SQLite cache ({exc}); delete it (the cache only saves "
-                            f"work) or point {key} or ${CACHE_ENV} elsewhere") from None
+        self._conn = open_cache_db(self.path, _SCHEMA, f"{key} or ${CACHE_ENV}")
 
     @classmethod
     def open_default(cls, cache_dir: str | None = None, key: str = "cache_dir") -> EmbeddingCache:

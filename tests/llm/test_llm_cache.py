@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import re
 import sqlite3
 from pathlib import Path
 
@@ -83,43 +81,3 @@ def test_the_first_answer_stored_wins(tmp_path: Path) -> None:
     assert first.put("old", b) == b and second.put("old", a) == b
     assert first.put("bad", ChatResult(error="HTTP 500")) is None
 
-
-BAD_FILES = {"random": random.Random(0).randbytes(100_000), "header_only": b"SQLite format 3\x00",
-             "header_echoed": b"SQLite format 3\n"}
-
-
-@pytest.mark.parametrize("content", BAD_FILES.values(), ids=BAD_FILES.keys())
-def test_unreadable_cache_file_is_a_user_error_naming_it(tmp_path: Path, content: bytes) -> None:
-    """Was `sqlite3.DatabaseError: file is not a database` from the first PRAGMA (a traceback, exit 1)."""
-    db = tmp_path / "responses.sqlite"
-    db.write_bytes(content)
-    start = re.escape(f"{db}: not a readable SQLite cache (file is not a database); delete it "
-                      "(the cache only saves work)")
-    with pytest.raises(UserError, match=rf"^{start} or point generate.cache_dir, "
-                                        r"\$TRIPLEFORGE_LLM_CACHE or \$TRIPLEFORGE_CACHE_DIR elsewhere$"):
-        ResponseCache(db)
-    assert db.read_bytes() == content  # the user's file is left alone
-
-
-def test_damaged_cache_file_is_a_user_error(tmp_path: Path) -> None:
-    db = tmp_path / "responses.sqlite"
-    ResponseCache(db).close()
-    data = bytearray(db.read_bytes())
-    data[100:400] = b"\xff" * 300  # the schema page, just after the file header
-    db.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"not a readable SQLite cache \(database disk image is malformed\)"):
-        ResponseCache(db)
-
-
-def test_generate_with_unreadable_cache_exits_2_with_one_line(tmp_path: Path) -> None:
-    from test_generate_stage import setup, stage
-
-    db = tmp_path / "llm-cache" / "responses.sqlite"
-    db.parent.mkdir()
-    db.write_bytes(BAD_FILES["random"])
-    setup(tmp_path, tasks=["code_context_retrieval"], cache_dir=str(db.parent))  # no LLM: fast
-    proc = stage(tmp_path, check=False)
-    assert proc.returncode == 2 and proc.stderr.strip() == (
-        f"error: {db}: not a readable SQLite cache (file is not a database); delete it (the cache only saves work) "
-        "or point generate.cache_dir, $TRIPLEFORGE_LLM_CACHE or $TRIPLEFORGE_CACHE_DIR elsewhere"), proc.stderr
-    assert not (tmp_path / "data" / "generated").exists() and not (tmp_path / "metrics").exists()

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
-from tripleforge.errors import UserError, unreadable_database
+from tripleforge.cache_db import open_cache_db
 from tripleforge.hashing import key_of
 from tripleforge.llm.base import ChatResult, Sampling
 from tripleforge.params import PARAMS_LABEL
@@ -64,20 +63,8 @@ class ResponseCache:
         (random bytes, a truncated or damaged one) is a one-line UserError naming the file and, as
         the way out, params key `key` and the environment variables; the file is left as it is."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # autocommit mode: every put is its own transaction, durable once it returns.
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        # connect() does not read the file: a bad one only fails at the first statement
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            if not unreadable_database(exc):  # locked, read-only, ...: deleting the file would be the wrong advice
-                raise
-            raise UserError(f"{self.path}: not a readable SQLite cache ({exc}); delete it (the cache only saves "
-                            f"work) or point {key}, ${LLM_CACHE_ENV} or ${CACHE_ENV} elsewhere") from None
+        self._db = open_cache_db(self.path, _SCHEMA, f"{key}, ${LLM_CACHE_ENV} or ${CACHE_ENV}", isolation_level=None)
 
     def get(self, key: str) -> ChatResult | None:
         row = self._db.execute(
