@@ -135,7 +135,10 @@ def test_int8_quantized_agrees_with_fp32(tmp_path):
     fp32 = encode_documents(texts, EmbedderConfig(dtype="float32"), cache_dir=str(tmp_path))
     int8 = encode_documents(texts, EmbedderConfig(quantize="int8"), cache_dir=str(tmp_path))
     cos = (fp32 * int8).sum(axis=1)
-    assert cos.min() > 0.9  # measured ~0.93 worst case on short code; the benchmark reports ranking agreement
+    # ONNX Runtime int8: 0.993 worst case here (torch's fbgemm int8 gave 0.93); the benchmark
+    # reports ranking agreement on 400 functions
+    assert cos.min() > 0.985
+    assert embed.get_encoder(EmbedderConfig(quantize="int8")).onnx is not None
 
 
 CODE = [

@@ -252,6 +252,10 @@ def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
     }
     if quant == "int8":  # int8 vectors were once scaled by their batch's range: those entries must not be served
         parts["int8_range"] = "per_text"
+        if cfg.kind != "decoder":  # sentence-transformers encoders run int8 in ONNX Runtime (`onnx_int8`)
+            import onnxruntime
+
+            parts["int8_runtime"] = f"onnxruntime {onnxruntime.__version__}"
     desc = (f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant} "
             f"on {parts['kernels']}")
     # v4: the kernels are part of the key; v3: padded to a width fixed by the text (batch-invariant)
@@ -421,13 +425,17 @@ class _STEncoder(_Encoder):
         self.autocast = _cpu_autocast(device, dtype)
         if dtype != "float32" and self.autocast is None:
             model = model.to(_torch_dtype(dtype))
-        if cfg.quantize == "int8" and not device.startswith("cuda"):
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-            self.rows_cap = INT8_ROWS_PER_FORWARD
-        elif self.autocast is not None:
+        self.onnx: tuple[Any, list[str]] | None = None
+        if self.autocast is not None and cfg.quantize != "int8":
             _linear_weights_to(model, dtype)
         model.eval()
         self.model = model
+        if cfg.quantize == "int8" and not device.startswith("cuda"):
+            from tripleforge.onnx_int8 import int8_session
+
+            sample = model.preprocess(["def f(x):\n    return x"])
+            self.onnx = int8_session(model, sample, torch.get_num_threads(), error_key(cfg, "quantize"))
+            self.rows_cap = INT8_ROWS_PER_FORWARD
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
 
@@ -452,6 +460,14 @@ class _STEncoder(_Encoder):
         pad_id = self.model.tokenizer.pad_token_id or 0
         features = _pad_features(features, max(w for w, _ in batches), left, pad_id)
         width = features["attention_mask"].shape[1]
+        if self.onnx is not None:
+            from tripleforge.onnx_int8 import run_one
+
+            session, names = self.onnx
+            for i, n in enumerate(lengths):
+                emb = run_one(session, names, features, i, int(n), left)
+                out[i] = emb / max(float(np.linalg.norm(emb)), 1e-12)
+            return out
         device = self.model.device
         with torch.inference_mode(), _maybe(self.autocast):
             for n, idx in batches:
