@@ -55,6 +55,7 @@ def main(
     from tripleforge.evaluation import (
         EvaluateParams,
         check_models,
+        check_curve_stems,
         curve_frames,
         evaluate_models,
         load_dataset,
@@ -83,12 +84,16 @@ def main(
     if len(set(names)) != len(names):
         raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not "
                         f"'{eval_name}': {names}")
+    check_curve_stems([m.name for m in cfg.models], names)
     check_models(cfg)  # before reading inputs: a missing GPU or a bad model folder would surface after encoding
     trip = None
     if cfg.quality_report:
         trip = read_parquet(triplets, "triplets file", "or set evaluate.quality_report=false")
     skipped: dict[str, str] = {}
     datasets = []
+    if _has_no_queries(eval_dir / "queries.jsonl") and eval_dir != EVAL_DIR:
+        # a folder of the user's: the pipeline's split params have nothing to do with it
+        raise UserError(f"{eval_dir / 'queries.jsonl'}: no queries, nothing to evaluate")
     if _has_no_queries(eval_dir / "queries.jsonl"):
         # Not only eval_fraction 0: the split is a seeded hash per document, so a small fraction of
         # a few documents can draw none of them.

@@ -13,6 +13,7 @@ from tripleforge.errors import UserError
 from tripleforge.evaluation import (
     EvalModel,
     EvaluateParams,
+    check_curve_stems,
     check_models,
     curve_frames,
     evaluate_models,
@@ -114,10 +115,15 @@ def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
          r"queries.jsonl:1: invalid JSON \(nested too deeply\)$"),
         ("qrels/test.tsv", b"query-id\tcorpus-id\tscore\nq1\td\xff\t1\n", r"test.tsv:2: not valid UTF-8 \(byte 0xff"),
         ("corpus.jsonl", "", r"/bad/corpus.jsonl: no documents, nothing to evaluate$"),  # scored 0.0, exit 0
+        # the tryout: JSON true was read as grade 1
+        ("qrels/test.jsonl", '{"query-id": "q1", "corpus-id": "d1", "score": true}\n',
+         r"test.jsonl:1: relevance score must be an integer, got True"),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str | bytes, message: str) -> None:
     root = write_beir(tmp_path / "bad")
+    if where.endswith(".jsonl") and where.startswith("qrels/"):
+        (root / "qrels" / "test.tsv").unlink()  # the .tsv is read first
     if isinstance(content, bytes):
         (root / where).write_bytes(content)
     else:
@@ -304,3 +310,11 @@ def test_reads_what_convert_formats_writes(tmp_path: Path) -> None:
     assert ds.diagnostics["qrels_unknown_docs"] == 0
     assert ds.queries["task"].to_list() == ["text2code", "all"]
     assert ds.queries["prompt"].to_list() == [None, "Retrieve code: "]  # null: the model default applies
+
+
+def test_two_pairs_that_would_write_one_curve_file_are_an_error() -> None:
+    # the tryout: model `a` on dataset `b__tiny` and model `a__b` on `tiny` both wrote a__b__tiny.csv
+    with pytest.raises(UserError, match=r"model 'a__b' on dataset 'tiny' and model 'a' on dataset 'b__tiny' would both "
+                                        r"write the curve a__b__tiny.csv"):
+        check_curve_stems(["a", "a__b"], ["tiny", "b__tiny"])
+    check_curve_stems(["a", "b"], ["eval", "tiny"])  # distinct stems: fine

@@ -165,6 +165,13 @@ def test_an_empty_eval_split_is_skipped_for_external_datasets_else_an_error(work
     assert m["models"]["minilm"]["bench"]["overall"]["ndcg_at_10"] > 0.5
 
 
+def test_an_empty_eval_dir_of_the_users_is_not_blamed_on_the_split(workdir: Path) -> None:
+    # the tryout: the error sent the user to mine_negatives.eval_fraction for their own folder
+    mine = write_beir(workdir / "mine", docs=[], queries=[], qrels_lines=[])
+    proc = _stage(workdir, "--eval-dir", str(mine), "--set", "quality_report=false", check=False)
+    _assert_one_line_error(proc, f"{mine}/queries.jsonl: no queries, nothing to evaluate", workdir)
+
+
 def test_stage_names_a_queries_file_that_is_not_utf8(workdir: Path) -> None:
     """The stage's own empty-eval-split check read it as text: a UnicodeDecodeError traceback."""
     (workdir / "data" / "formats" / "eval" / "queries.jsonl").write_bytes(b'{"_id": "q1", "text": "caf\xe9"}\n')

@@ -221,6 +221,8 @@ def load_queries(path: Path) -> tuple[pl.DataFrame, int]:
 
 
 def _grade(raw: Any, where: str) -> int:
+    if isinstance(raw, bool):  # JSON true/false: float() would read them as grades 1 and 0
+        raise UserError(f"{where}: relevance score must be an integer, got {raw!r}")
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -483,6 +485,26 @@ def compare(result: EvaluationResult, datasets: list[EvalDataset], params: Evalu
     return out
 
 
+def curve_stem(model: str, dataset: str) -> str:
+    return f"{model}__{dataset}"
+
+
+def check_curve_stems(models: list[str], datasets: list[str]) -> None:
+    """A UserError when two (model, dataset) pairs would write one curve file: names may hold
+    `__` themselves (model `a` on dataset `b__x`, model `a__b` on dataset `x`), and one of the two
+    curves was lost without a word."""
+    seen: dict[str, tuple[str, str]] = {}
+    for model in models:
+        for ds in datasets:
+            stem = curve_stem(model, ds)
+            if stem in seen and seen[stem] != (model, ds):
+                other = seen[stem]
+                raise UserError(f"evaluate.models: model '{model}' on dataset '{ds}' and model '{other[0]}' on dataset "
+                                f"'{other[1]}' would both write the curve {stem}.csv; rename a model (or a dataset "
+                                "folder) so that no name holds '__'")
+            seen[stem] = (model, ds)
+
+
 def curve_frames(summary: dict[str, Any], k_values: list[int]) -> dict[str, pl.DataFrame]:
     """Per-k curves for DVC plots, one frame per `<model>__<dataset>`: columns `k` and one per
     metric (`ndcg`, `recall`, `mrr`, `map`, `precision`), sorted by `k`."""
@@ -491,7 +513,7 @@ def curve_frames(summary: dict[str, Any], k_values: list[int]) -> dict[str, pl.D
     for model, per_ds in summary["models"].items():
         for ds, entry in per_ds.items():
             rows = [{"k": k, **{m: entry["overall"][metric_key(m, k)] for m in METRICS}} for k in sorted(set(k_values))]
-            out[f"{model}__{ds}"] = pl.DataFrame(rows, schema=schema)
+            out[curve_stem(model, ds)] = pl.DataFrame(rows, schema=schema)
     return dict(sorted(out.items()))
 
 
