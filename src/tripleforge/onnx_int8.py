@@ -25,22 +25,19 @@ import numpy as np
 from tripleforge.errors import UserError
 
 
-class _Exportable:
-    """Wraps a SentenceTransformer as positional tensors in, sentence embedding out."""
+def _exportable(model: Any, names: list[str]) -> Any:
+    """`model` (a SentenceTransformer) as positional tensors in, sentence embedding out."""
+    import torch
 
-    @staticmethod
-    def build(model: Any, names: list[str]) -> Any:
-        import torch
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class Wrapped(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, *tensors: Any) -> Any:
+            return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
 
-            def forward(self, *tensors: Any) -> Any:
-                return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
-
-        return Wrapped().eval()
+    return Wrapped().eval()
 
 
 def int8_session(model: Any, features: dict[str, Any], threads: int, key: str) -> tuple[Any, list[str]]:
@@ -60,7 +57,7 @@ def int8_session(model: Any, features: dict[str, Any], threads: int, key: str) -
             # branch goes the one way any text takes, and the warnings would bury the stage's output
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(_Exportable.build(model, names), sample, str(fp32), input_names=names,
+                torch.onnx.export(_exportable(model, names), sample, str(fp32), input_names=names,
                                   output_names=["embedding"], opset_version=17, dynamo=False,
                                   dynamic_axes={**{n: {0: "rows", 1: "tokens"} for n in names}, "embedding": {0: "rows"}})
                 quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
