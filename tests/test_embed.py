@@ -141,6 +141,25 @@ def test_int8_quantized_agrees_with_fp32(tmp_path):
     assert embed.get_encoder(EmbedderConfig(quantize="int8")).onnx is not None
 
 
+
+def test_int8_runs_on_several_threads_give_the_one_thread_vectors():
+    """Texts run side by side, one thread each: each vector is the one a lone run gives, in the
+    caller's order, and an error in one run reaches the caller."""
+    from tripleforge.onnx_int8 import run_all
+
+    enc = embed.get_encoder(EmbedderConfig(quantize="int8"))
+    session, names = enc.onnx
+    texts = [f"def f{i}(x):\n    return x * {i}" + "  # pad" * i for i in range(12)]
+    features = enc.model.preprocess(texts)
+    widths = features["attention_mask"].sum(dim=1).tolist()
+    serial = run_all(session, names, features, widths, False, 1)
+    parallel = run_all(session, names, features, widths, False, 3)
+    assert serial.shape == (12, 384) and np.array_equal(serial, parallel)
+    assert len({v.tobytes() for v in serial}) == 12  # each row is its own text's vector
+    with pytest.raises(Exception, match="out of data bounds"):
+        run_all(session, names, {**features, "input_ids": features["input_ids"][:, :1] * 10**9}, widths, False, 2)
+
+
 CODE = [
     "def add(a, b):\n    return a + b",
     "class LRU:\n    def __init__(self, n):\n        self.n = n\n        self.d = {}\n" * 12,

@@ -33,6 +33,7 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, sha256_hex
 from tripleforge.params import PARAMS_LABEL, StageParams, check_template
 from tripleforge.progress import bar, log, quiet_library_bars
+from tripleforge.side_by_side import run_side_by_side, torch_streams
 
 DECODER_QUERY_FORMAT = "<instruct>{instruction}\n<query>{query}"
 # One space between: the catalog's instructions are sentences ("... retrieve code that answers
@@ -435,7 +436,7 @@ class _STEncoder(_Encoder):
             from tripleforge.onnx_int8 import int8_session
 
             sample = model.preprocess(["def f(x):\n    return x"])
-            self.onnx = int8_session(model, sample, torch.get_num_threads(), error_key(cfg, "quantize"))
+            self.onnx = int8_session(model, sample, error_key(cfg, "quantize"))
             self.rows_cap = INT8_ROWS_PER_FORWARD
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
@@ -462,22 +463,31 @@ class _STEncoder(_Encoder):
         features = _pad_features(features, max(w for w, _ in batches), left, pad_id)
         width = features["attention_mask"].shape[1]
         if self.onnx is not None:
-            from tripleforge.onnx_int8 import run_one
+            from tripleforge.onnx_int8 import run_all
 
             session, names = self.onnx
-            for i, n in enumerate(lengths):
-                emb = run_one(session, names, features, i, int(n), left)
+            runs = run_all(session, names, features, [int(n) for n in lengths], left, torch.get_num_threads())
+            for i, emb in enumerate(runs):
                 out[i] = emb / max(float(np.linalg.norm(emb)), 1e-12)
             return out
         device = self.model.device
-        with torch.inference_mode(), _maybe(self.autocast):
-            for n, idx in batches:
-                cols = slice(width - n, width) if left else slice(0, n)
-                rows = torch.tensor(idx)
-                batch = {k: (v[rows][:, cols].to(device) if isinstance(v, torch.Tensor) and v.dim() == 2 else v)
-                         for k, v in features.items()}
+
+        def run(batch_spec: tuple[int, list[int]]) -> None:
+            n, idx = batch_spec
+            cols = slice(width - n, width) if left else slice(0, n)
+            rows = torch.tensor(idx)
+            batch = {k: (v[rows][:, cols].to(device) if isinstance(v, torch.Tensor) and v.dim() == 2 else v)
+                     for k, v in features.items()}
+            # inference mode and autocast hold per thread, so each batch enters them on its own
+            with torch.inference_mode(), _maybe(self.autocast):
                 emb = self.model(batch)["sentence_embedding"]
                 out[idx] = torch.nn.functional.normalize(emb.float(), p=2, dim=1).cpu().numpy()
+
+        if device.type != "cpu":
+            run_side_by_side(run, batches, 1)
+            return out
+        with torch_streams() as streams:  # batches side by side, few threads each (`side_by_side`)
+            run_side_by_side(run, batches, streams)
         return out
 
 

@@ -11,6 +11,9 @@ activations to 7 bits, where ONNX Runtime's AVX2 kernels keep 8.
 One text per run: dynamic quantization scales a MatMul's input by the range of the whole input
 tensor, so a text batched with others would get a vector that depends on them (and a warm cache,
 which changes what is batched together, would change the mined negatives).
+
+One thread per run, as many runs at once as there are threads (`side_by_side`): one text's MatMuls
+are too small to share between cores.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tripleforge.errors import UserError
+from tripleforge.side_by_side import run_side_by_side
 
 
 def _exportable(model: Any, names: list[str]) -> Any:
@@ -40,8 +44,9 @@ def _exportable(model: Any, names: list[str]) -> Any:
     return Wrapped().eval()
 
 
-def int8_session(model: Any, features: dict[str, Any], threads: int, key: str) -> tuple[Any, list[str]]:
-    """(ONNX Runtime session of `model` with int8 weights, the names of its inputs in order).
+def int8_session(model: Any, features: dict[str, Any], key: str) -> tuple[Any, list[str]]:
+    """(ONNX Runtime session of `model` with int8 weights, one thread per run; the names of its
+    inputs in order).
     `features`: the model's own preprocessing of a sample text, naming its 2-D integer inputs.
     A model that does not export is a UserError naming params key `key`."""
     import onnxruntime as ort
@@ -66,7 +71,7 @@ def int8_session(model: Any, features: dict[str, Any], threads: int, key: str) -
             raise UserError(f"{key}: int8 needs the model exported to ONNX, which failed "
                             f"({type(exc).__name__}: {why}); use quantize: none") from None
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
     return session, names
@@ -79,3 +84,17 @@ def run_one(session: Any, names: list[str], features: dict[str, Any], row: int, 
     cols = slice(features[names[0]].shape[1] - width, None) if left else slice(0, width)
     inputs = {n: features[n][row:row + 1, cols].numpy().astype(np.int64) for n in names}
     return session.run(None, inputs)[0][0]
+
+
+def run_all(session: Any, names: list[str], features: dict[str, Any], widths: list[int], left: bool,
+            threads: int) -> np.ndarray:
+    """The embeddings of every row of `features` (row i has `widths[i]` real tokens), `threads`
+    runs at once, longest texts first so that no thread is left with a long one at the end."""
+    order = sorted(range(len(widths)), key=lambda i: (-widths[i], i))
+    out: list[np.ndarray | None] = [None] * len(widths)
+
+    def one(i: int) -> None:
+        out[i] = run_one(session, names, features, i, widths[i], left)
+
+    run_side_by_side(one, order, threads)
+    return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
