@@ -339,7 +339,11 @@ def main() -> None:
         "speedup_fp32_cold_end_to_end_vs_st": st_cold["wall_s"] / ours_fp32["wall_s"],
         "speedup_int8_cold_end_to_end_vs_st": st_cold["wall_s"] / ours_int8["wall_s"],
         "speedup_warm_end_to_end_vs_st_warm": st_warm["wall_s"] / ours_warm["wall_s"],
-        "speedup_warm_mining_call_vs_st_warm": (st_warm["load_s"] + st_warm["mine_s"]) / (ours_warm["load_s"] + ours_warm["mine_s"]),
+        # ST's API needs its model loaded to re-mine even when every vector is in its cache_folder;
+        # ours needs none: so this compares imports + model load + call, while the call alone
+        # (ST 0.4-0.6 s from .npy files, ours ~2 s incl. first-call imports) favours ST
+        "speedup_warm_load_and_call_vs_st_warm": (st_warm["load_s"] + st_warm["mine_s"]) / (ours_warm["load_s"] + ours_warm["mine_s"]),
+        "speedup_warm_call_alone_vs_st_warm": st_warm["mine_s"] / ours_warm["mine_s"],
         "remine_warm_vs_cold_ours_mining_call": ours_cold["mine_s"] / ours_warm["mine_s"],
         "remine_warm_vs_cold_ours_end_to_end": ours_cold["wall_s"] / ours_warm["wall_s"],
     }
@@ -367,7 +371,7 @@ def main() -> None:
           f"(fp32 {m['speedup_fp32_cold_mining_call_vs_st']:.2f}x); end-to-end: {m['speedup_cold_end_to_end_vs_st']:.2f}x "
           f"(fp32 {m['speedup_fp32_cold_end_to_end_vs_st']:.2f}x, int8 {m['speedup_int8_cold_end_to_end_vs_st']:.2f}x); "
           f"warm vs ST warm: {m['speedup_warm_end_to_end_vs_st_warm']:.2f}x end-to-end, "
-          f"{m['speedup_warm_mining_call_vs_st_warm']:.2f}x mining call; re-mine warm vs cold: "
+          f"{m['speedup_warm_load_and_call_vs_st_warm']:.2f}x load + call ({m['speedup_warm_call_alone_vs_st_warm']:.2f}x call alone); re-mine warm vs cold: "
           f"{m['remine_warm_vs_cold_ours_mining_call']:.1f}x mining call, {m['remine_warm_vs_cold_ours_end_to_end']:.1f}x end-to-end")
     for k, v in results.get("ann_real_vectors", {}).items():
         if isinstance(v, dict) and "recall_at_100" in v:
