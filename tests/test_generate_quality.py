@@ -8,6 +8,7 @@ from tripleforge.quality import (
     check_output,
     clean_reply,
     copies_input,
+    invented_url,
     language_ok,
     parse_verdict,
     pasted_share,
@@ -80,6 +81,20 @@ def test_word_limit_has_half_again_of_slack() -> None:
     assert check_output("和" * 37, "stop", src, "zh", 1000, max_words=12) == "too_many_words"
     # code outputs are not counted in words
     assert check_output("x = 1\n" * 30, "stop", src, None, 1000, max_words=12) is None
+
+
+
+def test_a_web_address_the_code_does_not_hold_is_invented() -> None:
+    src = 'def fetch():\n    return urlopen("https://api.example.org/v2/items").read()\n'
+    made_up = "download the zip from https://files.example.com/data.zip in python"
+    assert invented_url(made_up, src) and check_output(made_up, "stop", src, "en", 1000) == "invented_url"
+    assert invented_url("see www.python-guide.org for requests", src)
+    # an address the code holds may be cited, whatever its scheme, case or closing period
+    for quoted in ("fetch items from api.example.org/v2/items", "GET HTTP://API.EXAMPLE.ORG/v2/items.",
+                   "call https://api.example.org/v2/items and read the body"):
+        assert not invented_url(quoted, src), quoted
+    assert check_output("read a file over http in python", "stop", src, "en", 1000) is None  # no address
+    assert check_output('x = "https://made.up/"', "stop", src, None, 1000) is None  # code outputs are not checked
 
 
 UNQUOTE = ('def unquote_to_bytes(string):\n'

@@ -257,6 +257,22 @@ def too_many_words(text: str, language: str, max_words: int) -> bool:
     return word_count(text, language) > int(WORDS_SLACK * max_words)
 
 
+# A web address in a text output: scheme or "www." up to the next space, quote or bracket.
+_URL = re.compile(r"(?i)\b(?:https?://|ftp://|www\.)[^\s\"'<>()\[\]{}`]+")
+
+
+def invented_url(text: str, source: str) -> bool:
+    """`text` holds a web address that `source` does not. A query or summary citing a link the
+    code never mentions names a page no one can open (a tryout kept "download the file from
+    https://example.com/data.zip" as a web query for code that downloads nothing); a link the
+    code holds may be quoted. Compared without scheme, case or trailing punctuation."""
+    def bare(url: str) -> str:
+        return re.sub(r"(?i)^(?:https?|ftp)://", "", url).rstrip(".,;:!?").lower()
+
+    held = source.lower()
+    return any(bare(m.group(0)) not in held for m in _URL.finditer(text))
+
+
 def check_output(text: str, finish_reason: str, source: str, language: str | None, max_chars: int,
                  quote_source: str = "", max_words: int | None = None) -> str | None:
     """Reason to reject one cleaned LLM output, or None. `language` None = the output is code: no
@@ -264,8 +280,9 @@ def check_output(text: str, finish_reason: str, source: str, language: str | Non
     set) must not open with a chat preamble nor echo the instructions (`preamble`), nor quote
     `quote_source`, the code it was written from: a long line of it or a paste of much of it
     (`quotes_input`; "" = no such check), nor have far more words than `max_words`, the limit its
-    instruction set (`too_many_words`, see `too_many_words`; None = no limit). The first failing
-    check names the reason: a paste or a chat reply is that before it is too long."""
+    instruction set (`too_many_words`, see `too_many_words`; None = no limit), nor cite a web
+    address `source` does not hold (`invented_url`). The first failing check names the reason: a
+    paste or a chat reply is that before it is too long."""
     if not text.strip():
         return "empty"
     if finish_reason == "length":
@@ -284,6 +301,8 @@ def check_output(text: str, finish_reason: str, source: str, language: str | Non
         return "quotes_input"
     if language is not None and max_words is not None and too_many_words(text, language, max_words):
         return "too_many_words"
+    if language is not None and invented_url(text, source):
+        return "invented_url"
     return None
 
 
