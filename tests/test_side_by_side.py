@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -36,6 +37,20 @@ def test_every_item_runs_once_on_several_threads_and_errors_reach_the_caller():
 
     with pytest.raises(ValueError, match="item 7"):
         run_side_by_side(fails, range(20), 2)
+
+    # the items after an error are not started: a Ctrl-C during a long list stops soon
+    started: list[int] = []
+
+    def slow_then_fail(i: int) -> None:
+        with lock:
+            started.append(i)
+        if i == 1:
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_side_by_side(slow_then_fail, range(200), 2)
+    assert len(started) < 10
 
 
 def test_torch_streams_split_the_threads_and_restore_them():

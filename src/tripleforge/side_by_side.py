@@ -19,13 +19,16 @@ T = TypeVar("T")
 
 def run_side_by_side(work: Callable[[T], None], items: Iterable[T], threads: int) -> None:
     """`work(item)` for every item, `threads` at a time (in order when 1). The first error raised
-    by any item is raised here, after the items already started have finished."""
+    by an item (or a Ctrl-C) is raised here once the items already started have finished; the
+    items not started yet are dropped, so a Ctrl-C does not wait for the whole list."""
     if threads <= 1:
         for item in items:
             work(item)
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="tripleforge-run") as pool:
-        for _ in pool.map(work, items):  # consumed so that an item's error is raised here
+        # consumed so that an item's error is raised here; leaving `map`'s iterator early cancels
+        # the items not started yet
+        for _ in pool.map(work, items):
             pass
 
 
