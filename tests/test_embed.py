@@ -142,6 +142,26 @@ def test_int8_quantized_agrees_with_fp32(tmp_path):
 
 
 
+@pytest.mark.parametrize("kind", ["sentence-transformers", "decoder"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_int8_with_half_precision_on_cpu_is_a_params_error(tmp_path, kind, dtype):
+    """The decoder's int8 Linear under a bf16 autocast was a RuntimeError traceback mid-encode; the
+    ONNX path ignored the dtype while the cache keyed the same vectors by it."""
+    cfg = EmbedderConfig(kind=kind, quantize="int8", dtype=dtype, device="cpu")
+    with pytest.raises(UserError, match=rf"embedder.dtype: {dtype} does not combine with quantize: int8 on CPU"):
+        encode_documents(DOCS, cfg, cache_dir=str(tmp_path))
+    assert embed.resolve_dtype(EmbedderConfig(quantize="int8", dtype="float32"), "cpu") == "float32"
+
+
+def test_int8_load_says_int8_and_logs_no_library_advice(tmp_path, capfd):
+    """The ONNX quantizer logged advice on model pre-processing (WARNING:root:...) in every stage;
+    the load line did not say the encoder was int8."""
+    cfg = EmbedderConfig(quantize="int8", max_length=200)  # a config no other test loads: a fresh export
+    encode_documents(DOCS, cfg, cache_dir=str(tmp_path))
+    err = capfd.readouterr().err
+    assert "float32, int8)" in err and "WARNING" not in err and "pre-processing" not in err
+
+
 def test_int8_runs_on_several_threads_give_the_one_thread_vectors():
     """Texts run side by side, one thread each: each vector is the one a lone run gives, in the
     caller's order, and an error in one run reaches the caller."""

@@ -56,7 +56,8 @@ def test_every_item_runs_once_on_several_threads_and_errors_reach_the_caller():
 def test_torch_streams_split_the_threads_and_restore_them():
     before = torch.get_num_threads()
     try:
-        for total, streams, each in [(1, 1, 1), (2, 2, 1), (16, MAX_TORCH_STREAMS, 16 // MAX_TORCH_STREAMS)]:
+        for total, streams, each in [(1, 1, 1), (2, 2, 1), (3, 3, 1), (6, 3, 2), (7, 1, 7),
+                                     (16, MAX_TORCH_STREAMS, 16 // MAX_TORCH_STREAMS)]:
             torch.set_num_threads(total)
             with torch_streams() as got:
                 assert (got, torch.get_num_threads()) == (streams, each)

@@ -216,7 +216,12 @@ def cpu_has_native_bf16() -> bool:
 def resolve_dtype(cfg: EmbedderConfig, device: str) -> str:
     """`auto`: fp16 (ST) / bf16 (decoder) on GPU; on CPU bf16 autocast where the CPU has native
     bf16 (about 2x fp32, cosine >= 0.9999 to fp32 vectors, see docs/embeddings.md), else fp32.
-    int8 quantization runs its own kernels in fp32."""
+    int8 quantization runs its own kernels in fp32: on CPU it takes `auto` or `float32` only."""
+    if cfg.quantize == "int8" and not device.startswith("cuda") and cfg.dtype in ("float16", "bfloat16"):
+        # torch's int8 Linear under a half-precision autocast fails mid-encode, and the ONNX path
+        # would ignore the dtype while the cache keyed its vectors by it
+        raise UserError(f"{error_key(cfg, 'dtype')}: {cfg.dtype} does not combine with quantize: int8 on CPU "
+                        f"(int8 kernels compute in float32); use dtype auto or float32, or quantize: none")
     if cfg.dtype != "auto":
         return cfg.dtype
     if not device.startswith("cuda"):
@@ -419,7 +424,8 @@ class _STEncoder(_Encoder):
         else:
             word = models.Transformer(str(model_dir), max_seq_length=cfg.max_length)
             mode = {"mean": "mean", "cls": "cls", "last_token": "lasttoken"}[cfg.pooling]
-            pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode=mode)
+            word_dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+            pool = models.Pooling(word_dim(), pooling_mode=mode)
             model = SentenceTransformer(modules=[word, pool], device=device)
         model.max_seq_length = cfg.max_length
         self.max_length = cfg.max_length
@@ -508,7 +514,14 @@ class _DecoderEncoder(_Encoder):
             str(model_dir), dtype=_torch_dtype(weights), trust_remote_code=cfg.trust_remote_code
         ).to(device)
         if cfg.quantize == "int8" and not device.startswith("cuda"):
-            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            import warnings
+
+            # torch warns, once per process, that its quantized tensors are deprecated: a note for
+            # us (the API still works in the torch we pin), noise in a stage's output
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
             self.rows_cap = INT8_ROWS_PER_FORWARD
         elif self.autocast is not None:
             _linear_weights_to(self.model, dtype)
@@ -561,7 +574,8 @@ def last_token_pool(hidden: Any, mask: Any) -> Any:
 @functools.lru_cache(maxsize=4)
 def _load_encoder(model_dir: str, cfg_json: str, device: str, dtype: str) -> _Encoder:
     cfg = EmbedderConfig.model_validate_json(cfg_json)
-    log(f"loading embedder {model_dir} ({cfg.kind}, {device}, {dtype})")
+    int8 = ", int8" if cfg.quantize == "int8" and not device.startswith("cuda") else ""
+    log(f"loading embedder {model_dir} ({cfg.kind}, {device}, {dtype}{int8})")
     quiet_library_bars()
     if cfg.kind == "decoder":
         return _DecoderEncoder(Path(model_dir), cfg, device, dtype)

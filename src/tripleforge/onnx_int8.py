@@ -18,8 +18,11 @@ are too small to share between cores.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,18 @@ def _exportable(model: Any, names: list[str]) -> Any:
     return Wrapped().eval()
 
 
+@contextlib.contextmanager
+def _root_logger_warnings_muted() -> Iterator[None]:
+    """Records of level WARNING and below dropped for the block (`logging.disable`), then the level
+    that was set before."""
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
 def int8_session(model: Any, features: dict[str, Any], key: str) -> tuple[Any, list[str]]:
     """(ONNX Runtime session of `model` with int8 weights, one thread per run; the names of its
     inputs in order).
@@ -65,7 +80,8 @@ def int8_session(model: Any, features: dict[str, Any], key: str) -> tuple[Any, l
                 torch.onnx.export(_exportable(model, names), sample, str(fp32), input_names=names,
                                   output_names=["embedding"], opset_version=17, dynamo=False,
                                   dynamic_axes={**{n: {0: "rows", 1: "tokens"} for n in names}, "embedding": {0: "rows"}})
-                quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
+                with _root_logger_warnings_muted():  # ONNX Runtime logs advice on a model's pre-processing
+                    quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
         except Exception as exc:  # noqa: BLE001 - torch's exporter raises many kinds; all mean "not this model"
             why = " ".join(str(exc).split())[:300]
             raise UserError(f"{key}: int8 needs the model exported to ONNX, which failed "

@@ -39,13 +39,16 @@ MAX_TORCH_STREAMS = 4
 
 @contextlib.contextmanager
 def torch_streams() -> Iterator[int]:
-    """For the block, torch's intra-op threads split among streams run side by side; yields how many
-    streams (at most `MAX_TORCH_STREAMS`, 1 when torch has one thread). The thread count is restored
-    after; torch's setting is global to the process, so no other torch work may run meanwhile."""
+    """For the block, torch's intra-op threads split evenly among streams run side by side; yields
+    how many streams (at most `MAX_TORCH_STREAMS`, 1 when torch has one thread). The thread count
+    is restored after; torch's setting is global to the process, so no other torch work may run
+    meanwhile."""
     import torch
 
     before = torch.get_num_threads()
-    streams = max(1, min(before, MAX_TORCH_STREAMS))
+    # the most threads in use, then the most streams: 6 threads are 3 streams of 2 (not 4 of 1),
+    # 7 are one stream of 7
+    streams = max(range(1, min(before, MAX_TORCH_STREAMS) + 1), key=lambda s: (s * (before // s), s), default=1)
     torch.set_num_threads(max(1, before // streams))
     try:
         yield streams
