@@ -179,6 +179,28 @@ def test_similar_tasks_use_the_similar_document(cache: ResponseCache) -> None:
         assert r["pos"][0].startswith("Make it shorter: ")
 
 
+
+def test_a_change_instruction_quoting_the_positive_is_rejected(cache: ResponseCache) -> None:
+    """code_modification_retrieval: the instruction goes into the query and the similar document is
+    the positive; a tryout kept an instruction that held the positive's signature and docstring."""
+    docs = docs_frame(PY_DOCS[:3])
+    pasted: list[str] = []
+
+    def reply(r: ChatRequest) -> str:
+        if "Input code:" in user(r):  # step 1: the differences name the output's longest line
+            longest = max(block(r, "Output code").splitlines(), key=lambda ln: len(ln.strip())).strip()
+            return f"The output differs in: {longest}"
+        if not pasted:  # step 2: the first instruction pastes that line of the positive
+            pasted.append(user(r).split("The output differs in: ")[1].splitlines()[0])
+            return f"Change it so that it does this:\n{pasted[0]}"
+        return "Make it shorter."
+
+    pairs, m = generate_pairs(docs, params(tasks=["code_modification_retrieval"]), Scripted(reply), cache)
+    assert len(pasted[0].replace(" ", "")) >= 25  # long enough to count as a quoted line
+    assert m["per_task"]["code_modification_retrieval"]["rejected"] == {"quotes_input": 1}
+    assert pairs.height == 2 and all(q.startswith("Make it shorter.") for q in pairs["query"])
+
+
 def test_similar_task_without_column_stops_before_any_call() -> None:
     docs = docs_frame(similar=False)
     with pytest.raises(UserError, match="column 'similar_text' missing; task code_comparison_retrieval"):

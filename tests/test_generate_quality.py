@@ -176,6 +176,13 @@ def test_quote_threshold_counts_non_space_characters() -> None:
     "The developer's response should include a brief explanation of the code, and a list of rules.",
     "To respond to this query, I'll break it down into a single response that meets the specified rules:",
     "python percent decode (what you would type into a web search engine)",
+    # refusals (a tryout kept the first as a bug description)
+    "I'm sorry for any confusion, but as a powerShell developer, I'm unable to provide a detailed solution.",
+    "I apologize, but as an AI I cannot write that.",
+    "As an AI language model, I cannot browse the web.",
+    "I cannot provide the code for that request.",
+    "I'm unable to help with this task.",
+    "Sorry, I can't help with that.",
 ])
 def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
     assert text_preamble(reply)
@@ -213,6 +220,11 @@ def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
     "build a web search engine crawler in python",
     "A developer can use this function to decode form data.",
     "To respond to HTTP requests, the server spawns one thread per client.",
+    # a user's own trouble, not a refusal
+    "I can't connect to postgres from a docker container",
+    "I cannot import numpy after upgrading pip",
+    "I'm unable to install psycopg2 on macOS",
+    "Sorry page template in Django",
 ])
 def test_text_without_a_preamble_passes(reply: str) -> None:
     assert not text_preamble(reply)

@@ -321,12 +321,17 @@ def _step_is_text(task: Task, step: int) -> bool:
     return task.flow in ("two_step_reuse", "similar_modify", "similar_compare")
 
 
-def _quote_source(task: Task, step: int, source: str) -> str:
+def _quote_source(task: Task, step: int, source: str, similar: str | None = None) -> str:
     """The code a text output of `step` must not quote a line of (`quotes_input`), or "" for no check.
     Checked: text2code and code2text tasks, where the text and the code it was written from end up
     on the two sides of one pair, so a copied line hands the retriever the answer (a search query
-    holding the positive's signature). Not checked: code outputs; hybrid tasks (the document is
-    part of the query anyway, and their answers discuss its lines); tasks that cite code (`Task.cites_code`)."""
+    holding the positive's signature); and the change instruction of `similar_modify`, which goes
+    into the query while the `similar` document is the positive (a tryout kept an instruction that
+    held the positive's signature and docstring). Not checked: code outputs; other hybrid outputs
+    (the document is part of the query anyway, and their answers discuss its lines); tasks that
+    cite code (`Task.cites_code`)."""
+    if task.flow == "similar_modify" and step == len(task.steps) - 1:
+        return similar or ""
     if task.group not in ("text2code", "code2text") or task.cites_code or not _step_is_text(task, step):
         return ""
     return source
@@ -672,7 +677,7 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
             lang = None if is_code else j.language
             final = step == len(j.task.steps) - 1
             text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params,
-                         _quote_source(j.task, step, source), j.task.max_words if final else None)
+                         _quote_source(j.task, step, source, j.similar), j.task.max_words if final else None)
             if text is not None:
                 j.outputs.append(text)
     for j in jobs:

@@ -88,6 +88,12 @@ _CHAT_OPENER = (
     r"(?:request|question|query|code|snippet|input|text|task|project|requirements?)"
     r"|(?:more|additional|further|some\s+more)\s+(?:details|information|context|input))\b"
     r"|(?:thank\s+you|thanks)\s+for\b"                                # "Thanks for sharing ..."
+    # refusals: "I'm sorry, but ...", "I apologize ...", "As an AI (language model) ...", "I cannot
+    # provide ...", "I'm unable to help ..." (a user's query may say "I can't connect to ...")
+    r"|i(?:'m|\u2019m|\s+am)\s+(?:sorry|afraid)\b|(?:sorry|apologies)\s*[,!.]|i\s+apologi[sz]e\b"
+    r"|i(?:(?:'m|\u2019m|\s+am)\s+(?:unable|not\s+able)|\s+(?:cannot|can't|can\u2019t|can\s+not|won't))\s+"
+    r"(?:to\s+)?(?:provide|help|assist|answer|write|generate|create|complete|fulfill|comply|do\s+that)\b"
+    r"|as\s+an?\s+(?:ai|language\s+model|assistant)\b"
 )
 # A code reply may not open with a sentence about code either.
 _CODE_PREAMBLE = re.compile(rf"{_OPENING}(?:{_CHAT_OPENER}|the\s+following\b|this\s+(?:code|function|snippet)\b)",
@@ -139,7 +145,7 @@ _ECHO = re.compile(r"\btyp(?:e|ed|es|ing)\s+(?:(?:this|it|that)\s+)?in(?:to)?\s+
 def text_preamble(text: str) -> bool:
     """A text reply that opens like a chat answer or a label instead of being the text: "Sure, ...",
     "Certainly! ...", "Here is/Here's ...", "Below is ...", "I'm ready to help ...", "Please provide
-    your request ...", "The query ... should be: ...", "The summary is \"...\"", "Query: ...",
+    your request ...", a refusal ("I'm sorry, but ...", "As an AI ..."), "The query ... should be: ...", "The summary is \"...\"", "Query: ...",
     "Search query: ...", "Answer: ...", or that echoes the instructions ("This response is intended
     to ...", "The above response is ...", "A developer would type this in a web search engine ...",
     "To respond to this query ..."). A sentence about the code ("This function returns ...",
