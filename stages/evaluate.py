@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
+import polars as pl
 import typer
 
 from tripleforge.errors import UserError
@@ -96,12 +97,18 @@ def main(
         raise UserError(f"{eval_dir / 'queries.jsonl'}: no queries, nothing to evaluate")
     if _has_no_queries(eval_dir / "queries.jsonl"):
         # Not only eval_fraction 0: the split is a seeded hash per document, so a small fraction of
-        # a few documents can draw none of them.
-        why = ("the eval split has no queries (mine-negatives put no document in it: eval_fraction 0, or a fraction "
+        # a few documents can draw none of them. Nor only the split: with no pairs at all (generate
+        # kept none), no split can help, and the advice must say so.
+        no_pairs = triplets.is_file() and pl.scan_parquet(triplets).select(pl.len()).collect().item() == 0
+        why = (f"the eval split has no queries: there are no pairs to split ({triplets} has 0 rows; see "
+               "pairs_in in metrics/mine_negatives.json and kept in metrics/generate.json)" if no_pairs else
+               "the eval split has no queries (mine-negatives put no document in it: eval_fraction 0, or a fraction "
                "that drew none of a few documents; see `split` in metrics/mine_negatives.json)")
+        advice = ("make generate keep pairs (see its rejected_by_reason) or name datasets in evaluate.external"
+                  if no_pairs else "raise mine_negatives.eval_fraction, try another mine_negatives.split_seed or "
+                  "name datasets in evaluate.external")
         if not cfg.external:
-            raise UserError(f"{eval_dir / 'queries.jsonl'}: {why}; raise mine_negatives.eval_fraction, try another "
-                            "mine_negatives.split_seed or name datasets in evaluate.external")
+            raise UserError(f"{eval_dir / 'queries.jsonl'}: {why}; {advice}")
         log(f"warning: evaluate: skipping {eval_dir}: {why}; scoring evaluate.external only")
         skipped[eval_name] = why
     else:

@@ -165,6 +165,18 @@ def test_an_empty_eval_split_is_skipped_for_external_datasets_else_an_error(work
     assert m["models"]["minilm"]["bench"]["overall"]["ndcg_at_10"] > 0.5
 
 
+def test_an_empty_eval_split_from_no_pairs_at_all_says_so(workdir: Path) -> None:
+    """A tryout where generate kept no pair was sent to eval_fraction and split_seed, which cannot help."""
+    builtin = workdir / "data" / "formats" / "eval"
+    shutil.rmtree(builtin)
+    write_beir(builtin, docs=[], queries=[], qrels_lines=[])
+    trip = workdir / "data" / "mined" / "triplets.parquet"
+    pl.read_parquet(trip).clear().write_parquet(trip)
+    proc = _stage(workdir, "--set", "quality_report=false", check=False)
+    _assert_one_line_error(proc, "the eval split has no queries: there are no pairs to split", workdir)
+    assert "make generate keep pairs" in proc.stderr and "eval_fraction" not in proc.stderr
+
+
 def test_an_empty_eval_dir_of_the_users_is_not_blamed_on_the_split(workdir: Path) -> None:
     # the tryout: the error sent the user to mine_negatives.eval_fraction for their own folder
     mine = write_beir(workdir / "mine", docs=[], queries=[], qrels_lines=[])
