@@ -226,6 +226,22 @@ def test_translation_targets_are_separate_pairs_and_cache_keys(cache: ResponseCa
                      "en/code_translation_retrieval/en-python-to-java-triplets.jsonl"]
 
 
+
+def test_code_in_a_fence_of_another_language_is_rejected(cache: ResponseCache) -> None:
+    """A tryout kept python -> javascript 'translations' that were the Python code in a ```python fence."""
+    def reply(r: ChatRequest) -> str:
+        lang = re.search(r"into idiomatic (\S+)", user(r)).group(1)  # type: ignore[union-attr]
+        name = re.search(r"def (\w+)\(", block(r, "Code")).group(1)  # type: ignore[union-attr]
+        if lang == "JavaScript":  # Python again (not the input itself, which is copies_input)
+            return (f"```python\ndef {name}_js(a, b):\n    return a + b\n```" if name == "add"
+                    else f"```js\nconst {name} = (x) => x + 1;\n```")
+        return f"```c\nint {name}(int x) {{ return x + 1; }}\n```"  # C in a C++ translation passes
+
+    p = params(tasks=["code_translation_retrieval"], tgt_code_languages=["javascript", "cplusplus"])
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), p, Scripted(reply), cache)
+    assert m["per_task"]["code_translation_retrieval"]["rejected"] == {"wrong_code_language": 1}
+    assert sorted(pairs["tgt_code_language"]) == ["cplusplus", "cplusplus", "javascript"]
+
 def _targets(docs: pl.DataFrame, **kw: object) -> set[tuple[str, str | None]]:
     return {(j.code_language, j.tgt) for j in expand_jobs(docs, params(tasks=["code_translation_retrieval"], **kw))}
 

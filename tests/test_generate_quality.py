@@ -16,6 +16,7 @@ from tripleforge.quality import (
     text_preamble,
     too_many_words,
     word_count,
+    wrong_code_language,
 )
 
 
@@ -96,6 +97,22 @@ def test_a_web_address_the_code_does_not_hold_is_invented() -> None:
     assert check_output("read a file over http in python", "stop", src, "en", 1000) is None  # no address
     assert check_output('x = "https://made.up/"', "stop", src, None, 1000) is None  # code outputs are not checked
 
+
+
+def test_the_fence_tag_names_the_code_language() -> None:
+    from tripleforge.languages import language_of_fence_tag
+
+    assert [language_of_fence_tag(t) for t in ("py", "Python3", "js", "c++", "C#", "golang", "ts", "rs",
+                                               "bash", "pwsh", "sql", "text", "console", "")] == [
+        "python", "python", "javascript", "cplusplus", "csharp", "go", "typescript", "rust",
+        "shell", "powershell", "sql", None, None, None]
+    assert wrong_code_language("```python\ndef f(): pass\n```", "javascript")
+    assert not wrong_code_language("```javascript\nconst f = 1;\n```", "javascript")
+    assert not wrong_code_language("```\nconst f = 1;\n```", "javascript")  # no tag: not judged
+    assert not wrong_code_language("const f = 1;", "javascript")
+    assert not wrong_code_language("```js\nconst f = 1;\n```", "typescript")  # JavaScript is TypeScript
+    assert wrong_code_language("```ts\nconst f: number = 1;\n```", "javascript")
+    assert not wrong_code_language("```c\nint x;\n```", "cplusplus") and wrong_code_language("```cpp\nint x;\n```", "c")
 
 UNQUOTE = ('def unquote_to_bytes(string):\n'
            '    """unquote_to_bytes(\'abc%20def\') -> b\'abc def\'."""\n'

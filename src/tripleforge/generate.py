@@ -43,7 +43,7 @@ from tripleforge.prompts import (
     load_examples,
     qc_messages,
 )
-from tripleforge.quality import check_output, clean_reply, parse_verdict
+from tripleforge.quality import check_output, clean_reply, parse_verdict, wrong_code_language
 from tripleforge.languages import CODE_LANGUAGES
 from tripleforge.tasks import LANGUAGES, TASKS, Task, retrieval_instruction, translation_targets
 
@@ -451,10 +451,12 @@ class Runner:
 
 
 def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str | None,
-          params: GenerateParams, quote_source: str = "", max_words: int | None = None) -> str | None:
+          params: GenerateParams, quote_source: str = "", max_words: int | None = None,
+          code_language: str | None = None) -> str | None:
     """Account tokens, clean and check one reply; sets job.reason on rejection. `quote_source`: code
     the (text) reply must not quote a line of (see `_quote_source`); `max_words`: the words the
-    reply's instruction allowed (the task's final step only)."""
+    reply's instruction allowed (the task's final step only); `code_language`: the language a code
+    reply was asked in (its fence may not name another: `wrong_code_language`)."""
     job.tokens_in += res.tokens_in
     job.tokens_out += res.tokens_out
     if not res.ok or not res.texts:
@@ -463,6 +465,8 @@ def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str 
     text = clean_reply(res.texts[0], is_code)
     reason = check_output(text, res.finish_reasons[0] if res.finish_reasons else "stop", source, text_lang,
                           params.max_output_chars, quote_source, max_words)
+    if reason is None and is_code and code_language and wrong_code_language(res.texts[0], code_language):
+        reason = "wrong_code_language"
     if reason:
         job.reason = reason
         return None
@@ -677,7 +681,8 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
             lang = None if is_code else j.language
             final = step == len(j.task.steps) - 1
             text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params,
-                         _quote_source(j.task, step, source, j.similar), j.task.max_words if final else None)
+                         _quote_source(j.task, step, source, j.similar), j.task.max_words if final else None,
+                         j.tgt if j.task.flow == "translate" else j.code_language)
             if text is not None:
                 j.outputs.append(text)
     for j in jobs:

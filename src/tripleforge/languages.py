@@ -127,6 +127,28 @@ def language_of_path(name: str) -> str | None:
     return EXTENSIONS.get(name[dot:].lower())
 
 
+# Markdown fence tags that are not a file extension nor one of our names (lower-case).
+_FENCE_TAGS: dict[str, str] = {
+    "python3": "python", "py3": "python", "node": "javascript", "nodejs": "javascript",
+    "c++": "cplusplus", "cpp": "cplusplus", "c#": "csharp", "golang": "go", "bash": "shell",
+    "sh": "shell", "zsh": "shell", "ps1": "powershell", "pwsh": "powershell", "ps": "powershell",
+    "vb": "visual_basic", "vbnet": "visual_basic", "vb.net": "visual_basic", "batch": "batchfile",
+    "bat": "batchfile", "cmd": "batchfile", "postgresql": "sql", "mysql": "sql", "sqlite": "sql",
+    "tsql": "sql", "plsql": "sql",
+}
+
+
+def language_of_fence_tag(tag: str) -> str | None:
+    """Code language a Markdown fence's tag names (```py, ```c++, ```golang ...), or None for a tag
+    that names none of ours or no language (```text, ```console, ```)."""
+    t = tag.strip().lower().split()[0] if tag.strip() else ""
+    if not t:
+        return None
+    if t in GRAMMARS:
+        return t
+    return _FENCE_TAGS.get(t) or EXTENSIONS.get("." + t)
+
+
 def grammar_for(code_language: str, file_name: str = "") -> str | None:
     """Grammar name for a language (`.tsx` files need the tsx grammar)."""
     if code_language == "typescript" and file_name.lower().endswith(".tsx"):

@@ -10,6 +10,7 @@ import re
 from bisect import bisect_right
 
 from tripleforge.hashing import normalize_text
+from tripleforge.languages import language_of_fence_tag
 
 _THINK_END = "</think>"
 _FENCE = re.compile(r"(`{3,})[^\n`]*\n(.*?)\n?\1", re.DOTALL)
@@ -44,6 +45,28 @@ def clean_reply(text: str, is_code: bool) -> str:
     if len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]] and text.count(text[0]) <= 2:
         text = text[1:-1].strip()
     return text
+
+
+# A target language whose code may legitimately come in another's fence: JavaScript is valid
+# TypeScript, and C is (nearly always) valid C++.
+_ALSO_VALID = {("typescript", "javascript"), ("cplusplus", "c")}
+
+
+def fenced_code_language(reply: str) -> str | None:
+    """The code language the tag of `reply`'s first fenced block names (the block `clean_reply`
+    unwraps for a code output), or None: no fence, no tag, or a tag naming no language of ours."""
+    m = _FENCE.search(reply)
+    if not m:
+        return None
+    opening = reply[m.start():].split("\n", 1)[0]
+    return language_of_fence_tag(opening.lstrip("`~").strip())
+
+
+def wrong_code_language(reply: str, expected: str) -> bool:
+    """A code reply whose fence says it is in another language than `expected` (a translation
+    into JavaScript that came back as ```python)."""
+    got = fenced_code_language(reply)
+    return got is not None and got != expected and (expected, got) not in _ALSO_VALID
 
 
 def _in_ranges(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
