@@ -144,6 +144,26 @@ def test_bug_desc_two_steps(cache: ResponseCache) -> None:
     assert pairs["tokens_out"].to_list() == [10, 10]
 
 
+
+def test_bug_fix_example_query_holds_the_buggy_code_and_its_description(cache: ResponseCache) -> None:
+    """Step 1 was asked for code and a description but told to reply with code only, and the
+    description after the fence was cut: the query lost it and step 2 fixed a bug never described."""
+    def reply(r: ChatRequest) -> str:
+        if "Introduce" in user(r):
+            assert "then one sentence in English after it" in user(r)  # the rules ask for both
+            code = block(r, "Code")
+            buggy = code.replace("return", "return None  #")
+            return f"```python\n{buggy}\n```\nBug: it returns None." if "def add" in code else f"```python\n{buggy}\n```"
+        assert "return None  #" in user(r) and "Bug: it returns None." in user(r)  # step 2 sees both
+        return "```python\ndef add(a, b):\n    return b + a\n```"
+
+    p = params(tasks=["code_bug_fix_example_retrieval"])
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:2]), p, Scripted(reply), cache)
+    assert m["per_task"]["code_bug_fix_example_retrieval"]["rejected"] == {"no_description": 1}
+    assert pairs.height == 1 and pairs["query"][0].endswith("\n\nBug: it returns None.")
+    assert "return None  #" in pairs["query"][0] and "```" not in pairs["query"][0]
+    assert pairs["pos"][0].to_list() == ["def add(a, b):\n    return b + a"]
+
 def test_two_step_reuse_query_holds_request_and_code(cache: ResponseCache) -> None:
     def reply(r: ChatRequest) -> str:
         if "Write a request" in user(r):

@@ -43,7 +43,13 @@ from tripleforge.prompts import (
     load_examples,
     qc_messages,
 )
-from tripleforge.quality import check_output, clean_reply, parse_verdict, wrong_code_language
+from tripleforge.quality import (
+    check_output,
+    clean_reply,
+    note_after_code,
+    parse_verdict,
+    wrong_code_language,
+)
 from tripleforge.languages import CODE_LANGUAGES
 from tripleforge.tasks import LANGUAGES, TASKS, Task, retrieval_instruction, translation_targets
 
@@ -683,6 +689,14 @@ def generate_pairs(docs: pl.DataFrame, params: GenerateParams, backend: Backend 
             text = _take(j, results[reqs[j.pair_id].key], is_code, source, lang, params,
                          _quote_source(j.task, step, source, j.similar), j.task.max_words if final else None,
                          j.tgt if j.task.flow == "translate" else j.code_language)
+            if text is not None and j.task.first_step_adds_a_note and step == 0:
+                # the bug's description follows the buggy code; the query holds both, and step 1
+                # fixes "the bug described after the code"
+                note = note_after_code(results[reqs[j.pair_id].key].texts[0])
+                if not note:
+                    j.reason, text = "no_description", None
+                else:
+                    text = f"{text}\n\n{note}"
             if text is not None:
                 j.outputs.append(text)
     for j in jobs:

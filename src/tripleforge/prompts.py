@@ -67,6 +67,9 @@ def generation_messages(
     last = step == len(task.steps) - 1
     if last:
         descriptor = fill(task.output, language, code_language, tgt_code_language)
+    elif task.first_step_adds_a_note and step == 0:
+        descriptor = (f"the {code_display(code_language)} code in one fenced block, then one sentence in "
+                      f"{LANGUAGES[language]} after it")
     elif task.flow in ("bug_desc", "two_step_fresh") and step == 0:
         descriptor = f"{code_display(code_language)} code"
     else:

@@ -69,6 +69,15 @@ def wrong_code_language(reply: str, expected: str) -> bool:
     return got is not None and got != expected and (expected, got) not in _ALSO_VALID
 
 
+def note_after_code(reply: str) -> str:
+    """The text after `reply`'s first fenced block (the block `clean_reply` keeps of a code reply),
+    whitespace-trimmed; "" when there is no fence or nothing after it."""
+    if _THINK_END in reply:
+        reply = reply.rsplit(_THINK_END, 1)[1]
+    m = _FENCE.search(reply)
+    return reply[m.end():].strip() if m else ""
+
+
 def _in_ranges(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
     o = ord(ch)
     return any(lo <= o <= hi for lo, hi in ranges)

@@ -98,6 +98,12 @@ class Task:
         return self.group == "text2code" or self.flow == "similar_modify" or self.output_is_code
 
     @property
+    def first_step_adds_a_note(self) -> bool:
+        """Step 0 returns code followed by a sentence about it (the bug a bug-fix example introduced):
+        both go into the query, where other code steps keep the code only."""
+        return self.name == "code_bug_fix_example_retrieval"
+
+    @property
     def cites_code(self) -> bool:
         """The task's text output is meant to quote the code it is written from (API entries with
         signatures, walkthroughs, reviews, tutorials, issue threads, error reports): a verbatim
