@@ -221,6 +221,22 @@ def test_a_change_instruction_quoting_the_positive_is_rejected(cache: ResponseCa
     assert pairs.height == 2 and all(q.startswith("Make it shorter.") for q in pairs["query"])
 
 
+
+def test_code_in_place_of_a_text_output_is_rejected_unless_the_task_cites_code(cache: ResponseCache) -> None:
+    program = "import os\ndef main():\n    print(os.getcwd())\nmain()"
+
+    def reply(r: ChatRequest) -> str:
+        if "Input code:" in user(r):  # code_comparison's question: a program for the first document
+            return program if block(r, "Input code").startswith("def add(") else "Which of the two is shorter?"
+        if "API reference" in user(r):
+            return program  # a code-citing task: not judged
+        return "The second one, " + block(r, "Hybrid").split("(")[0].split()[-1]
+
+    tasks = ["code_comparison_retrieval", "api_reference_retrieval"]
+    pairs, m = generate_pairs(docs_frame(PY_DOCS[:3]), params(tasks=tasks), Scripted(reply), cache)
+    assert m["per_task"]["code_comparison_retrieval"]["rejected"] == {"code_not_text": 1}
+    assert "code_not_text" not in m["per_task"]["api_reference_retrieval"]["rejected"]
+
 def test_similar_task_without_column_stops_before_any_call() -> None:
     docs = docs_frame(similar=False)
     with pytest.raises(UserError, match="column 'similar_text' missing; task code_comparison_retrieval"):

@@ -7,6 +7,7 @@ import pytest
 from tripleforge.quality import (
     check_output,
     clean_reply,
+    code_not_text,
     copies_input,
     invented_url,
     language_ok,
@@ -113,6 +114,27 @@ def test_the_fence_tag_names_the_code_language() -> None:
     assert not wrong_code_language("```js\nconst f = 1;\n```", "typescript")  # JavaScript is TypeScript
     assert wrong_code_language("```ts\nconst f: number = 1;\n```", "javascript")
     assert not wrong_code_language("```c\nint x;\n```", "cplusplus") and wrong_code_language("```cpp\nint x;\n```", "c")
+
+
+@pytest.mark.parametrize("text", [
+    "from datetime import datetime\ndef main():\n    ft = CurvesTurtle()\n    ft.draw(3)\n    print(datetime.now())\nmain()",
+    "const xs = [1, 2];\nfunction f(x) {\n  return x + 1;\n}",
+    "x = load()\ny = x.strip()\nprint(y)",
+])
+def test_code_in_place_of_prose_is_code_not_text(text: str) -> None:
+    assert code_not_text(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Which of the two functions handles an empty list, and why does the second one call sorted()?",
+    "Summary: reads a file.\nIt strips newlines.\nIt returns a list of lines.",
+    "The first version loops over the list.\nThe second one uses sum(x for x in xs).\nBoth return an int.",
+    "What is the difference between the two?\n1. The first uses a for loop.\n2. The second uses recursion.",
+    "Compare these functions:\n- add(a, b) returns a + b\n- sub(a, b) returns a - b\nWhich is faster?",
+    "def f(x): return x\nis the function; it returns its argument unchanged.",
+])
+def test_prose_that_mentions_code_is_text(text: str) -> None:
+    assert not code_not_text(text)
 
 UNQUOTE = ('def unquote_to_bytes(string):\n'
            '    """unquote_to_bytes(\'abc%20def\') -> b\'abc def\'."""\n'

@@ -46,6 +46,7 @@ from tripleforge.prompts import (
 from tripleforge.quality import (
     check_output,
     clean_reply,
+    code_not_text,
     note_after_code,
     parse_verdict,
     wrong_code_language,
@@ -473,6 +474,8 @@ def _take(job: Job, res: ChatResult, is_code: bool, source: str, text_lang: str 
                           params.max_output_chars, quote_source, max_words)
     if reason is None and is_code and code_language and wrong_code_language(res.texts[0], code_language):
         reason = "wrong_code_language"
+    if reason is None and not is_code and not job.task.cites_code and code_not_text(text):
+        reason = "code_not_text"  # tasks that cite code may hold a block of it in their prose
     if reason:
         job.reason = reason
         return None

@@ -147,6 +147,24 @@ def prose_not_code(text: str) -> bool:
             and len(text.split()) >= 4)
 
 
+# A line that reads as code, not prose: opens with a declaration or statement keyword of a common
+# language, or ends in a block/statement delimiter, or is an assignment or a bare call.
+_CODE_LIKE_LINE = re.compile(
+    r"\s*(?:(?:def|class|import|return|elif|else|try|except|finally|with|async|await|raise|yield|"
+    r"const|let|var|function|public|private|protected|static|package|func|fn|impl|use|using|"
+    r"#include|@\w+)\b|from\s+[\w.]+\s+import\b|[}\])]|(?:if|for|while)\b.*[:{]\s*$)"
+    r"|.*[;{}]\s*$|.*\)\s*:\s*$|\s*[\w.\[\]]+\s*(?:[-+*/]?=)\s*\S.*$|\s*[\w.]+\(.*\)\s*$"
+)
+
+
+def code_not_text(text: str) -> bool:
+    """A reply that should be prose (a question, a summary) but is code: three lines or more, at
+    least two thirds of them code-like (a tryout kept a whole Python program as the question of a
+    code-comparison pair). Prose that mentions a call or quotes one line passes."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return len(lines) >= 3 and sum(bool(_CODE_LIKE_LINE.match(ln)) for ln in lines) * 3 >= 2 * len(lines)
+
+
 # How chat models open a reply that should be the text itself (a query, a summary) but talks
 # about it instead. Anchored at the start (after markdown emphasis or an opening quote), and
 # narrow: "This function returns ...", "How to ...", "The query builder is ..." all pass.
