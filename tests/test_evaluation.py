@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tripleforge.errors import UserError
@@ -262,6 +263,18 @@ def test_empty_corpus_counts_empty_runs(tmp_path: Path) -> None:
     entry = summary["models"]["minilm"]["e"]
     assert entry["evaluated_queries"] == 4 and entry["queries_with_empty_run"] == 4
     assert entry["overall"]["ndcg_at_10"] == 0.0
+
+
+def test_a_corpus_of_ten_documents_or_fewer_is_warned_about(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tryout scored nDCG@10 = 1.0 on a one-document corpus without a word."""
+    ds = load_dataset(write_beir(tmp_path / "small"), "small")
+    evaluate_models([ds], EvaluateParams(k_values=[1, 10]))
+    err = capsys.readouterr().err
+    assert f"warning: evaluate: dataset small has only {ds.corpus.height} documents" in err
+    big = dataclasses.replace(ds, corpus=pl.concat([ds.corpus] + [
+        ds.corpus.with_columns(pl.col("doc_id") + f"_{i}") for i in range(3)]))
+    evaluate_models([big], EvaluateParams(k_values=[1, 10]))
+    assert big.corpus.height > 10 and "warning" not in capsys.readouterr().err
 
 
 def test_minilm_retrieval_and_summary(tmp_path: Path) -> None:

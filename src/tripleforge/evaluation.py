@@ -392,6 +392,10 @@ class EvaluationResult:
     run_stats: dict[tuple[str, str], RunStats]  # (dataset, model) -> counts
 
 
+# A corpus this small is warned about: the usual @10 metrics rank every document of it.
+SMALL_CORPUS = 10
+
+
 def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> EvaluationResult:
     """Evaluate every model on every dataset; per-query values sorted by (dataset, model, query_id)."""
     ks = check_k_values(params.k_values)
@@ -403,6 +407,11 @@ def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> Eval
     frames: list[pl.DataFrame] = []
     stats: dict[tuple[str, str], RunStats] = {}
     for ds in datasets:
+        if ds.corpus.height <= SMALL_CORPUS:
+            # a tryout scored nDCG@10 = 1.0 on 1 document without a word: no ranking was tested
+            log(f"warning: evaluate: dataset {ds.name} has only {ds.corpus.height} documents: each query's top "
+                f"{SMALL_CORPUS} holds all of them, so its @{SMALL_CORPUS} scores rank at most {ds.corpus.height} "
+                f"candidates and say little")
         tasks = ds.queries.select("query_id", "task")
         for model in params.models:
             log(f"evaluate: {model.name} on {ds.name} ({ds.queries.height} queries, {ds.corpus.height} docs)")
