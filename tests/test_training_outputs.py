@@ -114,14 +114,14 @@ def test_truncated_texts_are_counted_and_warned(tmp_path: Path, capsys: pytest.C
     assert "tokenized shards" not in capsys.readouterr().err
     m = write_train_dir(g, TrainDataParams(tokenizer={"query_max_len": 8, "passage_max_len": 128}),  # type: ignore[arg-type]
                         tmp_path / "train")
-    assert ("warning: train-data: the tokenized shards cut 5 of 5 queries (100%) at train_data.tokenizer.query_max_len=8 "
-            "tokens (a query is prompt + query); raise that key to keep more text (metrics: tokenized.by_dataset)\n"
+    assert ("warning: train-data: the tokenized shards cut 5 of 5 queries (prompt + query) (100%) at "
+            "train_data.tokenizer.query_max_len=8 tokens; raise that key to keep more text (metrics: tokenized.by_dataset)\n"
             ) in capsys.readouterr().err
     m = write_train_dir(g, TrainDataParams(tokenizer={"query_max_len": 8, "passage_max_len": 8}),  # type: ignore[arg-type]
                         tmp_path / "train")
     assert (m["tokenized"]["queries_truncated"], m["tokenized"]["passages_truncated"]) == (5, 20)
-    assert ("cut 5 of 5 queries (100%) at train_data.tokenizer.query_max_len=8 tokens and 20 of 20 passages (100%) at "
-            "train_data.tokenizer.passage_max_len=8 tokens (a query is prompt + query); raise those keys") in capsys.readouterr().err
+    assert ("cut 5 of 5 queries (prompt + query) (100%) at train_data.tokenizer.query_max_len=8 tokens and 20 of 20 "
+            "passages (100%) at train_data.tokenizer.passage_max_len=8 tokens; raise those keys") in capsys.readouterr().err
     # nothing cut: counted as 0, nothing to say
     m = write_train_dir(_grouped(), TrainDataParams(), tmp_path / "train")
     assert (m["tokenized"]["queries_truncated"], m["tokenized"]["passages_truncated"]) == (0, 0)

@@ -187,9 +187,10 @@ def _warn_about_truncation(tok: dict[str, Any]) -> None:
     for kind, key in (("queries", "query_max_len"), ("passages", "passage_max_len")):
         n, cut = tok[kind], tok[f"{kind}_truncated"]
         if n and cut / n > TRUNCATION_WARN_SHARE:
-            parts.append(f"{cut} of {n} {kind} ({cut / n:.0%}) at train_data.tokenizer.{key}={tok[key]} tokens")
+            what = f"{kind} (prompt + query)" if kind == "queries" else kind
+            parts.append(f"{cut} of {n} {what} ({cut / n:.0%}) at train_data.tokenizer.{key}={tok[key]} tokens")
     if parts:
-        log(f"warning: train-data: the tokenized shards cut {' and '.join(parts)} (a query is prompt + query); "
+        log(f"warning: train-data: the tokenized shards cut {' and '.join(parts)}; "
             f"raise {'that key' if len(parts) == 1 else 'those keys'} to keep more text (metrics: tokenized.by_dataset)")
 
 
