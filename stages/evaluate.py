@@ -99,7 +99,10 @@ def main(
         # Not only eval_fraction 0: the split is a seeded hash per document, so a small fraction of
         # a few documents can draw none of them. Nor only the split: with no pairs at all (generate
         # kept none), no split can help, and the advice must say so.
-        no_pairs = triplets.is_file() and pl.scan_parquet(triplets).select(pl.len()).collect().item() == 0
+        try:
+            no_pairs = triplets.is_file() and pl.scan_parquet(triplets).select(pl.len()).collect().item() == 0
+        except Exception:  # noqa: BLE001 - an unreadable file: the split message stands, and quality_report names it
+            no_pairs = False
         why = (f"the eval split has no queries: there are no pairs to split ({triplets} has 0 rows; see "
                "pairs_in in metrics/mine_negatives.json and kept in metrics/generate.json)" if no_pairs else
                "the eval split has no queries (mine-negatives put no document in it: eval_fraction 0, or a fraction "

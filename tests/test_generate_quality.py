@@ -136,6 +136,14 @@ def test_code_in_place_of_prose_is_code_not_text(text: str) -> None:
 def test_prose_that_mentions_code_is_text(text: str) -> None:
     assert not code_not_text(text)
 
+
+def test_the_note_after_code_stops_at_the_next_block() -> None:
+    from tripleforge.quality import note_after_code
+
+    assert note_after_code("```py\nx = 1\n```\nBug: x is 1.") == "Bug: x is 1."
+    assert note_after_code("```py\nx = 1\n```\nBug: x is 1.\n```py\nx = 2\n```") == "Bug: x is 1."
+    assert note_after_code("```py\nx = 1\n```") == "" and note_after_code("x = 1\nBug.") == ""
+
 UNQUOTE = ('def unquote_to_bytes(string):\n'
            '    """unquote_to_bytes(\'abc%20def\') -> b\'abc def\'."""\n'
            '    if not string:\n'

@@ -70,12 +70,13 @@ def wrong_code_language(reply: str, expected: str) -> bool:
 
 
 def note_after_code(reply: str) -> str:
-    """The text after `reply`'s first fenced block (the block `clean_reply` keeps of a code reply),
-    whitespace-trimmed; "" when there is no fence or nothing after it."""
+    """The text after `reply`'s first fenced block (the block `clean_reply` keeps of a code reply)
+    up to the next fence, whitespace-trimmed; "" when there is no fence or no text after it. A
+    second block (a model adding the fixed code) stays out: it would hand over the answer."""
     if _THINK_END in reply:
         reply = reply.rsplit(_THINK_END, 1)[1]
     m = _FENCE.search(reply)
-    return reply[m.end():].strip() if m else ""
+    return reply[m.end():].split("```", 1)[0].strip() if m else ""
 
 
 def _in_ranges(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
