@@ -196,11 +196,12 @@ _ECHO = re.compile(r"\btyp(?:e|ed|es|ing)\s+(?:(?:this|it|that)\s+)?in(?:to)?\s+
 def text_preamble(text: str) -> bool:
     """A text reply that opens like a chat answer or a label instead of being the text: "Sure, ...",
     "Certainly! ...", "Here is/Here's ...", "Below is ...", "I'm ready to help ...", "Please provide
-    your request ...", a refusal ("I'm sorry, but ...", "As an AI ..."), "The query ... should be: ...", "The summary is \"...\"", "Query: ...",
-    "Search query: ...", "Answer: ...", or that echoes the instructions ("This response is intended
-    to ...", "The above response is ...", "A developer would type this in a web search engine ...",
-    "To respond to this query ..."). A sentence about the code ("This function returns ...",
-    "The query builder is created ...", "How to ...", "Please explain how ...") passes."""
+    your request ...", a refusal ("I'm sorry, but ...", "As an AI ..."), "The query ... should be:
+    ...", "The summary is \"...\"", "Query: ...", "Search query: ...", "Answer: ...", or that echoes
+    the instructions ("This response is intended to ...", "The above response is ...", "A developer
+    would type this in a web search engine ...", "To respond to this query ..."). A sentence about
+    the code ("This function returns ...", "The query builder is created ...", "How to ...",
+    "Please explain how ...") passes."""
     return _TEXT_PREAMBLE.match(text) is not None or _ECHO.search(text) is not None
 
 
