@@ -230,6 +230,8 @@ def test_quote_threshold_counts_non_space_characters() -> None:
     "I cannot provide the code for that request.",
     "I'm unable to help with this task.",
     "Sorry, I can't help with that.",
+    "This is a bug report.",  # a label for the text, kept by a tryout as a bug description
+    "This is a short summary",
 ])
 def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
     assert text_preamble(reply)
@@ -272,6 +274,8 @@ def test_text_opening_with_a_chat_preamble_is_rejected(reply: str) -> None:
     "I cannot import numpy after upgrading pip",
     "I'm unable to install psycopg2 on macOS",
     "Sorry page template in Django",
+    "This is a bug report form built with Flask",
+    "This is a summary of the request headers, written to the log.",
 ])
 def test_text_without_a_preamble_passes(reply: str) -> None:
     assert not text_preamble(reply)

@@ -184,6 +184,9 @@ _TEXT_PREAMBLE = re.compile(
     r"|the\s+developer(?:'s|\u2019s)\s+(?:response|reply|query|answer)\b"  # "The developer's response should ..."
     r"|(?:a|the)\s+developer\s+(?:would|might|could|will|can|should)\s+(?:type|enter|search|look\s+up)\b"
     r"|to\s+(?:respond|reply|answer)\s+(?:to\s+)?(?:this|your)\s+(?:query|question|request|prompt|instructions?)\b"
+    # a label in place of the text, the whole reply: "This is a bug report." (a tryout kept it)
+    r"|this\s+is\s+(?:a|an|the|my)\s+(?:\w+\s+){0,2}(?:report|summary|query|question|description|answer|"
+    r"response|request)\s*[.!]?\s*$"
     r")",
     re.IGNORECASE,
 )
