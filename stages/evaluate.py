@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import _src  # noqa: F401  (first: this checkout's src/, see stages/_src.py)
-import polars as pl
 import typer
 
 from tripleforge.errors import UserError
@@ -99,6 +98,8 @@ def main(
         # Not only eval_fraction 0: the split is a seeded hash per document, so a small fraction of
         # a few documents can draw none of them. Nor only the split: with no pairs at all (generate
         # kept none), no split can help, and the advice must say so.
+        import polars as pl  # only on this error path: the stage's startup stays light
+
         try:
             no_pairs = triplets.is_file() and pl.scan_parquet(triplets).select(pl.len()).collect().item() == 0
         except Exception:  # noqa: BLE001 - an unreadable file: the split message stands, and quality_report names it
