@@ -39,3 +39,11 @@ def test_summary_without_metrics_or_with_a_broken_file_is_a_one_line_error(tmp_p
     res = runner.invoke(app, ["summary", "--metrics-dir", str(tmp_path)])
     assert res.exit_code == 2 and f"{tmp_path / 'sample.json'}:2: not a metrics file" in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_help_shows_flags_without_a_value_placeholder() -> None:
+    # typer 0.29 prints `--help <bool>`, as if --help took a value (hence the 0.28 pin)
+    for args in (["--help"], ["tasks", "--help"], ["summary", "--help"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert "--help" in res.output and "<bool>" not in res.output, res.output
