@@ -305,6 +305,12 @@ def test_stage_names_the_given_files_in_input_errors(tmp_path):
     assert empty.stderr.startswith(f"error: {tmp_path / 'my_empty_pool.parquet'}: no documents")
     assert "data/sample/pool.parquet" not in empty.stderr
     assert not (tmp_path / "out").exists()
+    # an output that cannot be written is named before any work, and nothing is written
+    (tmp_path / "a_file").write_text("")
+    blocked = _stage(tmp_path, "--metrics", str(tmp_path / "a_file/m.json"))
+    assert blocked.returncode == 2 and "Traceback" not in blocked.stderr
+    assert blocked.stderr.strip() == f"error: {tmp_path / 'a_file/m.json'}: cannot write this output: '{tmp_path / 'a_file'}' is a file"
+    assert not (tmp_path / "out").exists()
 
 
 def test_stage_computes_everything_before_writing(monkeypatch, tmp_path):
@@ -711,3 +717,34 @@ def test_every_skip_reason_is_in_the_metrics_even_at_zero(tmp_path):
         out, report = mine_negatives(make_pairs(), make_pool(), params)
         skipped = mine_metrics(out, report, 4, params)["skipped"]
         assert set(skipped) == set(SKIP_REASONS) and all(isinstance(v, int) for v in skipped.values())
+
+
+def test_documents_numbered_by_hand_are_masked_like_text_ids(tmp_path):
+    """A pool whose doc_ids are not text ids (hand-made files number their documents): the row's
+    source document is still masked, and the result equals the text-id run."""
+    tail = "with open(path) as fh:\n        return fh.read()"
+    pairs = pl.DataFrame({"pair_id": ["p1"], "task": ["code_context_retrieval"], "prompt": [""],
+                          "query": ["def read_file(path):"], "pos": [[tail]], "neg": [[]]},
+                         schema_overrides={"neg": pl.List(pl.String)})
+    params = MineParams(num_negatives=15, range_max=20, relative_margin=None, eval_fraction=0.0,
+                        cache_dir=str(tmp_path))
+    numbered = make_pool().with_columns(doc_id=pl.format("d{}", pl.int_range(pl.len())))
+    out, _ = mine_negatives(pairs.with_columns(doc_id=pl.lit("d3")), numbered, params)
+    assert POOL_TEXTS[3] not in out["neg"][0] and len(out["neg"][0]) == len(POOL_TEXTS) - 1
+    by_text_id, _ = mine_negatives(pairs.with_columns(doc_id=pl.lit(text_id(POOL_TEXTS[3]))), make_pool(), params)
+    assert out.drop("doc_id").equals(by_text_id.drop("doc_id"))
+    clash = numbered.with_columns(doc_id=pl.when(pl.col("doc_id") == "d4").then(pl.lit("d3")).otherwise("doc_id"))
+    with pytest.raises(UserError, match="pool: doc_id 'd3' names two different texts"):
+        mine_negatives(pairs.with_columns(doc_id=pl.lit("d3")), clash, params)
+
+
+@pytest.mark.parametrize("update", [{"sampling": "random"}, {"neg_type": "random"}, {"neg_type": "mixed"}])
+def test_random_choices_do_not_depend_on_the_pool_order_or_other_documents(tmp_path, update):
+    params = MineParams(num_negatives=3, range_max=20, relative_margin=None, eval_fraction=0.0,
+                        cache_dir=str(tmp_path), **update)
+    out, _ = mine_negatives(make_pairs(), make_pool(), params)
+    rev, _ = mine_negatives(make_pairs(), make_pool(POOL_TEXTS[::-1]), params)
+    assert out["neg"].to_list() == rev["neg"].to_list()
+    # another seed draws other negatives (the keys are random, not the pool order)
+    other, _ = mine_negatives(make_pairs(), make_pool(), params.model_copy(update={"seed": 7}))
+    assert other["neg"].to_list() != out["neg"].to_list()

@@ -22,8 +22,8 @@ never holds more than `num_negatives`; every one is accounted for in `llm_negati
 When fewer than `num_negatives` survive, the fallback window [fallback_range_min,
 fallback_range_max) is scanned with the same masks and rules; rows still short keep fewer
 negatives (never padded with a positive, the query or a duplicate) and are counted.
-Selection is vectorised over chunks of queries; random choices use a per-row hash so results do
-not depend on chunking or row order.
+Selection is vectorised over chunks of queries; random choices hash (seed, pair_id, candidate text
+id), so results do not depend on chunking, row order or the pool's order and size.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class MineParams(StageParams):
     eval_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     # documents at least this similar (token Jaccard) share one split; null = each its own
     split_jaccard: float | None = Field(0.7, gt=0.0, le=1.0)
-    seed: int = Field(42, ge=0)  # numpy seeds the random negatives and takes no negative seed
+    seed: int = Field(42, ge=0)  # of the random choices (sampling random, neg_type random/mixed)
     # The split has its own seed: resampling negatives (a new `seed`) keeps the eval set, so the
     # metrics of such experiments stay comparable.
     split_seed: int = Field(42, ge=0)
@@ -184,7 +184,9 @@ def row_seeds(keys: list[str], seed: int) -> np.ndarray:
 
 
 def hash_uniform(row_seed: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """Splitmix64 of (row seed, candidate id) -> uniform [0, 1): one random key per (row, candidate)."""
+    """Splitmix64 of (row seed, candidate key) -> uniform [0, 1): one random key per (row, candidate).
+    The mining passes `candidate_keys`, not positions, so a candidate keeps its key for a row
+    whatever else is in the pool and in what order."""
     with np.errstate(over="ignore"):
         z = row_seed[:, None] + (cand.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -526,6 +528,28 @@ def build_candidates(pool: list[tuple[str, str]], pos_lists: list[list[str]]) ->
     return texts, index
 
 
+def candidate_keys(index: dict[str, int]) -> np.ndarray:
+    """uint64 per candidate position (`build_candidates`' id->index): its text id as a number."""
+    keys = np.zeros(len(index), dtype=np.uint64)
+    for tid, i in index.items():
+        keys[i] = int(tid, 16)
+    return keys
+
+
+def document_text_ids(doc_ids: list[str | None], pool: pl.DataFrame, pool_ids: list[tuple[str, str]]) -> list[str | None]:
+    """Per row, the text id of its document, which the masks and splits work with: the pool row
+    with that `doc_id` gives it (`pool_ids`: the pool's (text id, text), row-aligned). The
+    pipeline's doc_ids are text ids already; hand-made files often number their documents, and
+    without this their source document would escape the masks. A doc_id the pool lacks is kept."""
+    if "doc_id" not in pool.columns:
+        return doc_ids
+    key: dict[str, str] = {}
+    for d, (tid, _) in zip(pool.get_column("doc_id").to_list(), pool_ids, strict=True):
+        if d is not None and key.setdefault(d, tid) != tid:
+            raise UserError(f"pool: doc_id {d!r} names two different texts; a doc_id must name one document")
+    return [key.get(d, d) if d is not None else None for d in doc_ids]
+
+
 def pool_with_ids(pool_texts: list[str | None]) -> list[tuple[str, str]]:
     """(text id, text) of the pool's non-blank texts, in pool order: hashed once per run."""
     return [(text_id(t), t) for t in pool_texts if t is not None and t.strip()]
@@ -706,6 +730,7 @@ def _mine_candidate_set(
     c_emb = encode_documents(cand_texts, cfg, params.cache_dir)
     q_emb = encode_queries(queries, cfg, instructions, params.cache_dir) if nq else np.zeros((0, c_emb.shape[1]), np.float32)
 
+    cand_keys = candidate_keys(cand_index)
     masks = [{cand_index[t] for t in tids if t in cand_index} for tids in masked_tids]
     width = max((len(m) for m in masks), default=0)
     masked_ids = np.full((nq, max(width, 1)), -2, dtype=np.int64)
@@ -741,7 +766,7 @@ def _mine_candidate_set(
         for start in range(0, nq, params.query_chunk):
             sl = slice(start, start + params.query_chunk)
             s, i, v = res.scores[sl], res.indices[sl], res.valid[sl]
-            keys = hash_uniform(seeds[sl], i) if params.sampling == "random" else None
+            keys = hash_uniform(seeds[sl], cand_keys[np.where(v, i, 0)]) if params.sampling == "random" else None
             chosen = select_chunk(
                 s, i, v, masked_ids[sl], pos_ref[sl], n_hard, rules,
                 (params.fallback_range_min, params.fallback_range_max), keys, report,
@@ -757,17 +782,18 @@ def _mine_candidate_set(
 
     # random negatives: uniform over the candidates that pass the score rules (a random pick
     # above the positive's margin is as likely a false negative as a mined one), never masked,
-    # never already chosen; the rank window does not apply
+    # never already chosen; the rank window does not apply. The picks are the smallest keys of
+    # (row, candidate text id), so they do not depend on the pool's order or on other documents.
     if params.neg_type in ("random", "mixed"):
         n_cand = len(cand_texts)
         for r in range(nq):
-            rng = np.random.default_rng([params.seed, int(seeds[r] >> np.uint64(1))])
             taken = set(neg_idx[r]) | masks[r]
             need = n_total - len(neg_idx[r])
             passing = rule_mask((c_emb @ q_emb[r])[None, :].astype(np.float64), pos_ref[r : r + 1], rules, None,
                                 np.zeros((1, n_cand), bool))[0]
-            eligible = [c for c in np.flatnonzero(passing).tolist() if c not in taken]
-            picks = rng.choice(eligible, size=min(need, len(eligible)), replace=False).tolist() if eligible else []
+            eligible = np.array([c for c in np.flatnonzero(passing).tolist() if c not in taken], dtype=np.int64)
+            order = np.argsort(hash_uniform(seeds[r : r + 1], cand_keys[eligible])[0], kind="stable")
+            picks = eligible[order[: max(need, 0)]].tolist()
             rank_of = {int(c): j for j, c in enumerate(res.indices[r]) if res.valid[r, j]}
             neg_idx[r] = neg_idx[r] + picks
             neg_rank[r] = neg_rank[r] + [rank_of.get(c) for c in picks]
@@ -844,12 +870,12 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     llm_negs = [list(x or []) for x in rows.get_column("neg").to_list()]
     instructions = rows.get_column("prompt").to_list() if params.use_prompt_as_instruction else None
 
-    doc_ids = rows.get_column("doc_id").to_list()
+    pool_ids = pool_with_ids(pool.get_column("text").to_list())
+    doc_ids = document_text_ids(rows.get_column("doc_id").to_list(), pool, pool_ids)
     # masks, by text id: positives of every row sharing the normalized query or the document (in
     # any candidate set), the row's doc, the query text (kept LLM negatives get the same; need not
     # be candidates)
     masked_tids = query_group_masks(queries, pos_lists, doc_ids)
-    pool_texts = pool.get_column("text").to_list()
     tasks = rows.get_column("task").to_list() if "task" in rows.columns else [None] * nq
     report.unknown_task = count_unknown_tasks(tasks)
     pair_ids = rows.get_column("pair_id").to_list()
@@ -857,7 +883,6 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # trained cross-encoder fails here, not after minutes of mining
     rescorer = (load_rescorer(rescore_dir, params.rescore_model or "", rescore_device, params.rescore_max_length)
                 if rescore_dir is not None else None)
-    pool_ids = pool_with_ids(pool_texts)
     splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params)
     mined = MinedRows.empty(nq)
     search_reports = []
