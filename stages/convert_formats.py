@@ -27,11 +27,12 @@ def main(
     from tripleforge.beir import eval_tables, write_beir
     from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
     from tripleforge.inputs import check_input_path, warn_untracked
-    from tripleforge.io import read_parquet, write_json, write_parquet
+    from tripleforge.io import check_output_paths, read_parquet, write_json, write_parquet
     from tripleforge.params import load_params
     from tripleforge.progress import log
 
     p = load_params(ConvertFormatsParams, "convert_formats", params, set_)
+    check_output_paths([metrics], [out_dir])
     mined = None
     if p.include_mined:
         mined = read_parquet(triplets, "input", "run mine-negatives, or set convert_formats.include_mined=false")

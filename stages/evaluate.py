@@ -66,6 +66,7 @@ def main(
     from tripleforge.io import (
         atomic_dir,
         atomic_path,
+        check_output_paths,
         read_parquet,
         write_json,
         write_parquet,
@@ -74,6 +75,7 @@ def main(
     from tripleforge.quality_report import quality_report, rank_histogram
 
     cfg = load_params(EvaluateParams, "evaluate", params, set_)
+    check_output_paths([per_query, metrics, per_task, pos_rank], [curves])
     for i, ext in enumerate(cfg.external):  # before naming them: a symlink loop does not resolve
         check_input_path(ext, f"evaluate.external.{i}", "folder")
     if cfg.significance.baseline and cfg.significance.baseline not in [m.name for m in cfg.models]:

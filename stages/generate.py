@@ -19,6 +19,7 @@ from tripleforge.generate import (
 from tripleforge.inputs import warn_untracked
 from tripleforge.io import (
     atomic_dir,
+    check_output_paths,
     read_parquet,
     write_json,
     write_jsonl,
@@ -58,6 +59,7 @@ def main(
     metrics: Path = typer.Option(Path("metrics/generate.json"), help="output metrics"),
 ) -> None:
     p = load_params(GenerateParams, "generate", params, set_)
+    check_output_paths([pairs, metrics], [jsonl_dir])
     check_params(p)
     frame = read_parquet(docs, "input", "run the pair-similar stage first")
     check_docs(frame, p, str(docs))

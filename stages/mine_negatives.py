@@ -35,7 +35,7 @@ def main(
     metrics: Path = typer.Option(Path("metrics/mine_negatives.json"), help="metrics file"),
     plot: Path = typer.Option(Path("metrics/mine_negatives_scores.csv"), help="score histogram (DVC plot)"),
 ) -> None:
-    from tripleforge.io import atomic_path, read_parquet, write_json, write_parquet
+    from tripleforge.io import atomic_path, check_output_paths, read_parquet, write_json, write_parquet
     from tripleforge.mining import (
         MineParams,
         mine_metrics,
@@ -47,6 +47,7 @@ def main(
     from tripleforge.progress import log
 
     cfg = load_params(MineParams, "mine_negatives", params, set_)
+    check_output_paths([out, metrics, plot])
     pairs_df = read_parquet(pairs, "pairs file")
     pool_df = read_parquet(pool, "pool file")
     try:

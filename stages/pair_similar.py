@@ -37,11 +37,12 @@ def main(
     metrics: Path = typer.Option(Path("metrics/pair_similar.json"), help="metrics file"),
 ) -> None:
     from tripleforge.inputs import model_folders, warn_untracked
-    from tripleforge.io import read_parquet, write_json, write_parquet
+    from tripleforge.io import check_output_paths, read_parquet, write_json, write_parquet
     from tripleforge.pairing import PairSimilarParams, pair_similar
     from tripleforge.params import load_params
 
     cfg = load_params(PairSimilarParams, "pair_similar", params, set_)
+    check_output_paths([out, metrics])
     docs_df = read_parquet(docs, "docs file")
     pool_df = read_parquet(pool, "pool file") if cfg.enabled else docs_df.head(0)
     try:

@@ -9,7 +9,7 @@ import typer
 
 from tripleforge.corpus import SampleParams, input_files, sample_corpus
 from tripleforge.inputs import warn_untracked
-from tripleforge.io import write_json, write_parquet
+from tripleforge.io import check_output_paths, write_json, write_parquet
 from tripleforge.params import load_params
 from tripleforge.progress import log
 from tripleforge.stage import PARAMS_OPTION, SET_OPTION, new_app, user_errors
@@ -27,6 +27,7 @@ def main(
     metrics: Path = typer.Option(Path("metrics/sample.json"), help="counts: docs, pool, skipped by reason, per language"),
 ) -> None:
     p = load_params(SampleParams, "sample", params, set_)
+    check_output_paths([docs, pool, metrics])
     result = sample_corpus(p)
     for line in result.warnings:
         log(f"warning: {line}")

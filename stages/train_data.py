@@ -22,13 +22,14 @@ def main(
     out_dir: Path = typer.Option(Path("data/train"), help="output directory (replaced as a whole)"),
     metrics: Path = typer.Option(Path("metrics/train_data.json"), help="metrics file"),
 ) -> None:
-    from tripleforge.io import read_parquet, write_json
+    from tripleforge.io import check_output_paths, read_parquet, write_json
     from tripleforge.params import load_params
     from tripleforge.progress import log
     from tripleforge.train_outputs import write_train_dir
     from tripleforge.training import TrainDataParams, check_train_input
 
     p = load_params(TrainDataParams, "train_data", params, set_)
+    check_output_paths([metrics], [out_dir])
     grouped = check_train_input(read_parquet(triplets, "input", "run convert-formats first"), str(triplets))
     m = write_train_dir(grouped, p, out_dir)
     write_json(m, metrics)

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from tripleforge.hashing import key_of, normalize_text, text_id
-from tripleforge.io import atomic_dir, atomic_text, write_json, write_jsonl, write_parquet
+from tripleforge.errors import UserError
+from tripleforge.io import atomic_dir, atomic_text, check_output_paths, write_json, write_jsonl, write_parquet
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
@@ -135,3 +136,20 @@ def test_a_killed_writers_temps_are_swept_by_the_next_write(tmp_path: Path) -> N
         (d / "a.jsonl").write_text("{}\n")
     assert not stale_dir.exists() and (tmp_path / "train" / "a.jsonl").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other_file.name, "out.json", "train"])
+
+
+def test_check_output_paths_names_an_output_that_cannot_be_written(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    check_output_paths([tmp_path / "new" / "deeper" / "out.parquet", tmp_path / "a_file"], [tmp_path / "a_dir"])
+    cases = [
+        (([tmp_path / "a_file" / "m.json"], []), "'.*a_file' is a file"),
+        (([tmp_path / "a_dir"], []), "it is a folder"),
+        (([], [tmp_path / "a_file"]), "it is a file, and a folder goes here"),
+    ]
+    for (files, folders), why in cases:
+        with pytest.raises(UserError, match=f"cannot write this output: {why}"):
+            check_output_paths(files, folders)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="is a broken link"):
+        check_output_paths([tmp_path / "dangling" / "out.json"])

@@ -159,3 +159,11 @@ def test_cuda_asked_for_on_a_machine_without_it(monkeypatch):
     rng = np.random.default_rng(11)
     with pytest.raises(UserError, match="search.device"):
         exact_search(unit(rng, 2), unit(rng, 10), 3, device="cuda")
+
+
+@pytest.mark.parametrize("key", ["seed", "hnsw_ef_search", "hnsw_m", "ivf_nlist", "ivf_nprobe"])
+def test_faiss_int_params_beyond_a_c_int_are_params_errors(key):
+    # FAISS stores these in C ints; 2**31 once passed validation and failed in FAISS after encoding
+    SearchConfig(**{key: 2**31 - 1})
+    with pytest.raises(ValueError, match=key):
+        SearchConfig(**{key: 2**31})

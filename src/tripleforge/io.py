@@ -60,6 +60,37 @@ def sweep_dead_temps(target: Path) -> int:
     return removed
 
 
+def _why_not_writable(path: Path, is_dir: bool) -> str | None:
+    """Why an output cannot be written at `path` (None when it can, as far as can be told
+    without writing): the path is a folder where a file goes or the reverse, a parent on the way
+    is a file, or the nearest existing parent is not writable."""
+    if path.is_dir() and not is_dir:
+        return "it is a folder"
+    if path.exists() and is_dir and not path.is_dir():
+        return "it is a file, and a folder goes here"
+    parent = path.parent
+    while not parent.exists():
+        if parent.is_symlink():  # a link to nowhere: mkdir would fail on it
+            return f"'{parent}' is a broken link"
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"'{parent}' is a file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"no permission to write in '{parent}'"
+    return None
+
+
+def check_output_paths(files: Iterable[str | os.PathLike[str]] = (),
+                       folders: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """A `UserError` naming the first output that cannot be written. Stages call it before any
+    work: a write failing after the first output was replaced would leave a mixed output set
+    (and minutes of work lost)."""
+    for path, is_dir in [*((Path(f), False) for f in files), *((Path(d), True) for d in folders)]:
+        why = _why_not_writable(path, is_dir)
+        if why is not None:
+            raise UserError(f"{path}: cannot write this output: {why}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success rename it over `path`, on error remove it

@@ -34,6 +34,8 @@ def _known_device(v: str) -> str:
     return v
 
 
+C_INT_MAX = 2**31 - 1
+
 # a params value naming where search runs (whether this machine has it is checked at run time)
 SearchDevice = Annotated[str, AfterValidator(_known_device)]
 
@@ -44,12 +46,13 @@ class SearchConfig(StageParams):
     method: Literal["exact", "hnsw", "ivf"] = "exact"
     device: SearchDevice = "cpu"  # cpu | cuda | cuda:N | auto (GPU exact search runs torch fp32)
     chunk_size: int = Field(1024, ge=1)  # queries per search call: bounds memory
-    hnsw_m: int = Field(32, ge=2)  # FAISS segfaults building a graph with M < 2
-    hnsw_ef_search: int = Field(256, ge=1)
-    ivf_nlist: int = Field(0, ge=0)  # 0 = 4*sqrt(n)
-    ivf_nprobe: int = Field(16, ge=1)
+    # FAISS takes C ints: a larger value would pass here and fail inside FAISS after the encoding
+    hnsw_m: int = Field(32, ge=2, le=C_INT_MAX)  # FAISS segfaults building a graph with M < 2
+    hnsw_ef_search: int = Field(256, ge=1, le=C_INT_MAX)
+    ivf_nlist: int = Field(0, ge=0, le=C_INT_MAX)  # 0 = 4*sqrt(n)
+    ivf_nprobe: int = Field(16, ge=1, le=C_INT_MAX)
     recall_sample: int = Field(256, ge=0)  # queries checked against exact search for recall@k; 0 = not measured
-    seed: int = Field(0, ge=0)  # numpy and FAISS take no negative seeds
+    seed: int = Field(0, ge=0, le=C_INT_MAX)  # numpy and FAISS take no negative seeds
 
 
 @dataclass
