@@ -60,6 +60,16 @@ def test_teacher_plus_minus_and_stable_distill() -> None:
     assert sd is not None and sd["neg"] == ["n3", "n2"] and sd["neg_scores"] == [0.3, 0.1]
 
 
+def test_teacher_options_fall_back_to_first_on_rows_without_scores() -> None:
+    unscored = {**ROW, "pos_scores": None, "neg_scores": None}
+    for option in ("teacher+", "teacher-"):
+        for seed in range(5):  # not a seeded random pick that happens to be the first ones
+            out, _ = select_group(unscored, P(select_negative=option, seed=seed))
+            assert out is not None and out["neg"] == ["n0", "n1"] and out["neg_scores"] is None
+    out, _ = select_group(unscored, P(select_positive="teacher"))
+    assert out is not None and out["pos"] == ["p0"]
+
+
 def test_random_is_seeded_per_row() -> None:
     picks = {tuple(select_group(ROW, P(select_negative="random", seed=s))[0]["neg"]) for s in range(20)}  # type: ignore[index]
     assert len(picks) > 1  # really random across seeds

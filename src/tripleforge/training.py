@@ -318,11 +318,11 @@ def select_group(row: dict[str, Any], p: TrainDataParams) -> tuple[dict[str, Any
     if not neg:
         return None, "no_negatives"
     k = max(p.train_group_size - 1, 0)
-    if p.select_negative == "first":
-        idx = list(range(min(k, len(neg))))
-    elif p.select_negative in ("teacher+", "teacher-") and scored:
+    if p.select_negative in ("teacher+", "teacher-") and scored:
         order = np.argsort(np.asarray(ns), kind="stable")
         idx = [int(x) for x in (order[::-1] if p.select_negative == "teacher+" else order)[:k]]
+    elif p.select_negative != "random":  # first, or a teacher option on a row without scores
+        idx = list(range(min(k, len(neg))))
     else:
         idx = sorted(int(x) for x in rng.choice(len(neg), size=min(k, len(neg)), replace=False))
     if p.stable_distill and scored:
