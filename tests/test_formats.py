@@ -236,6 +236,18 @@ def test_parquet_input_and_type_check(tmp_path: Path) -> None:
         F.read_records(bad)
 
 
+def test_a_parquet_file_polars_panics_on_is_a_one_line_error(tmp_path: Path) -> None:
+    # Polars raises a Rust panic (a BaseException, not an Exception) on list_view columns
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "listview.parquet"
+    pq.write_table(pa.table({"query": ["q"], "pos": pa.array([["p"]], type=pa.list_view(pa.string())),
+                             "neg": [["n"]]}), path)
+    with pytest.raises(UserError, match=r"listview.parquet: not a readable Parquet file \(PanicException\)"):
+        F.read_records(path)
+
+
 def test_parquet_rows_get_the_same_checks_as_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
     base = {"query": "q", "pos": ["a"], "neg": ["n"], "pos_scores": [0.9], "neg_scores": [0.1]}

@@ -35,6 +35,7 @@ from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import CODE_LANGUAGES, catalog_language, language_of_path
 from tripleforge.params import CrossFieldError, StageParams, require_known
 from tripleforge.inputs import check_input_path
+from tripleforge.io import PARQUET_READ_ERRORS
 from tripleforge.progress import bar
 
 # Every reason a file, record or unit can be skipped for; all appear in metrics (0 if none), so
@@ -473,7 +474,7 @@ def read_external(path: Path, name: str, params: SampleParams, stats: ReadStats)
         return
     try:
         frame = pl.read_parquet(path)
-    except (OSError, pl.exceptions.PolarsError) as exc:
+    except PARQUET_READ_ERRORS as exc:
         raise UserError(f"{path}: cannot read Parquet: {str(exc).splitlines()[0]}") from None
     if "text" not in frame.columns:
         raise UserError(f"{path}: external Parquet file has no 'text' column")

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import polars as pl
 
 from tripleforge.errors import UserError
-from tripleforge.io import utf8_problem
+from tripleforge.io import PARQUET_READ_ERRORS, utf8_problem
 
 Format = Literal["triplets", "pairs", "candidates", "legacy"]
 FORMATS: tuple[str, ...] = ("triplets", "pairs", "candidates", "legacy")
@@ -441,7 +441,7 @@ def _arrow_reason(exc: Exception) -> str:
 def _read_parquet(path: Path, shown: Path) -> pl.DataFrame:
     try:
         df = pl.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001
+    except PARQUET_READ_ERRORS as exc:
         raise UserError(f"{shown}: not a readable Parquet file ({type(exc).__name__})") from None
     cols = {}
     for name, dtype in READ_SCHEMA.items():

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
 from tripleforge.inputs import check_input_path
-from tripleforge.io import check_dtypes, drop_blank_text, iter_jsonl
+from tripleforge.io import PARQUET_READ_ERRORS, check_dtypes, drop_blank_text, iter_jsonl
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
 from tripleforge.params import PARAMS_LABEL, StageParams, require_known
@@ -553,7 +553,7 @@ def _parquet_pairs(path: Path) -> list[tuple[str | None, str | None]]:
     """(query, first positive) of each row of a pairs Parquet file."""
     try:
         df = pl.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - any reader error is a bad input file
+    except PARQUET_READ_ERRORS as exc:  # any reader error is a bad input file
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"{path}: not a readable Parquet file ({first})") from None
     if "query" not in df.columns or "pos" not in df.columns:

@@ -166,6 +166,11 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) ->
     return n
 
 
+# What reading a Parquet file may raise on a bad or unsupported file: Polars panics (pyo3's
+# PanicException, a BaseException, not an Exception) on some valid files, e.g. a list_view column.
+PARQUET_READ_ERRORS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
+
+
 def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = "") -> pl.DataFrame:
     """Read a stage input, or fail with one line naming the file (missing, truncated or foreign)."""
     p = Path(path)
@@ -175,7 +180,7 @@ def read_parquet(path: str | os.PathLike[str], what: str = "input", hint: str = 
         raise UserError(f"{what} not found: {p}{f' ({hint})' if hint else ''}")
     try:
         return pl.read_parquet(p)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
+    except PARQUET_READ_ERRORS as exc:  # any reader failure is a bad input file
         raise UserError(f"{p}: not a readable parquet file ({type(exc).__name__})") from None
 
 
