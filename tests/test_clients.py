@@ -53,6 +53,47 @@ def test_flagembedding_train_dataset_reads_our_embedder_files(train_dir: Path, t
     assert batch["teacher_scores"] is not None and len(batch["teacher_scores"]) == 12
 
 
+def test_flagembedding_reads_mixed_sources_without_none_prompts_or_mixed_types(tmp_path: Path) -> None:
+    """External-like rows (no prompt; the spec's query class `type`, or FlagEmbedding's own
+    `only_1neg`) beside mined rows with prompts, all files given to FlagEmbedding at once, as it
+    concatenates them: no query reads "None ...", and same-dataset batches never mix types."""
+    import polars as pl
+    from FlagEmbedding.abc.finetune.embedder import (
+        AbsEmbedderDataArguments,
+        AbsEmbedderSameDatasetTrainDataset,
+        AbsEmbedderTrainDataset,
+    )
+    from transformers import AutoTokenizer
+
+    mined = convert_all(mined_frame(n_docs=10, n_neg=4, eval_every=100), "mined.parquet", ConvertFormatsParams()).grouped
+    external = mined.with_columns(
+        qid=pl.lit("x") + pl.col("qid"), query=pl.lit("external ") + pl.col("query"), language=pl.lit(None, pl.String),
+        task=pl.lit(None, pl.String), prompt=pl.lit(None, pl.String),
+        type=pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.lit("only_1neg")).otherwise(pl.lit("definition")))
+    out = tmp_path / "train"
+    write_train_dir(pl.concat([mined, external]), TrainDataParams(train_group_size=3, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+                    out)
+    files = sorted((out / "embedder").rglob("*.jsonl"))
+    assert [f.relative_to(out / "embedder").as_posix() for f in files] == [
+        "any/default.jsonl", "any/default.only_1neg.jsonl", "en/code2code.jsonl", "en/text2code.jsonl"]
+    rows = {f.name: [json.loads(x) for x in f.read_text().splitlines()] for f in files}
+    assert all("prompt" in r for rs in rows.values() for r in rs)
+    assert {r.get("type") for r in rows["default.only_1neg.jsonl"]} == {"only_1neg"}
+    assert all("type" not in r for r in rows["default.jsonl"])  # "definition" is no FlagEmbedding mode
+    dirs = [str(out / "embedder" / "en"), str(out / "embedder" / "any")]
+    tok = AutoTokenizer.from_pretrained(str(bundled_minilm_dir()))
+    args = AbsEmbedderDataArguments(
+        train_data=dirs, cache_path=str(tmp_path / "hf"), train_group_size=3, query_max_len=16, passage_max_len=32,
+        query_instruction_for_retrieval="", query_instruction_format="{} {}", same_dataset_within_batch=True)
+    plain = AbsEmbedderTrainDataset(args, tok)
+    queries = [plain[i][0] for i in range(len(plain))]
+    assert len(queries) == 18 and not [q for q in queries if q.startswith("None")]
+    for seed in range(4):  # batches are drawn at random; each seed's plan is read in full
+        same = AbsEmbedderSameDatasetTrainDataset(args, default_batch_size=2, seed=seed, tokenizer=tok)
+        for _ in range(len(same)):
+            same[0]  # raises "Data type is not consistent in the same batch" on a mixed batch
+
+
 def _st_datasets(layout_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A layout's files as one DatasetDict, a dataset per file, as docs/formats.md loads them."""
     from datasets import DatasetDict, load_dataset

@@ -36,6 +36,7 @@ from tripleforge.training import (
     TrainDataParams,
     apply_instructions,
     embedder_records,
+    flag_type,
     reranker_records,
     select_training_groups,
 )
@@ -51,8 +52,12 @@ def _dataset_part(col: str) -> pl.Expr:
 
 
 def _dataset_expr() -> pl.Expr:
-    """``<language>/<task>`` (see training.dataset_name) with path-unsafe characters replaced."""
-    return pl.concat_str([_dataset_part("language"), pl.lit("/"), _dataset_part("task")])
+    """``<language>/<task>`` (see training.dataset_name) with path-unsafe characters replaced, and
+    ``.<mode>`` for rows of a FlagEmbedding mode other than normal (`training.flag_type`): its
+    same-dataset batches must not mix modes."""
+    mode = flag_type()
+    suffix = pl.when(mode == "normal").then(pl.lit("")).otherwise(pl.lit(".") + mode)
+    return pl.concat_str([_dataset_part("language"), pl.lit("/"), _dataset_part("task"), suffix])
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
@@ -107,18 +112,21 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     records_by_ds: dict[str, list[dict[str, Any]]] = {}
     st_parts: dict[str, pl.DataFrame] = {}
     unscored: dict[str, tuple[int, int]] = {}  # dataset written without scores -> (scored rows, rows)
-    for (name,), part in sorted(g.group_by(["_ds"], maintain_order=True), key=lambda kv: str(kv[0][0])):
-        part = part.drop("_ds")
-        st_parts[str(name)] = part
-        # `instructions` reach the embedder records (and so the tokenized shards) only; the
-        # reranker and sentence-transformers layouts keep the raw texts (see apply_instructions)
-        recs = embedder_records(apply_instructions(part, p.instructions), p.keep_scores)
+    # `instructions` reach the embedder records (and so the tokenized shards) only; the reranker
+    # and sentence-transformers layouts keep the raw texts (see apply_instructions)
+    parts = {str(name): part.drop("_ds") for (name,), part in g.group_by(["_ds"], maintain_order=True)}
+    instructed = {name: apply_instructions(part, p.instructions) for name, part in parts.items()}
+    with_prompt = any(part["prompt"].null_count() < part.height for part in instructed.values())
+    for name in sorted(parts):
+        part = parts[name]
+        st_parts[name] = part
+        recs = embedder_records(instructed[name], p.keep_scores, with_prompt)
         write_jsonl(recs, root / "embedder" / f"{name}.jsonl")
         write_jsonl(reranker_records(part, p.keep_scores), root / "reranker" / f"{name}.jsonl")
-        sizes[str(name)] = len(recs)
-        records_by_ds[str(name)] = recs
+        sizes[name] = len(recs)
+        records_by_ds[name] = recs
         if recs and "pos_scores" not in recs[0]:
-            unscored[str(name)] = (_scored_rows(part), len(recs))
+            unscored[name] = (_scored_rows(part), len(recs))
     if p.keep_scores:
         _warn_about_unscored(unscored, _scored_rows(g))
     sel_plain = g.drop("_ds")

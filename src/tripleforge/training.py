@@ -379,18 +379,36 @@ def dataset_name(language: str | None, task: str | None) -> str:
     return f"{language or 'any'}/{task or 'default'}"
 
 
-def embedder_records(g: pl.DataFrame, keep_scores: bool) -> list[dict[str, Any]]:
+# FlagEmbedding's `type`: how its same-dataset mode trains a batch, one mode per batch (a batch
+# mixing two fails its "Data type is not consistent in the same batch" assertion). The data-format
+# spec's `type` is a query class instead ("definition"), which FlagEmbedding trains as normal.
+FLAG_TYPES = ("normal", "only_1neg", "symmetric_sts", "symmetric_class", "symmetric_clustering")
+
+
+def flag_type() -> pl.Expr:
+    """A row's FlagEmbedding mode: its ``type`` when that is one of FLAG_TYPES, else normal."""
+    return pl.when(pl.col("type").is_in(FLAG_TYPES)).then(pl.col("type")).otherwise(pl.lit("normal"))
+
+
+def embedder_records(g: pl.DataFrame, keep_scores: bool, with_prompt: bool | None = None) -> list[dict[str, Any]]:
     """FlagEmbedding embedder JSONL rows for ONE dataset: ``query, pos, neg`` always; scores only
-    when every row has them; ``prompt`` only when some row has one (nulls become "", never null,
-    which FlagEmbedding would turn into the string "None"); ``type`` likewise (nulls -> "normal"). Rows must already
-    have non-empty ``neg``."""
+    when every row has them; ``prompt`` when `with_prompt` (default: when some row of `g` has
+    one), nulls as "", never null, which FlagEmbedding would turn into the string "None";
+    ``type`` (`flag_type`) only when it is not normal, which the dataset's rows then share
+    (`train_outputs` files each mode apart). Rows must already have non-empty ``neg``.
+
+    `with_prompt` is for the caller that writes several datasets: FlagEmbedding concatenates every
+    file it is given into one table, so a file without the key next to one with it gets a null
+    prompt per row, "None " + query again; every file must have the key or none."""
     cols = ["query", "pos", "neg"]
     if keep_scores and g["pos_scores"].null_count() == 0 and g["neg_scores"].null_count() == 0:
         cols += ["pos_scores", "neg_scores"]
     df = g.select(cols)
-    for opt, default in (("prompt", ""), ("type", "normal")):
-        if g[opt].null_count() < g.height:
-            df = df.with_columns(g[opt].fill_null(default))
+    if with_prompt if with_prompt is not None else g["prompt"].null_count() < g.height:
+        df = df.with_columns(g["prompt"].fill_null(""))
+    modes = g.select(flag_type()).to_series()
+    if (modes != "normal").any():
+        df = df.with_columns(modes.alias("type"))
     return df.to_dicts()
 
 
