@@ -186,12 +186,23 @@ def test_mixed_formats_in_one_file_is_an_error(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "mixed.jsonl", [SPEC_TRIPLET, SPEC_TRIPLET, SPEC_PAIR])
     with pytest.raises(UserError, match=r"mixed.jsonl:3: mixed formats: this line is pairs, line 1 is triplets"):
         F.read_records(path)
-    # the tryout: a Parquet triplets file with one null `neg` was "legacy" beside "triplets", with no hint why
+
+
+def test_triplets_lines_without_neg_are_triplets_without_negatives(tmp_path: Path) -> None:
+    # the spec makes `neg` optional in triplets; such lines were once "mixed formats" (legacy)
+    no_neg = {k: v for k, v in SPEC_TRIPLET.items() if k not in ("neg", "neg_scores")}
+    for rows in ([SPEC_TRIPLET, no_neg], [no_neg, SPEC_TRIPLET]):
+        g, p, rec = F.read_external(write_lines(tmp_path / "t.jsonl", rows))
+        assert rec.format == "triplets" and g["neg"].list.len().to_list() in ([2, 0], [0, 2])
+        assert p["label"].to_list().count(0) == 2
     pq = tmp_path / "null_neg.parquet"
     pl.DataFrame({"query": ["a", "b"], "pos": [["x"], ["y"]], "neg": [["n"], None]}).write_parquet(pq)
-    with pytest.raises(UserError, match=re.escape(f"{pq}:2: mixed formats: this line is legacy (no 'neg', or a null "
-                                                  "one), line 1 is triplets (it has a 'neg' list) (one format per file)")):
-        F.read_records(pq)
+    g, _, rec = F.read_external(pq)
+    assert rec.format == "triplets" and g["neg"].to_list() == [["n"], []]
+    g, _, rec = F.read_external(write_lines(tmp_path / "o.jsonl", [no_neg]), override="triplets")
+    assert rec.format == "triplets" and g["neg"].to_list() == [[]]
+    # without any `neg` list the file stays legacy
+    assert F.read_records(write_lines(tmp_path / "l.jsonl", [no_neg, no_neg])).format == "legacy"
 
 
 def test_unknown_format_and_bad_override(tmp_path: Path) -> None:
@@ -400,10 +411,12 @@ def test_pairs_without_pid_are_numbered_per_query_and_label(tmp_path: Path) -> N
     # the same pids as the grouped frame's pos/neg positions give
     back = F.grouped_to_pairs(g).filter(pl.col("passage") != "u").sort("pid")["pid"].to_list()
     assert back == p.filter(pl.col("pid") != "given").sort("pid")["pid"].to_list()
-    # without a qid every line is its own query
-    _, p, _ = F.read_external(write_lines(tmp_path / "n.jsonl", [{k: v for k, v in r.items() if k != "qid"}
-                                                                 for r in rows[:2]]))
-    assert p["pid"].to_list() == [f"{tmp_path / 'n.jsonl'}:1:p0", f"{tmp_path / 'n.jsonl'}:2:n0"]
+    # without a qid, lines are grouped by query (whitespace-normalized): qid = the first line's source
+    n = tmp_path / "n.jsonl"
+    no_qid = [{k: v for k, v in r.items() if k != "qid"} for r in rows[:3]]
+    g, p, _ = F.read_external(write_lines(n, [*no_qid, {**no_qid[1], "query": " a ", "passage": "s"}]))
+    assert p["pid"].to_list() == [f"{n}:1:p0", f"{n}:1:n0", f"{n}:3:p0", f"{n}:1:n1"]
+    assert g.select("qid", "pos", "neg").rows() == [(f"{n}:1", ["x"], ["y", "s"]), (f"{n}:3", ["v"], [])]
 
 
 def test_a_qid_given_to_two_queries_is_an_error_or_a_counted_drop(tmp_path: Path) -> None:

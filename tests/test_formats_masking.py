@@ -63,13 +63,13 @@ def test_candidates_listed_above_and_below_the_threshold_keep_only_the_positive(
 
 
 def test_pairs_lines_without_qid_are_masked_by_query_text(tmp_path: Path) -> None:
-    # without qids every line is its own query, yet "q" says x is relevant and not relevant
+    # without qids lines are grouped by query text, and "q" says x is relevant and not relevant
     rows = [{"query": "q", "passage": "x", "label": 1}, {"query": "q ", "passage": " x", "label": 0},
             {"query": "q", "passage": "y", "label": 0}, {"query": "other", "passage": "x", "label": 0}]
     g, p, rec = F.read_external(write_lines(tmp_path / "p.jsonl", rows))
     assert p.select("query", "passage", "label").rows() == [("q", "x", 1), ("q", "y", 0), ("other", "x", 0)]
-    assert dict(rec.drops) == {"negative_is_positive": 1, "no_positive": 2}
-    assert g["pos"].to_list() == [["x"]]
+    assert dict(rec.drops) == {"negative_is_positive": 1, "no_positive": 1}  # "other" has no positive
+    assert g.select("pos", "neg").rows() == [(["x"], ["y"])]
 
 
 def test_convert_all_counts_the_removed_negatives_per_source(tmp_path: Path) -> None:

@@ -613,8 +613,6 @@ def _problem_expr(fmt: str) -> pl.Expr:
             (_has_null("pos_scores") | _has_null("neg_scores"), "null in a score list"),
             (has_non_finite("pos_scores") | has_non_finite("neg_scores"), "NaN or infinite value in a score list"),
         ]
-        if fmt == "triplets":
-            checks.insert(2, (pl.col("neg").is_null(), "missing 'neg' (format triplets)"))
     elif fmt == "pairs":
         checks += [
             (pl.col("passage").is_null(), "missing 'passage'"),
@@ -675,6 +673,10 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
             source_format=pl.lit(None, pl.String)), drops, rows_read)
 
     df = df.with_columns(_detected=detect_expr(), _qid_clash=_qid_clash(df))
+    if override is None and (df["_detected"] == "triplets").any():
+        # the spec makes `neg` optional in triplets: beside lines with a `neg` list, a line with
+        # `pos` alone (or a null `neg`) is a triplet without negatives, not a line of another format
+        df = df.with_columns(_detected=pl.col("_detected").replace("legacy", "triplets"))
     if strict:  # every row is valid and of one format once this returns: nothing to filter
         fmt = _raise_first_problem(p, df, override)
         return ReadResult(str(p), fmt, df.drop("_detected", *_CHECK_COLUMNS).with_columns(source_format=pl.lit(fmt)),
@@ -734,12 +736,6 @@ _UNKNOWN_FORMAT = ("unknown format: no 'candidates', 'passage' or 'pos' key "
                    "(set convert_formats.format_override to force one)")
 
 
-# How the mixed-formats error names a line's format: triplets and legacy differ by `neg` alone,
-# so a triplets file with one null `neg` (a Parquet row, `"neg": null`) is "mixed"; saying why
-# points at the value, not at the file's layout.
-_FORMAT_SHOWN = {"triplets": "triplets (it has a 'neg' list)", "legacy": "legacy (no 'neg', or a null one)"}
-
-
 def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str:
     """Strict mode: raise `file:line: reason` for the first line with any problem, whether its
     format is unknown, differs from the file's (the first detected line's), or its values fail
@@ -753,8 +749,8 @@ def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str
         problem = (
             pl.when(pl.col("_detected").is_null()).then(pl.lit(_UNKNOWN_FORMAT))
             .when(pl.col("_detected") != fmt)
-            .then(pl.lit("mixed formats: this line is ") + pl.col("_detected").replace(_FORMAT_SHOWN)
-                  + pl.lit(f", line {first} is {_FORMAT_SHOWN.get(fmt, fmt)} (one format per file)"))
+            .then(pl.lit("mixed formats: this line is ") + pl.col("_detected")
+                  + pl.lit(f", line {first} is {fmt} (one format per file)"))
             .otherwise(_problem_expr(fmt))
         )
     else:
@@ -806,6 +802,18 @@ def _fill_nulls(df: pl.DataFrame, col: str, default: pl.Expr) -> pl.Expr:
     return pl.coalesce(pl.col(col), default) if df[col].null_count() else pl.col(col)
 
 
+def _qids_by_query(df: pl.DataFrame, source: str) -> pl.Expr:
+    """Pairs/candidates ``qid``, a missing one being ``<file>:<line>`` of the first line without a
+    qid that has the same (whitespace-normalized) query: the spec groups pairs by query, and a
+    pairs file without qids is common; numbering each line apart made every label-0 line a
+    query without a positive."""
+    if not df["qid"].null_count():
+        return pl.col("qid")
+    keyed = df.select("line", _none=pl.col("qid").is_null(), _nq=normalized_series(df["query"]))
+    first = keyed.select(pl.col("line").min().over("_nq", "_none")).to_series()
+    return pl.coalesce(pl.col("qid"), pl.lit(source + ":") + pl.lit(first).cast(pl.String))
+
+
 def _line_source(source: str) -> pl.Expr:
     return pl.lit(source + ":") + pl.col("line").cast(pl.String)
 
@@ -830,7 +838,7 @@ def records_to_pairs(rec: ReadResult, threshold: float = 0.5) -> pl.DataFrame:
     if rec.format in ("triplets", "legacy"):
         return grouped_to_pairs(records_to_grouped(rec))
     df = rec.frame
-    qid = _fill_nulls(df, "qid", _line_source(rec.path))
+    qid = _qids_by_query(df, rec.path)
     if rec.format == "pairs":
         out = df.select(
             **_meta_exprs(rec.path, qid), passage=pl.col("passage"), pid=pl.col("pid"),
