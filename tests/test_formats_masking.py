@@ -85,6 +85,33 @@ def test_convert_all_counts_the_removed_negatives_per_source(tmp_path: Path) -> 
     assert "`negative_is_positive` / `duplicate_negative` are counted **in both strict modes**" in doc
 
 
+def test_a_negative_another_source_gives_as_the_positive_is_removed(tmp_path: Path) -> None:
+    """One file says s[::-1] answers the query, another that it does not; and a mined negative
+    that an external file has as its query's answer."""
+    q = "how do I reverse a string"
+    xa = write_lines(tmp_path / "xa.jsonl", [{"query": q, "pos": ["s[::-1]"], "neg": ["len(s)"]}])
+    xb = write_lines(tmp_path / "xb.jsonl", [{"query": q + " ", "pos": ["reversed(s)"], "neg": [" s[::-1]", "x"],
+                                               "pos_scores": [0.9], "neg_scores": [0.8, 0.1]}])
+    xc = write_lines(tmp_path / "xc.jsonl", [{"query": q, "passage": "s[::-1]", "label": 0},
+                                             {"query": q, "passage": "y", "label": 0}])
+    mined = mined_frame(n_docs=4, eval_every=100)
+    first = mined.filter(pl.col("split") == "train").row(0, named=True)
+    xd = write_lines(tmp_path / "xd.jsonl", [{"query": first["query"], "pos": [first["neg"][1]], "neg": ["z"]}])
+    c = convert_all(mined, "m.parquet", ConvertFormatsParams(external=[str(p) for p in (xa, xb, xc, xd)]))
+    m = convert_metrics(c, {})
+    assert m["dropped"] == {"negative_is_positive": 3, "no_positive": 1}  # xc's query has no positive
+    assert [m["by_source"][str(p)]["dropped"] for p in (xa, xb, xc, xd)] == [
+        {}, {"negative_is_positive": 1}, {"negative_is_positive": 1, "no_positive": 1}, {}]
+    assert m["by_source"]["m.parquet"]["dropped"] == {"negative_is_positive": 1}
+    g = c.grouped.filter(pl.col("source").str.contains("xb.jsonl"))
+    assert g.select("neg", "neg_scores").rows() == [(["x"], [0.1])]
+    assert c.pairs.filter(pl.col("label") == 0).filter(pl.col("passage").str.strip_chars() == "s[::-1]").height == 0
+    assert c.pairs.filter(pl.col("source").str.contains("xc.jsonl"))["passage"].to_list() == ["y"]
+    mined_row = c.grouped.filter(pl.col("qid") == first["pair_id"]).row(0, named=True)
+    assert first["neg"][1] not in mined_row["neg"] and len(mined_row["neg"]) == len(first["neg"]) - 1
+    assert m["by_source"]["m.parquet"]["pairs"] == c.pairs.filter(pl.col("source_format") == "mined").height
+
+
 def test_normalized_expression_is_normalize_text() -> None:
     # every code point as a separator, alone and in runs, at the ends and inside
     chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]

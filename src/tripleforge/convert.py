@@ -169,6 +169,7 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
                          "triplets": g.height, "pairs": p.height,
                          "dropped": dict(sorted(rec.drops.items()))}
     drop_copies_across_sources(grouped_parts, pairs_parts, list(sources.values()), drops)
+    mask_negatives_across_sources(grouped_parts, pairs_parts, list(sources.values()), drops)
     grouped = pl.concat(grouped_parts) if grouped_parts else pl.DataFrame(schema=F.GROUPED_SCHEMA)
     pairs = pl.concat(pairs_parts) if pairs_parts else pl.DataFrame(schema=F.PAIRS_SCHEMA)
     return Converted(grouped, pairs, drops, sources)
@@ -257,6 +258,41 @@ def drop_copies_across_sources(
         src = sources[i]
         src["triplets"], src["pairs"] = grouped_parts[i].height, pairs_parts[i].height
         src["dropped"] = dict(sorted({**src["dropped"], "duplicate_record": src["dropped"].get("duplicate_record", 0) + n}.items()))
+
+
+def mask_negatives_across_sources(
+    grouped_parts: list[pl.DataFrame], pairs_parts: list[pl.DataFrame], sources: list[dict[str, Any]],
+    drops: Counter[str],
+) -> None:
+    """In place: remove the negatives (`neg` entries, label-0 pairs) that equal a positive another
+    source gives the same query (texts and queries whitespace-normalized), counted as
+    `negative_is_positive` in that source's `dropped` and in `drops`: one file saying a passage
+    answers a query and another saying it does not (or a mined negative that an external file
+    has as the answer) would train the pair both ways. Each source was masked on its own when
+    read, so what the masks below remove here is what another source contradicts; the pairs are
+    masked per (source, qid), so a negative two sources share is not taken for a repeat."""
+    if len(grouped_parts) < 2:
+        return
+    heights = [g.height for g in grouped_parts]
+    grouped = F.mask_negatives(pl.concat(grouped_parts), Counter())
+    tagged = pl.concat([p.with_columns(_part=pl.lit(i, pl.UInt32), _qid=pl.col("qid"))
+                        for i, p in enumerate(pairs_parts)])
+    tagged = tagged.with_columns(qid=pl.col("_part").cast(pl.String) + "\0" + pl.col("qid"))
+    pairs = F.mask_negative_pairs(tagged, Counter()).with_columns(qid=pl.col("_qid"))
+    start = 0
+    for i, (src, h) in enumerate(zip(sources, heights, strict=True)):
+        g_new = grouped.slice(start, h)
+        start += h
+        p_new = pairs.filter(pl.col("_part") == i).drop("_part", "_qid")
+        by_pairs = src["format"] in ("pairs", "candidates")  # the frame each source counts by when read
+        n = (pairs_parts[i].height - p_new.height if by_pairs
+             else int(grouped_parts[i]["neg"].list.len().sum() or 0) - int(g_new["neg"].list.len().sum() or 0))
+        grouped_parts[i], pairs_parts[i] = g_new, p_new
+        if n:
+            drops["negative_is_positive"] += n
+            src["pairs"] = p_new.height
+            src["dropped"] = dict(sorted({**src["dropped"],
+                                          "negative_is_positive": src["dropped"].get("negative_is_positive", 0) + n}.items()))
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
