@@ -89,6 +89,11 @@ def test_wrong_dimension_entry_is_reencoded(tmp_path):
     found, stats = cache.get_many(key, list(cache_keys(["y = 2"])), 384)
     assert stats.hits == 1 and next(iter(found.values())).shape == (384,)
     cache.close()
+    with sqlite3.connect(db) as conn:  # right dimension, finite, but all zeros: no encoder writes that
+        conn.execute("UPDATE embeddings SET vec=? WHERE config_key=?", (np.zeros(384, np.float32).tobytes(), key))
+    before = dict(embed.ENCODE_STATS)
+    np.testing.assert_allclose(encode_documents(["y = 2"], cfg, cache_dir=str(tmp_path)), good, atol=1e-6)
+    assert embed.ENCODE_STATS["rejected"] - before["rejected"] == 1
 
 
 def cache_keys(texts):

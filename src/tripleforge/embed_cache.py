@@ -51,6 +51,10 @@ class CacheStats:
     rejected_keys: list[str] = field(default_factory=list)
 
 
+# |v|^2 of a stored vector may differ from 1 by float32 rounding (about 1e-6 at 4k dimensions)
+_UNIT_TOLERANCE = 1e-3
+
+
 class EmbeddingCache:
     """`get_many` / `put_many` over a SQLite file; safe for several processes (WAL + busy timeout)."""
 
@@ -86,7 +90,10 @@ class EmbeddingCache:
             )
 
     def get_many(self, config_key: str, text_keys: Sequence[str], dim: int | None) -> tuple[dict[str, np.ndarray], CacheStats]:
-        """Vectors found for `text_keys`. With `dim` given, rows of another dimension are rejected."""
+        """Vectors found for `text_keys`. Rejected (re-encoded by the caller): with `dim` given, rows
+        of another dimension; rows with a NaN or infinity; rows not of unit length, since every
+        vector the encoders store is L2-normalized (an all-zero row would score 0 against every
+        query and hand out wrong neighbours without a word)."""
         found: dict[str, np.ndarray] = {}
         stats = CacheStats()
         unique = list(dict.fromkeys(text_keys))
@@ -100,7 +107,7 @@ class EmbeddingCache:
             for key, row_dim, blob in rows:
                 ok = (dim is None or row_dim == dim) and len(blob) == 4 * row_dim
                 vec = np.frombuffer(blob, dtype=np.float32) if ok else None
-                if vec is None or not np.isfinite(vec).all():
+                if vec is None or not np.isfinite(vec).all() or abs(float(vec @ vec) - 1.0) > _UNIT_TOLERANCE:
                     stats.rejected += 1
                     stats.rejected_keys.append(key)
                     continue
