@@ -188,6 +188,17 @@ def test_mixed_formats_in_one_file_is_an_error(tmp_path: Path) -> None:
         F.read_records(path)
 
 
+def test_triplets_scored_on_one_side_lose_both_lists_and_are_counted(tmp_path: Path) -> None:
+    base = {"query": "q", "pos": ["p"], "neg": ["n"]}
+    rows = [{**base, "pos_scores": [0.9]}, {**base, "query": "r", "neg_scores": [0.1]},
+            {**base, "query": "s", "neg": [], "pos_scores": [0.8]},
+            {**base, "query": "t", "pos_scores": [0.7], "neg_scores": [0.2]}]
+    g, p, rec = F.read_external(write_lines(tmp_path / "t.jsonl", rows))
+    assert g.select("pos_scores", "neg_scores").rows() == [(None, None), (None, None), ([0.8], []), ([0.7], [0.2])]
+    assert dict(rec.drops) == {"partial_scores": 2}
+    assert p.filter(pl.col("query") == "q")["score"].to_list() == [None, None]
+
+
 def test_triplets_lines_without_neg_are_triplets_without_negatives(tmp_path: Path) -> None:
     # the spec makes `neg` optional in triplets; such lines were once "mixed formats" (legacy)
     no_neg = {k: v for k, v in SPEC_TRIPLET.items() if k not in ("neg", "neg_scores")}
@@ -203,6 +214,16 @@ def test_triplets_lines_without_neg_are_triplets_without_negatives(tmp_path: Pat
     assert rec.format == "triplets" and g["neg"].to_list() == [[]]
     # without any `neg` list the file stays legacy
     assert F.read_records(write_lines(tmp_path / "l.jsonl", [no_neg, no_neg])).format == "legacy"
+
+
+def test_a_json_array_file_is_named_as_such(tmp_path: Path) -> None:
+    pretty = tmp_path / "a.json"
+    pretty.write_text(json.dumps([SPEC_TRIPLET], indent=2))
+    one_line = tmp_path / "b.json"
+    one_line.write_text(json.dumps([SPEC_TRIPLET, SPEC_TRIPLET]))
+    for path in (pretty, one_line):
+        with pytest.raises(UserError, match=re.escape(f"{path}:1: ") + r".*\(a JSON array: JSONL takes one JSON object per line"):
+            F.read_records(path)
 
 
 def test_unknown_format_and_bad_override(tmp_path: Path) -> None:

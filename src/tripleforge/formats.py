@@ -392,6 +392,8 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
     if problems:
         if strict:
             n, err = problems[0]
+            if n == lines[0][0] and lines[0][1].lstrip().startswith(b"["):
+                err = f"{err} (a JSON array: JSONL takes one JSON object per line, e.g. jq -c '.[]')"
             raise UserError(f"{path}:{n}: {err}")
         drops["malformed"] += len(problems)
     if not frames:
@@ -973,6 +975,24 @@ def _negatives_to_remove(negs: pl.DataFrame, positives: pl.DataFrame, drops: Cou
     return pl.concat([as_pos, dup])
 
 
+def whole_score_lists(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
+    """GROUPED rows scored on one side only (``pos_scores`` without ``neg_scores`` for a
+    non-empty ``neg``, or the reverse) without either list, counted as ``partial_scores`` (rows
+    kept), as pairs input with partial scores is: a teacher that judged only the positives gives
+    nothing to distil, and a half-scored row would pass as scored wherever one list is looked at.
+    A row without negatives needs no ``neg_scores``: it gets ``[]``."""
+    no_neg = pl.col("neg").list.len().fill_null(0) == 0
+    g = g.with_columns(neg_scores=pl.when(pl.col("neg_scores").is_null() & pl.col("pos_scores").is_not_null() & no_neg)
+                       .then(pl.lit([], F64_LIST)).otherwise(pl.col("neg_scores")))
+    half = pl.col("pos_scores").is_null() != pl.col("neg_scores").is_null()
+    n = int(g.select(half.sum()).item())
+    if not n:
+        return g
+    drops["partial_scores"] += n
+    return g.with_columns(pos_scores=pl.when(half).then(pl.lit(None, F64_LIST)).otherwise(pl.col("pos_scores")),
+                          neg_scores=pl.when(half).then(pl.lit(None, F64_LIST)).otherwise(pl.col("neg_scores")))
+
+
 def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     """GROUPED rows without the negatives that contradict a positive, the guarantee mining gives
     its own rows: a negative equal to a positive of any row with the same query (counted, one per
@@ -1057,7 +1077,7 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
     if rec.format is None:
         return pl.DataFrame(schema=GROUPED_SCHEMA), pl.DataFrame(schema=PAIRS_SCHEMA), rec
     if rec.format in ("triplets", "legacy"):
-        grouped = mask_negatives(records_to_grouped(rec), rec.drops)
+        grouped = mask_negatives(whole_score_lists(records_to_grouped(rec), rec.drops), rec.drops)
         grouped = drop_copies(grouped, RECORD_CONTENT, pl.col("query").hash(), rec.drops)
         pairs = grouped_to_pairs(grouped)
     else:
