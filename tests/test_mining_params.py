@@ -43,6 +43,8 @@ def mine(*overrides: str) -> MineParams:
         ("relative_margin=1.5", "relative_margin"),  # a negative could outscore the positive
         ("relative_margin=-0.5", "relative_margin"),
         ("relative_margin=0", "relative_margin"),
+        ("margin=-0.1", "margin"),  # likewise
+        ("search.seed=2147483648", "search.seed"),  # FAISS takes a C int
     ],
 )
 def test_meaningless_values_name_the_key(override, key):

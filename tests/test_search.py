@@ -146,6 +146,14 @@ def test_recall_sample_zero_means_not_measured():
     assert res.recall is None and res.valid.any()
 
 
+def test_ivf_on_a_pool_under_39_documents_prints_no_faiss_warning(capfd):
+    rng = np.random.default_rng(11)
+    q, c = unit(rng, 3), unit(rng, 12)
+    res = search(q, c, 5, SearchConfig(method="ivf"))
+    assert res.valid[:, :5].all()
+    assert "WARNING" not in capfd.readouterr().err  # FAISS: "please provide at least 39 training points"
+
+
 def test_cuda_asked_for_on_a_machine_without_it(monkeypatch):
     import torch
 

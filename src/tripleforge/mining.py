@@ -76,7 +76,7 @@ class MineParams(StageParams):
     # a share of the hardest positive's score: above 1 a negative could outscore the positive,
     # at or below 0 every negative with a positive score would be cut
     relative_margin: float | None = Field(0.95, gt=0.0, le=1.0)
-    margin: float | None = None
+    margin: float | None = Field(None, ge=0.0)  # below 0, negatives could score above the positive
     max_score: float | None = None
     min_score: float | None = None
     sampling: Literal["top", "random"] = "top"

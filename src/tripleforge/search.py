@@ -154,6 +154,9 @@ def _build_approx(c: np.ndarray, cfg: SearchConfig):  # type: ignore[no-untyped-
     # 64 points per list trains k-means well enough (FAISS wants >= 39) and keeps training cheap
     train = c if len(c) <= nlist * 64 else c[np.sort(rng.choice(len(c), nlist * 64, replace=False))]
     index.cp.seed = cfg.seed
+    # nlist above keeps 39 points per list wherever the pool has 39; on a smaller pool (one list)
+    # FAISS would print its "please provide at least 39 training points" warning on stderr
+    index.cp.min_points_per_centroid = min(39, len(train))
     index.train(train)
     index.add(c)
     index.nprobe = min(cfg.ivf_nprobe, nlist)
