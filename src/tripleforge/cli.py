@@ -105,5 +105,31 @@ def summary(metrics_dir: str = typer.Option("metrics", help="directory of the st
     Console(width=120).print(table)
 
 
+@app.command()
+def check(
+    files: list[str] = typer.Argument(..., help="JSONL or Parquet files in any of the four record formats"),
+    format_: str = typer.Option("", "--format", help="force a format: triplets, pairs, candidates or legacy"),
+    lenient: bool = typer.Option(False, "--lenient", help="drop and count bad lines (strict: false), not stop at the first"),
+    label_threshold: float = typer.Option(0.5, help="candidates: score >= threshold -> label 1"),
+) -> None:
+    """Read record files as convert-formats would (`convert_formats.external`) and print what
+    each holds: format, records, triplets, pairs and what would be dropped. A bad line is an
+    error `file:line: reason` (exit 2) unless --lenient."""
+    import json
+
+    from tripleforge.errors import UserError
+    from tripleforge.formats import read_external
+
+    for path in files:
+        try:
+            grouped, pairs, rec = read_external(path, format_ or None, strict=not lenient, threshold=label_threshold)
+        except UserError as exc:
+            fail(str(exc))
+        dropped = json.dumps(dict(sorted(rec.drops.items()))) if rec.drops else "nothing"
+        n = rec.rows_read
+        typer.echo(f"{path}: {rec.format or 'no usable records'}, {n} record{'' if n == 1 else 's'} -> "
+                   f"{grouped.height} triplets, {pairs.height} pairs; dropped: {dropped}")
+
+
 if __name__ == "__main__":
     app()

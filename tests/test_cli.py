@@ -1,4 +1,4 @@
-"""`tripleforge summary` prints each stage's headline numbers from the metrics files."""
+"""The `tripleforge` console script: `summary` (headline numbers), `check` (record files), help screens."""
 
 from __future__ import annotations
 
@@ -43,7 +43,24 @@ def test_summary_without_metrics_or_with_a_broken_file_is_a_one_line_error(tmp_p
 
 def test_help_shows_flags_without_a_value_placeholder() -> None:
     # typer 0.29 prints `--help <bool>`, as if --help took a value (hence the 0.28 pin)
-    for args in (["--help"], ["tasks", "--help"], ["summary", "--help"]):
+    for args in (["--help"], ["tasks", "--help"], ["summary", "--help"], ["check", "--help"]):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 0, res.output
         assert "--help" in res.output and "<bool>" not in res.output, res.output
+
+
+def test_check_reports_each_file_and_stops_at_a_bad_line(tmp_path: Path) -> None:
+    good = tmp_path / "p.jsonl"
+    good.write_text('{"query": "q", "passage": "a", "label": 1}\n{"query": "q", "passage": "b", "label": 0}\n'
+                    '{"query": "q", "passage": "a", "label": 0}\n')
+    res = CliRunner().invoke(app, ["check", str(good)])
+    assert res.exit_code == 0, res.output
+    assert res.output == f'{good}: pairs, 3 records -> 1 triplets, 2 pairs; dropped: {{"negative_is_positive": 1}}\n'
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "passage": "a", "label": 1}\n{"query": "q", "passage": "a", "label": 3}\n')
+    res = CliRunner().invoke(app, ["check", str(good), str(bad)])
+    assert res.exit_code == 2 and res.output.splitlines()[-1] == f"error: {bad}:2: 'label' must be 0 or 1"
+    res = CliRunner().invoke(app, ["check", "--lenient", str(bad)])
+    assert res.exit_code == 0 and '1 triplets, 1 pairs; dropped: {"label_must_be_0_or_1": 1}' in res.output
+    res = CliRunner().invoke(app, ["check", "--format", "triplets", str(good)])
+    assert res.exit_code == 2 and "missing 'pos'" in res.output
