@@ -442,3 +442,10 @@ def test_pooling_auto_on_a_folder_without_modules_json_says_what_it_does(tmp_pat
     assert "warning: embedder.pooling: auto, and" in err and "has no modules.json" in err and "pooled by mean" in err
     embed.get_encoder(EmbedderConfig(model=str(bare), max_length=64, pooling="cls"))
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_bidirectional_encoder_loaded_as_decoder_is_named_in_a_warning(capsys):
+    # the bundled MiniLM (BERT) as kind: decoder runs, but last-token pooling reads its [SEP]
+    embed._DecoderEncoder(embed.bundled_minilm_dir(), EmbedderConfig(kind="decoder"), "cpu", "float32")
+    err = capsys.readouterr().err
+    assert "warning: embedder.kind: decoder, but 'minilm' is a bidirectional encoder (bert)" in err

@@ -497,6 +497,11 @@ class _STEncoder(_Encoder):
         return out
 
 
+# model_type values of encoders read in both directions, which no last-token pooling suits
+BIDIRECTIONAL_ENCODERS = frozenset({"bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "deberta", "deberta-v2",
+                                    "electra", "albert", "nomic_bert", "modernbert", "camembert"})
+
+
 class _DecoderEncoder(_Encoder):
     """Last-token pooling over a left-padded batch (the bge-code-v1 recipe)."""
 
@@ -530,6 +535,11 @@ class _DecoderEncoder(_Encoder):
         self.max_length = cfg.max_length
         self.batch_tokens = resolve_batch_tokens(cfg, device)
         self.dim = int(self.model.config.hidden_size)
+        model_type = str(getattr(self.model.config, "model_type", ""))
+        if model_type in BIDIRECTIONAL_ENCODERS:
+            log(f"warning: {error_key(cfg, 'kind')}: decoder, but '{cfg.model}' is a bidirectional encoder "
+                f"({model_type}): last-token pooling takes the vector of its closing special token, not the "
+                f"text's embedding; use kind: sentence-transformers")
         import inspect
 
         self._takes_positions = "position_ids" in inspect.signature(self.model.forward).parameters
