@@ -110,6 +110,31 @@ def test_a_negative_another_source_gives_as_the_positive_is_removed(tmp_path: Pa
     mined_row = c.grouped.filter(pl.col("qid") == first["pair_id"]).row(0, named=True)
     assert first["neg"][1] not in mined_row["neg"] and len(mined_row["neg"]) == len(first["neg"]) - 1
     assert m["by_source"]["m.parquet"]["pairs"] == c.pairs.filter(pl.col("source_format") == "mined").height
+    # the row's label-0 pids are the positions left in its `neg`, as after a removal within one file
+    negs = c.pairs.filter((pl.col("qid") == first["pair_id"]) & (pl.col("label") == 0))
+    assert negs.select("passage", "pid").rows() == [(t, f"{first['pair_id']}:n{i}") for i, t in enumerate(mined_row["neg"])]
+    assert c.pairs.select("qid", "pid").is_unique().all()
+
+
+def test_sources_masked_against_each_other_keep_every_other_pair(tmp_path: Path) -> None:
+    """Two rows of one file share a qid and a negative: no pair of theirs is lost when another
+    source is read (the cross-source check looks for contradictions, not repeats), and a copy of
+    one row in another file takes that row's pairs only."""
+    shared = [{"qid": "k", "query": "merge dicts", "pos": ["a | b"], "neg": ["a + b"]},
+              {"qid": "k", "query": "merge dicts", "pos": ["{**a, **b}"], "neg": ["a + b"]}]
+    t2 = write_lines(tmp_path / "t2.jsonl", shared)
+    other = write_lines(tmp_path / "other.jsonl", [{"query": "something else", "pos": ["zzz"], "neg": ["yyy"]}])
+    c = convert_all(None, "", ConvertFormatsParams(include_mined=False, external=[str(t2), str(other)]))
+    m = convert_metrics(c, {})
+    assert m["dropped"] == {} and m["by_source"][str(t2)]["pairs"] == 4
+    assert c.pairs.filter(pl.col("qid") == "k").height == 4 and c.pairs.height == m["pairs"]["rows"] == 6
+    copy = write_lines(tmp_path / "t3.jsonl", [{k: v for k, v in shared[0].items() if k != "qid"}])
+    c = convert_all(None, "", ConvertFormatsParams(include_mined=False, external=[str(copy), str(t2)]))
+    m = convert_metrics(c, {})
+    assert m["by_source"][str(t2)]["dropped"] == {"duplicate_record": 1}
+    assert m["by_source"][str(t2)]["triplets"] == 1 and m["by_source"][str(t2)]["pairs"] == 2
+    kept = c.pairs.filter(pl.col("source").str.contains("t2.jsonl"))
+    assert kept["passage"].to_list() == ["{**a, **b}", "a + b"]
 
 
 def test_normalized_expression_is_normalize_text() -> None:

@@ -250,9 +250,12 @@ def drop_copies_across_sources(
         start += g.height
         if part_keep.all():
             continue
-        gone = g.filter(~part_keep).get_column("qid")
+        # a pairs source's triplet is its qid's pairs; a triplets row's pairs are those of its line
+        # (two rows may share a qid, and only the copy goes)
+        key = "qid" if sources[i]["format"] in ("pairs", "candidates") else "source"
+        gone = g.filter(~part_keep).get_column(key)
         grouped_parts[i] = g.filter(part_keep)
-        pairs_parts[i] = pairs_parts[i].filter(~pl.col("qid").is_in(gone.implode()))
+        pairs_parts[i] = pairs_parts[i].filter(~pl.col(key).is_in(gone.implode()))
         n = int((~part_keep).sum())
         drops["duplicate_record"] += n
         src = sources[i]
@@ -269,30 +272,37 @@ def mask_negatives_across_sources(
     `negative_is_positive` in that source's `dropped` and in `drops`: one file saying a passage
     answers a query and another saying it does not (or a mined negative that an external file
     has as the answer) would train the pair both ways. Each source was masked on its own when
-    read, so what the masks below remove here is what another source contradicts; the pairs are
-    masked per (source, qid), so a negative two sources share is not taken for a repeat."""
+    read, so what is removed here is what another source contradicts; repeats are not looked
+    for (each pair is its own group below), since each source settled its own. A triplets or mined
+    source's label-0 pids (`<qid>:n<i>`, i = the position in the row's `neg`) are renumbered
+    to the positions left, as a removal within one file leaves them."""
     if len(grouped_parts) < 2:
         return
     heights = [g.height for g in grouped_parts]
     grouped = F.mask_negatives(pl.concat(grouped_parts), Counter())
-    tagged = pl.concat([p.with_columns(_part=pl.lit(i, pl.UInt32), _qid=pl.col("qid"))
-                        for i, p in enumerate(pairs_parts)])
-    tagged = tagged.with_columns(qid=pl.col("_part").cast(pl.String) + "\0" + pl.col("qid"))
-    pairs = F.mask_negative_pairs(tagged, Counter()).with_columns(qid=pl.col("_qid"))
+    tagged = pl.concat([p.with_columns(_part=pl.lit(i, pl.UInt32)) for i, p in enumerate(pairs_parts)])
+    tagged = tagged.with_row_index("_row").with_columns(_qid=pl.col("qid"), qid=pl.col("_row").cast(pl.String))
+    pairs = F.mask_negative_pairs(tagged, Counter()).with_columns(qid=pl.col("_qid")).drop("_row", "_qid")
     start = 0
     for i, (src, h) in enumerate(zip(sources, heights, strict=True)):
         g_new = grouped.slice(start, h)
         start += h
-        p_new = pairs.filter(pl.col("_part") == i).drop("_part", "_qid")
+        p_new = pairs.filter(pl.col("_part") == i).drop("_part")
+        n_pairs = pairs_parts[i].height - p_new.height
+        if not n_pairs:
+            continue
         by_pairs = src["format"] in ("pairs", "candidates")  # the frame each source counts by when read
-        n = (pairs_parts[i].height - p_new.height if by_pairs
-             else int(grouped_parts[i]["neg"].list.len().sum() or 0) - int(g_new["neg"].list.len().sum() or 0))
+        if not by_pairs:
+            position = pl.int_range(pl.len()).over("source", "label").cast(pl.String)
+            p_new = p_new.with_columns(pid=pl.when(pl.col("label") == 0).then(pl.col("qid") + ":n" + position)
+                                       .otherwise(pl.col("pid")))
+        n = n_pairs if by_pairs else (int(grouped_parts[i]["neg"].list.len().sum() or 0)
+                                      - int(g_new["neg"].list.len().sum() or 0))
         grouped_parts[i], pairs_parts[i] = g_new, p_new
-        if n:
-            drops["negative_is_positive"] += n
-            src["pairs"] = p_new.height
-            src["dropped"] = dict(sorted({**src["dropped"],
-                                          "negative_is_positive": src["dropped"].get("negative_is_positive", 0) + n}.items()))
+        drops["negative_is_positive"] += n
+        src["pairs"] = p_new.height
+        src["dropped"] = dict(sorted({**src["dropped"],
+                                      "negative_is_positive": src["dropped"].get("negative_is_positive", 0) + n}.items()))
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
