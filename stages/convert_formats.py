@@ -32,7 +32,7 @@ def main(
     from tripleforge.progress import log
 
     p = load_params(ConvertFormatsParams, "convert_formats", params, set_)
-    check_output_paths([metrics], [out_dir])
+    check_output_paths([metrics, out_dir / "triplets.parquet", out_dir / "pairs.parquet"], [out_dir, out_dir / "eval"])
     mined = None
     if p.include_mined:
         mined = read_parquet(triplets, "input", "run mine-negatives, or set convert_formats.include_mined=false")

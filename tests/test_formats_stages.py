@@ -79,6 +79,20 @@ def test_bad_external_line_fails_cleanly_without_outputs(workdir: Path) -> None:
     assert m["by_source"]["bad.jsonl"]["triplets"] == 1
 
 
+def test_an_output_inside_the_out_dir_that_cannot_be_written_fails_before_any_work(workdir: Path) -> None:
+    out = workdir / "fo"
+    out.mkdir()
+    (out / "eval").write_text("a file where the BEIR folder goes")
+    proc = _stage(workdir, "convert_formats", "--out-dir", "fo", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: fo/eval: cannot write this output: it is a file, and a folder goes here"
+    assert sorted(p.name for p in out.iterdir()) == ["eval"] and not (workdir / "metrics").exists()
+    (out / "eval").unlink()
+    (out / "triplets.parquet").mkdir()
+    proc = _stage(workdir, "convert_formats", "--out-dir", "fo", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: fo/triplets.parquet: cannot write this output: it is a folder"
+
+
 def test_bad_params_and_missing_inputs(workdir: Path) -> None:
     proc = _stage(workdir, "convert_formats", "--set", "strict=maybe", check=False)
     assert proc.returncode == 2 and "convert_formats.strict" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

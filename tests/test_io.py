@@ -153,3 +153,12 @@ def test_check_output_paths_names_an_output_that_cannot_be_written(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(UserError, match="is a broken link"):
         check_output_paths([tmp_path / "dangling" / "out.json"])
+    with pytest.raises(UserError, match="dangling: cannot write this output: it is a broken link"):
+        check_output_paths([tmp_path / "dangling"])
+    (tmp_path / "dir_link").symlink_to(tmp_path / "a_dir")  # a folder output is replaced whole: not through a link
+    with pytest.raises(UserError, match="it is a symbolic link; give the folder itself"):
+        check_output_paths([], [tmp_path / "dir_link"])
+    (tmp_path / "file_link").symlink_to(tmp_path / "a_file")
+    check_output_paths([tmp_path / "file_link"])  # a file output through a link is replaced, as any file
+    with pytest.raises(UserError, match="its name is too long"):
+        check_output_paths([tmp_path / ("a" * 240 + ".parquet")])

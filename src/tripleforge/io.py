@@ -60,14 +60,26 @@ def sweep_dead_temps(target: Path) -> int:
     return removed
 
 
+# A file name's limit on common file systems, and what mkstemp/mkdtemp add after the prefix
+# (8 random characters and ".tmp")
+_NAME_MAX = 255
+_TEMP_SUFFIX_BYTES = 12
+
+
 def _why_not_writable(path: Path, is_dir: bool) -> str | None:
     """Why an output cannot be written at `path` (None when it can, as far as can be told
     without writing): the path is a folder where a file goes or the reverse, a parent on the way
     is a file, or the nearest existing parent is not writable."""
+    if path.is_symlink() and (is_dir or not path.exists()):
+        # a folder output is replaced whole (`atomic_dir`), which a link would not survive
+        return "it is a symbolic link; give the folder itself" if path.exists() else "it is a broken link"
     if path.is_dir() and not is_dir:
         return "it is a folder"
     if path.exists() and is_dir and not path.is_dir():
         return "it is a file, and a folder goes here"
+    if len(_temp_prefix(path).encode()) + _TEMP_SUFFIX_BYTES > _NAME_MAX:
+        return f"its name is too long ({len(path.name.encode())} bytes; the temporary file next to it needs " \
+               f"{len(_temp_prefix(path).encode()) + _TEMP_SUFFIX_BYTES - len(path.name.encode())} more, of {_NAME_MAX})"
     parent = path.parent
     while not parent.exists():
         if parent.is_symlink():  # a link to nowhere: mkdir would fail on it
