@@ -733,6 +733,11 @@ def test_documents_numbered_by_hand_are_masked_like_text_ids(tmp_path):
     assert POOL_TEXTS[3] not in out["neg"][0] and len(out["neg"][0]) == len(POOL_TEXTS) - 1
     by_text_id, _ = mine_negatives(pairs.with_columns(doc_id=pl.lit(text_id(POOL_TEXTS[3]))), make_pool(), params)
     assert out.drop("doc_id").equals(by_text_id.drop("doc_id"))
+    integers = make_pool().with_columns(doc_id=pl.int_range(pl.len()))  # matched by the same numbers as strings
+    as_ints, _ = mine_negatives(pairs.with_columns(doc_id=pl.lit("3")), integers, params)
+    assert as_ints.drop("doc_id").equals(by_text_id.drop("doc_id"))
+    with pytest.raises(UserError, match="pool: column 'doc_id' has type Float64"):
+        mine_negatives(pairs.with_columns(doc_id=pl.lit("3")), integers.with_columns(pl.col("doc_id").cast(pl.Float64)), params)
     clash = numbered.with_columns(doc_id=pl.when(pl.col("doc_id") == "d4").then(pl.lit("d3")).otherwise("doc_id"))
     with pytest.raises(UserError, match="pool: doc_id 'd3' names two different texts"):
         mine_negatives(pairs.with_columns(doc_id=pl.lit("d3")), clash, params)

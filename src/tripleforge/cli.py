@@ -116,10 +116,13 @@ def check(
     each holds: format, records, triplets, pairs and what would be dropped. A bad line is an
     error `file:line: reason` (exit 2) unless --lenient."""
     import json
+    import math
 
     from tripleforge.errors import UserError
     from tripleforge.formats import read_external
 
+    if not math.isfinite(label_threshold):  # as convert_formats.label_threshold: NaN would label every candidate 0
+        fail(f"--label-threshold: {label_threshold} is not a finite number")
     for path in files:
         try:
             grouped, pairs, rec = read_external(path, format_ or None, strict=not lenient, threshold=label_threshold)

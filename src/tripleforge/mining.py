@@ -544,7 +544,12 @@ def document_text_ids(doc_ids: list[str | None], pool: pl.DataFrame, pool_ids: l
     if "doc_id" not in pool.columns:
         return doc_ids
     key: dict[str, str] = {}
-    for d, (tid, _) in zip(pool.get_column("doc_id").to_list(), pool_ids, strict=True):
+    ids = pool.get_column("doc_id")
+    if not (ids.dtype == pl.String or ids.dtype == pl.Null or ids.dtype.is_integer()):
+        raise UserError(f"pool: column 'doc_id' has type {ids.dtype}, expected String (or integers)")
+    # as strings: a pool that numbers its documents (an integer column) is matched by the same
+    # numbers in the pairs, whose doc_id is a string
+    for d, (tid, _) in zip(ids.cast(pl.String).to_list(), pool_ids, strict=True):
         if d is not None and key.setdefault(d, tid) != tid:
             raise UserError(f"pool: doc_id {d!r} names two different texts; a doc_id must name one document")
     return [key.get(d, d) if d is not None else None for d in doc_ids]
