@@ -188,6 +188,20 @@ def test_mixed_formats_in_one_file_is_an_error(tmp_path: Path) -> None:
         F.read_records(path)
 
 
+def test_triplets_rows_sharing_a_qid_number_their_pids_on(tmp_path: Path) -> None:
+    rows = [{"qid": "k", "query": "merge dicts", "pos": ["a | b"], "neg": ["a + b", "x"]},
+            {"qid": "k", "query": "merge dicts", "pos": ["{**a, **b}"], "neg": ["a + b"]},
+            {"qid": "j", "query": "other", "pos": ["y"], "neg": ["z"]}]
+    g, p, _ = F.read_external(write_lines(tmp_path / "t.jsonl", rows))
+    assert p.select("qid", "pid").rows() == [("k", "k:p0"), ("k", "k:n0"), ("k", "k:n1"), ("k", "k:p1"), ("k", "k:n2"),
+                                            ("j", "j:p0"), ("j", "j:n0")]
+    # pairs -> triplets merges the qid's rows; the pids are the positions in the merged lists
+    merged = F.pairs_to_grouped(p).filter(pl.col("qid") == "k").row(0, named=True)
+    assert merged["pos"] == ["a | b", "{**a, **b}"] and merged["neg"] == ["a + b", "x", "a + b"]
+    back = F.grouped_to_pairs(F.pairs_to_grouped(p))
+    assert sorted(back.select("passage", "pid").rows()) == sorted(p.select("passage", "pid").rows())
+
+
 def test_triplets_scored_on_one_side_lose_both_lists_and_are_counted(tmp_path: Path) -> None:
     base = {"query": "q", "pos": ["p"], "neg": ["n"]}
     rows = [{**base, "pos_scores": [0.9]}, {**base, "query": "r", "neg_scores": [0.1]},

@@ -274,8 +274,8 @@ def mask_negatives_across_sources(
     has as the answer) would train the pair both ways. Each source was masked on its own when
     read, so what is removed here is what another source contradicts; repeats are not looked
     for (each pair is its own group below), since each source settled its own. A triplets or mined
-    source's label-0 pids (`<qid>:n<i>`, i = the position in the row's `neg`) are renumbered
-    to the positions left, as a removal within one file leaves them."""
+    source's label-0 pids (`<qid>:n<i>`, `formats.grouped_to_pairs`) are renumbered to the
+    positions left, as a removal within one file leaves them."""
     if len(grouped_parts) < 2:
         return
     heights = [g.height for g in grouped_parts]
@@ -293,7 +293,7 @@ def mask_negatives_across_sources(
             continue
         by_pairs = src["format"] in ("pairs", "candidates")  # the frame each source counts by when read
         if not by_pairs:
-            position = pl.int_range(pl.len()).over("source", "label").cast(pl.String)
+            position = pl.int_range(pl.len()).over("qid", "label").cast(pl.String)  # as grouped_to_pairs numbers
             p_new = p_new.with_columns(pid=pl.when(pl.col("label") == 0).then(pl.col("qid") + ":n" + position)
                                        .otherwise(pl.col("pid")))
         n = n_pairs if by_pairs else (int(grouped_parts[i]["neg"].list.len().sum() or 0)

@@ -912,16 +912,22 @@ def _explode_numbered(df: pl.DataFrame, col: str) -> pl.DataFrame:
 def grouped_to_pairs(g: pl.DataFrame) -> pl.DataFrame:
     """GROUPED_SCHEMA -> PAIRS_SCHEMA: every ``pos`` with label 1 then every ``neg`` with label 0,
     each with its score (null when the row has no score list). Order: input row, pos before neg,
-    list position. A missing pid becomes ``<qid>:p<i>`` / ``<qid>:n<i>``."""
+    list position. The pid is ``<qid>:p<i>`` / ``<qid>:n<i>``, i counting the qid's positives
+    (negatives) over its rows in order: two rows sharing a qid (records of one query) would
+    otherwise give two passages one pid; it is the list position when the qid has one row."""
     base = g.with_row_index("_row")
+    shared = bool(g.height) and not g["qid"].is_unique().all()
 
     def side(texts: str, scores: str, label: int, tag: str) -> pl.DataFrame:
+        n = pl.col(texts).list.drop_nulls().list.len().fill_null(0)
+        before = (n.cum_sum() - n).over("qid") if shared else pl.lit(0, pl.Int64)
+        rows = base.select(*META, "_row", passage=pl.col(texts), _scores=pl.col(scores), _before=before)
         return (
-            _explode_numbered(base.select(*META, "_row", passage=pl.col(texts), _scores=pl.col(scores)), "passage")
+            _explode_numbered(rows, "passage")
             .with_columns(
                 score=pl.col("_scores").list.get(pl.col("_i"), null_on_oob=True),
                 label=pl.lit(label, pl.Int64),
-                pid=pl.col("qid") + f":{tag}" + pl.col("_i").cast(pl.String),
+                pid=pl.col("qid") + f":{tag}" + (pl.col("_i") + pl.col("_before")).cast(pl.String),
                 _side=pl.lit(1 - label, pl.Int8),
             )
         )
