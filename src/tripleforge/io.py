@@ -68,8 +68,9 @@ _TEMP_SUFFIX_BYTES = 12
 
 def _why_not_writable(path: Path, is_dir: bool) -> str | None:
     """Why an output cannot be written at `path` (None when it can, as far as can be told
-    without writing): the path is a folder where a file goes or the reverse, a parent on the way
-    is a file, or the nearest existing parent is not writable."""
+    without writing): the path is a folder where a file goes or the reverse, a link where a
+    folder goes or a broken one, a name too long for the temp file written beside it, a parent
+    on the way is a file or a broken link, or the nearest existing parent is not writable."""
     if path.is_symlink() and (is_dir or not path.exists()):
         # a folder output is replaced whole (`atomic_dir`), which a link would not survive
         return "it is a symbolic link; give the folder itself" if path.exists() else "it is a broken link"
