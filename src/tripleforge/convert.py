@@ -233,10 +233,11 @@ def drop_copies_across_sources(
     drops: Counter[str],
 ) -> None:
     """In place, per source in order: drop records that copy one of an earlier source (the same
-    `formats.RECORD_CONTENT`), with their pairs (by qid), counted as `duplicate_record` in that
-    source's `dropped` and in `drops`. Each reader drops copies within its own file; a copy in a
-    second file (a dataset listed once as JSONL and once as Parquet, or our own mined rows
-    exported and added back) would otherwise count twice in `data/formats/` and its metrics."""
+    `formats.RECORD_CONTENT`), with their pairs (a pairs source's by qid, a row's by its line),
+    counted as `duplicate_record` in that source's `dropped` and in `drops`. Each reader drops
+    copies within its own file; a copy in a second file (a dataset listed once as JSONL and once
+    as Parquet, or our own mined rows exported and added back) would otherwise count twice in
+    `data/formats/` and its metrics."""
     if len(grouped_parts) < 2:
         return
     both = pl.concat([g.select(F.RECORD_CONTENT).with_columns(_part=pl.lit(i, pl.UInt32))
@@ -252,15 +253,25 @@ def drop_copies_across_sources(
             continue
         # a pairs source's triplet is its qid's pairs; a triplets row's pairs are those of its line
         # (two rows may share a qid, and only the copy goes)
-        key = "qid" if sources[i]["format"] in ("pairs", "candidates") else "source"
+        key = "qid" if _pairs_first(sources[i]) else "source"
         gone = g.filter(~part_keep).get_column(key)
         grouped_parts[i] = g.filter(part_keep)
         pairs_parts[i] = pairs_parts[i].filter(~pl.col(key).is_in(gone.implode()))
-        n = int((~part_keep).sum())
-        drops["duplicate_record"] += n
-        src = sources[i]
-        src["triplets"], src["pairs"] = grouped_parts[i].height, pairs_parts[i].height
-        src["dropped"] = dict(sorted({**src["dropped"], "duplicate_record": src["dropped"].get("duplicate_record", 0) + n}.items()))
+        sources[i]["triplets"] = grouped_parts[i].height
+        _count_drop(sources[i], pairs_parts[i], "duplicate_record", int((~part_keep).sum()), drops)
+
+
+def _pairs_first(src: dict[str, Any]) -> bool:
+    """Whether a source was read as pairs (pairs, candidates; its triplets derived per qid) rather
+    than as rows (mined, triplets, legacy; its pairs derived per row): the frame it counts by."""
+    return src["format"] in ("pairs", "candidates")
+
+
+def _count_drop(src: dict[str, Any], pairs: pl.DataFrame, reason: str, n: int, drops: Counter[str]) -> None:
+    """Record `n` removals for `reason` in one source's entry (and its pairs count) and in `drops`."""
+    drops[reason] += n
+    src["pairs"] = pairs.height
+    src["dropped"] = dict(sorted({**src["dropped"], reason: src["dropped"].get(reason, 0) + n}.items()))
 
 
 def mask_negatives_across_sources(
@@ -291,7 +302,7 @@ def mask_negatives_across_sources(
         n_pairs = pairs_parts[i].height - p_new.height
         if not n_pairs:
             continue
-        by_pairs = src["format"] in ("pairs", "candidates")  # the frame each source counts by when read
+        by_pairs = _pairs_first(src)
         if not by_pairs:
             position = pl.int_range(pl.len()).over("qid", "label").cast(pl.String)  # as grouped_to_pairs numbers
             p_new = p_new.with_columns(pid=pl.when(pl.col("label") == 0).then(pl.col("qid") + ":n" + position)
@@ -299,10 +310,7 @@ def mask_negatives_across_sources(
         n = n_pairs if by_pairs else (int(grouped_parts[i]["neg"].list.len().sum() or 0)
                                       - int(g_new["neg"].list.len().sum() or 0))
         grouped_parts[i], pairs_parts[i] = g_new, p_new
-        drops["negative_is_positive"] += n
-        src["pairs"] = p_new.height
-        src["dropped"] = dict(sorted({**src["dropped"],
-                                      "negative_is_positive": src["dropped"].get("negative_is_positive", 0) + n}.items()))
+        _count_drop(src, p_new, "negative_is_positive", n, drops)
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:

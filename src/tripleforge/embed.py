@@ -651,7 +651,8 @@ def encode_texts(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = 
         ENCODE_STATS["cached"] += stats.hits
         ENCODE_STATS["rejected"] += stats.rejected
         if stats.rejected:
-            log(f"embedding cache: {stats.rejected} entries of the wrong dimension, with NaN or not of unit length are re-encoded")
+            log(f"embedding cache: {stats.rejected} entries of the wrong dimension, with NaN or not of "
+                f"unit length are re-encoded")
         todo: dict[str, str] = {}
         for k, t in zip(text_keys, texts):
             if k not in found:

@@ -829,7 +829,8 @@ def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None
         pos=pl.col("pos"),
         neg=pl.col("neg").fill_null(pl.lit([], dtype=STR_LIST)),
         pos_scores=pl.col("pos_scores"),
-        neg_scores=pl.when(pl.col("neg").is_null() & pl.col("pos_scores").is_not_null())
+        # a row without negatives needs no neg_scores to be scored
+        neg_scores=pl.when((pl.col("neg").list.len().fill_null(0) == 0) & pl.col("pos_scores").is_not_null())
         .then(pl.coalesce(pl.col("neg_scores"), pl.lit([], dtype=F64_LIST)))
         .otherwise(pl.col("neg_scores")),
     ).select(list(GROUPED_SCHEMA))
@@ -986,10 +987,7 @@ def whole_score_lists(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     non-empty ``neg``, or the reverse) without either list, counted as ``partial_scores`` (rows
     kept), as pairs input with partial scores is: a teacher that judged only the positives gives
     nothing to distil, and a half-scored row would pass as scored wherever one list is looked at.
-    A row without negatives needs no ``neg_scores``: it gets ``[]``."""
-    no_neg = pl.col("neg").list.len().fill_null(0) == 0
-    g = g.with_columns(neg_scores=pl.when(pl.col("neg_scores").is_null() & pl.col("pos_scores").is_not_null() & no_neg)
-                       .then(pl.lit([], F64_LIST)).otherwise(pl.col("neg_scores")))
+    (A row without negatives has ``neg_scores`` ``[]`` from `records_to_grouped`.)"""
     half = pl.col("pos_scores").is_null() != pl.col("neg_scores").is_null()
     n = int(g.select(half.sum()).item())
     if not n:

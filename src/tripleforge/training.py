@@ -404,7 +404,9 @@ def embedder_records(g: pl.DataFrame, keep_scores: bool, with_prompt: bool | Non
     if keep_scores and g["pos_scores"].null_count() == 0 and g["neg_scores"].null_count() == 0:
         cols += ["pos_scores", "neg_scores"]
     df = g.select(cols)
-    if with_prompt if with_prompt is not None else g["prompt"].null_count() < g.height:
+    if with_prompt is None:
+        with_prompt = g["prompt"].null_count() < g.height
+    if with_prompt:
         df = df.with_columns(g["prompt"].fill_null(""))
     modes = g.select(flag_type()).to_series()
     if (modes != "normal").any():
