@@ -120,3 +120,21 @@ def test_repeated_doc_id_is_one_line_error(tmp_path):
         pair_similar(twice, twice.head(0), params.model_copy(update={"enabled": False}))
     with pytest.raises(UserError, match=rf"^pool: doc_id '{first}' is on 2 rows \(1 ids repeated\)"):
         pair_similar(docs, pl.concat([frame(PY, "python"), docs.head(1)]), params)
+
+
+def test_empty_pool_is_one_line_error(tmp_path):
+    """An empty pool paired nothing and exited 0 (every doc `no_candidate`), while mine-negatives
+    refuses the same file: the docs are drawn from the pool, so an empty pool is a wrong file."""
+    import pytest
+
+    from tripleforge.errors import UserError
+
+    docs = frame(PY[:2], "python")
+    params = PairSimilarParams(cache_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"^pool: no documents to pair 2 docs with \(the pool file is empty\)$"):
+        pair_similar(docs, docs.head(0), params)
+    blank = docs.with_columns(text=pl.lit(" "))
+    with pytest.raises(UserError, match=r"^pool: no documents .*\(all 2 rows have null or blank text\)$"):
+        pair_similar(docs, blank, params)
+    out, counts = pair_similar(docs.head(0), docs.head(0), params)  # no docs: nothing to pair, no error
+    assert out.height == 0 and counts["paired"] == 0

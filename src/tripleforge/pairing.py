@@ -85,6 +85,10 @@ def pair_similar(docs: pl.DataFrame, pool: pl.DataFrame, params: PairSimilarPara
     if not params.enabled:
         counts["no_candidate"] = docs.height
         return with_null_similar(docs), {**counts, "enabled": False}
+    if docs.height and pool.height == 0:
+        # the docs are drawn from the pool: an empty one is a wrong file, not "nothing similar"
+        why = f"all {pool_blank} rows have null or blank text" if pool_blank else "the pool file is empty"
+        raise UserError(f"pool: no documents to pair {docs.height} docs with ({why})")
 
     pool_ids = pool.get_column("doc_id").to_list()
     pool_texts = pool.get_column("text").to_list()
