@@ -362,6 +362,58 @@ def test_keys_the_head_does_not_show_are_still_typed(tmp_path: Path) -> None:
     assert frame.schema["candidates"] == pl.List(F.CANDIDATE)
 
 
+def test_deeply_nested_unknown_key_past_the_head_is_read(tmp_path: Path) -> None:
+    """Arrow's type inference of an unknown key crashed the process (SIGSEGV, no message) on a value
+    nested 30000 deep once the head had picked the narrow schema; unknown keys are now ignored,
+    never inferred. Run in a child process: a regression would kill the test session."""
+    import subprocess
+    import sys
+
+    deep = "[" * 30000 + "]" * 30000
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(SPEC_TRIPLET) + "\n" + json.dumps(SPEC_TRIPLET)[:-1] + f', "meta": {deep}}}\n')
+    code = f"from tripleforge import formats as F; print(F.read_records({str(path)!r}).frame.height)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr[-500:]
+
+
+def test_strict_reports_a_value_problem_above_an_unreadable_line_first(tmp_path: Path) -> None:
+    """The unreadable line 4 was reported although line 2 is the file's first problem."""
+    rows = [SPEC_TRIPLET, {**SPEC_TRIPLET, "query": ""}, SPEC_TRIPLET, "not json"]
+    with pytest.raises(UserError, match=r"o.jsonl:2: empty 'query'$"):
+        F.read_records(write_lines(tmp_path / "o.jsonl", rows))
+    with pytest.raises(UserError, match=r"o2.jsonl:4: invalid JSON"):  # nothing wrong above it
+        F.read_records(write_lines(tmp_path / "o2.jsonl", [SPEC_TRIPLET, SPEC_TRIPLET, SPEC_TRIPLET, "not json"]))
+    with pytest.raises(UserError, match=r"o3.jsonl:1: invalid JSON"):
+        F.read_records(write_lines(tmp_path / "o3.jsonl", ["not json", {**SPEC_TRIPLET, "query": ""}]))
+
+
+def test_a_null_inside_a_list_gets_one_reason_whatever_the_other_lines(tmp_path: Path) -> None:
+    """A bad line elsewhere sends a file to the per-line Python check, which took a null text or
+    score for a type error: the same line was `malformed` there and `null_text_in_pos_neg` alone."""
+    rows = [SPEC_TRIPLET, {**SPEC_TRIPLET, "query": "b", "pos": [None]},
+            {**SPEC_TRIPLET, "query": "c", "pos_scores": [None, 1.0]},
+            {"query": "d", "candidates": [None]}]
+    alone = F.read_records(write_lines(tmp_path / "a.jsonl", rows[:3]), strict=False)
+    with_bad = F.read_records(write_lines(tmp_path / "b.jsonl", [*rows[:3], "garbage"]), strict=False)
+    assert dict(alone.drops) == {"null_text_in_pos_neg": 1, "null_in_a_score_list": 1}
+    assert dict(with_bad.drops) == {**alone.drops, "malformed": 1}
+    for path in (tmp_path / "a.jsonl", tmp_path / "b.jsonl"):
+        with pytest.raises(UserError, match=r":2: null text in 'pos'/'neg'$"):
+            F.read_records(path)
+    cands = [{"query": "d", "candidates": [None, {"text": "x", "score": 0.9}]}, {"query": "e", "candidates": [{"text": None}]}]
+    for extra in ([], ["garbage"]):
+        rec = F.read_records(write_lines(tmp_path / "c.jsonl", [*cands, *extra]), strict=False)
+        assert rec.drops["a_candidate_has_no_text"] == 2 and rec.frame.height == 0  # a null candidate has no text
+
+
+def test_a_list_where_a_string_belongs_is_named_a_list(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"t.jsonl:1: 'type' must be str, got list$"):
+        F.read_records(write_lines(tmp_path / "t.jsonl", [{**SPEC_TRIPLET, "type": ["x"]}]))
+    with pytest.raises(UserError, match=r"p.jsonl:1: 'pos' must be list\[str\], got list with an element of another type$"):
+        F.read_records(write_lines(tmp_path / "p.jsonl", [{**SPEC_TRIPLET, "pos": [1]}]))
+
+
 def test_sentence_transformers_layouts(tmp_path: Path) -> None:
     g, p, _ = F.read_external(write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET]))
     assert F.st_triplet(g).columns == ["anchor", "positive", "negative"]
@@ -381,6 +433,28 @@ def test_record_dicts_are_valid_spec_json(tmp_path: Path) -> None:
     again = write_lines(tmp_path / "again.jsonl", out)
     assert json.loads(again.read_text().splitlines()[0])["neg"] == [SPEC_CANDIDATES["candidates"][2]["text"]]
     assert F.read_records(again).format == "triplets"
+
+
+def test_parquet_columns_of_empty_lists_only_read_like_jsonl(tmp_path: Path) -> None:
+    """pandas and polars write `neg: []` on every row as list<null>; that file was refused while
+    the same JSONL was accepted (e.g. the project's own BGE-Coder triplets, converted)."""
+    rows = {"query": ["q1", "q2"], "pos": [["a"], ["b"]], "neg": [[], []], "neg_scores": [[], []],
+            "pos_scores": [[1.0], [0.5]]}
+    pl.DataFrame(rows).write_parquet(tmp_path / "e.parquet")
+    g, _, rec = F.read_external(tmp_path / "e.parquet")
+    assert rec.frame.schema["neg"] == F.STR_LIST and rec.frame.schema["neg_scores"] == F.F64_LIST
+    g_json, _, _ = F.read_external(write_lines(tmp_path / "e.jsonl", [dict(zip(rows, r)) for r in zip(*rows.values())]))
+    assert g.select("query", "pos", "neg", "neg_scores").rows() == g_json.select("query", "pos", "neg", "neg_scores").rows()
+    pl.DataFrame({"query": ["q"], "candidates": [[]]}).write_parquet(tmp_path / "c.parquet")
+    with pytest.raises(UserError, match=r"c.parquet:1: empty 'candidates'$"):
+        F.read_records(tmp_path / "c.parquet")
+
+
+def test_parquet_integer_beyond_int64_is_one_line_error(tmp_path: Path) -> None:
+    labels = pl.Series([1, 2**63 + 5], dtype=pl.UInt64)
+    pl.DataFrame({"query": ["q1", "q1"], "passage": ["a", "b"], "label": labels}).write_parquet(tmp_path / "u.parquet")
+    with pytest.raises(UserError, match=r"u.parquet: column 'label' has values that do not fit Int64 \(type UInt64\)$"):
+        F.read_records(tmp_path / "u.parquet")
 
 
 def test_parquet_integer_scores_are_accepted(tmp_path: Path) -> None:

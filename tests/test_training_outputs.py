@@ -21,14 +21,33 @@ def _grouped() -> pl.DataFrame:
 def test_unsafe_task_names_and_null_language(tmp_path: Path) -> None:
     g = _grouped().with_columns(task=pl.lit("a/b c"), language=pl.lit(None, pl.String))
     m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
-    assert m["datasets"] == {"any/a_b_c": 5}  # doc 0 is eval
-    assert (tmp_path / "train" / "embedder" / "any" / "a_b_c.jsonl").is_file()
+    name = "a_b_c-0af99a60"  # the first 8 hex digits of the task's sha256
+    assert m["datasets"] == {f"any/{name}": 5}  # doc 0 is eval
+    assert (tmp_path / "train" / "embedder" / "any" / f"{name}.jsonl").is_file()
     # the counts name language and task as the dataset folders do, never "none"
-    assert m["by_language"] == {"any": 5} and m["by_task"] == {"a_b_c": 5}
+    assert m["by_language"] == {"any": 5} and m["by_task"] == {name: 5}
     nulls = _grouped().with_columns(task=pl.lit(None, pl.String), language=pl.lit(None, pl.String))
     m = write_train_dir(nulls, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
     assert m["datasets"] == {"any/default": 5}
     assert m["by_language"] == {"any": 5} and m["by_task"] == {"default": 5}
+
+
+def test_two_tasks_never_share_a_dataset_file(tmp_path: Path) -> None:
+    """Path-safe names merged "x y" with "x_y", and a task "sts.only_1neg" with task "sts" in mode
+    only_1neg: one file then held two FlagEmbedding types, which its same-dataset batches refuse."""
+    import json
+
+    g = _grouped()
+    n = g.height // 4
+    task = pl.Series(["x y"] * n + ["x_y"] * n + ["sts.only_1neg"] * n + ["sts"] * (g.height - 3 * n))
+    typ = pl.Series([None] * (3 * n) + ["only_1neg"] * (g.height - 3 * n), dtype=pl.String)
+    g = g.with_columns(task=task, type=typ, split=pl.lit("train"))
+    m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    assert len(m["datasets"]) == 4 and sum(m["datasets"].values()) == g.height
+    assert "en/x_y" in m["datasets"] and "en/sts.only_1neg" in m["datasets"]  # safe names stay as they are
+    for path in (tmp_path / "train" / "embedder").rglob("*.jsonl"):
+        types = {json.loads(line).get("type", "normal") for line in path.read_text().splitlines()}
+        assert len(types) == 1, path
 
 
 def test_failed_run_leaves_previous_output_intact(tmp_path: Path) -> None:

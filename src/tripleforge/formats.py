@@ -105,6 +105,15 @@ class ReadResult:
     rows_read: int = 0  # records in the file, valid or not (blank lines are not records)
 
 
+class _UnreadableLine(UserError):
+    """Strict mode's first line that cannot be read, with the records above it (``before``):
+    a value problem on one of those is the file's first problem and is reported instead."""
+
+    def __init__(self, message: str, before: pl.DataFrame) -> None:
+        super().__init__(message)
+        self.before = before
+
+
 def _arrow_schema(names: Collection[str] | None = None) -> Any:
     """READ_SCHEMA as an Arrow schema, restricted to `names` (in READ_SCHEMA order) when given."""
     import pyarrow as pa
@@ -144,25 +153,29 @@ def _type_error(key: str, value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "num":
         ok = _is_num(value)
+    # A null inside a list is of the right type here: Arrow reads it, and validation then names it
+    # ("null text in 'pos'/'neg'", "a candidate has no 'text'"), so a line gets the same reason
+    # whether or not another line of its file sends the file down this slow path.
     elif kind == "list[str]":
-        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+        ok = isinstance(value, list) and all(x is None or isinstance(x, str) for x in value)
     elif kind == "list[num]":
-        ok = isinstance(value, list) and all(_is_num(x) for x in value)
+        ok = isinstance(value, list) and all(x is None or _is_num(x) for x in value)
     else:  # candidates
         ok = isinstance(value, list) and all(
-            isinstance(c, dict)
-            and isinstance(c.get("text"), str)
-            and (c.get("score") is None or _is_num(c.get("score")))
-            and (c.get("pid") is None or isinstance(c.get("pid"), str))
+            c is None
+            or (isinstance(c, dict)
+                and (c.get("text") is None or isinstance(c.get("text"), str))
+                and (c.get("score") is None or _is_num(c.get("score")))
+                and (c.get("pid") is None or isinstance(c.get("pid"), str)))
             for c in value
         )
         if not ok:
             return "'candidates' must be a list of objects with a string 'text' (and numeric 'score', string 'pid')"
     if not ok:
         hint = f' (write ids as strings: "{key}": "{value}")' if key in ("qid", "pid") and _is_num(value) else ""
+        element = kind.startswith("list") and isinstance(value, list)
         return f"'{key}' must be {kind}, got {type(value).__name__}" + (
-            "" if not isinstance(value, list) else " with an element of another type"
-        ) + hint
+            " with an element of another type" if element else "") + hint
     return None
 
 
@@ -194,9 +207,10 @@ def _python_line_error(raw: bytes) -> str | None:
 _KEY_SAMPLE_BYTES = 64 << 10
 
 
-def _sample_keys(head: bytes) -> set[str]:
+def _sample_keys(head: bytes) -> set[str] | None:
     """READ_SCHEMA keys of the records in `head`, the first bytes of a JSONL file (a line cut
-    off at the end of `head` is not valid JSON and is skipped like any bad line)."""
+    off at the end of `head` is not valid JSON and is skipped like any bad line); None when a
+    record there has another key too, which the narrow schema of `_arrow_parse` would refuse."""
     keys: set[str] = set()
     for raw in head.split(b"\n"):
         try:
@@ -204,7 +218,9 @@ def _sample_keys(head: bytes) -> set[str]:
         except (ValueError, RecursionError):  # a blank, bad or cut-off line: the parse reports the bad ones
             continue
         if isinstance(obj, dict):
-            keys.update(k for k in obj if k in READ_SCHEMA)
+            if any(k not in READ_SCHEMA for k in obj):
+                return None
+            keys.update(obj)
     return keys
 
 
@@ -220,25 +236,20 @@ def _arrow_parse(body: Any, names: Collection[str] | None = None) -> pl.DataFram
     """Arrow-parse JSONL (bytes or an Arrow buffer) against READ_SCHEMA; raises on any record of
     a wrong type.
 
-    With `names` (the READ_SCHEMA keys the file is expected to use), only those fields get an
-    explicit type: Arrow parses a file about 30% faster when its schema does not carry the
-    other formats' fields. Any other key is type-inferred instead, so a READ_SCHEMA key that
-    shows up only past the sample (a new column) or an unknown key inside a candidate (a changed
-    struct type) is caught here, and the file is parsed again with the full schema, as is a file
-    whose unknown keys Arrow cannot infer. Strictness is the same either way: every READ_SCHEMA
-    value that ends up in the frame was parsed against its type.
+    With `names` (the READ_SCHEMA keys the file is expected to use), the file is first parsed
+    with only those fields, refusing any other key: Arrow parses a file about 30% faster when
+    its schema does not carry the other formats' fields. A key the sample missed (a READ_SCHEMA
+    key past it, an unknown key, one inside a candidate) makes that parse fail, and the file is
+    parsed again with the full schema, which ignores unknown keys. Unknown keys are never
+    type-inferred: Arrow's inference crashes the process on a value nested some 30000 deep.
+    Strictness is the same either way: every READ_SCHEMA value in the frame was parsed against
+    its type.
     """
     table = None
     if names and set(names) < set(READ_SCHEMA):
-        expected = _arrow_schema(names)
         try:
-            table = _arrow_read(body, expected, "infer")
-        except Exception:  # noqa: BLE001 - e.g. an unknown key with mixed types; the full schema ignores it
-            table = None
-        if table is not None and (
-            any(c in READ_SCHEMA and c not in names for c in table.column_names)
-            or any(table.schema.field(f.name).type != f.type for f in expected)
-        ):
+            table = _arrow_read(body, _arrow_schema(names), "error")
+        except Exception:  # noqa: BLE001 - an unexpected key, or a bad record the full parse reports too
             table = None
     if table is None:
         table = _arrow_read(body, _arrow_schema(), "ignore")
@@ -342,7 +353,12 @@ def _read_jsonl(path: Path, strict: bool, drops: Counter[str], name: Path) -> pl
         body = pa.py_buffer(path.read_bytes())
     if body.slice(0, min(3, body.size)).to_pybytes() == b"\xef\xbb\xbf":
         body = body.slice(3)
-    df = _parse_jsonl(name, body, strict, drops)
+    try:
+        df = _parse_jsonl(name, body, strict, drops)
+    except _UnreadableLine as bad:
+        bad.before = bad.before.with_columns(
+            _null_score=pl.col("line").is_in(_explicit_null_score_lines(body, bad.before)))
+        raise
     return df.with_columns(_null_score=pl.col("line").is_in(_explicit_null_score_lines(body, df)))
 
 
@@ -394,7 +410,7 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
             n, err = problems[0]
             if n == lines[0][0] and lines[0][1].lstrip().startswith(b"["):
                 err = f"{err} (a JSON array: JSONL takes one JSON object per line, e.g. jq -c '.[]')"
-            raise UserError(f"{path}:{n}: {err}")
+            raise _UnreadableLine(f"{path}:{n}: {err}", pl.concat(frames) if frames else empty)
         drops["malformed"] += len(problems)
     if not frames:
         return empty
@@ -451,7 +467,9 @@ def _read_parquet(path: Path, shown: Path) -> pl.DataFrame:
             cols[name] = pl.lit(None, dtype=dtype)
             continue
         have = df.schema[name]
-        if have == dtype or have == pl.Null:
+        if have == dtype or have == pl.Null or (isinstance(dtype, pl.List) and have == pl.List(pl.Null)):
+            # pandas and polars write a column of empty lists only (e.g. `neg: []` everywhere) as
+            # list<null>; it reads as the same empty lists JSONL gives
             cols[name] = pl.col(name).cast(dtype)
         elif (dtype == pl.Float64() and have.is_numeric()) or (
             dtype == F64_LIST and isinstance(have, pl.List) and have.inner.is_numeric()
@@ -473,7 +491,17 @@ def _read_parquet(path: Path, shown: Path) -> pl.DataFrame:
     scored = isinstance(have, pl.List) and isinstance(have.inner, pl.Struct) and any(
         f.name == "score" for f in have.inner.fields)
     null_score = _any_null_score() if scored else pl.lit(False)
-    return df.select(**cols).with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _null_score=null_score)
+    try:
+        out = df.select(**cols)
+    except pl.exceptions.PolarsError:  # e.g. a UInt64 label beyond the Int64 range: name the column
+        for name, expr in cols.items():
+            try:
+                df.select(expr)
+            except pl.exceptions.PolarsError:
+                raise UserError(f"{shown}: column '{name}' has values that do not fit {READ_SCHEMA[name]} "
+                                f"(type {df.schema[name]})") from None
+        raise
+    return out.with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _null_score=null_score)
 
 
 def _any_null_score() -> pl.Expr:
@@ -662,7 +690,12 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
     if suffix == ".parquet":
         df = _read_parquet(readable, p)
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        df = _read_jsonl(readable, strict, drops, p)
+        try:
+            df = _read_jsonl(readable, strict, drops, p)
+        except _UnreadableLine as bad:
+            if bad.before.height:  # raises for an earlier line's problem, if any
+                _raise_first_problem(p, _with_detected(bad.before, override), override)
+            raise UserError(str(bad)) from None
     else:
         raise UserError(f"{p}: unsupported file type '{suffix}' (use .jsonl or .parquet)")
     rows_read = df.height + drops["malformed"]
@@ -674,11 +707,7 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
         return ReadResult(str(p), None, df.drop(_CHECK_COLUMNS, strict=False).with_columns(
             source_format=pl.lit(None, pl.String)), drops, rows_read)
 
-    df = df.with_columns(_detected=detect_expr(), _qid_clash=_qid_clash(df))
-    if override is None and (df["_detected"] == "triplets").any():
-        # the spec makes `neg` optional in triplets: beside lines with a `neg` list, a line with
-        # `pos` alone (or a null `neg`) is a triplet without negatives, not a line of another format
-        df = df.with_columns(_detected=pl.col("_detected").replace("legacy", "triplets"))
+    df = _with_detected(df, override)
     if strict:  # every row is valid and of one format once this returns: nothing to filter
         fmt = _raise_first_problem(p, df, override)
         return ReadResult(str(p), fmt, df.drop("_detected", *_CHECK_COLUMNS).with_columns(source_format=pl.lit(fmt)),
@@ -706,6 +735,17 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
         df = df.filter(pl.col("_problem").is_null())
     df = df.drop("_problem", *_CHECK_COLUMNS).with_columns(source_format=pl.lit(fmt))
     return ReadResult(str(p), fmt, df, drops, rows_read)
+
+
+def _with_detected(df: pl.DataFrame, override: str | None) -> pl.DataFrame:
+    """`df` (READ_SCHEMA + ``line``, ``_null_score``) plus ``_detected`` (each row's format by its
+    keys) and ``_qid_clash`` (see `_qid_clash`)."""
+    df = df.with_columns(_detected=detect_expr(), _qid_clash=_qid_clash(df))
+    if override is None and (df["_detected"] == "triplets").any():
+        # the spec makes `neg` optional in triplets: beside lines with a `neg` list, a line with
+        # `pos` alone (or a null `neg`) is a triplet without negatives, not a line of another format
+        df = df.with_columns(_detected=pl.col("_detected").replace("legacy", "triplets"))
+    return df
 
 
 # Per-row facts the readers and `_qid_clash` add for validation, dropped before the frame is returned.

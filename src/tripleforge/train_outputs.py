@@ -17,6 +17,8 @@ swapped in at the end, so `data/train/` is always either the old or the new comp
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -41,23 +43,35 @@ from tripleforge.training import (
     select_training_groups,
 )
 
-_UNSAFE = r"[^A-Za-z0-9_.+-]"
+# Characters a dataset name part keeps; the dot is not among them: it sets off the mode suffix.
+_UNSAFE = r"[^A-Za-z0-9_+-]"
 # What a missing value is called in a dataset name (and so in folder names and metrics).
 _DATASET_DEFAULTS = {"language": "any", "task": "default"}
 
 
-def _dataset_part(col: str) -> pl.Expr:
-    """One part of a dataset name: the column's value, path-unsafe characters replaced."""
-    return pl.col(col).fill_null(_DATASET_DEFAULTS[col]).str.replace_all(_UNSAFE, "_").replace("", "_")
+def _safe_part(value: str) -> str:
+    """`value` when it is a non-empty run of safe characters; otherwise those replaced by ``_``
+    and a hash of `value` appended, so no two values share a file ("x y" and "x_y", a task
+    "sts.only_1neg" and task "sts" in mode only_1neg would each have merged into one)."""
+    if value and not re.search(_UNSAFE, value):
+        return value
+    return re.sub(_UNSAFE, "_", value) + "-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-def _dataset_expr() -> pl.Expr:
-    """``<language>/<task>`` (see training.dataset_name) with path-unsafe characters replaced, and
-    ``.<mode>`` for rows of a FlagEmbedding mode other than normal (`training.flag_type`): its
-    same-dataset batches must not mix modes."""
+def _dataset_part(df: pl.DataFrame, col: str) -> pl.Expr:
+    """One part of a dataset name: the column's value (its default when null) made path-safe."""
+    value = pl.col(col).fill_null(_DATASET_DEFAULTS[col])
+    names = {v: _safe_part(v) for v in df.select(value.unique()).to_series().to_list()}
+    return value.replace_strict(names, return_dtype=pl.String) if names else value
+
+
+def _dataset_expr(df: pl.DataFrame) -> pl.Expr:
+    """``<language>/<task>`` with each part made path-safe (`_safe_part`), and ``.<mode>`` for rows
+    of a FlagEmbedding mode other than normal (`training.flag_type`): its same-dataset batches
+    must not mix modes."""
     mode = flag_type()
     suffix = pl.when(mode == "normal").then(pl.lit("")).otherwise(pl.lit(".") + mode)
-    return pl.concat_str([_dataset_part("language"), pl.lit("/"), _dataset_part("task"), suffix])
+    return pl.concat_str([_dataset_part(df, "language"), pl.lit("/"), _dataset_part(df, "task"), suffix])
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
@@ -65,7 +79,7 @@ def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
     missing one is ``any``/``default``), so these keys match ``datasets``."""
     if df.height == 0:
         return {}
-    key = _dataset_part(col) if col in _DATASET_DEFAULTS else pl.col(col).cast(pl.String).fill_null("none")
+    key = _dataset_part(df, col) if col in _DATASET_DEFAULTS else pl.col(col).cast(pl.String).fill_null("none")
     return {str(k): int(n) for k, n in df.select(key.alias("_k")).group_by("_k").len().sort("_k").iter_rows()}
 
 
@@ -107,7 +121,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     sel = select_training_groups(grouped, p)
     drops: Counter[str] = Counter(sel.drops)
     eval_rows = drops.pop("not_train_split", 0)
-    g = sel.grouped.with_columns(_ds=_dataset_expr())
+    g = sel.grouped.with_columns(_ds=_dataset_expr(sel.grouped))
     sizes: dict[str, int] = {}
     records_by_ds: dict[str, list[dict[str, Any]]] = {}
     st_parts: dict[str, pl.DataFrame] = {}

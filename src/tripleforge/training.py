@@ -374,11 +374,6 @@ def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
     return Selected(sel, cands.dpo, Counter({k: v for k, v in drops.items() if v}), cands.dpo_skipped)
 
 
-def dataset_name(language: str | None, task: str | None) -> str:
-    """``<language>/<task>``: one FlagEmbedding dataset (file) per language and task."""
-    return f"{language or 'any'}/{task or 'default'}"
-
-
 # FlagEmbedding's `type`: how its same-dataset mode trains a batch, one mode per batch (a batch
 # mixing two fails its "Data type is not consistent in the same batch" assertion). The data-format
 # spec's `type` is a query class instead ("definition"), which FlagEmbedding trains as normal.
