@@ -107,10 +107,11 @@ def main(
         except Exception:  # noqa: BLE001 - an unreadable file: the split message stands, and quality_report names it
             no_pairs = False
         why = (f"the eval split has no queries: there are no pairs to split ({triplets} has 0 rows; see "
-               "pairs_in in metrics/mine_negatives.json and kept in metrics/generate.json)" if no_pairs else
+               "pairs_in and skipped in metrics/mine_negatives.json, kept in metrics/generate.json)" if no_pairs else
                "the eval split has no queries (mine-negatives put no document in it: eval_fraction 0, or a fraction "
                "that drew none of a few documents; see `split` in metrics/mine_negatives.json)")
-        advice = ("make generate keep pairs (see its rejected_by_reason) or name datasets in evaluate.external"
+        advice = ("make generate keep pairs (see its rejected_by_reason) and mine-negatives keep them (its skipped: "
+                  "filter_rank, drop_short, the score rules), or name datasets in evaluate.external"
                   if no_pairs else "raise mine_negatives.eval_fraction, try another mine_negatives.split_seed or "
                   "name datasets in evaluate.external")
         if not cfg.external:

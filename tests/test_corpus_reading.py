@@ -185,6 +185,11 @@ def test_corpus_kind_that_does_not_fit_the_corpus_says_so(tmp_path: Path) -> Non
     root = write(tmp_path / "tree" / "a.py", FUNC.format(name="a", k=1)).parent
     with pytest.raises(UserError, match=rf"sample.corpus_kind: 'coder' needs .*, but {root} has no such file"):
         resolve_corpus(params(root, corpus_kind="coder"))
+    # kind python-stdlib with a folder read the stdlib and ignored the folder without a word
+    with pytest.raises(UserError, match=r"^params.yaml: sample.corpus_kind: 'python-stdlib' reads the built-in "
+                                        r"corpus, but sample.corpus names '.*tree'; set corpus_kind to auto"):
+        resolve_corpus(params(root, corpus_kind="python-stdlib"))
+    assert resolve_corpus(SampleParams(corpus_kind="python-stdlib"))[0] == "python-stdlib"
 
 
 def test_every_dropped_record_and_unit_is_counted(tmp_path: Path) -> None:

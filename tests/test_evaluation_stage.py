@@ -175,6 +175,7 @@ def test_an_empty_eval_split_from_no_pairs_at_all_says_so(workdir: Path) -> None
     proc = _stage(workdir, "--set", "quality_report=false", check=False)
     _assert_one_line_error(proc, "the eval split has no queries: there are no pairs to split", workdir)
     assert "make generate keep pairs" in proc.stderr and "eval_fraction" not in proc.stderr
+    assert "mine-negatives keep them (its skipped: filter_rank" in proc.stderr  # mining can drop them all too
 
 
 def test_an_empty_eval_dir_of_the_users_is_not_blamed_on_the_split(workdir: Path) -> None:

@@ -154,6 +154,21 @@ def test_ivf_on_a_pool_under_39_documents_prints_no_faiss_warning(capfd):
     assert "WARNING" not in capfd.readouterr().err  # FAISS: "please provide at least 39 training points"
 
 
+def test_ivf_says_when_it_lowers_nlist_or_probes_every_list(capfd):
+    """An explicit ivf_nlist was silently capped at pool/39, and on a pool under ~624 documents the
+    default nprobe covers every list: `ivf` was then an exact search that looked approximate."""
+    rng = np.random.default_rng(12)
+    q, c = unit(rng, 5), unit(rng, 603)
+    search(q, c, 5, SearchConfig(method="ivf", ivf_nlist=50, ivf_nprobe=1))
+    err = capfd.readouterr().err
+    assert "warning: search.ivf_nlist=50 lowered to 15: FAISS needs 39 documents per list and the pool has 603" in err
+    assert "ivf_nprobe" not in err
+    search(q, c, 5, SearchConfig(method="ivf"))
+    assert "warning: search.ivf_nprobe=16 probes all 15 lists of this 603-document pool" in capfd.readouterr().err
+    search(q, unit(rng, 3000), 5, SearchConfig(method="ivf", ivf_nlist=40))
+    assert "warning" not in capfd.readouterr().err
+
+
 def test_cuda_asked_for_on_a_machine_without_it(monkeypatch):
     import torch
 

@@ -187,6 +187,11 @@ def input_files(params: SampleParams) -> list[str]:
 def resolve_corpus(params: SampleParams) -> tuple[str, Path]:
     """(kind, root). A missing path, or one that does not fit an explicit `corpus_kind`, is a
     UserError naming the params key, raised before any work."""
+    if params.corpus_kind == "python-stdlib" and params.corpus != "python-stdlib":
+        # the two keys contradict each other: reading the stdlib would silently ignore the folder
+        raise UserError(f"params.yaml: sample.corpus_kind: 'python-stdlib' reads the built-in corpus, but "
+                        f"sample.corpus names {params.corpus!r}; set corpus_kind to auto (or tree/coder) to read "
+                        f"it, or corpus to python-stdlib")
     if reads_stdlib(params):
         return "python-stdlib", stdlib_root()
     root = Path(params.corpus).expanduser()

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field
 from tripleforge.devices import resolve_device
 from tripleforge.errors import UserError
 from tripleforge.params import StageParams
+from tripleforge.progress import log
 
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
@@ -146,8 +147,14 @@ def _build_approx(c: np.ndarray, cfg: SearchConfig):  # type: ignore[no-untyped-
         index.hnsw.efSearch = cfg.hnsw_ef_search
         index.add(c)
         return index
-    nlist = cfg.ivf_nlist or max(1, int(4 * np.sqrt(len(c))))
-    nlist = min(nlist, max(1, len(c) // 39))  # FAISS wants >= 39 training points per list
+    wanted = cfg.ivf_nlist or max(1, int(4 * np.sqrt(len(c))))
+    nlist = min(wanted, max(1, len(c) // 39))  # FAISS wants >= 39 training points per list
+    if cfg.ivf_nlist and nlist < cfg.ivf_nlist:
+        log(f"warning: search.ivf_nlist={cfg.ivf_nlist} lowered to {nlist}: FAISS needs 39 documents per list "
+            f"and the pool has {len(c)}")
+    if cfg.ivf_nprobe >= nlist:
+        log(f"warning: search.ivf_nprobe={cfg.ivf_nprobe} probes all {nlist} lists of this {len(c)}-document pool: "
+            f"the ivf search is exact here (and slower than method: exact)")
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(cfg.seed)
