@@ -66,3 +66,8 @@ def test_check_reports_each_file_and_stops_at_a_bad_line(tmp_path: Path) -> None
     assert res.exit_code == 2 and "missing 'pos'" in res.output
     res = CliRunner().invoke(app, ["check", "--label-threshold", "nan", str(good)])
     assert res.exit_code == 2 and "--label-threshold: nan is not a finite number" in res.output
+    half = tmp_path / "half.jsonl"  # scored on one side: the row stays, its scores go
+    half.write_text('{"query": "q", "pos": ["a"], "neg": ["b"], "pos_scores": [1.0]}\n')
+    res = CliRunner().invoke(app, ["check", str(half)])
+    assert res.output == f'{half}: triplets, 1 record -> 1 triplets, 2 pairs; dropped: nothing; ' \
+                         f'kept without scores: {{"partial_scores": 1}}\n'

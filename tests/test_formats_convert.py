@@ -258,3 +258,16 @@ def test_the_same_query_under_one_qid_in_two_files_stays_and_the_first_file_owns
     assert c.pairs["passage"].to_list() == ["sorted(x)", "x.sort()"]
     assert convert_metrics(c, {})["dropped"] == {"qid_already_names_another_query": 2}  # 2 lines, 3 candidates
     assert convert_all(None, "", ConvertFormatsParams(external=[str(a), str(b)])).grouped.height == 2
+
+
+def test_rows_kept_without_scores_are_not_counted_as_dropped(tmp_path: Path) -> None:
+    """`partial_scores` sat under `dropped` (and in `dropped_total`) although its rows are kept."""
+    half = {**SPEC_TRIPLET, "query": "half", "neg_scores": None}  # scored on the positive side only
+    half = {k: v for k, v in half.items() if v is not None}
+    ext = write_lines(tmp_path / "h.jsonl", [SPEC_TRIPLET, half])
+    c = convert_all(None, "m.parquet", ConvertFormatsParams(include_mined=False, external=[str(ext)]))
+    m = convert_metrics(c, {})
+    assert m["triplets"]["rows"] == 2 and m["dropped"] == {} and m["dropped_total"] == 0
+    assert m["scores_removed"] == {"partial_scores": 1}
+    assert m["by_source"][str(ext)]["scores_removed"] == {"partial_scores": 1}
+    assert m["by_source"][str(ext)]["dropped"] == {}

@@ -119,7 +119,7 @@ def check(
     import math
 
     from tripleforge.errors import UserError
-    from tripleforge.formats import read_external
+    from tripleforge.formats import drop_metrics, read_external
 
     if not math.isfinite(label_threshold):  # as convert_formats.label_threshold: NaN would label every candidate 0
         fail(f"--label-threshold: {label_threshold} is not a finite number")
@@ -128,10 +128,12 @@ def check(
             grouped, pairs, rec = read_external(path, format_ or None, strict=not lenient, threshold=label_threshold)
         except UserError as exc:
             fail(str(exc))
-        dropped = json.dumps(dict(sorted(rec.drops.items()))) if rec.drops else "nothing"
+        counts = drop_metrics(rec.drops)
+        dropped = json.dumps(counts["dropped"]) if counts["dropped"] else "nothing"
+        kept = f"; kept without scores: {json.dumps(counts['scores_removed'])}" if counts["scores_removed"] else ""
         n = rec.rows_read
         typer.echo(f"{path}: {rec.format or 'no usable records'}, {n} record{'' if n == 1 else 's'} -> "
-                   f"{grouped.height} triplets, {pairs.height} pairs; dropped: {dropped}")
+                   f"{grouped.height} triplets, {pairs.height} pairs; dropped: {dropped}{kept}")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
         owners.admit(g, pairs_parts[-1], params.strict, mined_drops)  # the first source: nothing to refuse
         # the same keys as an external source's, so scripts can read every source alike
         sources[mined_path] = {"format": "mined", "rows_read": mined.height, "triplets": g.height,
-                               "pairs": pairs_parts[-1].height, "dropped": dict(sorted(mined_drops.items()))}
+                               "pairs": pairs_parts[-1].height, **F.drop_metrics(mined_drops)}
     overrides = overrides_by_external(params)
     eval_rows = grouped_parts[0].filter(pl.col("split") == "eval") if grouped_parts else None
     for path in params.external:
@@ -166,8 +166,7 @@ def convert_all(mined: pl.DataFrame | None, mined_path: str, params: ConvertForm
         grouped_parts.append(g)
         pairs_parts.append(p)
         sources[path] = {"format": rec.format or "none", "rows_read": rec.rows_read,
-                         "triplets": g.height, "pairs": p.height,
-                         "dropped": dict(sorted(rec.drops.items()))}
+                         "triplets": g.height, "pairs": p.height, **F.drop_metrics(rec.drops)}
     drop_copies_across_sources(grouped_parts, pairs_parts, list(sources.values()), drops)
     mask_negatives_across_sources(grouped_parts, pairs_parts, list(sources.values()), drops)
     grouped = pl.concat(grouped_parts) if grouped_parts else pl.DataFrame(schema=F.GROUPED_SCHEMA)
@@ -321,6 +320,7 @@ def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
 
 
 def convert_metrics(c: Converted, eval_sizes: dict[str, int]) -> dict[str, Any]:
+    counts = F.drop_metrics(c.drops)
     return {
         "triplets": {
             "rows": c.grouped.height,
@@ -335,7 +335,7 @@ def convert_metrics(c: Converted, eval_sizes: dict[str, int]) -> dict[str, Any]:
             "by_label": _counts(c.pairs, "label"),
         },
         "by_source": c.sources,
-        "dropped": dict(sorted(c.drops.items())),
-        "dropped_total": sum(c.drops.values()),
+        **counts,
+        "dropped_total": sum(counts["dropped"].values()),
         "eval": eval_sizes,
     }

@@ -94,6 +94,18 @@ PAIRS_SCHEMA: dict[str, pl.DataType] = {
 META = list(META_SCHEMA)
 
 
+# Reasons counted with the drops that remove no record: the rows stay, their score lists go.
+SCORES_REMOVED = frozenset({"partial_scores"})
+
+
+def drop_metrics(drops: Counter[str] | dict[str, int]) -> dict[str, dict[str, int]]:
+    """A reason counter as metrics: ``dropped`` (records removed, by reason) and
+    ``scores_removed`` (records kept without their score lists, by reason)."""
+    items = sorted((k, n) for k, n in drops.items() if n)
+    return {"dropped": {k: n for k, n in items if k not in SCORES_REMOVED},
+            "scores_removed": {k: n for k, n in items if k in SCORES_REMOVED}}
+
+
 @dataclass
 class ReadResult:
     """Validated records of one file, all in one format, plus why any lines were dropped."""
