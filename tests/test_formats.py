@@ -370,11 +370,26 @@ def test_deeply_nested_unknown_key_past_the_head_is_read(tmp_path: Path) -> None
     import sys
 
     deep = "[" * 30000 + "]" * 30000
-    path = tmp_path / "deep.jsonl"
-    path.write_text(json.dumps(SPEC_TRIPLET) + "\n" + json.dumps(SPEC_TRIPLET)[:-1] + f', "meta": {deep}}}\n')
-    code = f"from tripleforge import formats as F; print(F.read_records({str(path)!r}).frame.height)"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr[-500:]
+    for first in (SPEC_TRIPLET, {**SPEC_TRIPLET, "meta": {"a": 1}}):  # the head without and with an unknown key
+        path = tmp_path / "deep.jsonl"
+        path.write_text(json.dumps(first) + "\n" + json.dumps(SPEC_TRIPLET)[:-1] + f', "meta": {deep}}}\n')
+        code = f"from tripleforge import formats as F; print(F.read_records({str(path)!r}).frame.height)"
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr[-500:]
+
+
+def test_a_deep_value_gets_one_verdict_whatever_the_other_lines(tmp_path: Path) -> None:
+    """Python's json gives up at ~1000 levels where Arrow reads on: a line with a value 1200 deep
+    under an unknown key was read, but dropped as malformed once another line was bad."""
+    deep_unknown = json.dumps(SPEC_TRIPLET)[:-1] + ', "meta": ' + "[" * 1200 + "]" * 1200 + "}"
+    deep_known = json.dumps(SPEC_TRIPLET)[:-1].replace('"neg": [', '"neg": [' + "[" * 1200 + "]" * 1200 + ", ", 1) + "}"
+    alone = F.read_records(write_lines(tmp_path / "a.jsonl", [SPEC_TRIPLET, deep_unknown]), strict=False)
+    with_bad = F.read_records(write_lines(tmp_path / "b.jsonl", [SPEC_TRIPLET, deep_unknown, "garbage"]), strict=False)
+    assert alone.frame.height == with_bad.frame.height == 2 and dict(with_bad.drops) == {"malformed": 1}
+    with pytest.raises(UserError, match=r"c.jsonl:2: invalid JSON: nested too deeply$"):
+        F.read_records(write_lines(tmp_path / "c.jsonl", [SPEC_TRIPLET, deep_known, "garbage"]))
+    with pytest.raises(UserError, match=r"d.jsonl:2: invalid JSON: nested too deeply$"):
+        F.read_records(write_lines(tmp_path / "d.jsonl", [SPEC_TRIPLET, deep_known]))
 
 
 def test_strict_reports_a_value_problem_above_an_unreadable_line_first(tmp_path: Path) -> None:

@@ -64,6 +64,9 @@ def test_set_override_and_custom_output_paths(tmp_path: Path) -> None:
                  "--metrics", "out/m.json")
     assert "warning: sample.quotas.sql: 5 asked for, but the corpus has no sql code unit" in proc.stderr
     assert "quotas.python" not in proc.stderr and pl.read_parquet(cwd / "out/d.parquet").height == 1
+    proc = stage(cwd, "--set", "quotas={sql: 5}", "--set", "code_languages=[python]", "--docs", "out/d.parquet",
+                 "--pool", "out/p.parquet", "--metrics", "out/m.json")
+    assert "warning: sample.quotas.sql: 5 asked for, but sample.code_languages leaves sql out" in proc.stderr
 
 
 def test_a_corpus_without_a_usable_unit_fails_naming_it_and_writes_nothing(tmp_path: Path) -> None:

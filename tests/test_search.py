@@ -161,10 +161,12 @@ def test_ivf_says_when_it_lowers_nlist_or_probes_every_list(capfd):
     q, c = unit(rng, 5), unit(rng, 603)
     search(q, c, 5, SearchConfig(method="ivf", ivf_nlist=50, ivf_nprobe=1))
     err = capfd.readouterr().err
-    assert "warning: search.ivf_nlist=50 lowered to 15: FAISS needs 39 documents per list and the pool has 603" in err
+    assert "warning: mine_negatives.search.ivf_nlist=50 lowered to 15: FAISS needs 39 documents per list and the pool has 603" in err
     assert "ivf_nprobe" not in err
     search(q, c, 5, SearchConfig(method="ivf"))
-    assert "warning: search.ivf_nprobe=16 probes all 15 lists of this 603-document pool" in capfd.readouterr().err
+    assert "warning: mine_negatives.search.ivf_nprobe=16 probes all 15 lists of a 603-document pool" in capfd.readouterr().err
+    search(q, c, 5, SearchConfig(method="ivf"))  # the same pool again (another candidate set): said once
+    assert "warning" not in capfd.readouterr().err
     search(q, unit(rng, 3000), 5, SearchConfig(method="ivf", ivf_nlist=40))
     assert "warning" not in capfd.readouterr().err
 

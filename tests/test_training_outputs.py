@@ -50,6 +50,20 @@ def test_two_tasks_never_share_a_dataset_file(tmp_path: Path) -> None:
         assert len(types) == 1, path
 
 
+def test_dataset_name_parts_are_one_to_one_and_fit_the_file_system(tmp_path: Path) -> None:
+    from tripleforge.train_outputs import _safe_part
+
+    values = ["code_search", "x y", "x_y", "Search", "search", "-rf", "", "t" * 230, "x_y-887fcea6", "查询"]
+    names = [_safe_part(v) for v in values]
+    assert names[:3] == ["code_search", "x_y-887fcea6", "x_y"]  # plain names stay as they are
+    assert len({n.lower() for n in names}) == len(values)  # distinct even on a case-insensitive file system
+    assert all(not n.startswith("-") and len(n) <= 109 and "." not in n for n in names)
+    # a 230-character task crashed train-data: its temp file name passed the 255-byte limit
+    g = _grouped().with_columns(task=pl.lit("t" * 230))
+    m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    assert m["datasets"] == {f"en/{names[7]}": 5} and m["by_task"] == {names[7]: 5}
+
+
 def test_failed_run_leaves_previous_output_intact(tmp_path: Path) -> None:
     out = tmp_path / "train"
     write_train_dir(_grouped(), TrainDataParams(tokenizer={"enabled": False}), out)  # type: ignore[arg-type]

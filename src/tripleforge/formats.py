@@ -191,6 +191,9 @@ def _type_error(key: str, value: Any) -> str | None:
     return None
 
 
+_TOO_DEEP = "invalid JSON: nested too deeply"
+
+
 def _python_line_error(raw: bytes) -> str | None:
     """Why one JSONL line cannot be read with READ_SCHEMA (None when it can)."""
     if problem := utf8_problem(raw):
@@ -198,7 +201,7 @@ def _python_line_error(raw: bytes) -> str | None:
     try:
         obj = json.loads(raw)
     except RecursionError:
-        return "invalid JSON: nested too deeply"
+        return _TOO_DEEP
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 4300+ digits
         return f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
     if not isinstance(obj, dict):
@@ -219,21 +222,21 @@ def _python_line_error(raw: bytes) -> str | None:
 _KEY_SAMPLE_BYTES = 64 << 10
 
 
-def _sample_keys(head: bytes) -> set[str] | None:
-    """READ_SCHEMA keys of the records in `head`, the first bytes of a JSONL file (a line cut
-    off at the end of `head` is not valid JSON and is skipped like any bad line); None when a
-    record there has another key too, which the narrow schema of `_arrow_parse` would refuse."""
+def _sample_keys(head: bytes) -> tuple[set[str], bool]:
+    """(READ_SCHEMA keys of the records in `head`, the first bytes of a JSONL file; whether a
+    record there has another key too). A line cut off at the end of `head` is not valid JSON and
+    is skipped like any bad line."""
     keys: set[str] = set()
+    unknown = False
     for raw in head.split(b"\n"):
         try:
             obj = json.loads(raw)
         except (ValueError, RecursionError):  # a blank, bad or cut-off line: the parse reports the bad ones
             continue
         if isinstance(obj, dict):
-            if any(k not in READ_SCHEMA for k in obj):
-                return None
-            keys.update(obj)
-    return keys
+            keys.update(k for k in obj if k in READ_SCHEMA)
+            unknown = unknown or any(k not in READ_SCHEMA for k in obj)
+    return keys, unknown
 
 
 def _arrow_read(body: Any, schema: Any, unexpected: str) -> Any:
@@ -244,24 +247,30 @@ def _arrow_read(body: Any, schema: Any, unexpected: str) -> Any:
     return pj.read_json(pa.BufferReader(body), parse_options=opts, read_options=pj.ReadOptions(block_size=4 << 20))
 
 
-def _arrow_parse(body: Any, names: Collection[str] | None = None) -> pl.DataFrame:
+def _arrow_parse(body: Any, names: Collection[str] | None = None, infer: bool = False) -> pl.DataFrame:
     """Arrow-parse JSONL (bytes or an Arrow buffer) against READ_SCHEMA; raises on any record of
     a wrong type.
 
     With `names` (the READ_SCHEMA keys the file is expected to use), the file is first parsed
-    with only those fields, refusing any other key: Arrow parses a file about 30% faster when
-    its schema does not carry the other formats' fields. A key the sample missed (a READ_SCHEMA
-    key past it, an unknown key, one inside a candidate) makes that parse fail, and the file is
-    parsed again with the full schema, which ignores unknown keys. Unknown keys are never
-    type-inferred: Arrow's inference crashes the process on a value nested some 30000 deep.
-    Strictness is the same either way: every READ_SCHEMA value in the frame was parsed against
-    its type.
+    with only those fields: Arrow parses a file about 30% faster when its schema does not carry
+    the other formats' fields. Any other key is then type-inferred (`infer`: the caller knows
+    no line is long enough to nest deep enough to crash the inference) or refused, so a READ_SCHEMA key that shows up only past the sample (a new column), or an
+    unknown key inside a candidate (a changed struct type), is caught here, and the file is
+    parsed again with the full schema, which ignores unknown keys, as is a file whose unknown
+    keys Arrow cannot infer. Strictness is the same either way: every READ_SCHEMA value that
+    ends up in the frame was parsed against its type.
     """
     table = None
     if names and set(names) < set(READ_SCHEMA):
+        expected = _arrow_schema(names)
         try:
-            table = _arrow_read(body, _arrow_schema(names), "error")
-        except Exception:  # noqa: BLE001 - an unexpected key, or a bad record the full parse reports too
+            table = _arrow_read(body, expected, "infer" if infer else "error")
+        except Exception:  # noqa: BLE001 - an unknown key (refused, or of mixed types); the full schema ignores it
+            table = None
+        if table is not None and (
+            any(c in READ_SCHEMA and c not in names for c in table.column_names)
+            or any(table.schema.field(f.name).type != f.type for f in expected)
+        ):
             table = None
     if table is None:
         table = _arrow_read(body, _arrow_schema(), "ignore")
@@ -277,18 +286,23 @@ def _parse_lines(lines: list[tuple[int, bytes]], names: Collection[str] | None =
     return df.with_columns(line=pl.Series([n for n, _ in lines], dtype=pl.Int64))
 
 
-def _record_line_numbers(body: Any) -> Any:
-    """1-based numbers of the lines of an Arrow buffer that are not blank (empty or whitespace
-    only, which Arrow's reader skips and the slow path below skips too). Newlines are located in
-    slices so the temporary stays small (8 bytes per line, not one per byte); only lines that
-    start with whitespace are looked at one by one."""
+def _newlines(view: Any) -> Any:
+    """Offsets of the newline bytes of a uint8 view, located in slices so the temporary stays
+    small (8 bytes per line, not one per byte)."""
     import numpy as np
 
-    view = np.frombuffer(body, dtype=np.uint8)
     step = 8 << 20
-    nl = np.concatenate(
+    return np.concatenate(
         [np.flatnonzero(view[i : i + step] == 10) + i for i in range(0, view.size, step)] or [np.zeros(0, np.int64)]
     )
+
+
+def _record_line_numbers(view: Any, nl: Any) -> Any:
+    """1-based numbers of the lines (`view`, its newline offsets `nl`) that are not blank (empty
+    or whitespace only, which Arrow's reader skips and the slow path below skips too); only
+    lines that start with whitespace are looked at one by one."""
+    import numpy as np
+
     starts = np.concatenate(([0], nl + 1))
     ends = np.append(nl, view.size)  # exclusive
     keep = ends > starts
@@ -296,6 +310,20 @@ def _record_line_numbers(body: Any) -> Any:
     for i in np.flatnonzero(keep & np.isin(first, (9, 13, 32))):
         keep[i] = bool(view[starts[i] : ends[i]].tobytes().strip())
     return np.flatnonzero(keep) + 1
+
+
+# Arrow infers the type of a key outside the schema recursively, and a value nested some 30000
+# deep overflows its stack: the process dies (SIGSEGV) without a word. Inference is only used on
+# files whose lines are all shorter than this, which cannot nest half as deep.
+_INFER_MAX_LINE_BYTES = 4096
+
+
+def _longest_line(view: Any, nl: Any) -> int:
+    """Bytes in the longest line of `view` (newline offsets `nl`)."""
+    import numpy as np
+
+    ends = np.append(nl, view.size)
+    return int(np.diff(np.concatenate(([-1], ends))).max()) if ends.size else 0
 
 
 def _is_utf8(body: Any) -> bool:
@@ -380,16 +408,23 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
     empty = pl.DataFrame(schema={**READ_SCHEMA, "line": pl.Int64})
     if body.size == 0:
         return empty
-    names = _sample_keys(body.slice(0, min(_KEY_SAMPLE_BYTES, body.size)).to_pybytes())
+    names, unknown = _sample_keys(body.slice(0, min(_KEY_SAMPLE_BYTES, body.size)).to_pybytes())
     # Fast path: parse the whole file at once. When the records match the non-empty lines one to
     # one, record i sits on the i-th of them and no per-line Python work is needed. Arrow also
     # reads two objects on one line as two records; the count then differs and the slow path
     # reports that line.
     utf8 = _is_utf8(body)
     if utf8:
-        record_lines = _record_line_numbers(body)
+        import numpy as np
+
+        view = np.frombuffer(body, dtype=np.uint8)
+        nl = _newlines(view)
+        record_lines = _record_line_numbers(view, nl)
+        # Unknown keys are inferred where that is safe (as fast as refusing them); else they are
+        # refused, unless the head already shows some, on which the narrow parse would only fail.
+        infer = _longest_line(view, nl) < _INFER_MAX_LINE_BYTES
         try:
-            df = _arrow_parse(body, names)
+            df = _arrow_parse(body, None if unknown and not infer else names, infer=infer)
             if df.height == record_lines.size:
                 return df.with_columns(line=pl.Series(record_lines, dtype=pl.Int64))
         except Exception:  # noqa: BLE001 - Arrow's messages lack a line number; find it below
@@ -405,10 +440,15 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
             pass
     good: list[tuple[int, bytes]] = []
     problems: list[tuple[int, str]] = []
+    deep: set[int] = set()
     for n, raw in lines:
         err = _python_line_error(raw)
-        if err is None:
+        if err is None or err == _TOO_DEEP:
+            # Python's json gives up at about 1000 levels where Arrow reads on (a deep value under
+            # an unknown key is ignored): Arrow decides, as it does when the fast path reads the file
             good.append((n, raw))
+            if err:
+                deep.add(n)
         else:
             problems.append((n, err))
             if strict:
@@ -416,6 +456,7 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
     # Some lines pass Python's json but not Arrow's reader (a duplicate key, 1e400, an integer
     # beyond int64, a lone surrogate); they are looked for only among the lines Python accepted.
     frames, rejected = _parse_or_bisect(good, names, first_only=strict)
+    rejected = [(n, _TOO_DEEP if n in deep else why) for n, why in rejected]
     problems = sorted(problems + rejected)
     if problems:
         if strict:

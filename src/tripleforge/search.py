@@ -138,6 +138,16 @@ def _torch_search(
             indices[start : start + len(qt)] = best_i.cpu().numpy()
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """`message` on stderr, once per process: mining searches once per candidate set."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log(message)
+
+
 def _build_approx(c: np.ndarray, cfg: SearchConfig):  # type: ignore[no-untyped-def]
     import faiss
 
@@ -150,11 +160,11 @@ def _build_approx(c: np.ndarray, cfg: SearchConfig):  # type: ignore[no-untyped-
     wanted = cfg.ivf_nlist or max(1, int(4 * np.sqrt(len(c))))
     nlist = min(wanted, max(1, len(c) // 39))  # FAISS wants >= 39 training points per list
     if cfg.ivf_nlist and nlist < cfg.ivf_nlist:
-        log(f"warning: search.ivf_nlist={cfg.ivf_nlist} lowered to {nlist}: FAISS needs 39 documents per list "
-            f"and the pool has {len(c)}")
+        _warn_once(f"warning: mine_negatives.search.ivf_nlist={cfg.ivf_nlist} lowered to {nlist}: FAISS needs "
+                   f"39 documents per list and the pool has {len(c)}")
     if cfg.ivf_nprobe >= nlist:
-        log(f"warning: search.ivf_nprobe={cfg.ivf_nprobe} probes all {nlist} lists of this {len(c)}-document pool: "
-            f"the ivf search is exact here (and slower than method: exact)")
+        _warn_once(f"warning: mine_negatives.search.ivf_nprobe={cfg.ivf_nprobe} probes all {nlist} lists of a "
+                   f"{len(c)}-document pool: the ivf search is exact there (and slower than method: exact)")
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(cfg.seed)

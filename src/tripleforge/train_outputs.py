@@ -43,19 +43,27 @@ from tripleforge.training import (
     select_training_groups,
 )
 
-# Characters a dataset name part keeps; the dot is not among them: it sets off the mode suffix.
+# A dataset name part is the value itself only when it is plainly safe as a file name everywhere:
+# lower-case letters, digits, `_`, `+`, `-` (not first), at most 100 characters, and not ending
+# like a hashed name; the dot is left out since it sets off the mode suffix.
+_PLAIN = re.compile(r"[a-z0-9_+][a-z0-9_+-]{0,99}")
+_HASHED = re.compile(r".*-[0-9a-f]{8}")
 _UNSAFE = r"[^A-Za-z0-9_+-]"
 # What a missing value is called in a dataset name (and so in folder names and metrics).
 _DATASET_DEFAULTS = {"language": "any", "task": "default"}
 
 
 def _safe_part(value: str) -> str:
-    """`value` when it is a non-empty run of safe characters; otherwise those replaced by ``_``
-    and a hash of `value` appended, so no two values share a file ("x y" and "x_y", a task
-    "sts.only_1neg" and task "sts" in mode only_1neg would each have merged into one)."""
-    if value and not re.search(_UNSAFE, value):
+    """`value` when it is plain (see `_PLAIN`); otherwise its first 100 characters with the others
+    than letters, digits, `_`, `+`, `-` written `_` (and a leading `-` too), plus `-` and 8 hex
+    digits of its SHA-256. Two values never share a file: "x y" and "x_y", a task "sts.only_1neg"
+    and task "sts" in mode only_1neg, "Search" and "search" on a case-insensitive file system;
+    and a long name still fits the file system's 255 bytes with the temp-file suffix."""
+    if _PLAIN.fullmatch(value) and not _HASHED.fullmatch(value):
         return value
-    return re.sub(_UNSAFE, "_", value) + "-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    stem = re.sub(_UNSAFE, "_", value[:100])
+    stem = "_" + stem[1:] if stem.startswith("-") else stem or "_"
+    return stem + "-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _dataset_part(df: pl.DataFrame, col: str) -> pl.Expr:
