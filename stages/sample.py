@@ -37,11 +37,6 @@ def main(
     if result.metrics["docs"] == 0:  # a corpus without any usable unit is an error (sample_corpus)
         log(f"warning: sample: no documents sampled of {result.metrics['candidates']} candidates "
             f"(sample.num_samples is {p.num_samples})")
-    for lang, n in sorted(p.quotas.items()):
-        if n and p.code_languages and lang not in p.code_languages:
-            log(f"warning: sample.quotas.{lang}: {n} asked for, but sample.code_languages leaves {lang} out")
-        elif n and lang not in result.metrics["per_language"]:
-            log(f"warning: sample.quotas.{lang}: {n} asked for, but the corpus has no {lang} code unit")
     untracked = warn_untracked("sample.corpus/external", input_files(p))
     write_parquet(result.docs, docs)
     write_parquet(result.pool, pool)

@@ -608,4 +608,16 @@ def sample_corpus(params: SampleParams) -> SampleResult:
         "per_language": per_language,
         "docs_per_bucket": _counts(docs, "length_bucket"),
     }
-    return SampleResult(docs, pool, metrics, stats.warnings)
+    return SampleResult(docs, pool, metrics, stats.warnings + quota_warnings(params, per_language))
+
+
+def quota_warnings(params: SampleParams, per_language: dict[str, Any]) -> list[str]:
+    """A line per `quotas` entry that can sample nothing: its language is left out by
+    `code_languages`, or the corpus has no unit of it."""
+    out = []
+    for lang, n in sorted(params.quotas.items()):
+        if n and params.code_languages and lang not in params.code_languages:
+            out.append(f"sample.quotas.{lang}: {n} asked for, but sample.code_languages leaves {lang} out")
+        elif n and lang not in per_language:
+            out.append(f"sample.quotas.{lang}: {n} asked for, but the corpus has no {lang} code unit")
+    return out

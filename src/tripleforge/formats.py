@@ -254,10 +254,10 @@ def _arrow_parse(body: Any, names: Collection[str] | None = None, infer: bool = 
     With `names` (the READ_SCHEMA keys the file is expected to use), the file is first parsed
     with only those fields: Arrow parses a file about 30% faster when its schema does not carry
     the other formats' fields. Any other key is then type-inferred (`infer`: the caller knows
-    no line is long enough to nest deep enough to crash the inference) or refused, so a READ_SCHEMA key that shows up only past the sample (a new column), or an
-    unknown key inside a candidate (a changed struct type), is caught here, and the file is
-    parsed again with the full schema, which ignores unknown keys, as is a file whose unknown
-    keys Arrow cannot infer. Strictness is the same either way: every READ_SCHEMA value that
+    no line is long enough to nest deep enough to crash the inference) or refused, so a
+    READ_SCHEMA key that shows up only past the sample (a new column), or an unknown key inside a
+    candidate (a changed struct type), is caught here, and the file is parsed again with the
+    full schema, which ignores unknown keys, as is a file whose unknown keys Arrow cannot infer. Strictness is the same either way: every READ_SCHEMA value that
     ends up in the frame was parsed against its type.
     """
     table = None
@@ -314,7 +314,7 @@ def _record_line_numbers(view: Any, nl: Any) -> Any:
 
 # Arrow infers the type of a key outside the schema recursively, and a value nested some 30000
 # deep overflows its stack: the process dies (SIGSEGV) without a word. Inference is only used on
-# files whose lines are all shorter than this, which cannot nest half as deep.
+# files whose lines are all shorter than this: such a line nests at most 2048 deep.
 _INFER_MAX_LINE_BYTES = 4096
 
 

@@ -54,8 +54,8 @@ _DATASET_DEFAULTS = {"language": "any", "task": "default"}
 
 
 def _safe_part(value: str) -> str:
-    """`value` when it is plain (see `_PLAIN`); otherwise its first 100 characters with the others
-    than letters, digits, `_`, `+`, `-` written `_` (and a leading `-` too), plus `-` and 8 hex
+    """`value` when it is plain (see `_PLAIN`); otherwise its first 100 characters, each one other
+    than a letter, digit, `_`, `+` or `-` (and a leading `-`) written `_`, then `-` and 8 hex
     digits of its SHA-256. Two values never share a file: "x y" and "x_y", a task "sts.only_1neg"
     and task "sts" in mode only_1neg, "Search" and "search" on a case-insensitive file system;
     and a long name still fits the file system's 255 bytes with the temp-file suffix."""
