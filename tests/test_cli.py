@@ -21,6 +21,15 @@ def test_summary_reads_metrics_and_tolerates_missing(tmp_path: Path) -> None:
     assert "generate" not in res.output  # no metrics file, no row
 
 
+def test_summary_of_a_metrics_file_of_another_layout_shows_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "sample.json").write_text(json.dumps({"docs": 27, "pool": 603}))
+    for layout in ({"models": {"m": {"eval": 1}}}, {"models": [1]}, {"models": {"m": 3}}, [1, 2]):
+        (tmp_path / "evaluate.json").write_text(json.dumps(layout))
+        res = CliRunner().invoke(app, ["summary", "--metrics-dir", str(tmp_path)])
+        assert res.exit_code == 0 and res.exception is None, (layout, res.output)
+        assert "27 / 603" in res.output
+
+
 def test_summary_shows_the_configured_main_metric_and_its_k(tmp_path: Path) -> None:
     (tmp_path / "evaluate.json").write_text(json.dumps({"main_metric": "recall_at_5", "models": {"minilm": {"eval": {
         "overall": {"recall_at_5": 0.6, "ndcg_at_5": 0.4, "mrr_at_5": 0.3, "ndcg_at_10": 0.9}}}}}))

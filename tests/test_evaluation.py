@@ -119,6 +119,11 @@ def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
         # the tryout: JSON true was read as grade 1
         ("qrels/test.jsonl", '{"query-id": "q1", "corpus-id": "d1", "score": true}\n',
          r"test.jsonl:1: relevance score must be an integer, got True"),
+        # 2^32 gave nDCG 2e18 with exit 0, 2^62 a segfault; float() also read "1_0" as 10
+        ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t4294967296\n",
+         r"test.tsv:2: relevance score '4294967296' is out of range \(grades are integers from -1000 to 1000\)$"),
+        ("qrels/test.jsonl", '{"query-id": "q1", "corpus-id": "d1", "score": 5000}\n', r"test.jsonl:1: .* out of range"),
+        ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1_0\n", r"test.tsv:2: relevance score must be an integer, got '1_0'"),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str | bytes, message: str) -> None:
@@ -169,6 +174,9 @@ def test_trec_qrels_bom_and_header_order(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"test.tsv:1: header 'corpus-id query-id score': the columns must be query id, "
                                         r"corpus id, score in that order"):
         load_dataset(root)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\tx\nq1\td1\t1\t2\n")  # quoted as written
+    with pytest.raises(UserError, match=r"test.tsv:1: header 'query-id corpus-id score x': the columns"):
+        load_dataset(root)
 
 
 def test_headerless_empty_qrels_file_is_an_error(tmp_path: Path) -> None:
@@ -178,8 +186,9 @@ def test_headerless_empty_qrels_file_is_an_error(tmp_path: Path) -> None:
         load_dataset(root)
     # a dataset built by hand (or loaded at a lower relevance_level) is checked before any encoding
     ds = load_dataset(write_beir(tmp_path / "g", qrels_lines=["q1\td1\t1"]), "g")
+    ds.relevance_level = 2
     with pytest.raises(UserError, match=r"dataset g: no query has a judgment with grade >= 2"):
-        evaluate_models([ds], EvaluateParams(relevance_level=2))
+        evaluate_models([ds], EvaluateParams())
 
 
 def test_missing_files(tmp_path: Path) -> None:
@@ -275,6 +284,29 @@ def test_a_corpus_of_ten_documents_or_fewer_is_warned_about(tmp_path: Path, caps
         ds.corpus.with_columns(pl.col("doc_id") + f"_{i}") for i in range(3)]))
     evaluate_models([big], EvaluateParams(k_values=[1, 10]))
     assert big.corpus.height > 10 and "warning" not in capsys.readouterr().err
+
+
+def test_small_corpus_warning_names_the_largest_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The warning said @10 whatever k_values held, and missed @100 on a 50-document corpus."""
+    ds = load_dataset(write_beir(tmp_path / "small"), "small")
+    evaluate_models([ds], EvaluateParams(k_values=[1, 3], main_metric="ndcg_at_3"))
+    assert "warning" not in capsys.readouterr().err  # 4 documents > 3
+    evaluate_models([ds], EvaluateParams(k_values=[1, 7], main_metric="ndcg_at_7"))
+    assert "top 7 holds all of them, so its @7 scores rank at most 4 candidates" in capsys.readouterr().err
+
+
+def test_documents_tied_at_the_cut_are_taken_by_doc_id(tmp_path: Path) -> None:
+    """The search cut ties by corpus position and the ranking by doc id: with three identical
+    documents, nDCG@1 was 0 with k_values [1] and 1 with [1, 2]."""
+    same = "def add(a, b):\n    return a + b"
+    docs = [("zz", same), ("aa", same), ("mm", same)] + [(f"o{i}", f"def other_{i}(x):\n    return x * {i} - {i}")
+                                                          for i in range(10)]
+    ds = load_dataset(write_beir(tmp_path / "tie", docs, [("q1", "add two numbers", "t")], ["q1\taa\t1"]), "tie")
+    assert list(retrieve(ds, EvalModel(), depth=1)["q1"]) == ["aa"]
+    assert list(retrieve(ds, EvalModel(), depth=2)["q1"]) == ["aa", "mm"]
+    values = [evaluate_models([ds], EvaluateParams(k_values=ks, main_metric="ndcg_at_1")).per_query["ndcg_at_1"][0]
+              for ks in ([1], [1, 2])]
+    assert values == [1.0, 1.0]
 
 
 def test_minilm_retrieval_and_summary(tmp_path: Path) -> None:

@@ -197,3 +197,15 @@ def test_stage_names_a_symlink_loop_in_external(workdir: Path) -> None:
     (workdir / "loop").symlink_to(workdir / "loop")
     proc = _stage(workdir, "--set", "external=[loop]", check=False)
     _assert_one_line_error(proc, "error: --set: evaluate.external.0: loop is a symlink loop", workdir)
+
+
+def test_relevance_level_applies_to_graded_external_data_not_the_binary_split(workdir: Path) -> None:
+    """The built-in split's qrels are all grade 1, so relevance_level 2 stopped the stage on it:
+    graded external datasets could not be scored at level 2 in the pipeline."""
+    ext = write_beir(workdir / "data" / "external" / "graded",
+                     qrels_lines=["q1\td1\t2", "q2\td2\t2", "q3\td3\t1", "q4\td4\t2"])
+    _stage(workdir, "--set", f"external=[{ext}]", "--set", "relevance_level=2", "--set", "quality_report=false",
+           "--set", "significance.n_permutations=100")
+    m = json.loads((workdir / "metrics/evaluate.json").read_text())
+    assert m["datasets"]["eval"]["evaluated_queries"] == 4  # grade 1 is relevant in the binary split
+    assert m["datasets"]["graded"]["evaluated_queries"] == 3  # q3's only judgment is below the level

@@ -127,6 +127,15 @@ def test_significance_noise_is_not_significant() -> None:
     assert randomization_test(b, a, n_permutations=2000, seed=0) > 0.9
 
 
+def test_tiny_differences_with_zero_mean_are_not_a_constant_difference() -> None:
+    """±1e-9 passed np.allclose as "constant" and, as diff[0] != 0, gave p = 0.0 (scipy: ~1)."""
+    from scipy import stats
+
+    a, b = [0.5, 0.5, 0.5, 0.5], [0.5 - 1e-9, 0.5 + 1e-9, 0.5 - 1e-9, 0.5 + 1e-9]
+    assert paired_ttest(a, b) == pytest.approx(float(stats.ttest_rel(a, b).pvalue)) and paired_ttest(a, b) > 0.99
+    assert paired_ttest([0.6, 0.8], [0.5, 0.7]) < 0.05 or paired_ttest([0.6, 0.8], [0.5, 0.7]) == 0.0
+
+
 def test_randomization_is_seeded() -> None:
     rng = np.random.default_rng(1)
     a = rng.uniform(0, 1, 25)

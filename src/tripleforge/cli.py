@@ -97,9 +97,12 @@ def summary(metrics_dir: str = typer.Option("metrics", help="directory of the st
     main = str(_get(loaded.get("evaluate", {}), "main_metric") or "ndcg_at_10")
     k = main.rsplit("_at_", 1)[-1]
     shown = [main, *(m for m in (f"ndcg_at_{k}", f"recall_at_{k}", f"mrr_at_{k}") if m != main)][:3]
-    for model, per_ds in (_get(loaded.get("evaluate", {}), "models") or {}).items():
-        for ds, res in per_ds.items():
-            o = res.get("overall", {})
+    models = _get(loaded.get("evaluate", {}), "models")
+    # a metrics file of another layout (hand-edited, another version) shows "-", never a traceback
+    for model, per_ds in models.items() if isinstance(models, dict) else ():
+        for ds, res in per_ds.items() if isinstance(per_ds, dict) else ():
+            o = _get(res, "overall")
+            o = o if isinstance(o, dict) else {}
             table.add_row("evaluate", f"{model} on {ds}: " + " / ".join(m.replace("_at_", "@") for m in shown),
                           " / ".join(str(o.get(m, "-")) for m in shown))
     Console(width=120).print(table)

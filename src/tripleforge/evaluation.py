@@ -18,6 +18,7 @@ metrics would be 0.0 over 0 queries, which is not a score).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,7 @@ class EvalDataset:
     queries: pl.DataFrame
     qrels: dict[str, dict[str, int]]
     diagnostics: dict[str, int] = field(default_factory=dict)
+    relevance_level: int = 1  # the least grade that counts as relevant in this dataset
 
 
 
@@ -220,15 +222,31 @@ def load_queries(path: Path) -> tuple[pl.DataFrame, int]:
     return frame, dups
 
 
+# Relevance grades in use are small (0-3 in TREC and BEIR); pytrec_eval's memory grows with the
+# grade, and 2^32 gave nDCG 2e18, 2^62 a segfault.
+MAX_GRADE = 1000
+_GRADE_TEXT = re.compile(r"[+-]?\d+(\.0*)?")
+
+
 def _grade(raw: Any, where: str) -> int:
+    """An integer relevance grade in [-MAX_GRADE, MAX_GRADE] from a JSON number or TSV text
+    (``1`` or ``1.0``; not ``1_0`` or ``1e0``, which Python's float() would take)."""
+    bad = UserError(f"{where}: relevance score must be an integer, got {raw!r}")
     if isinstance(raw, bool):  # JSON true/false: float() would read them as grades 1 and 0
-        raise UserError(f"{where}: relevance score must be an integer, got {raw!r}")
-    try:
+        raise bad
+    if isinstance(raw, str):
+        if not _GRADE_TEXT.fullmatch(raw.strip()):
+            raise bad
         value = float(raw)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: relevance score must be an integer, got {raw!r}") from None
+    elif isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        raise bad
     if not value.is_integer():
-        raise UserError(f"{where}: relevance score must be an integer, got {raw!r}")
+        raise bad
+    if abs(value) > MAX_GRADE:
+        raise UserError(f"{where}: relevance score {raw!r} is out of range (grades are integers from "
+                        f"-{MAX_GRADE} to {MAX_GRADE})")
     return int(value)
 
 
@@ -248,7 +266,7 @@ def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
             line = text.rstrip("\n").rstrip("\r")
             if not line.strip():
                 continue
-            parts = split(line)
+            raw = parts = split(line)
             if len(parts) == 4:  # TREC qrels: qid iteration docid grade
                 parts = [parts[0], parts[2], parts[3]]
             if len(parts) != 3:
@@ -259,7 +277,7 @@ def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
                 )
             if no == 1 and any(p in _QRELS_QUERY + _QRELS_DOC + _QRELS_SCORE for p in parts):
                 if (parts[0], parts[1]) not in ((q, d) for q in _QRELS_QUERY for d in _QRELS_DOC):
-                    raise UserError(f"{path}:1: header {' '.join(parts)!r}: the columns must be query id, "
+                    raise UserError(f"{path}:1: header {' '.join(raw)!r}: the columns must be query id, "
                                     f"corpus id, score in that order (e.g. query-id corpus-id score)")
                 continue  # header
             triples.append((parts[0], parts[1], _grade(parts[2], f"{path}:{no}")))
@@ -324,7 +342,7 @@ def load_dataset(
         "queries_without_qrels": queries.height - len(scorable),
         "evaluated_queries": len(scorable),
     }
-    return EvalDataset(name or root.name, corpus, queries, qrels, diagnostics)
+    return EvalDataset(name or root.name, corpus, queries, qrels, diagnostics, relevance_level)
 
 
 def _nothing_to_score(root: Path, qrels_path: Path, n_queries: int, n_judgments: int, relevance_level: int) -> str:
@@ -357,20 +375,30 @@ def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
     instructions = ds.queries["prompt"].to_list() if model.query_prompts else None
     q_vecs = encode_queries(ds.queries["text"].to_list(), cfg, instructions=instructions, cache_dir=cache_dir)
     # one extra hit so dropping the query's own id still leaves `depth` results
-    k = depth + 1 if ignore_identical_ids else depth
-    scores, idx = exact_search(q_vecs, doc_vecs, k, device=device)
+    want = depth + 1 if ignore_identical_ids else depth
     doc_ids = ds.corpus["doc_id"].to_list()
+    # A few spare hits show whether documents tied with the last one wanted run past the hits
+    # returned: the search cuts ties by corpus position, the ranking by doc id, and identical
+    # documents under two ids (common in code) would make a metric @k depend on file order.
+    k = min(len(doc_ids), want + _SPARE_HITS)
+    scores, idx = exact_search(q_vecs, doc_vecs, k, device=device)
     run: dict[str, dict[str, float]] = {}
     for qi, qid in enumerate(ds.queries["query_id"].to_list()):
+        row_s, row_i = scores[qi], idx[qi]
+        if k < len(doc_ids) and want <= k and row_s[k - 1] == row_s[want - 1]:
+            full_s, full_i = exact_search(q_vecs[qi : qi + 1], doc_vecs, len(doc_ids), device=device)
+            row_s, row_i = full_s[0], full_i[0]
         hits: dict[str, float] = {}
-        for s, i in zip(scores[qi].tolist(), idx[qi].tolist()):
-            d = doc_ids[i]
+        for neg_s, d in sorted(zip((-float(s) for s in row_s), (doc_ids[i] for i in row_i))):
             if ignore_identical_ids and d == qid:
                 continue
             if len(hits) < depth:
-                hits[d] = float(s)
+                hits[d] = -neg_s
         run[qid] = hits
     return run
+
+
+_SPARE_HITS = 8
 
 
 def check_models(params: EvaluateParams) -> None:
@@ -392,32 +420,28 @@ class EvaluationResult:
     run_stats: dict[tuple[str, str], RunStats]  # (dataset, model) -> counts
 
 
-# A corpus this small is warned about: the usual @10 metrics rank every document of it.
-SMALL_CORPUS = 10
-
-
 def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> EvaluationResult:
     """Evaluate every model on every dataset; per-query values sorted by (dataset, model, query_id)."""
     ks = check_k_values(params.k_values)
     check_models(params)
-    for ds in datasets:  # load_dataset checks this too, but may have used another relevance_level
-        if not relevant_queries(ds.qrels, params.relevance_level):
-            raise UserError(f"dataset {ds.name}: no query has a judgment with grade >= {params.relevance_level} "
+    for ds in datasets:  # load_dataset checks this too; a dataset built by hand may not have been
+        if not relevant_queries(ds.qrels, ds.relevance_level):
+            raise UserError(f"dataset {ds.name}: no query has a judgment with grade >= {ds.relevance_level} "
                             f"(evaluate.relevance_level), nothing to evaluate")
     frames: list[pl.DataFrame] = []
     stats: dict[tuple[str, str], RunStats] = {}
     for ds in datasets:
-        if ds.corpus.height <= SMALL_CORPUS:
+        if ds.corpus.height <= ks[-1]:
             # a tryout scored nDCG@10 = 1.0 on 1 document without a word: no ranking was tested
             log(f"warning: evaluate: dataset {ds.name} has only {ds.corpus.height} documents: each query's top "
-                f"{SMALL_CORPUS} holds all of them, so its @{SMALL_CORPUS} scores rank at most {ds.corpus.height} "
+                f"{ks[-1]} holds all of them, so its @{ks[-1]} scores rank at most {ds.corpus.height} "
                 f"candidates and say little")
         tasks = ds.queries.select("query_id", "task")
         for model in params.models:
             log(f"evaluate: {model.name} on {ds.name} ({ds.queries.height} queries, {ds.corpus.height} docs)")
             run = retrieve(ds, model, ks[-1], params.search_device, params.cache_dir or None,
                            params.ignore_identical_ids)
-            pq, st = evaluate_run(ds.qrels, run, ks, params.relevance_level)
+            pq, st = evaluate_run(ds.qrels, run, ks, ds.relevance_level)
             stats[(ds.name, model.name)] = st
             if params.main_metric in pq.columns:
                 value = aggregate(pq.select(params.main_metric))[params.main_metric]

@@ -169,9 +169,10 @@ def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     """Two-sided paired t-test p-value of mean(a - b) != 0. Identical systems -> 1.0."""
     x, y = _paired(a, b)
     diff = x - y
-    if len(diff) < 2 or np.allclose(diff, diff[0]):
+    if len(diff) < 2 or bool(np.all(diff == diff[0])):
         # zero variance: no evidence either way when the mean difference is 0; a constant
-        # nonzero difference on >= 2 queries is as consistent as it gets.
+        # nonzero difference on >= 2 queries is as consistent as it gets. Exact equality: with a
+        # tolerance, differences of +-1e-9 (mean 0) passed as constant and gave p = 0.
         return 1.0 if len(diff) < 2 or diff[0] == 0 else 0.0
     from scipy import stats
 
