@@ -52,11 +52,11 @@ def main(
     sizes = {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}
     write_json({**convert_metrics(c, {**sizes, "left_out": left_out}), "untracked_inputs": untracked}, metrics)
     log(f"convert-formats: {c.grouped.height} triplets, {c.pairs.height} pairs, eval {sizes}, dropped {sum(c.drops.values())}")
-    if left_out["queries"] - left_out["same_document"]:
+    if left_out["masked_queries"]:
         # Not an error (the rest of the eval split is sound), but it shrinks the eval split: say so.
-        log(f"convert-formats: eval: {left_out['queries'] - left_out['same_document']} queries left out beyond one "
-            f"task per document ({left_out['queries_by_task']} in all): their own text or source document is "
-            "another eval query's positive (see docs/formats.md)")
+        log(f"convert-formats: eval: {left_out['masked_queries']} queries left out beyond one query per document "
+            f"({left_out['queries_by_task']} in all): their own text or source document is another eval query's "
+            "positive (see docs/formats.md)")
 
 
 if __name__ == "__main__":

@@ -162,4 +162,21 @@ def test_stage_metrics_count_what_the_eval_split_leaves_out() -> None:
     # the test miner's queries are neither their documents nor cut from them, and each document
     # has one task: nothing to leave out
     assert convert_metrics(c, {"left_out": left_out})["eval"]["left_out"] == {
-        "same_document": 0, "masked_documents": 0, "queries": 0, "queries_by_task": {}}
+        "other_candidates": 0, "same_document": 0, "masked_documents": 0, "masked_queries": 0, "queries": 0,
+        "queries_by_task": {}}
+
+
+def test_one_query_per_generation_job_reaches_the_eval() -> None:
+    """With generate.n_candidates 2, every candidate was an eval query: copies of one query weighted
+    their document twice, and code_context cuts, masked for each other, lost the document's queries."""
+    g = mined_frame(n_docs=8, candidates=3, n_neg=3).filter(pl.col("split") == "eval")
+    c = convert_all(g, "mined.parquet", ConvertFormatsParams())
+    left_out: dict[str, object] = {}
+    _, queries, qrels = eval_tables(c.grouped, left_out)
+    assert g["doc_id"].n_unique() == 2 and queries.height == 2  # one per document
+    first = set(g.filter(pl.col("candidate_idx") == 0)["pair_id"].to_list())
+    assert set(queries["_id"].to_list()) == first and set(qrels["query-id"].to_list()) == first
+    assert left_out["other_candidates"] == 4 and left_out["queries"] == 4  # 2 documents x 2 later candidates
+    # rows from files (no candidate_idx) all stay, as before
+    ext = c.grouped.with_columns(candidate_idx=pl.lit(None, pl.Int64), doc_id=pl.lit(None, pl.String))
+    assert eval_tables(ext)[1].height == 6

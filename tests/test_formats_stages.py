@@ -49,7 +49,8 @@ def test_both_stages_standalone_and_byte_identical(workdir: Path) -> None:
 
     m = json.loads((workdir / "metrics" / "convert_formats.json").read_text())
     assert m["triplets"]["by_source_format"] == {"candidates": 1, "mined": 16, "triplets": 2}
-    assert m["by_source"]["ext.jsonl"]["format"] == "triplets" and m["eval"]["queries"] == 4
+    assert m["by_source"]["ext.jsonl"]["format"] == "triplets" and m["eval"]["queries"] == 2
+    assert m["eval"]["left_out"]["other_candidates"] == 2  # 2 eval documents, 2 candidates each: the first goes
     t = json.loads((workdir / "metrics" / "train_data.json").read_text())
     # the fixture's tasks are not catalog tasks: best-of-n still applies, DPO pairs need a catalog task
     assert t["dpo_pairs"] == 0 and t["dpo_skipped"] == {"not_a_catalog_task": 6}

@@ -78,6 +78,24 @@ def masked_for_queries(grouped: pl.DataFrame, corpus_ids: pl.Series, rel: pl.Dat
     return docs, queries
 
 
+def first_candidates(grouped: pl.DataFrame) -> pl.DataFrame:
+    """The grouped eval rows of each generation job's first candidate (lowest ``candidate_idx``
+    among the rows sharing ``training.CANDIDATE_KEY``, generate's ``n_candidates``); rows without
+    ``doc_id`` or ``candidate_idx`` all stay. A job's candidates are copies of one query
+    (code_summary's is the document) or cuts of one document whose positives mining masks for
+    each other (code_context): keeping them all weighted a document n times or left out all its
+    queries. The first, not the best-scored: picking by the mining model's scores would keep the
+    queries that model finds easiest, and flatter it on its own eval."""
+    if "candidate_idx" not in grouped.columns or grouped["candidate_idx"].null_count() == grouped.height:
+        return grouped
+    from tripleforge.training import CANDIDATE_KEY
+
+    key = [c for c in CANDIDATE_KEY if c in grouped.columns]
+    job = pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null()
+    first = pl.col("candidate_idx") == pl.col("candidate_idx").min().over(key)
+    return grouped.filter(~job | first.fill_null(True))
+
+
 def one_task_per_document(grouped: pl.DataFrame) -> pl.DataFrame:
     """The grouped eval rows of one task per source document (``doc_id``; rows without one all
     stay; every row of the chosen task stays, e.g. several candidate queries).
@@ -117,11 +135,14 @@ def eval_tables(grouped: pl.DataFrame, left_out: dict[str, Any] | None = None
     corpus: ``_id, title, text`` sorted by ``_id``; queries: ``_id, text, task, prompt`` sorted by
     ``_id`` (null task/prompt stay null: the evaluator then uses its defaults); qrels: ``query-id, corpus-id,
     score`` (1 per relevant document, `relevant_docs`) sorted by both ids. One query per source
-    document (`one_task_per_document`). What is left out is counted into `left_out` when given:
-    ``same_document`` (queries of a task their document does not give the eval), ``masked_documents``,
-    ``queries`` and ``queries_by_task`` (all queries left out, ``none`` for a row without task)."""
+    document (`first_candidates`, `one_task_per_document`). What is left out is counted into
+    `left_out` when given: ``other_candidates`` (queries of a generation job's later candidates),
+    ``same_document`` (queries of a task their document does not give the eval),
+    ``masked_documents``, ``masked_queries`` (see `masked_for_queries`), ``queries`` and
+    ``queries_by_task`` (all queries left out, ``none`` for a row without task)."""
     all_rows = grouped
-    grouped = one_task_per_document(grouped)
+    first = first_candidates(grouped)
+    grouped = one_task_per_document(first)
     texts = pl.concat([_texts(grouped, "pos"), _texts(grouped, "neg")]).select("cid", "text")
     texts = texts.unique("cid", keep="first", maintain_order=True)
     rel = relevant_docs(grouped)
@@ -138,8 +159,10 @@ def eval_tables(grouped: pl.DataFrame, left_out: dict[str, Any] | None = None
     if left_out is not None:
         kept = queries.filter(~pl.col("_id").is_in(drop_queries.implode()))["_id"]
         gone = all_rows.select("qid", "task").unique("qid", keep="first").filter(~pl.col("qid").is_in(kept.implode()))
-        left_out.update(same_document=all_rows["qid"].n_unique() - grouped["qid"].n_unique(),
-                        masked_documents=drop_docs.len(), queries=gone.height, queries_by_task=_task_counts(gone))
+        left_out.update(other_candidates=all_rows["qid"].n_unique() - first["qid"].n_unique(),
+                        same_document=first["qid"].n_unique() - grouped["qid"].n_unique(),
+                        masked_documents=drop_docs.len(), masked_queries=drop_queries.len(),
+                        queries=gone.height, queries_by_task=_task_counts(gone))
     queries = queries.filter(~pl.col("_id").is_in(drop_queries.implode())).sort("_id")
     qrels = (
         rel.filter(~pl.col("qid").is_in(drop_queries.implode()))
