@@ -286,13 +286,13 @@ def test_a_corpus_of_ten_documents_or_fewer_is_warned_about(tmp_path: Path, caps
     assert big.corpus.height > 10 and "warning" not in capsys.readouterr().err
 
 
-def test_small_corpus_warning_names_the_largest_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_small_corpus_warning_names_the_main_metric_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The warning said @10 whatever k_values held, and missed @100 on a 50-document corpus."""
     ds = load_dataset(write_beir(tmp_path / "small"), "small")
-    evaluate_models([ds], EvaluateParams(k_values=[1, 3], main_metric="ndcg_at_3"))
+    evaluate_models([ds], EvaluateParams(k_values=[1, 3, 7], main_metric="ndcg_at_3"))
     assert "warning" not in capsys.readouterr().err  # 4 documents > 3
     evaluate_models([ds], EvaluateParams(k_values=[1, 7], main_metric="ndcg_at_7"))
-    assert "top 7 holds all of them, so its @7 scores rank at most 4 candidates" in capsys.readouterr().err
+    assert "top 7 holds all of them, so its @7 scores (ndcg_at_7) rank at most 4 candidates" in capsys.readouterr().err
 
 
 def test_documents_tied_at_the_cut_are_taken_by_doc_id(tmp_path: Path) -> None:

@@ -423,6 +423,7 @@ class EvaluationResult:
 def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> EvaluationResult:
     """Evaluate every model on every dataset; per-query values sorted by (dataset, model, query_id)."""
     ks = check_k_values(params.k_values)
+    main_k = _task_k(params.main_metric)
     check_models(params)
     for ds in datasets:  # load_dataset checks this too; a dataset built by hand may not have been
         if not relevant_queries(ds.qrels, ds.relevance_level):
@@ -431,11 +432,11 @@ def evaluate_models(datasets: list[EvalDataset], params: EvaluateParams) -> Eval
     frames: list[pl.DataFrame] = []
     stats: dict[tuple[str, str], RunStats] = {}
     for ds in datasets:
-        if ds.corpus.height <= ks[-1]:
+        if ds.corpus.height <= main_k:
             # a tryout scored nDCG@10 = 1.0 on 1 document without a word: no ranking was tested
             log(f"warning: evaluate: dataset {ds.name} has only {ds.corpus.height} documents: each query's top "
-                f"{ks[-1]} holds all of them, so its @{ks[-1]} scores rank at most {ds.corpus.height} "
-                f"candidates and say little")
+                f"{main_k} holds all of them, so its @{main_k} scores ({params.main_metric}) rank at most "
+                f"{ds.corpus.height} candidates and say little")
         tasks = ds.queries.select("query_id", "task")
         for model in params.models:
             log(f"evaluate: {model.name} on {ds.name} ({ds.queries.height} queries, {ds.corpus.height} docs)")
