@@ -81,7 +81,8 @@ def main(
     if cfg.significance.baseline and cfg.significance.baseline not in [m.name for m in cfg.models]:
         raise UserError(f"{params}: evaluate.significance.baseline '{cfg.significance.baseline}' is not a model name")
     # another --eval-dir is another dataset: named "eval", its metrics read as the pipeline's eval split's
-    eval_name = "eval" if eval_dir == EVAL_DIR else _dataset_name(str(eval_dir))
+    builtin = eval_dir.expanduser().resolve() == EVAL_DIR.resolve()  # however the path is written
+    eval_name = "eval" if builtin else _dataset_name(str(eval_dir))
     names = [eval_name, *(_dataset_name(p) for p in cfg.external)]
     if len(set(names)) != len(names):
         raise UserError(f"{params}: evaluate.external: dataset folder names must be unique and not "
@@ -93,7 +94,7 @@ def main(
         trip = read_parquet(triplets, "triplets file", "or set evaluate.quality_report=false")
     skipped: dict[str, str] = {}
     datasets = []
-    if _has_no_queries(eval_dir / "queries.jsonl") and eval_dir != EVAL_DIR:
+    if _has_no_queries(eval_dir / "queries.jsonl") and not builtin:
         # a folder of the user's: the pipeline's split params have nothing to do with it
         raise UserError(f"{eval_dir / 'queries.jsonl'}: no queries, nothing to evaluate")
     if _has_no_queries(eval_dir / "queries.jsonl"):
@@ -121,7 +122,7 @@ def main(
     else:
         # the built-in split's qrels are binary (grade 1, convert-formats): a higher level would
         # leave it no relevant document, so evaluate.relevance_level is for graded external data
-        level = 1 if eval_dir == EVAL_DIR else cfg.relevance_level
+        level = 1 if builtin else cfg.relevance_level
         datasets.append(load_dataset(eval_dir, eval_name, cfg.split, level))
     datasets += [load_dataset(p, n, cfg.split, cfg.relevance_level) for p, n in zip(cfg.external, names[1:])]
 

@@ -71,6 +71,7 @@ def test_diagnostics_count_every_anomaly(tmp_path: Path) -> None:
         "qrels_unknown_docs": 1,
         "queries_without_qrels": 1,
         "evaluated_queries": 4,
+        "relevance_level": 1,
     }
     # the unknown document stays relevant (recall cannot reach 1 for q4: no silent denominator change)
     assert ds.qrels["q4"] == {"d4": 1, "d99": 1}
@@ -124,6 +125,11 @@ def test_coir_and_jsonl_qrels(tmp_path: Path) -> None:
          r"test.tsv:2: relevance score '4294967296' is out of range \(grades are integers from -1000 to 1000\)$"),
         ("qrels/test.jsonl", '{"query-id": "q1", "corpus-id": "d1", "score": 5000}\n', r"test.jsonl:1: .* out of range"),
         ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1_0\n", r"test.tsv:2: relevance score must be an integer, got '1_0'"),
+        ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t\u0661\n", r"test.tsv:2: relevance score must be an integer"),
+        # too large for a float: was an OverflowError traceback
+        ("qrels/test.jsonl", '{"query-id": "q1", "corpus-id": "d1", "score": 1' + "0" * 400 + '}\n',
+         r"test.jsonl:1: relevance score '1000.*\(401 characters\)' is out of range"),
+        ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t" + "9" * 5000 + "\n", r"test.tsv:2: .* out of range"),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path: Path, where: str, content: str | bytes, message: str) -> None:

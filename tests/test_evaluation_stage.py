@@ -209,3 +209,9 @@ def test_relevance_level_applies_to_graded_external_data_not_the_binary_split(wo
     m = json.loads((workdir / "metrics/evaluate.json").read_text())
     assert m["datasets"]["eval"]["evaluated_queries"] == 4  # grade 1 is relevant in the binary split
     assert m["datasets"]["graded"]["evaluated_queries"] == 3  # q3's only judgment is below the level
+    assert (m["datasets"]["eval"]["relevance_level"], m["datasets"]["graded"]["relevance_level"]) == (1, 2)
+    # the built-in split however its path is written
+    _stage(workdir, "--eval-dir", str(workdir / "data/formats/eval"), "--set", "relevance_level=2",
+           "--set", "quality_report=false", "--set", "significance.n_permutations=100")
+    m = json.loads((workdir / "metrics/evaluate.json").read_text())
+    assert m["datasets"]["eval"]["relevance_level"] == 1 and m["datasets"]["eval"]["evaluated_queries"] == 4

@@ -376,6 +376,16 @@ def test_deeply_nested_unknown_key_past_the_head_is_read(tmp_path: Path) -> None
         code = f"from tripleforge import formats as F; print(F.read_records({str(path)!r}).frame.height)"
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr[-500:]
+    # the same depth spread over short lines (Arrow reads a record across lines): short lines alone
+    # bound nothing, and this crashed too once inference was limited to files of short lines
+    path = tmp_path / "multiline.jsonl"
+    path.write_text(json.dumps(SPEC_TRIPLET) + "\n" + json.dumps(SPEC_TRIPLET)[:-1] + ', "meta":\n'
+                    + "[\n" * 30000 + "]\n" * 30000 + "}\n")
+    code = (f"from tripleforge import formats as F\ntry:\n    F.read_records({str(path)!r})\n"
+            "except Exception as e:\n    print(e)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip().endswith("multiline.jsonl:2: invalid JSON: Expecting value"), \
+        (run.returncode, run.stdout[-300:], run.stderr[-500:])
 
 
 def test_a_deep_value_gets_one_verdict_whatever_the_other_lines(tmp_path: Path) -> None:

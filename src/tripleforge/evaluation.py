@@ -225,7 +225,7 @@ def load_queries(path: Path) -> tuple[pl.DataFrame, int]:
 # Relevance grades in use are small (0-3 in TREC and BEIR); pytrec_eval's memory grows with the
 # grade, and 2^32 gave nDCG 2e18, 2^62 a segfault.
 MAX_GRADE = 1000
-_GRADE_TEXT = re.compile(r"[+-]?\d+(\.0*)?")
+_GRADE_TEXT = re.compile(r"([+-]?[0-9]+)(\.0*)?")  # ASCII digits: \d also takes "١" and "１"
 
 
 def _grade(raw: Any, where: str) -> int:
@@ -235,19 +235,25 @@ def _grade(raw: Any, where: str) -> int:
     if isinstance(raw, bool):  # JSON true/false: float() would read them as grades 1 and 0
         raise bad
     if isinstance(raw, str):
-        if not _GRADE_TEXT.fullmatch(raw.strip()):
+        m = _GRADE_TEXT.fullmatch(raw.strip())
+        if not m:
             raise bad
-        value = float(raw)
-    elif isinstance(raw, int | float):
-        value = float(raw)
+        digits = m.group(1)
+        # compared as text first: int() refuses 4300+ digits, and a float would overflow
+        value = MAX_GRADE + 1 if len(digits.lstrip("+-").lstrip("0")) > 6 else int(digits)
+    elif isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float):
+        if not raw.is_integer():  # also NaN and infinity
+            raise bad
+        value = MAX_GRADE + 1 if abs(raw) > MAX_GRADE else int(raw)
     else:
         raise bad
-    if not value.is_integer():
-        raise bad
     if abs(value) > MAX_GRADE:
-        raise UserError(f"{where}: relevance score {raw!r} is out of range (grades are integers from "
+        shown = raw if len(str(raw)) <= 40 else f"{str(raw)[:20]}...({len(str(raw))} characters)"
+        raise UserError(f"{where}: relevance score {shown!r} is out of range (grades are integers from "
                         f"-{MAX_GRADE} to {MAX_GRADE})")
-    return int(value)
+    return value
 
 
 def load_qrels(path: Path) -> tuple[list[tuple[str, str, int]], int]:
@@ -341,6 +347,7 @@ def load_dataset(
         "qrels_unknown_docs": unknown_d,
         "queries_without_qrels": queries.height - len(scorable),
         "evaluated_queries": len(scorable),
+        "relevance_level": relevance_level,
     }
     return EvalDataset(name or root.name, corpus, queries, qrels, diagnostics, relevance_level)
 

@@ -314,16 +314,31 @@ def _record_line_numbers(view: Any, nl: Any) -> Any:
 
 # Arrow infers the type of a key outside the schema recursively, and a value nested some 30000
 # deep overflows its stack: the process dies (SIGSEGV) without a word. Inference is only used on
-# files whose lines are all shorter than this: such a line nests at most 2048 deep.
+# files whose records cannot nest deep (see `_infer_is_safe`); a line this short nests at most
+# 2048 deep.
 _INFER_MAX_LINE_BYTES = 4096
 
 
-def _longest_line(view: Any, nl: Any) -> int:
-    """Bytes in the longest line of `view` (newline offsets `nl`)."""
+def _infer_is_safe(view: Any, nl: Any) -> bool:
+    """Whether no record of `view` (newline offsets `nl`) can nest deep enough to crash Arrow's
+    type inference: every non-empty line is shorter than `_INFER_MAX_LINE_BYTES`, starts with
+    ``{`` and ends with ``}`` (a ``\r`` before the newline allowed). A record then lies on one
+    line: JSON allows no bare newline between a ``}`` and a ``{`` inside a value, so a record
+    continued on the next line is a parse error before it nests any deeper (Arrow's reader
+    accepts a record spread over lines, and short lines alone would bound nothing)."""
     import numpy as np
 
-    ends = np.append(nl, view.size)
-    return int(np.diff(np.concatenate(([-1], ends))).max()) if ends.size else 0
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.append(nl, view.size)  # exclusive
+    full = ends > starts
+    starts, ends = starts[full], ends[full]
+    if starts.size == 0:
+        return True
+    if int((ends - starts).max()) >= _INFER_MAX_LINE_BYTES:
+        return False
+    last = ends - 1
+    last = np.where((view[last] == 13) & (last > starts), last - 1, last)
+    return bool((view[starts] == 123).all() and (view[last] == 125).all())
 
 
 def _is_utf8(body: Any) -> bool:
@@ -422,7 +437,7 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
         record_lines = _record_line_numbers(view, nl)
         # Unknown keys are inferred where that is safe (as fast as refusing them); else they are
         # refused, unless the head already shows some, on which the narrow parse would only fail.
-        infer = _longest_line(view, nl) < _INFER_MAX_LINE_BYTES
+        infer = _infer_is_safe(view, nl)
         try:
             df = _arrow_parse(body, None if unknown and not infer else names, infer=infer)
             if df.height == record_lines.size:
