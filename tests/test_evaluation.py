@@ -313,6 +313,10 @@ def test_documents_tied_at_the_cut_are_taken_by_doc_id(tmp_path: Path) -> None:
     values = [evaluate_models([ds], EvaluateParams(k_values=ks, main_metric="ndcg_at_1")).per_query["ndcg_at_1"][0]
               for ks in ([1], [1, 2])]
     assert values == [1.0, 1.0]
+    # a tie wider than the spare hits, and past the first deeper search (9 -> 36 -> all 90)
+    many = [(f"t{i:02d}", same) for i in reversed(range(80))] + docs[3:]
+    ds = load_dataset(write_beir(tmp_path / "many", many, [("q1", "add two numbers", "t")], ["q1\tt00\t1"]), "many")
+    assert list(retrieve(ds, EvalModel(), depth=2)["q1"]) == ["t00", "t01"]
 
 
 def test_minilm_retrieval_and_summary(tmp_path: Path) -> None:

@@ -389,12 +389,18 @@ def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
     # documents under two ids (common in code) would make a metric @k depend on file order.
     k = min(len(doc_ids), want + _SPARE_HITS)
     scores, idx = exact_search(q_vecs, doc_vecs, k, device=device)
+    rows: dict[int, tuple[Any, Any]] = {qi: (scores[qi], idx[qi]) for qi in range(len(q_vecs))}
+    while k < len(doc_ids) and want <= k:
+        # queries whose tie runs through the spare hits are searched again, four times deeper
+        tied = [qi for qi, (s, _) in rows.items() if len(s) == k and s[k - 1] == s[want - 1]]
+        if not tied:
+            break
+        k = min(len(doc_ids), 4 * k)
+        more_s, more_i = exact_search(q_vecs[tied], doc_vecs, k, device=device)
+        rows.update({qi: (more_s[j], more_i[j]) for j, qi in enumerate(tied)})
     run: dict[str, dict[str, float]] = {}
     for qi, qid in enumerate(ds.queries["query_id"].to_list()):
-        row_s, row_i = scores[qi], idx[qi]
-        if k < len(doc_ids) and want <= k and row_s[k - 1] == row_s[want - 1]:
-            full_s, full_i = exact_search(q_vecs[qi : qi + 1], doc_vecs, len(doc_ids), device=device)
-            row_s, row_i = full_s[0], full_i[0]
+        row_s, row_i = rows[qi]
         hits: dict[str, float] = {}
         for neg_s, d in sorted(zip((-float(s) for s in row_s), (doc_ids[i] for i in row_i))):
             if ignore_identical_ids and d == qid:
