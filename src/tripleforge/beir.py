@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from tripleforge.formats import CANDIDATE_KEY
 from tripleforge.hashing import text_id
 from tripleforge.io import atomic_text, write_jsonl
 
@@ -80,7 +81,7 @@ def masked_for_queries(grouped: pl.DataFrame, corpus_ids: pl.Series, rel: pl.Dat
 
 def first_candidates(grouped: pl.DataFrame) -> pl.DataFrame:
     """The grouped eval rows of each generation job's first candidate (lowest ``candidate_idx``
-    among the rows sharing ``training.CANDIDATE_KEY``, generate's ``n_candidates``); rows without
+    among the rows sharing ``formats.CANDIDATE_KEY``, generate's ``n_candidates``); rows without
     ``doc_id`` or ``candidate_idx`` all stay. A job's candidates are copies of one query
     (code_summary's is the document) or cuts of one document whose positives mining masks for
     each other (code_context): keeping them all weighted a document n times or left out all its
@@ -88,8 +89,6 @@ def first_candidates(grouped: pl.DataFrame) -> pl.DataFrame:
     queries that model finds easiest, and flatter it on its own eval."""
     if "candidate_idx" not in grouped.columns or grouped["candidate_idx"].null_count() == grouped.height:
         return grouped
-    from tripleforge.training import CANDIDATE_KEY
-
     key = [c for c in CANDIDATE_KEY if c in grouped.columns]
     job = pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null()
     first = pl.col("candidate_idx") == pl.col("candidate_idx").min().over(key)

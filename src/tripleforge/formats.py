@@ -92,6 +92,8 @@ PAIRS_SCHEMA: dict[str, pl.DataType] = {
     "score": pl.Float64(),
 }
 META = list(META_SCHEMA)
+# the columns one generation job's rows share: generate numbers their `candidate_idx` per these
+CANDIDATE_KEY = ["doc_id", "task", "language", "code_language", "tgt_code_language"]
 
 
 # Reasons counted with the drops that remove no record: the rows stay, their score lists go.

@@ -158,8 +158,7 @@ DPO_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-# the columns one candidate group shares: generate numbers `candidate_idx` per these
-CANDIDATE_KEY = ["doc_id", "task", "language", "code_language", "tgt_code_language"]
+CANDIDATE_KEY = F.CANDIDATE_KEY
 
 
 def dpo_skip_reason(task: str | None) -> str | None:
