@@ -256,11 +256,12 @@ def _arrow_parse(body: Any, names: Collection[str] | None = None, infer: bool = 
     With `names` (the READ_SCHEMA keys the file is expected to use), the file is first parsed
     with only those fields: Arrow parses a file about 30% faster when its schema does not carry
     the other formats' fields. Any other key is then type-inferred (`infer`: the caller knows
-    no line is long enough to nest deep enough to crash the inference) or refused, so a
-    READ_SCHEMA key that shows up only past the sample (a new column), or an unknown key inside a
-    candidate (a changed struct type), is caught here, and the file is parsed again with the
-    full schema, which ignores unknown keys, as is a file whose unknown keys Arrow cannot infer. Strictness is the same either way: every READ_SCHEMA value that
-    ends up in the frame was parsed against its type.
+    no record can nest deep enough to crash the inference, see `_infer_is_safe`) or refused, so
+    a READ_SCHEMA key that shows up only past the sample (a new column), or an unknown key inside
+    a candidate (a changed struct type), is caught here, and the file is parsed again with the
+    full schema, which ignores unknown keys, as is a file whose unknown keys Arrow cannot infer.
+    Strictness is the same either way: every READ_SCHEMA value that ends up in the frame was
+    parsed against its type.
     """
     table = None
     if names and set(names) < set(READ_SCHEMA):
@@ -326,8 +327,9 @@ def _infer_is_safe(view: Any, nl: Any) -> bool:
     type inference: every non-empty line is shorter than `_INFER_MAX_LINE_BYTES`, starts with
     ``{`` and ends with ``}`` (a ``\r`` before the newline allowed). A record then lies on one
     line: JSON allows no bare newline between a ``}`` and a ``{`` inside a value, so a record
-    continued on the next line is a parse error before it nests any deeper (Arrow's reader
-    accepts a record spread over lines, and short lines alone would bound nothing)."""
+    continued on the next line is a parse error before it nests any deeper, and a string cannot
+    run on (Arrow refuses a raw newline in one). Arrow's reader does accept a record spread over
+    lines, so short lines alone would bound nothing."""
     import numpy as np
 
     starts = np.concatenate(([0], nl + 1))
