@@ -256,3 +256,17 @@ def test_the_documented_python_examples_run(tmp_path: Path, monkeypatch: pytest.
         scope: dict = {}
         exec(compile(code, "docs/formats.md", "exec"), scope)  # noqa: S102 - our own docs
     assert scope["ids"].height == 5 and scope["ids"].columns == ["query_ids", "passage_ids"]
+
+
+def test_batches_of_one_row_are_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With drop_last false, a 5-row dataset in batches of 2 ends with a batch of one row: no in-batch
+    negative for that step, planned without a word."""
+    m = write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 2}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+                        tmp_path / "train")
+    assert sum(m["datasets"].values()) == 5
+    sizes = sorted(len(b["indices"]) for b in _jsonl(tmp_path / "train" / "batch_plan.jsonl"))
+    assert sizes == [1, 2, 2]
+    assert "batch_plan.jsonl has 1 batch of one row, which gives no in-batch negative" in capsys.readouterr().err
+    write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 5}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+                    tmp_path / "train")
+    assert "one row" not in capsys.readouterr().err

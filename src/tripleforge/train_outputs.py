@@ -167,6 +167,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     write_jsonl(plan.iter_rows(named=True), root / "batch_plan.jsonl")
     planned, total = rows_in_first_epoch(plan), sum(sizes.values())
     _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode)
+    _warn_about_single_row_batches(plan, p.batch.batch_size)
     if sel.dpo.height:
         write_jsonl(sel.dpo.iter_rows(named=True), root / "dpo.jsonl")
     return {
@@ -259,6 +260,18 @@ def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode:
     log(f"warning: train-data: batch_plan.jsonl ({mode}) trains on {planned} of {total} rows per epoch: "
         f"{left_out_reason(sizes, batch_size, mode)} (metrics: batch_plan.rows_left_out_per_epoch; this is about "
         f"trainers that follow the plan; FlagEmbedding and sentence-transformers make their own batches)")
+
+
+def _warn_about_single_row_batches(plan: pl.DataFrame, batch_size: int) -> None:
+    """Say on stderr when the plan has batches of one row (with ``drop_last: false``, a dataset's
+    last batch, or a one-row dataset): such a step has no in-batch negative, only the row's own."""
+    if batch_size < 2 or plan.height == 0:
+        return
+    n = int((plan["indices"].list.len() == 1).sum())
+    if n:
+        log(f"warning: train-data: batch_plan.jsonl has {n} batch{'es' if n > 1 else ''} of one row, which "
+            f"give{'' if n > 1 else 's'} no in-batch negative (train_data.batch.drop_last: true leaves them out; "
+            f"or pick another batch_size)")
 
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:
