@@ -133,7 +133,7 @@ def test_tiny_differences_with_zero_mean_are_not_a_constant_difference() -> None
 
     a, b = [0.5, 0.5, 0.5, 0.5], [0.5 - 1e-9, 0.5 + 1e-9, 0.5 - 1e-9, 0.5 + 1e-9]
     assert paired_ttest(a, b) == pytest.approx(float(stats.ttest_rel(a, b).pvalue)) and paired_ttest(a, b) > 0.99
-    assert paired_ttest([0.6, 0.8], [0.5, 0.7]) < 0.05 or paired_ttest([0.6, 0.8], [0.5, 0.7]) == 0.0
+    assert paired_ttest([0.6, 0.8], [0.5, 0.7]) < 0.05  # a steady +0.1 (float noise apart) is still significant
 
 
 def test_randomization_is_seeded() -> None:

@@ -300,14 +300,20 @@ def _newlines(view: Any) -> Any:
     )
 
 
+def _line_bounds(view: Any, nl: Any) -> tuple[Any, Any]:
+    """(start, exclusive end) offsets of every line of `view`, its newline offsets `nl`."""
+    import numpy as np
+
+    return np.concatenate(([0], nl + 1)), np.append(nl, view.size)
+
+
 def _record_line_numbers(view: Any, nl: Any) -> Any:
     """1-based numbers of the lines (`view`, its newline offsets `nl`) that are not blank (empty
     or whitespace only, which Arrow's reader skips and the slow path below skips too); only
     lines that start with whitespace are looked at one by one."""
     import numpy as np
 
-    starts = np.concatenate(([0], nl + 1))
-    ends = np.append(nl, view.size)  # exclusive
+    starts, ends = _line_bounds(view, nl)
     keep = ends > starts
     first = view[np.minimum(starts, max(view.size - 1, 0))] if view.size else np.zeros(0, np.uint8)
     for i in np.flatnonzero(keep & np.isin(first, (9, 13, 32))):
@@ -332,8 +338,7 @@ def _infer_is_safe(view: Any, nl: Any) -> bool:
     lines, so short lines alone would bound nothing."""
     import numpy as np
 
-    starts = np.concatenate(([0], nl + 1))
-    ends = np.append(nl, view.size)  # exclusive
+    starts, ends = _line_bounds(view, nl)
     full = ends > starts
     starts, ends = starts[full], ends[full]
     if starts.size == 0:
@@ -383,7 +388,7 @@ def _explicit_null_score_lines(body: Any, df: pl.DataFrame) -> list[int]:
         return []
     import numpy as np
 
-    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    newlines = _newlines(np.frombuffer(data, dtype=np.uint8))
     found: list[int] = []
     for line_no in sorted({int(n) + 1 for n in np.searchsorted(newlines, starts)}):
         begin = int(newlines[line_no - 2]) + 1 if line_no > 1 else 0

@@ -158,9 +158,6 @@ DPO_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-CANDIDATE_KEY = F.CANDIDATE_KEY
-
-
 def dpo_skip_reason(task: str | None) -> str | None:
     """None when a task's candidate groups may give DPO pairs (``DPO_TASKS``), else why not."""
     t = TASKS.get(task) if task is not None else None
@@ -196,7 +193,7 @@ def _note_unselected_candidates(g: pl.DataFrame) -> None:
 def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
     """Best-of-n selection and DPO pairs.
 
-    Rows sharing ``CANDIDATE_KEY`` are candidates for one generation job (``candidate_idx``);
+    Rows sharing ``formats.CANDIDATE_KEY`` are candidates for one generation job (``candidate_idx``);
     candidates of other languages, code languages or translation targets never compete. With
     ``n_candidates > 1`` only the first n compete and one row is kept: the one whose positive
     scores highest (the query that best retrieves its document, or the LLM-written positive that
@@ -207,7 +204,7 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
         _note_unselected_candidates(g)
         return Candidates(g, pl.DataFrame(schema=DPO_COLUMNS))
     drops: Counter[str] = Counter()
-    key = CANDIDATE_KEY
+    key = F.CANDIDATE_KEY
     keyed = g.filter(pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null())
     rest = g.filter(pl.col("doc_id").is_null() | pl.col("candidate_idx").is_null())
     over = keyed.filter(pl.col("candidate_idx") >= p.n_candidates)
