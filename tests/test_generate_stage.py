@@ -46,6 +46,11 @@ def stage(cwd: Path, *args: str, cache: Path | None = None, check: bool = True,
     ({"backend": "openai", "base_urls": ["http://127.0.0.1:{port}/v1"]}, True,
      "error: params.yaml: generate.base_urls: cannot reach LLM endpoint http://127.0.0.1:"),
     ({"backend": "openai", "api_key_env": "TF_UNSET_KEY_VAR"}, True, "environment variable TF_UNSET_KEY_VAR is not set"),
+    # a typo in a port was an httpx.InvalidURL traceback
+    ({"backend": "openai", "base_urls": ["http://localhost:800O/v1"]}, True,
+     "params key 'generate.base_urls': Value error, 'http://localhost:800O/v1' is not a valid URL"),
+    ({"backend": "openai", "base_urls": ["http://[::1/v1"]}, True, "'http://[::1/v1' is not a valid URL"),
+    ({"base_urls": ["localhost:8000/v1"]}, True, "'localhost:8000/v1' is not an http(s) URL with a host"),
     ({"backend": "vllm", "model": "some/model"}, True, "backend 'vllm' needs the vllm package"),
     ({"max_tokens": "many"}, True, "generate.max_tokens"),
     # a file that is not a model: named and explained, not one llm_error per request
@@ -68,9 +73,13 @@ def test_bad_input_fails_with_one_line_before_any_llm_call(tmp_path: Path, gen: 
     assert not (tmp_path / "data" / "generated").exists() and not (tmp_path / "cache" / "llm").exists()
 
 
-@pytest.mark.parametrize("backend", ["openai", "llama-cpp"])
-def test_pasted_api_key_is_a_params_error_that_does_not_repeat_it(tmp_path: Path, backend: str) -> None:
-    secret = "sk-SECRET-12345"
+@pytest.mark.parametrize("backend,secret", [
+    ("openai", "sk-SECRET-12345"), ("llama-cpp", "sk-SECRET-12345"),
+    # keys that are valid variable names too: they were taken for names and printed back in full
+    ("openai", "gsk_8fJk2LmQ9xTz4VbN7pRw3YcH5sDe1AqU6"), ("llama-cpp", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+    ("openai", "9f86d081884c7d659a2feaa0c55ad015"),
+])
+def test_pasted_api_key_is_a_params_error_that_does_not_repeat_it(tmp_path: Path, backend: str, secret: str) -> None:
     setup(tmp_path, backend=backend, api_key_env=secret)
     for args, where in [((), "params.yaml"), (("--set", f"api_key_env={secret}"), "--set")]:
         proc = stage(tmp_path, *args, check=False)
@@ -78,6 +87,19 @@ def test_pasted_api_key_is_a_params_error_that_does_not_repeat_it(tmp_path: Path
         assert proc.stderr.startswith(f"error: {where}: generate.api_key_env: not an environment-variable name "
                                       "(it looks like an API key was pasted)"), proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and secret not in proc.stderr + proc.stdout
+
+
+def test_secrets_in_params_values_are_not_repeated_in_errors(tmp_path: Path) -> None:
+    setup(tmp_path, backend="openai", api_key_env="my_key_var")  # lower case: could be a key, so not echoed
+    proc = stage(tmp_path, check=False)
+    assert proc.returncode == 2 and "my_key_var" not in proc.stderr, proc.stderr
+    assert "generate.api_key_env: environment variable named there (not repeated" in proc.stderr
+    password = "hunter2secret"
+    proc = stage(tmp_path, "--set", "api_key_env=", "--set", f"base_urls=[http://me:{password}@127.0.0.1:9/v1]",
+                 check=False)
+    assert proc.returncode == 2 and password not in proc.stderr, proc.stderr
+    assert "params key 'generate.base_urls': Value error, 'http://...@...': a URL with a user:password part" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_set_errors_name_the_key_and_the_command_line(tmp_path: Path) -> None:

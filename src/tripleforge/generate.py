@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import polars as pl
 from pydantic import Field, field_validator
@@ -32,7 +33,7 @@ from tripleforge.inputs import check_input_path
 from tripleforge.io import PARQUET_READ_ERRORS, check_dtypes, drop_blank_text, iter_jsonl
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
-from tripleforge.params import PARAMS_LABEL, StageParams, require_known
+from tripleforge.params import PARAMS_LABEL, SecretValueError, StageParams, require_known
 from tripleforge.progress import bar, log
 from tripleforge.prompts import (
     PROMPT_VERSION,
@@ -123,6 +124,29 @@ class GenerateParams(StageParams):
             times = counts[item.rstrip("/")]
             if times > 1:
                 raise ValueError(f"{item!r} is listed {'twice' if times == 2 else f'{times} times'}")
+        return v
+
+    @field_validator("base_urls")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        """Each an http(s) URL with a host and, if given, a numeric port: a typo such as
+        `:800O` would otherwise surface as a traceback from the HTTP client. No user:password
+        part: params are published (git, dvc.lock), and credentials belong in `api_key_env`."""
+        for url in v:
+            shown = f"{url.split('://', 1)[0]}://...@..." if "@" in url else url  # never echo a password
+            try:
+                parts = urlsplit(url)
+                if parts.username is None and parts.password is None:
+                    parts.port  # noqa: B018 - parsing the port is the check
+            except ValueError as exc:
+                error = SecretValueError if "@" in url else ValueError
+                raise error(f"{shown!r} is not a valid URL ({exc})") from None
+            if parts.username is not None or parts.password is not None:
+                raise SecretValueError(f"{shown!r}: a URL with a user:password part; params are published "
+                                       "(git, dvc.lock), so put the key in an environment variable and name "
+                                       "it in generate.api_key_env")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL with a host, such as http://127.0.0.1:8000/v1")
         return v
 
 
@@ -423,8 +447,8 @@ class Runner:
             pending = list(todo.values())
             # In slices: before each slice after the first, questions another run sharing the
             # cache has answered meanwhile (`dvc queue start -j 2` over overlapping params) are
-            # served from it instead of being paid for again. A backend that batches everything
-            # at once (vLLM) sets no `recheck_every`.
+            # served from it instead of being paid for again; and a backend that answers a slice
+            # as one batch (vLLM) has each slice's answers cached before it starts the next.
             step = getattr(self.backend, "recheck_every", 0) or len(pending)
             for at in range(0, len(pending), step):
                 part = pending[at : at + step]

@@ -37,6 +37,12 @@ class CrossFieldError(ValueError):
         self.others = others
 
 
+class SecretValueError(ValueError):
+    """Raised by a field validator whose rejected value may hold a secret (a URL with a
+    password): the error line then leaves out the usual `(got <value>)`, since it reaches stderr
+    and CI logs."""
+
+
 class StageParams(BaseModel):
     """Base for every params section: no unknown keys, no silent coercion of strings to numbers.
     A validator whose rule reads other fields raises `CrossFieldError`."""
@@ -113,6 +119,8 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
             parts.append(f"{where}: unknown params key '{key}'{hint}")
         elif e["type"] == "missing":
             parts.append(f"{where}: missing params key '{key}'")
+        elif isinstance((e.get("ctx") or {}).get("error"), SecretValueError):
+            parts.append(f"{where}: params key '{key}': {e['msg']}")
         else:
             got = e.get("input")
             parts.append(f"{where}: params key '{key}': {e['msg']} (got {got!r})")

@@ -192,3 +192,26 @@ def test_a_server_echoing_the_api_key_does_not_put_it_in_errors(two_proxies: tup
     out = _collect(be, _reqs(1))
     assert out["k0"].error == f"gave up after 1 attempt: HTTP 500 from {a.url}: boom, your key was Bearer [API key]"
     assert SECRET not in out["k0"].error
+
+
+def test_a_reply_with_null_token_counts_is_an_answer() -> None:
+    import httpx
+
+    reply = {"choices": [{"message": {"content": "a query"}, "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": None, "completion_tokens": None}}
+    res = OpenAICompatBackend._parse(httpx.Response(200, json=reply))
+    assert res.ok and res.texts == ["a query"] and (res.tokens_in, res.tokens_out) == (0, 0)
+    reply["usage"] = {"prompt_tokens": "many", "completion_tokens": 3}
+    assert not OpenAICompatBackend._parse(httpx.Response(200, json=reply)).ok  # a wrong type is still malformed
+
+
+@pytest.mark.parametrize("value,is_key", [
+    ("OPENAI_API_KEY", False), ("GROQ_API_KEY", False), ("AZURE_OPENAI_API_KEY_2024", False), ("my_key_var", False),
+    ("TF_TEST_KEY", False),
+    ("gsk_8fJk2LmQ9xTz4VbN7pRw3YcH5sDe1AqU6", True), ("hf_abcdefghijklmnopqrstuvwxyz", True),
+    ("AbCdEfGhIjKlMnOpQrSt12", True), ("9f86d081884c7d659a2feaa0c55ad015", True),
+])
+def test_looks_like_key(value: str, is_key: bool) -> None:
+    from tripleforge.llm.openai_compat import looks_like_key
+
+    assert looks_like_key(value) is is_key

@@ -33,13 +33,27 @@ REST_STATUS = {429, 502, 503, 504}
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What variable names look like by convention; only such a name is repeated in a message.
+CONVENTIONAL_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# Key formats that are valid variable names too (Hugging Face, Groq, Stripe-style, GitHub tokens).
+KEY_PREFIXES = ("hf_", "gsk_", "sk_", "pk_", "rk_", "ghp_", "gho_", "ghs_", "github_pat_")
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether a value is more likely an API key than a variable name: a known key prefix, or 20+
+    characters mixing lower case, upper case and digits, or 32+ hexadecimal digits (a random token
+    made to look like an identifier; names are upper-case words)."""
+    if value.startswith(KEY_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value) and any(c.isdigit() for c in value)
+    return (len(value) >= 20 and mixed) or re.fullmatch(r"[0-9a-fA-F]{32,}", value) is not None
 
 
 def check_api_key_env(api_key_env: str) -> None:
-    """`api_key_env` must be a variable NAME. Anything else is most likely the key itself pasted
-    into params (where git, dvc.lock and `dvc exp show` would publish it), so the message must
-    not repeat the value."""
-    if api_key_env and not ENV_NAME.fullmatch(api_key_env):
+    """`api_key_env` must be a variable NAME. Anything else (or a name that looks like a key) is
+    most likely the key itself pasted into params (where git, dvc.lock and `dvc exp show` would
+    publish it), so the message must not repeat the value."""
+    if api_key_env and (not ENV_NAME.fullmatch(api_key_env) or looks_like_key(api_key_env)):
         raise UserError(f"{PARAMS_LABEL}generate.api_key_env: not an environment-variable name (it looks like an "
                         "API key was pasted); remove it from params, put the key in a variable "
                         "(export OPENAI_API_KEY=...) and set generate.api_key_env to that variable's name")
@@ -52,7 +66,9 @@ def read_api_key(api_key_env: str) -> str | None:
         return None
     value = os.environ.get(api_key_env)
     if not value:
-        raise UserError(f"{PARAMS_LABEL}generate.api_key_env: environment variable {api_key_env} is not set")
+        # a lower-case or mixed-case value is not repeated: it may be a key the check above let pass
+        name = api_key_env if CONVENTIONAL_NAME.fullmatch(api_key_env) else "named there (not repeated: not an upper-case name)"
+        raise UserError(f"{PARAMS_LABEL}generate.api_key_env: environment variable {name} is not set")
     return value
 
 
@@ -140,7 +156,7 @@ class OpenAICompatBackend:
         """(problem, the `data` list of GET {url}/models); problem is "" when the endpoint answered."""
         try:
             resp = httpx.get(f"{url}/models", headers=self._headers(), timeout=min(10.0, self.timeout_s))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a URL httpx reads stricter than params do
             return f"cannot reach LLM endpoint {url}: {type(exc).__name__}", None
         if resp.status_code in (401, 403):
             key = f"the API key in ${self._api_key_env}" if self._api_key_env else "the request without an API key"
@@ -242,7 +258,9 @@ class OpenAICompatBackend:
                 return ChatResult(error="malformed response: a choice has no message content")
             finish = [c.get("finish_reason") or "stop" for c in choices]
             usage = data.get("usage") or {}
-            return ChatResult(texts, finish, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+            # token counts are bookkeeping: a server that reports them as null still answered
+            return ChatResult(texts, finish, int(usage.get("prompt_tokens") or 0),
+                              int(usage.get("completion_tokens") or 0))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return ChatResult(error=f"malformed response: {type(exc).__name__}")
 
