@@ -41,6 +41,9 @@ def main(
     if mined is None and not p.external:
         log("warning: convert-formats: convert_formats.include_mined is false and convert_formats.external is "
             "empty: every output is empty")
+    elif mined is None:  # the eval split is the mined rows' (external rows all train): say it before evaluate fails
+        log("warning: convert-formats: convert_formats.include_mined is false, so the eval split "
+            f"({out_dir / 'eval'}) is empty: the evaluate stage needs datasets in evaluate.external")
     c = convert_all(mined, str(triplets), p)
     left_out: dict[str, Any] = {}
     corpus, queries, qrels = eval_tables(c.grouped.filter(pl.col("split") == "eval"), left_out)

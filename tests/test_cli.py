@@ -80,3 +80,33 @@ def test_check_reports_each_file_and_stops_at_a_bad_line(tmp_path: Path) -> None
     res = CliRunner().invoke(app, ["check", str(half)])
     assert res.output == f'{half}: triplets, 1 record -> 1 triplets, 2 pairs; dropped: nothing; ' \
                          f'kept without scores: {{"partial_scores": 1}}\n'
+
+
+def test_check_reads_several_files_together_as_the_stage_does(tmp_path: Path) -> None:
+    """Each file was checked alone: a qid naming another query in an earlier file, a record
+    copied from one, or a file listed twice passed `check` and then failed (or was dropped by)
+    the stage."""
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    a.write_text('{"qid": "1", "query": "alpha query", "passage": "p a", "label": 1}\n')
+    b.write_text('{"qid": "1", "query": "beta query", "passage": "p b", "label": 1}\n')
+    c.write_text(a.read_text())
+    res = CliRunner().invoke(app, ["check", str(a), str(b)])
+    assert res.exit_code == 2, res.output
+    assert res.output.splitlines()[-1] == (f"error: {b}:1: 'qid' \"1\" already names another query ({a}:1; a qid "
+                                           "must name one query across all sources)")
+    res = CliRunner().invoke(app, ["check", "--lenient", str(a), str(b)])
+    assert res.exit_code == 0 and res.output.splitlines()[-1] == (
+        f'{b}: pairs, 1 record -> 0 triplets, 0 pairs; dropped: {{"qid_already_names_another_query": 1}}')
+    res = CliRunner().invoke(app, ["check", str(a), str(c)])
+    assert res.exit_code == 0 and res.output.splitlines() == [
+        f"{a}: pairs, 1 record -> 1 triplets, 1 pairs; dropped: nothing",
+        f'{c}: pairs, 1 record -> 0 triplets, 0 pairs; dropped: {{"duplicate_record": 1}}']
+    res = CliRunner().invoke(app, ["check", str(a), str(a)])
+    assert res.exit_code == 2 and res.output.strip() == f"error: files: '{a}' is listed twice"
+
+
+def test_check_names_what_is_wrong_with_a_path(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["check", str(tmp_path)])
+    assert res.exit_code == 2 and res.output.strip() == f"error: {tmp_path} is a directory, not a file"
+    res = CliRunner().invoke(app, ["check", str(tmp_path / "none.jsonl")])
+    assert res.exit_code == 2 and res.output.strip() == f"error: file not found: {tmp_path / 'none.jsonl'}"

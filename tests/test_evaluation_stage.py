@@ -154,8 +154,11 @@ def test_an_empty_eval_split_is_skipped_for_external_datasets_else_an_error(work
     builtin = workdir / "data" / "formats" / "eval"
     shutil.rmtree(builtin)
     write_beir(builtin, docs=[], queries=[], qrels_lines=[])
+    trip = workdir / "data" / "mined" / "triplets.parquet"
+    pl.read_parquet(trip).with_columns(split=pl.lit("train")).write_parquet(trip)
     proc = _stage(workdir, "--set", "quality_report=false", check=False)
     _assert_one_line_error(proc, "data/formats/eval/queries.jsonl: the eval split has no queries", workdir)
+    assert "raise mine_negatives.eval_fraction" in proc.stderr
     ext = write_beir(workdir / "data" / "external" / "bench")
     proc = _stage(workdir, "--set", f"external=[{ext}]", "--set", "quality_report=false",
                   "--set", "significance.n_permutations=100")
@@ -176,6 +179,19 @@ def test_an_empty_eval_split_from_no_pairs_at_all_says_so(workdir: Path) -> None
     _assert_one_line_error(proc, "the eval split has no queries: there are no pairs to split", workdir)
     assert "make generate keep pairs" in proc.stderr and "eval_fraction" not in proc.stderr
     assert "mine-negatives keep them (its skipped: filter_rank" in proc.stderr  # mining can drop them all too
+
+
+def test_eval_rows_that_convert_formats_did_not_export_are_not_blamed_on_the_split(workdir: Path) -> None:
+    """`convert_formats.include_mined: false` exports no eval split; the error sent the user to
+    eval_fraction and split_seed, which cannot help."""
+    builtin = workdir / "data" / "formats" / "eval"
+    shutil.rmtree(builtin)
+    write_beir(builtin, docs=[], queries=[], qrels_lines=[])
+    proc = _stage(workdir, "--set", "quality_report=false", check=False)
+    _assert_one_line_error(proc, "the eval split has no queries, although data/mined/triplets.parquet has 1 eval rows: "
+                           "convert-formats exported none (convert_formats.include_mined is false", workdir)
+    assert "set convert_formats.include_mined=true or name datasets in evaluate.external" in proc.stderr
+    assert "eval_fraction" not in proc.stderr
 
 
 def test_an_empty_eval_dir_of_the_users_is_not_blamed_on_the_split(workdir: Path) -> None:

@@ -202,7 +202,10 @@ def test_line_only_arrow_rejects_fails_cleanly_or_is_counted(workdir: Path) -> N
 
 
 def test_train_data_names_the_missing_columns_of_a_wrong_input(workdir: Path) -> None:
-    _stage(workdir, "convert_formats", "--set", "include_mined=false", "--set", "external=[ext.jsonl]")
+    proc = _stage(workdir, "convert_formats", "--set", "include_mined=false", "--set", "external=[ext.jsonl]")
+    # the eval split is the mined rows': evaluate would fail later without saying why
+    assert ("warning: convert-formats: convert_formats.include_mined is false, so the eval split (data/formats/eval) "
+            "is empty: the evaluate stage needs datasets in evaluate.external") in proc.stderr
     for wrong, missing in [("data/mined/triplets.parquet", "qid, type, source_format, source"),
                            ("data/formats/pairs.parquet", "pos, neg, pos_scores, neg_scores")]:
         proc = _stage(workdir, "train_data", "--triplets", wrong, check=False)

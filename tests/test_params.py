@@ -39,6 +39,20 @@ def test_missing_section_gives_defaults(tmp_path: Path) -> None:
     assert load_params(Demo, "demo", write(tmp_path, "other: {}\n")) == Demo()
 
 
+def test_a_misspelled_section_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    """`sampel:` in a params file given to a stage script ran the defaults (the whole default
+    corpus) with exit 0, the user's settings unread."""
+    with pytest.raises(UserError) as exc:
+        load_params(Demo, "sample", write(tmp_path, "sampel: {num_samples: 2}\n"))
+    assert str(exc.value) == (f"{tmp_path / 'params.yaml'}: no params section 'sample', but a section 'sampel' "
+                              "(misspelled?); rename it to 'sample'")
+    with pytest.raises(UserError, match="but a section 'pair-similar'"):
+        load_params(Demo, "pair_similar", write(tmp_path, "pair-similar: {}\n"))
+    # another stage's section, or a section of the user's own, is not a misspelling
+    assert load_params(Demo, "train_data", write(tmp_path, "train: {}\nmy_stage: {}\n")) == Demo()
+    assert load_params(Demo, "evaluate", write(tmp_path, "generate: {}\n")) == Demo()
+
+
 def test_unknown_key_names_section_and_key(tmp_path: Path) -> None:
     p = write(tmp_path, "demo:\n  num_sample: 3\n")
     with pytest.raises(UserError) as exc:

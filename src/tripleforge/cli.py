@@ -116,28 +116,43 @@ def check(
     label_threshold: float = typer.Option(0.5, help="candidates: score >= threshold -> label 1"),
 ) -> None:
     """Read record files as convert-formats would (`convert_formats.external`) and print what
-    each holds: format, records, triplets, pairs and what would be dropped. A bad line is an
-    error `file:line: reason` (exit 2) unless --lenient."""
+    each holds: format, records, triplets, pairs and what would be dropped. Several files are
+    read together, as the stage reads its list: a qid that names another query in an earlier
+    file, a record copied from one, or a negative another file gives as a positive is caught too.
+    A bad line is an error `file:line: reason` (exit 2) unless --lenient."""
     import json
     import math
 
+    from pydantic import ValidationError
+
+    from tripleforge.convert import ConvertFormatsParams, convert_all
     from tripleforge.errors import UserError
-    from tripleforge.formats import drop_metrics, read_external
+    from tripleforge.inputs import path_problem
 
     if not math.isfinite(label_threshold):  # as convert_formats.label_threshold: NaN would label every candidate 0
         fail(f"--label-threshold: {label_threshold} is not a finite number")
     for path in files:
-        try:
-            grouped, pairs, rec = read_external(path, format_ or None, strict=not lenient, threshold=label_threshold)
-        except UserError as exc:
-            fail(str(exc))
-        counts = drop_metrics(rec.drops)
-        dropped = json.dumps(counts["dropped"]) if counts["dropped"] else "nothing"
-        kept = f"; kept without scores: {json.dumps(counts['scores_removed'])}" if counts["scores_removed"] else ""
-        n = rec.rows_read
-        typer.echo(f"{path}: {rec.format or 'no usable records'}, {n} record{'' if n == 1 else 's'} -> "
-                   f"{grouped.height} triplets, {pairs.height} pairs; dropped: {dropped}{kept}")
-
+        if problem := path_problem(path):
+            fail(problem)
+    try:
+        params = ConvertFormatsParams(include_mined=False, external=files, strict=not lenient,
+                                      label_threshold=label_threshold,
+                                      format_override={f: format_ for f in files} if format_ else {})
+    except ValidationError as exc:  # the params keys are this command's arguments here
+        option = {"external": "files", "format_override": "--format", "label_threshold": "--label-threshold"}
+        fail("; ".join(f"{option.get(str(e['loc'][0]), e['loc'][0])}: {e['msg'].removeprefix('Value error, ')}"
+                       for e in exc.errors()))
+    try:
+        sources = convert_all(None, "", params).sources
+    except UserError as exc:
+        fail(str(exc))
+    for path, src in sources.items():
+        dropped = json.dumps(src["dropped"]) if src["dropped"] else "nothing"
+        kept = f"; kept without scores: {json.dumps(src['scores_removed'])}" if src["scores_removed"] else ""
+        n = src["rows_read"]
+        fmt = src["format"] if src["format"] != "none" else "no usable records"
+        typer.echo(f"{path}: {fmt}, {n} record{'' if n == 1 else 's'} -> "
+                   f"{src['triplets']} triplets, {src['pairs']} pairs; dropped: {dropped}{kept}")
 
 if __name__ == "__main__":
     app()

@@ -200,6 +200,24 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# The params sections of the pipeline's stages (dvc.yaml declares each stage's own).
+STAGE_SECTIONS = ("sample", "pair_similar", "generate", "mine_negatives", "convert_formats", "train_data", "evaluate")
+
+
+def _check_misspelled_section(path: Path, data: dict[Any, Any], section: str) -> None:
+    """A missing section means "all defaults", but not when the file has a section whose name is
+    a near miss of it (`sampel:`): the stage would run the defaults on the whole default corpus,
+    exit 0, and leave the user's settings unread. Other unknown top-level keys are fine: a params
+    file may hold sections of the user's own stages."""
+    import difflib
+
+    others = [str(k) for k in data if str(k) not in STAGE_SECTIONS]
+    near = difflib.get_close_matches(section, others, n=1, cutoff=0.75)
+    if near:
+        raise UserError(f"{path}: no params section '{section}', but a section '{near[0]}' (misspelled?); "
+                        f"rename it to '{section}'")
+
+
 def read_section(path: str | Path, section: str) -> dict[str, Any]:
     """The raw dict of one section; a missing file is an error, a missing section is empty."""
     p = Path(path)
@@ -223,6 +241,8 @@ def read_section(path: str | Path, section: str) -> dict[str, Any]:
         raise UserError(f"{p}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise UserError(f"{p}: top level must be a mapping of sections")
+    if section not in data:
+        _check_misspelled_section(p, data, section)
     raw = data.get(section, {})
     if raw is None:
         raw = {}
