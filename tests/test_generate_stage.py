@@ -98,7 +98,8 @@ def test_secrets_in_params_values_are_not_repeated_in_errors(tmp_path: Path) -> 
     proc = stage(tmp_path, "--set", "api_key_env=", "--set", f"base_urls=[http://me:{password}@127.0.0.1:9/v1]",
                  check=False)
     assert proc.returncode == 2 and password not in proc.stderr, proc.stderr
-    assert "params key 'generate.base_urls': Value error, 'http://...@...': a URL with a user:password part" in proc.stderr
+    assert ("params key 'generate.base_urls': Value error, 'http://...@...': a URL with a user:password part"
+            in proc.stderr)
     assert len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -154,5 +154,6 @@ def check(
         typer.echo(f"{path}: {fmt}, {n} record{'' if n == 1 else 's'} -> "
                    f"{src['triplets']} triplets, {src['pairs']} pairs; dropped: {dropped}{kept}")
 
+
 if __name__ == "__main__":
     app()

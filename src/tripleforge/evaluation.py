@@ -362,6 +362,33 @@ def _nothing_to_score(root: Path, qrels_path: Path, n_queries: int, n_judgments:
             f"(evaluate.relevance_level), nothing to evaluate")
 
 
+def empty_split_reason(triplets: Path) -> tuple[str, str]:
+    """(why, advice) for a built-in eval split without queries, judged from the mined triplets.
+    Not only eval_fraction 0: the split is a seeded hash per document, so a small fraction of a
+    few documents can draw none of them. Nor only the split: with no pairs at all (generate kept
+    none), or eval rows that convert-formats did not export (include_mined false), no split can
+    help, and the advice must say so."""
+    try:
+        counts = pl.scan_parquet(triplets).select(
+            rows=pl.len(), eval=(pl.col("split") == "eval").sum()).collect().row(0) if triplets.is_file() else None
+    except Exception:  # noqa: BLE001 - an unreadable file: the split message stands, and quality_report names it
+        counts = None
+    if counts and counts[0] == 0:
+        return (f"the eval split has no queries: there are no pairs to split ({triplets} has 0 rows; see pairs_in "
+                "and skipped in metrics/mine_negatives.json, kept in metrics/generate.json)",
+                "make generate keep pairs (see its rejected_by_reason) and mine-negatives keep them (its "
+                "skipped: filter_rank, drop_short, the score rules), or name datasets in evaluate.external")
+    if counts and counts[1]:
+        return (f"the eval split has no queries, although {triplets} has {counts[1]} eval rows: convert-formats "
+                "exported none (convert_formats.include_mined is false, or every eval query was left out: see "
+                "eval.left_out in metrics/convert_formats.json)",
+                "set convert_formats.include_mined=true or name datasets in evaluate.external")
+    return ("the eval split has no queries (mine-negatives put no document in it: eval_fraction 0, or a fraction "
+            "that drew none of a few documents; see `split` in metrics/mine_negatives.json)",
+            "raise mine_negatives.eval_fraction, try another mine_negatives.split_seed or name datasets in "
+            "evaluate.external")
+
+
 # ---------------------------------------------------------------------------------------------
 # retrieval + metrics
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +51,7 @@ class LLM:
 
 
 @pytest.fixture
-def vllm_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def vllm_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     (tmp_path / "vllm").mkdir()
     (tmp_path / "vllm" / "__init__.py").write_text(textwrap.dedent(STAND_IN))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -65,7 +67,7 @@ def _reqs(n: int) -> list[ChatRequest]:
             for i in range(n)]
 
 
-def test_a_run_killed_mid_round_keeps_the_slices_already_answered(tmp_path: Path, vllm_stand_in) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_killed_mid_round_keeps_the_slices_already_answered(tmp_path: Path, vllm_stand_in: Any) -> None:
     """The whole round went to the engine in one call, and answers were cached only after it
     returned: a run killed at 99 % of a round paid for all of it again."""
     cache = ResponseCache(tmp_path / "c.sqlite")

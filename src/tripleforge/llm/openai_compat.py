@@ -67,7 +67,8 @@ def read_api_key(api_key_env: str) -> str | None:
     value = os.environ.get(api_key_env)
     if not value:
         # a lower-case or mixed-case value is not repeated: it may be a key the check above let pass
-        name = api_key_env if CONVENTIONAL_NAME.fullmatch(api_key_env) else "named there (not repeated: not an upper-case name)"
+        name = (api_key_env if CONVENTIONAL_NAME.fullmatch(api_key_env)
+                else "named there (not repeated: not an upper-case name)")
         raise UserError(f"{PARAMS_LABEL}generate.api_key_env: environment variable {name} is not set")
     return value
 
