@@ -105,10 +105,10 @@ def main(
         log(f"warning: evaluate: skipping {eval_dir}: {why}; scoring evaluate.external only")
         skipped[eval_name] = why
     else:
-        # the built-in split's qrels are binary (grade 1, convert-formats): a higher level would
-        # leave it no relevant document, so evaluate.relevance_level is for graded external data
-        level = 1 if builtin else cfg.relevance_level
-        datasets.append(load_dataset(eval_dir, eval_name, cfg.split, level))
+        # the built-in split's qrels are binary (grade 1) and always qrels/test.tsv (convert-formats):
+        # evaluate.relevance_level and evaluate.split are for external data
+        level, split = (1, "test") if builtin else (cfg.relevance_level, cfg.split)
+        datasets.append(load_dataset(eval_dir, eval_name, split, level))
     datasets += [load_dataset(p, n, cfg.split, cfg.relevance_level) for p, n in zip(cfg.external, names[1:])]
 
     result = evaluate_models(datasets, cfg)

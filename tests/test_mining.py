@@ -361,7 +361,8 @@ def test_kept_llm_negatives_get_the_query_group_mask(tmp_path):
     assert p3["neg"][1:] == [plus] and p3["neg_ranks"][1:] == [None]  # plus took the second mined place
     assert not {text_id(n) for n in p3["neg"]} & {text_id(POOL_TEXTS[3]), text_id(POOL_TEXTS[10])}
     # p2's positive and the query text; one blank; the second `plus`
-    assert report.llm_negatives["dropped_by_mask"] == {"empty_text": 1, "positive_or_query": 2, "duplicate": 1}
+    assert report.llm_negatives["dropped_by_mask"] == {"empty_text": 1, "positive_or_query": 2, "eval_text": 0,
+                                                       "duplicate": 1}
     assert report.llm_negatives["kept"] == 2 and report.llm_negatives["in_pairs"] == 6  # p1 has `plus` too
     # with the score rules on, the masks still come first: a masked positive outscores the
     # positive, and is counted as masked, never as a rule's drop (nor kept)
@@ -474,10 +475,12 @@ def test_rank_window_past_every_candidate_fails_before_encoding(monkeypatch, tmp
     from tripleforge.mining import check_rank_window
 
     _no_encoding(monkeypatch)
-    # 12 pool texts + 1 positive outside the pool ("def fibo(n): ...") = 13 candidates
+    # code/eval: 12 pool texts + 1 positive outside the pool ("def fibo(n): ...") = 13 candidates;
+    # code/train: the pool without the eval documents = 10, the smallest set, named with the advice
+    # that holds for every set
     params = MineParams(range_min=13, range_max=20, cache_dir=str(tmp_path))
-    with pytest.raises(UserError, match=r"^mine_negatives.range_min: 13 is past the last of the 13 candidates "
-                                        r"\(pool \+ code positives: candidate set 'code/eval'\).*set range_min below 13$"):
+    with pytest.raises(UserError, match=r"^mine_negatives.range_min: 13 is past the last of the 10 candidates "
+                                        r"\(pool \+ code positives: candidate set 'code/train'\).*set range_min below 10$"):
         mine_negatives(make_pairs(), make_pool(), params)
     capsys.readouterr()  # what mine_negatives said (the warning about p1's dropped LLM negative)
     with pytest.raises(UserError, match="no fallback window"):  # a fallback as far out helps no more
@@ -753,3 +756,50 @@ def test_random_choices_do_not_depend_on_the_pool_order_or_other_documents(tmp_p
     # another seed draws other negatives (the keys are random, not the pool order)
     other, _ = mine_negatives(make_pairs(), make_pool(), params.model_copy(update={"seed": 7}))
     assert other["neg"].to_list() != out["neg"].to_list()
+
+
+def test_a_train_rows_llm_negatives_never_hold_an_eval_text(tmp_path):
+    """Mined negatives of train rows never are eval texts; LLM-written (or hand-made) ones kept with
+    keep_llm_negatives were only masked against the row's own query group and document."""
+    # split_seed 28 puts p4's document in eval and the other three in train (eval_fraction 0.5)
+    params = MineParams(num_negatives=3, range_max=10, relative_margin=None, keep_llm_negatives=True,
+                        eval_fraction=0.5, split_seed=28, split_jaccard=None, cache_dir=str(tmp_path))
+    eval_positive = "def fibo(n): ..."  # p4's second positive
+    out, report = mine_negatives(llm_pairs([POOL_TEXTS[9], eval_positive, PLUS]), make_pool(), params)
+    assert out.get_column("split").to_list() == ["train", "train", "train", "eval"]
+    p1 = out.filter(pl.col("pair_id") == "p1").row(0, named=True)
+    assert p1["neg"][-1] == PLUS and not {POOL_TEXTS[9], eval_positive} & set(p1["neg"])
+    assert report.llm_negatives["dropped_by_mask"]["eval_text"] == 2
+    assert llm_accounting_holds(report.llm_negatives)
+
+
+def test_filter_rank_deeper_than_the_rank_window_keeps_the_positives_it_allows(tmp_path):
+    """The search went only as deep as the rank window: a positive ranked 37 was "not found" with
+    range_max 5 and dropped by filter_rank 100."""
+    far = make_pairs().vstack(pl.DataFrame({
+        "pair_id": ["p5"], "doc_id": [text_id(POOL_TEXTS[7])], "task": ["web_code_retrieval"],
+        "prompt": ["Given a question, retrieve code that answers it."], "query": ["add two numbers together"],
+        "pos": [[POOL_TEXTS[7]]], "neg": [[]]}))
+    wide, _ = mine_negatives(far, make_pool(), MineParams(num_negatives=1, range_max=20, relative_margin=None,
+                                                          cache_dir=str(tmp_path)))
+    p5_rank = wide.filter(pl.col("pair_id") == "p5")["pos_rank"].item()
+    assert p5_rank is not None and p5_rank >= 6  # beyond range_max 1 plus the widest mask
+    params = MineParams(num_negatives=1, range_max=1, relative_margin=None, filter_rank=20, cache_dir=str(tmp_path))
+    assert params.depth() == 20
+    narrow, report = mine_negatives(far, make_pool(), params)
+    assert report.skipped["filter_rank"] == 0
+    assert narrow["pos_rank"].to_list() == wide["pos_rank"].to_list()
+    assert narrow["neg"].list.len().max() == 1  # negatives still come from the window [0, 1) only
+
+
+def test_every_rank_window_is_checked_before_any_encoding(tmp_path):
+    """The code set was encoded (minutes on a real pool) before the small prose set failed, and
+    its `range_min below N` advice then failed on the next set."""
+    prose = make_pairs().with_columns(
+        task=pl.when(pl.col("pair_id") == "p1").then(pl.lit("code_summary_retrieval")).otherwise(pl.col("task")),
+        pos=pl.when(pl.col("pair_id") == "p1").then(pl.lit(["Adds two numbers."])).otherwise(pl.col("pos")))
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError) as exc:
+        mine_negatives(prose, make_pool(), MineParams(range_min=5, range_max=10, cache_dir=str(cache)))
+    assert "candidate set 'text/eval'" in str(exc.value) and str(exc.value).endswith("set range_min below 1")
+    assert not cache.exists() or not any(cache.rglob("*.sqlite"))  # nothing encoded

@@ -29,6 +29,7 @@ id), so results do not depend on chunking, row order or the pool's order and siz
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -128,11 +129,13 @@ class MineParams(StageParams):
         return v
 
     def depth(self) -> int:
-        return max(self.range_max, self.fallback_range_max)
+        """Unmasked hits the search must reach: the rank windows, and `filter_rank`, since a
+        positive ranked beyond the search has no rank and would be dropped as if it failed it."""
+        return max(self.range_max, self.fallback_range_max, self.filter_rank or 0)
 
 
 SCORE_RULES = ("max_score", "min_score", "relative_margin", "margin")  # the order rule_mask applies them
-LLM_MASK_REASONS = ("empty_text", "positive_or_query", "duplicate")
+LLM_MASK_REASONS = ("empty_text", "positive_or_query", "eval_text", "duplicate")
 
 
 def empty_llm_counts() -> dict[str, Any]:
@@ -361,12 +364,15 @@ def query_group_masks(queries: list[str], pos_lists: list[list[str]], doc_ids: l
 
 
 def kept_llm_negatives(
-    llm_negs: list[list[str | None]], masked_tids: list[set[str]], mined: list[list[str]], report: MineReport
+    llm_negs: list[list[str | None]], masked_tids: list[set[str]], mined: list[list[str]], report: MineReport,
+    eval_tids: Collection[str] = frozenset(),
 ) -> list[list[str]]:
     """Per row, the LLM-written negatives that pass the masks: not blank, not masked for the row
-    (`masked_tids`: text ids of its query group's positives, its document and its query), not a
-    repeat of a negative it already has. Each removal is counted (`llm_negatives.dropped_by_mask`),
-    since the LLM meant it as a negative. The score rules come after (`llm_negatives_passing_rules`)."""
+    (`masked_tids`: text ids of its query group's positives, its document and its query), not an
+    eval text (`eval_tids`, given for train rows: no eval text reaches a training file, as mined
+    negatives never do), not a repeat of a negative it already has. Each removal is counted
+    (`llm_negatives.dropped_by_mask`), since the LLM meant it as a negative. The score rules come
+    after (`llm_negatives_passing_rules`)."""
     dropped = report.llm_negatives["dropped_by_mask"]
     out = []
     for negs, masked, have in zip(llm_negs, masked_tids, mined, strict=True):
@@ -377,6 +383,8 @@ def kept_llm_negatives(
                 dropped["empty_text"] += 1
             elif text_id(t) in masked:
                 dropped["positive_or_query"] += 1
+            elif text_id(t) in eval_tids:
+                dropped["eval_text"] += 1
             elif text_id(t) in seen:
                 dropped["duplicate"] += 1
             else:
@@ -612,9 +620,16 @@ def candidate_sets(tasks: list[str | None], mode: str) -> list[tuple[str, bool, 
     return [(label, label.startswith("code"), idx) for label, idx in sorted(groups.items())]
 
 
+def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]]) -> frozenset[str]:
+    """Text ids of the eval rows' documents and positives: what no train row may have as a negative."""
+    tids = {doc_ids[r] for r, sp in enumerate(splits) if sp == "eval"}
+    tids.update(text_id(p) for r, sp in enumerate(splits) if sp == "eval" for p in pos_lists[r])
+    return frozenset(tids)
+
+
 def split_candidate_sets(
-    sets: list[tuple[str, bool, list[int]]], splits: list[str], doc_ids: list[str],
-    pos_lists: list[list[str]], pool: list[tuple[str, str]],
+    sets: list[tuple[str, bool, list[int]]], splits: list[str], eval_tids: frozenset[str],
+    pool: list[tuple[str, str]],
 ) -> list[tuple[str, list[tuple[str, str]], list[int], list[int]]]:
     """Each candidate set cut by split: (`<set>/<split>` label, pool part, rows, rows whose
     positives are extra candidates).
@@ -622,12 +637,11 @@ def split_candidate_sets(
     Eval rows search everything their set would (the pool and every positive of the set: training
     texts are distractors in the eval corpus, as in MS MARCO's). Train rows never see an eval
     text: eval documents and eval positives are taken out of their pool part, and only train
-    positives join it, so no eval text reaches a training file as a negative. No rows at all: the
-    pool alone is still searched, so the rank window is checked against it."""
+    positives join it, so no eval text reaches a training file as a negative (`eval_tids`:
+    `eval_text_ids`). No rows at all: the pool alone is still searched, so the rank window is
+    checked against it."""
     if not sets:
         return [("all", pool, [], [])]
-    eval_tids = {doc_ids[r] for r, sp in enumerate(splits) if sp == "eval"}
-    eval_tids.update(text_id(p) for r, sp in enumerate(splits) if sp == "eval" for p in pos_lists[r])
     train_pool = [(tid, t) for tid, t in pool if tid not in eval_tids] if eval_tids else pool
     out = []
     for label, uses_pool, idx in sets:
@@ -717,20 +731,21 @@ def _mine_candidate_set(
     masked_tids: list[set[str]],
     llm_negs: list[list[str | None]],
     seeds: np.ndarray,
-    pool: list[tuple[str, str]],
-    other_positives: list[list[str]],
+    candidates: tuple[list[str], dict[str, int]],
+    eval_tids: frozenset[str],
     instructions: list[str | None] | None,
     params: MineParams,
     report: MineReport,
 ) -> tuple[MinedRows, dict[str, Any]]:
-    """Mine the rows of one candidate set (`candidate_sets`, one split of it): candidates =
-    `pool` plus the rows' positives plus `other_positives`. Returns the rows' results and this
-    set's `search` metrics entry."""
+    """Mine the rows of one candidate set (`candidate_sets`, one split of it): `candidates` =
+    (texts, index by text id) of its pool part plus the rows' positives plus the other positives
+    it searches (`build_candidates`); `eval_tids`: the texts its rows' LLM negatives may not be
+    (the eval texts, for train rows). Returns the rows' results and this set's `search` metrics
+    entry."""
     nq = len(queries)
-    cand_texts, cand_index = build_candidates(pool, pos_lists + other_positives)
+    cand_texts, cand_index = candidates
     report.candidates += len(cand_texts)
     report.candidate_sets[label] = {"queries": nq, "candidates": len(cand_texts)}
-    check_rank_window(params, len(cand_texts), label)
     cfg = params.embedder
     c_emb = encode_documents(cand_texts, cfg, params.cache_dir)
     q_emb = encode_queries(queries, cfg, instructions, params.cache_dir) if nq else np.zeros((0, c_emb.shape[1]), np.float32)
@@ -807,7 +822,7 @@ def _mine_candidate_set(
     neg_texts = [[cand_texts[c] for c in idxs] for idxs in neg_idx]
     llm_kept = [0] * nq
     if params.keep_llm_negatives:
-        extra_rows = kept_llm_negatives(llm_negs, masked_tids, neg_texts, report)
+        extra_rows = kept_llm_negatives(llm_negs, masked_tids, neg_texts, report, eval_tids)
         flat = [t for ex in extra_rows for t in ex]
         e_emb = encode_documents(flat, cfg, params.cache_dir) if flat else np.zeros((0, c_emb.shape[1]), np.float32)
         extra_scores, k = [], 0
@@ -891,13 +906,20 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params)
     mined = MinedRows.empty(nq)
     search_reports = []
-    for label, pool_part, idx, others in split_candidate_sets(
-        candidate_sets(tasks, params.candidates), splits, doc_ids, pos_lists, pool_ids
-    ):
+    eval_tids = eval_text_ids(splits, doc_ids, pos_lists)
+    parts = [(label, idx, build_candidates(pool_part, [pos_lists[r] for r in idx + others]))
+             for label, pool_part, idx, others in split_candidate_sets(
+                 candidate_sets(tasks, params.candidates), splits, eval_tids, pool_ids)]
+    # every rank window checked before any encoding (minutes), the smallest set first: its
+    # `range_min below N` advice then holds for every set
+    for label, _, (cand_texts, _) in sorted(parts, key=lambda part: len(part[2][0])):
+        check_rank_window(params, len(cand_texts), label)
+    for label, idx, candidates in parts:
+        train = bool(idx) and splits[idx[0]] != "eval"  # a part's rows share their split
         sub, searched = _mine_candidate_set(
             label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
             [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
-            pool_part, [pos_lists[r] for r in others], [instructions[r] for r in idx] if instructions else None,
+            candidates, eval_tids if train else frozenset(), [instructions[r] for r in idx] if instructions else None,
             params, report,
         )
         mined.scatter(idx, sub)
