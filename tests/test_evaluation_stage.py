@@ -168,6 +168,17 @@ def test_an_empty_eval_split_is_skipped_for_external_datasets_else_an_error(work
     assert m["models"]["minilm"]["bench"]["overall"]["ndcg_at_10"] > 0.5
 
 
+def test_evaluate_split_names_the_external_qrels_and_the_built_in_split_keeps_test(workdir: Path) -> None:
+    """`split: dev` for an external dataset made the stage look for the built-in split's
+    qrels/dev.tsv, which convert-formats never writes: an error naming no params key."""
+    ext = write_beir(workdir / "data" / "external" / "bench")
+    (ext / "qrels" / "test.tsv").rename(ext / "qrels" / "dev.tsv")
+    _stage(workdir, "--set", f"external=[{ext}]", "--set", "split=dev", "--set", "quality_report=false",
+           "--set", "significance.n_permutations=100")
+    m = json.loads((workdir / "metrics/evaluate.json").read_text())
+    assert sorted(m["datasets"]) == ["bench", "eval"] and not m.get("skipped_datasets")
+
+
 def test_an_empty_eval_split_from_no_pairs_at_all_says_so(workdir: Path) -> None:
     """A tryout where generate kept no pair was sent to eval_fraction and split_seed, which cannot help."""
     builtin = workdir / "data" / "formats" / "eval"
