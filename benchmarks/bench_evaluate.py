@@ -24,6 +24,8 @@ import random
 import time
 from pathlib import Path
 
+from run_info import run_info  # benchmarks/ is sys.path[0]
+
 KS = [1, 3, 5, 10, 100]
 OURS = ["ndcg", "recall", "mrr", "map", "precision"]
 
@@ -122,6 +124,7 @@ def main() -> None:
                                            "tied_scores": ties},
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    result["run"] = run_info()
     Path(a.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
     print(f"tripleforge / pytrec_eval: {result['ratio_tripleforge_over_pytrec_eval']}x time; "

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run_info import run_info  # benchmarks/ is sys.path[0]
+
 WORDS = ("sort parse list file read write json value index string number return class method "
          "error async buffer stream token cache query table merge split").split()
 
@@ -269,7 +271,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--token-records", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/results/formats.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "formats.json"))
     a = ap.parse_args()
     os.environ.setdefault("TRIPLEFORGE_NO_PROGRESS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -291,7 +293,7 @@ def main() -> None:
         "tokenized_loading": tokd,
         "goals": {"conversion_speedup": 10, "tokenized_speedup": 10},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "polars": pl.__version__},
-        "command": f"benchmarks/bench_formats.py --rows {a.rows} --token-records {a.token_records} --repeats {a.repeats}",
+        "run": run_info(),
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -41,6 +41,7 @@ from tripleforge.llm.cache import ResponseCache  # noqa: E402
 from tripleforge.llm.llama_cpp import LlamaCppBackend  # noqa: E402
 
 from python_functions import python_functions  # noqa: E402  (benchmarks/ is sys.path[0])
+from run_info import run_info  # noqa: E402
 from tripleforge.llm.openai_compat import OpenAICompatBackend  # noqa: E402
 
 
@@ -168,13 +169,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         old = json.loads(a.out.read_text()) if a.out.is_file() else {}
-        cache = old["cache"] if a.skip_cache and "cache" in old else part_cache(a.docs, a.max_tokens, tmp)
+        kept = a.skip_cache and "cache" in old
+        # part (a) of an earlier run is kept as it was, with that run's own record, and said so
+        cache = ({**old["cache"], "from_earlier_run": old.get("run", "a run that recorded no command")}
+                 if kept else part_cache(a.docs, a.max_tokens, tmp))
         http = part_openai(a.prompts, a.max_tokens, a.servers, a.rounds, tmp)
-    result = {"cache": cache, "openai_backend": http}
+    result = {"cache": cache, "openai_backend": http, "run": run_info()}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     c = cache
-    print(f"(a) first run {c['first_run']['llm_calls']} calls, identical re-run {c['identical_rerun']['llm_calls']} "
+    print("(a) kept from the earlier results file (--skip-cache): " if kept else "(a) ", end="")
+    print(f"first run {c['first_run']['llm_calls']} calls, identical re-run {c['identical_rerun']['llm_calls']} "
           f"calls, +{c['new_docs']} docs -> {c['grown_10pct']['llm_calls']} calls (ok={c['ok']})")
     print(f"(b) {http['servers']} servers: concurrent {http['concurrent_s']}s vs one-at-a-time "
           f"{http['one_at_a_time_s']}s -> x{http['concurrent_speedup']}; pipeline/raw throughput "

@@ -12,6 +12,10 @@ and int8, and reports agreement with the fp32 vectors and docstring->function re
 The big-pool part uses random unit vectors (d=384) to show memory staying flat; the approximate
 search part measures IVF/HNSW recall on real MiniLM vectors of stdlib + site-packages functions.
 Writes benchmarks/results/mining.json and prints ratios.
+
+The mining outputs are not identical, and are not compared: ours mines with the pipeline's split
+(eval_fraction 0.2, candidate sets by kind), so a train query never gets an eval pair's positive as
+a negative where ST's may, and ST merges repeated queries (`rows_out`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from python_functions import python_functions  # benchmarks/ is sys.path[0]
+from run_info import run_info  # benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mining.json"
@@ -53,7 +59,17 @@ def machine() -> dict:
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    """RSS now (VmRSS): what a step adds is the peak after it minus this before it, where the
+    peak before it would hide the step behind earlier temporaries."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return rss_mb()
 
 
 # ------------------------------------------------------------------------------ parts (subprocess)
@@ -197,7 +213,7 @@ def part_big(n_pool: int, n_queries: int, method: str) -> dict:
     pos = rng.integers(0, n_pool, n_queries)
     q = corpus[pos] + 0.08 * rng.standard_normal((n_queries, d), dtype=np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    base = rss_mb()
+    base = current_rss_mb()
     t0 = time.perf_counter()
     res = search(q, corpus, 100, SearchConfig(method=method, chunk_size=1024, ivf_nlist=1024, ivf_nprobe=64))
     t1 = time.perf_counter()
@@ -212,7 +228,7 @@ def part_big(n_pool: int, n_queries: int, method: str) -> dict:
     t2 = time.perf_counter()
     return {"pool": n_pool, "queries": n_queries, "method": method, "search_s": t1 - t0, "select_s": t2 - t1,
             "queries_per_s": n_queries / (t2 - t0), "recall_at_100": res.recall, "negatives": n_neg,
-            "peak_rss_mb": rss_mb(), "rss_before_search_mb": base,
+            "peak_rss_mb": rss_mb(), "current_rss_before_search_mb": base,
             "corpus_mb": corpus.nbytes / 2**20,
             "full_matrix_would_be_mb": n_queries * n_pool * 4 / 2**20}
 
@@ -283,6 +299,13 @@ def main() -> None:
         return
 
     work = tempfile.mkdtemp(prefix="bench-mining-")
+    try:
+        run(a, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(a: argparse.Namespace, work: str) -> None:
     data = os.path.join(work, "functions.json")
     with open(data, "w") as fh:
         json.dump(stdlib_functions(max(a.pool, a.encode)), fh)
@@ -358,6 +381,7 @@ def main() -> None:
     results["big_pool"] = big
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    results["run"] = run_info()
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     e, m = results["encoding"], results["mining"]
     for k in ENCODE_KINDS:

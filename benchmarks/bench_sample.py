@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run_info import run_info  # benchmarks/ is sys.path[0]
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -158,6 +160,7 @@ def main() -> None:
     print(f"total tripleforge: {results['total_tripleforge']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    results["run"] = run_info()
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"wrote {out}", file=sys.stderr)
 
