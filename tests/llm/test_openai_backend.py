@@ -207,8 +207,9 @@ def test_a_reply_with_null_token_counts_is_an_answer() -> None:
 
 @pytest.mark.parametrize("value,is_key", [
     ("OPENAI_API_KEY", False), ("GROQ_API_KEY", False), ("AZURE_OPENAI_API_KEY_2024", False), ("my_key_var", False),
-    ("TF_TEST_KEY", False),
-    ("gsk_8fJk2LmQ9xTz4VbN7pRw3YcH5sDe1AqU6", True), ("hf_abcdefghijklmnopqrstuvwxyz", True),
+    ("TF_TEST_KEY", False), ("hf_token", False), ("HF_TOKEN", False), ("sk_prod_api_key_for_llm", False),
+    ("MyServiceApiKey", False),
+    ("gsk_8fJk2LmQ9xTz4VbN7pRw3YcH5sDe1AqU6", True), ("hf_abcdefghijklmnopqrstuvwxyz0", True),
     ("AbCdEfGhIjKlMnOpQrSt12", True), ("9f86d081884c7d659a2feaa0c55ad015", True),
 ])
 def test_looks_like_key(value: str, is_key: bool) -> None:

@@ -40,13 +40,13 @@ KEY_PREFIXES = ("hf_", "gsk_", "sk_", "pk_", "rk_", "ghp_", "gho_", "ghs_", "git
 
 
 def looks_like_key(value: str) -> bool:
-    """Whether a value is more likely an API key than a variable name: a known key prefix, or 20+
-    characters mixing lower case, upper case and digits, or 32+ hexadecimal digits (a random token
-    made to look like an identifier; names are upper-case words)."""
-    if value.startswith(KEY_PREFIXES):
-        return True
-    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value) and any(c.isdigit() for c in value)
-    return (len(value) >= 20 and mixed) or re.fullmatch(r"[0-9a-fA-F]{32,}", value) is not None
+    """Whether a value is more likely an API key than a variable name: 20+ characters with a digit
+    and either a known key prefix or a mix of lower and upper case, or 32+ hexadecimal digits (a
+    random token; names are words, so a short `hf_token` or `sk_prod_key` stays a name)."""
+    digit = any(c.isdigit() for c in value)
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    return ((len(value) >= 20 and digit and (value.startswith(KEY_PREFIXES) or mixed))
+            or re.fullmatch(r"[0-9a-fA-F]{32,}", value) is not None)
 
 
 def check_api_key_env(api_key_env: str) -> None:
