@@ -803,3 +803,15 @@ def test_every_rank_window_is_checked_before_any_encoding(tmp_path):
         mine_negatives(prose, make_pool(), MineParams(range_min=5, range_max=10, cache_dir=str(cache)))
     assert "candidate set 'text/eval'" in str(exc.value) and str(exc.value).endswith("set range_min below 1")
     assert not cache.exists() or not any(cache.rglob("*.sqlite"))  # nothing encoded
+
+
+def test_candidate_counts_match_the_candidates_built(tmp_path):
+    """The rank windows are checked on counts made before any candidate list is built."""
+    from tripleforge.mining import build_candidates, candidate_counts, pool_with_ids
+
+    pool = pool_with_ids([*POOL_TEXTS, POOL_TEXTS[0], " "])  # a repeated text, a blank one
+    train_pool = pool[3:]
+    pos_lists = [[POOL_TEXTS[1]], ["new text", "new text"], [POOL_TEXTS[5], "other new"], []]
+    parts = [(pool, [0, 1]), (train_pool, [0, 2, 3]), ([], [1, 2]), (pool, [])]
+    expected = [len(build_candidates(part, [pos_lists[r] for r in rows])[0]) for part, rows in parts]
+    assert candidate_counts(parts, pos_lists) == expected == [13, 12, 3, 12]

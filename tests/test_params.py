@@ -45,12 +45,16 @@ def test_a_misspelled_section_is_an_error_not_the_defaults(tmp_path: Path) -> No
     with pytest.raises(UserError) as exc:
         load_params(Demo, "sample", write(tmp_path, "sampel: {num_samples: 2}\n"))
     assert str(exc.value) == (f"{tmp_path / 'params.yaml'}: no params section 'sample', but a section 'sampel' "
-                              "(misspelled?); rename it to 'sample'")
-    with pytest.raises(UserError, match="but a section 'pair-similar'"):
-        load_params(Demo, "pair_similar", write(tmp_path, "pair-similar: {}\n"))
+                              "(misspelled?); rename it to 'sample', or add an empty 'sample:' section if 'sampel' "
+                              "is another one")
+    for section, slip in [("pair_similar", "pair-similar"), ("train_data", "trainData"), ("sample", "samples"),
+                          ("mine_negatives", "mine_negative"), ("evaluate", "evalute")]:
+        with pytest.raises(UserError, match=f"but a section '{slip}'"):
+            load_params(Demo, section, write(tmp_path, f"{slip}: {{}}\n"))
     # another stage's section, or a section of the user's own, is not a misspelling
-    assert load_params(Demo, "train_data", write(tmp_path, "train: {}\nmy_stage: {}\n")) == Demo()
-    assert load_params(Demo, "evaluate", write(tmp_path, "generate: {}\n")) == Demo()
+    for section, other in [("train_data", "train"), ("evaluate", "validate"), ("evaluate", "evaluation"),
+                           ("generate", "generation"), ("sample", "subsample"), ("evaluate", "generate")]:
+        assert load_params(Demo, section, write(tmp_path, f"{other}: {{}}\nmy_stage: {{}}\n")) == Demo()
 
 
 def test_unknown_key_names_section_and_key(tmp_path: Path) -> None:

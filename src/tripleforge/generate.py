@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 from pydantic import Field, field_validator
@@ -33,7 +33,7 @@ from tripleforge.inputs import check_input_path
 from tripleforge.io import PARQUET_READ_ERRORS, check_dtypes, drop_blank_text, iter_jsonl
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
-from tripleforge.params import PARAMS_LABEL, SecretValueError, StageParams, require_known
+from tripleforge.params import PARAMS_LABEL, SecretValueError, StageParams, redact_userinfo, require_known
 from tripleforge.progress import bar, log
 from tripleforge.prompts import (
     PROMPT_VERSION,
@@ -133,20 +133,23 @@ class GenerateParams(StageParams):
         `:800O` would otherwise surface as a traceback from the HTTP client. No user:password
         part: params are published (git, dvc.lock), and credentials belong in `api_key_env`."""
         for url in v:
-            shown = f"{url.split('://', 1)[0]}://...@..." if "@" in url else url  # never echo a password
+            shown = redact_userinfo(url)  # never echo a password
             try:
                 parts = urlsplit(url)
                 if parts.username is None and parts.password is None:
                     parts.port  # noqa: B018 - parsing the port is the check
             except ValueError as exc:
-                error = SecretValueError if "@" in url else ValueError
-                raise error(f"{shown!r} is not a valid URL ({exc})") from None
+                raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
             if parts.username is not None or parts.password is not None:
                 raise SecretValueError(f"{shown!r}: a URL with a user:password part; params are published "
                                        "(git, dvc.lock), so put the key in an environment variable and name "
                                        "it in generate.api_key_env")
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} is not an http(s) URL with a host, such as http://127.0.0.1:8000/v1")
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{shown!r} is not an http(s) URL with a host, such as http://127.0.0.1:8000/v1")
+            if any(re.search(r"key|token|secret|passw|auth|sig", k, re.I) for k in parse_qs(parts.query)):
+                raise SecretValueError(f"'{parts.scheme}://{parts.hostname}...': a credential in the URL's query; "
+                                       "params are published (git, dvc.lock), so put the key in an environment "
+                                       "variable and name it in generate.api_key_env")
         return v
 
 

@@ -536,6 +536,20 @@ def build_candidates(pool: list[tuple[str, str]], pos_lists: list[list[str]]) ->
     return texts, index
 
 
+def candidate_counts(parts: list[tuple[list[tuple[str, str]], list[int]]], pos_lists: list[list[str]]) -> list[int]:
+    """For each (pool part, rows whose positives join it), how many candidates `build_candidates`
+    makes of it, without building them: the rank windows are checked before any encoding, and
+    every set's candidate list at once would hold gigabytes (70 per-task sets of a 1M-document
+    pool). The pool parts are a few shared lists, so their id sets are made once each."""
+    pool_ids: dict[int, set[str]] = {}
+    counts = []
+    for pool_part, rows in parts:
+        ids = pool_ids.setdefault(id(pool_part), {tid for tid, _ in pool_part})
+        extra = {text_id(p) for r in rows for p in pos_lists[r]} - ids
+        counts.append(len(ids) + len(extra))
+    return counts
+
+
 def candidate_keys(index: dict[str, int]) -> np.ndarray:
     """uint64 per candidate position (`build_candidates`' id->index): its text id as a number."""
     keys = np.zeros(len(index), dtype=np.uint64)
@@ -731,19 +745,19 @@ def _mine_candidate_set(
     masked_tids: list[set[str]],
     llm_negs: list[list[str | None]],
     seeds: np.ndarray,
-    candidates: tuple[list[str], dict[str, int]],
+    pool: list[tuple[str, str]],
+    other_positives: list[list[str]],
     eval_tids: frozenset[str],
     instructions: list[str | None] | None,
     params: MineParams,
     report: MineReport,
 ) -> tuple[MinedRows, dict[str, Any]]:
-    """Mine the rows of one candidate set (`candidate_sets`, one split of it): `candidates` =
-    (texts, index by text id) of its pool part plus the rows' positives plus the other positives
-    it searches (`build_candidates`); `eval_tids`: the texts its rows' LLM negatives may not be
-    (the eval texts, for train rows). Returns the rows' results and this set's `search` metrics
-    entry."""
+    """Mine the rows of one candidate set (`candidate_sets`, one split of it): candidates =
+    `pool` plus the rows' positives plus `other_positives`; `eval_tids`: the texts its rows' LLM
+    negatives may not be (the eval texts, for train rows). Returns the rows' results and this
+    set's `search` metrics entry."""
     nq = len(queries)
-    cand_texts, cand_index = candidates
+    cand_texts, cand_index = build_candidates(pool, pos_lists + other_positives)
     report.candidates += len(cand_texts)
     report.candidate_sets[label] = {"queries": nq, "candidates": len(cand_texts)}
     cfg = params.embedder
@@ -907,20 +921,19 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     mined = MinedRows.empty(nq)
     search_reports = []
     eval_tids = eval_text_ids(splits, doc_ids, pos_lists)
-    parts = [(label, idx, build_candidates(pool_part, [pos_lists[r] for r in idx + others]))
-             for label, pool_part, idx, others in split_candidate_sets(
-                 candidate_sets(tasks, params.candidates), splits, eval_tids, pool_ids)]
+    parts = split_candidate_sets(candidate_sets(tasks, params.candidates), splits, eval_tids, pool_ids)
     # every rank window checked before any encoding (minutes), the smallest set first: its
     # `range_min below N` advice then holds for every set
-    for label, _, (cand_texts, _) in sorted(parts, key=lambda part: len(part[2][0])):
-        check_rank_window(params, len(cand_texts), label)
-    for label, idx, candidates in parts:
+    counts = candidate_counts([(pool_part, idx + others) for _, pool_part, idx, others in parts], pos_lists)
+    for (label, *_), n in sorted(zip(parts, counts, strict=True), key=lambda part: part[1]):
+        check_rank_window(params, n, label)
+    for label, pool_part, idx, others in parts:
         train = bool(idx) and splits[idx[0]] != "eval"  # a part's rows share their split
         sub, searched = _mine_candidate_set(
             label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
             [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
-            candidates, eval_tids if train else frozenset(), [instructions[r] for r in idx] if instructions else None,
-            params, report,
+            pool_part, [pos_lists[r] for r in others], eval_tids if train else frozenset(),
+            [instructions[r] for r in idx] if instructions else None, params, report,
         )
         mined.scatter(idx, sub)
         search_reports.append(searched)

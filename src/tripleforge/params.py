@@ -6,6 +6,7 @@ CLI `--set key=value` overrides (value parsed as YAML) let every stage run stand
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -97,6 +98,17 @@ def join_keys(keys: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
+# The user[:password] part before an `@` in a value: `http://u:pw@h`, a scheme-less `u:pw@h:8000`,
+# a typo such as `HTTP//u:pw@h`. Any params value can hold one (a list whose other entry failed, a
+# scalar where a list was expected), so every params error line is redacted, not only the errors
+# of the validators that know about URLs.
+_USERINFO = re.compile(r"[^\s/@'\"\[\],()]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    return _USERINFO.sub("...@", text)
+
+
 def _format_error(source: str, section: str, err: ValidationError, overridden: frozenset[str] = frozenset()) -> str:
     """One line per error, naming where the bad value came from: the params file, or `--set`
     for a key (or a parent of it) given on the command line. A rule over several keys
@@ -124,7 +136,7 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
         else:
             got = e.get("input")
             parts.append(f"{where}: params key '{key}': {e['msg']} (got {got!r})")
-    return "; ".join(parts)
+    return redact_userinfo("; ".join(parts))
 
 
 def given_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
@@ -204,18 +216,35 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 STAGE_SECTIONS = ("sample", "pair_similar", "generate", "mine_negatives", "convert_formats", "train_data", "evaluate")
 
 
+def _typo_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap of neighbours) between two names, ignoring case, `-`
+    and `_`: `sampel`, `samples`, `pair-similar` and `trainData` are each at most one edit from a
+    section name, while `validate` is four from `evaluate`."""
+    a, b = (x.lower().replace("-", "").replace("_", "") for x in (a, b))
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def _check_misspelled_section(path: Path, data: dict[Any, Any], section: str) -> None:
     """A missing section means "all defaults", but not when the file has a section whose name is
-    a near miss of it (`sampel:`): the stage would run the defaults on the whole default corpus,
-    exit 0, and leave the user's settings unread. Other unknown top-level keys are fine: a params
-    file may hold sections of the user's own stages."""
-    import difflib
-
-    others = [str(k) for k in data if str(k) not in STAGE_SECTIONS]
-    near = difflib.get_close_matches(section, others, n=1, cutoff=0.75)
-    if near:
-        raise UserError(f"{path}: no params section '{section}', but a section '{near[0]}' (misspelled?); "
-                        f"rename it to '{section}'")
+    a slip of it (`sampel:`): the stage would run the defaults on the whole default corpus, exit 0,
+    and leave the user's settings unread. Other unknown top-level keys are fine: a params file may
+    hold sections of the user's own stages (one that happens to be a slip away, `simple:` for
+    `sample`, is kept by adding an empty section for the stage)."""
+    allowed = 1 if len(section) < 10 else 2
+    for key in (str(k) for k in data if str(k) not in STAGE_SECTIONS):
+        if _typo_distance(key, section) <= allowed:
+            raise UserError(f"{path}: no params section '{section}', but a section '{key}' (misspelled?); "
+                            f"rename it to '{section}', or add an empty '{section}:' section if '{key}' is "
+                            "another one")
 
 
 def read_section(path: str | Path, section: str) -> dict[str, Any]:

@@ -208,9 +208,10 @@ def test_a_reply_with_null_token_counts_is_an_answer() -> None:
 @pytest.mark.parametrize("value,is_key", [
     ("OPENAI_API_KEY", False), ("GROQ_API_KEY", False), ("AZURE_OPENAI_API_KEY_2024", False), ("my_key_var", False),
     ("TF_TEST_KEY", False), ("hf_token", False), ("HF_TOKEN", False), ("sk_prod_api_key_for_llm", False),
-    ("MyServiceApiKey", False),
+    ("MyServiceApiKey", False), ("MyCompanyOpenAIKey2024", False), ("Team3OpenAiApiKeyProd", False),
+    ("hf_api_token", False), ("github_pat_token", False), ("gsk_key", False),
     ("gsk_8fJk2LmQ9xTz4VbN7pRw3YcH5sDe1AqU6", True), ("hf_abcdefghijklmnopqrstuvwxyz0", True),
-    ("AbCdEfGhIjKlMnOpQrSt12", True), ("9f86d081884c7d659a2feaa0c55ad015", True),
+    ("AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW", True), ("9f86d081884c7d659a2feaa0c55ad015", True),
 ])
 def test_looks_like_key(value: str, is_key: bool) -> None:
     from tripleforge.llm.openai_compat import looks_like_key

@@ -40,12 +40,13 @@ KEY_PREFIXES = ("hf_", "gsk_", "sk_", "pk_", "rk_", "ghp_", "gho_", "ghs_", "git
 
 
 def looks_like_key(value: str) -> bool:
-    """Whether a value is more likely an API key than a variable name: 20+ characters with a digit
-    and either a known key prefix or a mix of lower and upper case, or 32+ hexadecimal digits (a
-    random token; names are words, so a short `hf_token` or `sk_prod_key` stays a name)."""
+    """Whether a value is more likely an API key than a variable name: 30+ characters with a digit
+    and either a known key prefix or a mix of lower and upper case, or 32+ hexadecimal digits. Keys
+    are long random tokens (an HF token is `hf_` + 34 characters, a Groq key `gsk_` + 52); names
+    are words, so `hf_token`, `sk_prod_key` or `MyCompanyOpenAIKey2024` stay names."""
     digit = any(c.isdigit() for c in value)
     mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
-    return ((len(value) >= 20 and digit and (value.startswith(KEY_PREFIXES) or mixed))
+    return ((len(value) >= 30 and digit and (value.startswith(KEY_PREFIXES) or mixed))
             or re.fullmatch(r"[0-9a-fA-F]{32,}", value) is not None)
 
 
