@@ -98,17 +98,23 @@ def test_secrets_in_params_values_are_not_repeated_in_errors(tmp_path: Path) -> 
     proc = stage(tmp_path, "--set", "api_key_env=", "--set", f"base_urls=[http://me:{password}@127.0.0.1:9/v1]",
                  check=False)
     assert proc.returncode == 2 and password not in proc.stderr, proc.stderr
-    assert ("params key 'generate.base_urls': Value error, 'http://...@127.0.0.1:9/v1': a URL with a user:password "
-            "part") in proc.stderr
+    assert ("params key 'generate.base_urls': Value error, a base URL with '@', '?' or '#' (not repeated: it may "
+            "hold a credential)") in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     # the password was echoed by every other error the value could meet: a scalar for the list, a
     # repeat, another entry's error, a forgotten scheme; and a key in the query was accepted
     for urls in [f"http://u:{password}@h/v1", f"[http://u:{password}@h/v1, http://u:{password}@h/v1/]",
                  f"[http://localhost:800O/v1, http://u:{password}@h/v1]", f"[admin:{password}@gpu-box:8000/v1]",
-                 f'["http://h/v1?api_key={password}"]']:
+                 f'["http://h/v1?api_key={password}"]', f'["http://u:Pa,{password}@h"]', f'["http://u:Pa/{password}@h"]',
+                 f'["http://u:Pa#{password}@h"]', f'["http://admin:2024/{password}@127.0.0.1:9/v1"]',
+                 f'["http://h/v1?api_key={password}", "http://h/v1?api_key={password}"]',
+                 f"http://h/v1?api_key={password}", f"[http://h:80O/v1, 'https://x.azure.com/v1?api-key={password}']"]:
         proc = stage(tmp_path, "--set", "api_key_env=", "--set", f"base_urls={urls}", check=False)
         assert proc.returncode == 2 and password not in proc.stderr, proc.stderr
         assert proc.stderr.startswith("error: --set: params key 'generate.base_urls'"), proc.stderr
+    for item in (f"base_urls: [http://u:{password}@h]", f"=http://u:{password}@h"):  # not even key=value
+        proc = stage(tmp_path, "--set", item, check=False)
+        assert proc.returncode == 2 and password not in proc.stderr, proc.stderr
 
 
 def test_set_errors_name_the_key_and_the_command_line(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import polars as pl
 from pydantic import Field, field_validator
@@ -33,7 +33,7 @@ from tripleforge.inputs import check_input_path
 from tripleforge.io import PARQUET_READ_ERRORS, check_dtypes, drop_blank_text, iter_jsonl
 from tripleforge.llm.base import Backend, ChatRequest, ChatResult, Sampling
 from tripleforge.llm.cache import ResponseCache, request_key
-from tripleforge.params import PARAMS_LABEL, SecretValueError, StageParams, redact_userinfo, require_known
+from tripleforge.params import PARAMS_LABEL, StageParams, require_known
 from tripleforge.progress import bar, log
 from tripleforge.prompts import (
     PROMPT_VERSION,
@@ -123,33 +123,30 @@ class GenerateParams(StageParams):
         for item in v:
             times = counts[item.rstrip("/")]
             if times > 1:
-                raise ValueError(f"{item!r} is listed {'twice' if times == 2 else f'{times} times'}")
+                shown = repr(item) if not re.search(r"[@?#]", item) else "a base URL with '@', '?' or '#'"
+                raise ValueError(f"{shown} is listed {'twice' if times == 2 else f'{times} times'}")
         return v
 
     @field_validator("base_urls")
     @classmethod
     def _http_urls(cls, v: list[str]) -> list[str]:
-        """Each an http(s) URL with a host and, if given, a numeric port: a typo such as
-        `:800O` would otherwise surface as a traceback from the HTTP client. No user:password
-        part: params are published (git, dvc.lock), and credentials belong in `api_key_env`."""
+        """Each an `http(s)://host[:port]/path` URL: a typo such as `:800O` would otherwise
+        surface as a traceback from the HTTP client. No `@`, `?` or `#`: a user:password part or
+        a key in the query would be published with the params (git, dvc.lock), and a query could
+        not work anyway (requests append `/models`, `/chat/completions`). The value is repeated
+        only when it holds none of those (`SECRET_KEYS`)."""
         for url in v:
-            shown = redact_userinfo(url)  # never echo a password
+            if re.search(r"[@?#]", url):
+                raise ValueError("a base URL with '@', '?' or '#' (not repeated: it may hold a credential); a "
+                                 "user:password part or a key in the query would be published with the params, "
+                                 "so put the key in an environment variable and name it in generate.api_key_env")
             try:
                 parts = urlsplit(url)
-                if parts.username is None and parts.password is None:
-                    parts.port  # noqa: B018 - parsing the port is the check
+                parts.port  # noqa: B018 - parsing the port is the check
             except ValueError as exc:
-                raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
-            if parts.username is not None or parts.password is not None:
-                raise SecretValueError(f"{shown!r}: a URL with a user:password part; params are published "
-                                       "(git, dvc.lock), so put the key in an environment variable and name "
-                                       "it in generate.api_key_env")
+                raise ValueError(f"{url!r} is not a valid URL ({exc})") from None
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{shown!r} is not an http(s) URL with a host, such as http://127.0.0.1:8000/v1")
-            if any(re.search(r"key|token|secret|passw|auth|sig", k, re.I) for k in parse_qs(parts.query)):
-                raise SecretValueError(f"'{parts.scheme}://{parts.hostname}...': a credential in the URL's query; "
-                                       "params are published (git, dvc.lock), so put the key in an environment "
-                                       "variable and name it in generate.api_key_env")
+                raise ValueError(f"{url!r} is not an http(s) URL with a host, such as http://127.0.0.1:8000/v1")
         return v
 
 

@@ -6,7 +6,6 @@ CLI `--set key=value` overrides (value parsed as YAML) let every stage run stand
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -38,10 +37,10 @@ class CrossFieldError(ValueError):
         self.others = others
 
 
-class SecretValueError(ValueError):
-    """Raised by a field validator whose rejected value may hold a secret (a URL with a
-    password): the error line then leaves out the usual `(got <value>)`, since it reaches stderr
-    and CI logs."""
+# Params keys whose values may hold a credential (a password in a URL, a pasted API key): their
+# errors never repeat the value (no `(got ...)`, and their validators name no part of it), since
+# error lines reach stderr and CI logs.
+SECRET_KEYS = frozenset({"generate.base_urls", "generate.api_key_env"})
 
 
 class StageParams(BaseModel):
@@ -98,17 +97,6 @@ def join_keys(keys: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
-# The user[:password] part before an `@` in a value: `http://u:pw@h`, a scheme-less `u:pw@h:8000`,
-# a typo such as `HTTP//u:pw@h`. Any params value can hold one (a list whose other entry failed, a
-# scalar where a list was expected), so every params error line is redacted, not only the errors
-# of the validators that know about URLs.
-_USERINFO = re.compile(r"[^\s/@'\"\[\],()]+@")
-
-
-def redact_userinfo(text: str) -> str:
-    return _USERINFO.sub("...@", text)
-
-
 def _format_error(source: str, section: str, err: ValidationError, overridden: frozenset[str] = frozenset()) -> str:
     """One line per error, naming where the bad value came from: the params file, or `--set`
     for a key (or a parent of it) given on the command line. A rule over several keys
@@ -131,12 +119,12 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
             parts.append(f"{where}: unknown params key '{key}'{hint}")
         elif e["type"] == "missing":
             parts.append(f"{where}: missing params key '{key}'")
-        elif isinstance((e.get("ctx") or {}).get("error"), SecretValueError):
-            parts.append(f"{where}: params key '{key}': {e['msg']}")
+        elif ".".join([section, *loc[:1]]) in SECRET_KEYS:
+            parts.append(f"{where}: params key '{key}': {e['msg']} (value not repeated: it may hold a credential)")
         else:
             got = e.get("input")
             parts.append(f"{where}: params key '{key}': {e['msg']} (got {got!r})")
-    return redact_userinfo("; ".join(parts))
+    return "; ".join(parts)
 
 
 def given_keys(tree: dict[str, Any], prefix: str = "") -> frozenset[str]:
@@ -185,11 +173,13 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
-            raise UserError(f"--set expects key=value, got '{item}'")
+            shown = item if "@" not in item else "an item with '@' (not repeated: it may hold a credential)"
+            raise UserError(f"--set expects key=value, got '{shown}'")
         key, raw = item.split("=", 1)
         # `=3` or `a..b=1` would otherwise reach validation as an unknown key named `sample.`
         if any(not part.strip() for part in key.split(".")):
-            raise UserError(f"--set '{item}': empty key or key part (expected key=value, e.g. num_samples=10)")
+            shown = item if "@" not in item else "...@..."  # may hold a credential
+            raise UserError(f"--set '{shown}': empty key or key part (expected key=value, e.g. num_samples=10)")
         try:
             value = load_yaml(raw)
         except yaml.YAMLError as exc:
@@ -219,7 +209,7 @@ STAGE_SECTIONS = ("sample", "pair_similar", "generate", "mine_negatives", "conve
 def _typo_distance(a: str, b: str) -> int:
     """Edits (insert, delete, replace, swap of neighbours) between two names, ignoring case, `-`
     and `_`: `sampel`, `samples`, `pair-similar` and `trainData` are each at most one edit from a
-    section name, while `validate` is four from `evaluate`."""
+    section name, while `validate` is three from `evaluate`."""
     a, b = (x.lower().replace("-", "").replace("_", "") for x in (a, b))
     prev2: list[int] = []
     prev = list(range(len(b) + 1))
