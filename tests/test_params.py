@@ -201,8 +201,20 @@ def test_a_key_given_twice_in_one_mapping_is_an_error_not_last_wins(tmp_path: Pa
 @pytest.mark.parametrize("item", ["=3", " =3", "a..b=1", ".a=1", "a.=1"])
 def test_an_empty_set_key_is_a_set_error(item: str) -> None:
     """`--set =3` once reached validation as the unknown key 'sample.'."""
-    with pytest.raises(UserError, match=rf"^--set '{re.escape(item)}': empty key or key part \(expected key=value"):
+    key = item.split("=", 1)[0]  # the value is not repeated: it may be a credential
+    with pytest.raises(UserError, match=rf"^--set '{re.escape(key)}=...': empty key or key part \(expected key=value"):
         parse_overrides([item])
+
+
+@pytest.mark.parametrize("item,shown", [
+    ("api_key_env: sk-projABCDEFGHIJ0123456789", "api_key_env..."), ("api_key_env sk-projABC0123", "api_key_env..."),
+    ("base_urls:[https://h/v1?apikey:S3cr3t]", "base_urls..."), ("num_samples", "num_samples"), ("", ""),
+])
+def test_a_malformed_set_item_is_named_by_its_key_only(item: str, shown: str) -> None:
+    """A pasted key in `api_key_env: sk-...` (YAML style, no `=`) was echoed in full."""
+    with pytest.raises(UserError) as exc:
+        parse_overrides([item])
+    assert str(exc.value) == f"--set expects key=value, got '{shown}'"
 
 
 def test_an_integer_beyond_64_bits_is_a_params_error_naming_its_key(tmp_path: Path) -> None:

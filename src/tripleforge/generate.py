@@ -25,7 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
@@ -115,7 +115,7 @@ class GenerateParams(StageParams):
 
     @field_validator("tasks", "languages", "code_languages", "tgt_code_languages", "base_urls", "dedup_against")
     @classmethod
-    def _no_repeats(cls, v: list[str]) -> list[str]:
+    def _no_repeats(cls, v: list[str], info: ValidationInfo) -> list[str]:
         """A repeat is a slip, never a wish: a repeated task, language or target makes every job
         twice (counted as requested, then rejected as `duplicate_pair`), a repeated base URL gets
         twice its share of requests. A trailing `/` does not count (`http://h/v1/` is `http://h/v1`)."""
@@ -123,7 +123,8 @@ class GenerateParams(StageParams):
         for item in v:
             times = counts[item.rstrip("/")]
             if times > 1:
-                shown = repr(item) if not re.search(r"[@?#]", item) else "a base URL with '@', '?' or '#'"
+                secret = info.field_name == "base_urls" and re.search(r"[@?#]", item)  # see _http_urls
+                shown = "a base URL with '@', '?' or '#'" if secret else repr(item)
                 raise ValueError(f"{shown} is listed {'twice' if times == 2 else f'{times} times'}")
         return v
 

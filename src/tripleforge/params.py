@@ -119,8 +119,8 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
             parts.append(f"{where}: unknown params key '{key}'{hint}")
         elif e["type"] == "missing":
             parts.append(f"{where}: missing params key '{key}'")
-        elif ".".join([section, *loc[:1]]) in SECRET_KEYS:
-            parts.append(f"{where}: params key '{key}': {e['msg']} (value not repeated: it may hold a credential)")
+        elif ".".join([section, *loc[:1]]) in SECRET_KEYS:  # the value may hold a credential
+            parts.append(f"{where}: params key '{key}': {e['msg']}")
         else:
             got = e.get("input")
             parts.append(f"{where}: params key '{key}': {e['msg']} (got {got!r})")
@@ -172,14 +172,15 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """`["a=1", "b.c=[x, y]"]` -> nested dict; values are YAML scalars or flow collections."""
     out: dict[str, Any] = {}
     for item in overrides:
+        # a malformed item is named by its key only: the rest may be a credential (`api_key_env: sk-...`)
         if "=" not in item:
-            shown = item if "@" not in item else "an item with '@' (not repeated: it may hold a credential)"
+            key_part = item.replace(":", " ").split(maxsplit=1)[0] if item.strip() else ""
+            shown = key_part + ("..." if key_part != item else "")
             raise UserError(f"--set expects key=value, got '{shown}'")
         key, raw = item.split("=", 1)
         # `=3` or `a..b=1` would otherwise reach validation as an unknown key named `sample.`
         if any(not part.strip() for part in key.split(".")):
-            shown = item if "@" not in item else "...@..."  # may hold a credential
-            raise UserError(f"--set '{shown}': empty key or key part (expected key=value, e.g. num_samples=10)")
+            raise UserError(f"--set '{key}=...': empty key or key part (expected key=value, e.g. num_samples=10)")
         try:
             value = load_yaml(raw)
         except yaml.YAMLError as exc:
