@@ -64,6 +64,17 @@ def bar(total: int | None, desc: str, unit: str = "it") -> tqdm:
     )
 
 
+def close_open_bars() -> None:
+    """Close every bar still open, so its last line comes before a closing error message. A bar
+    inside a generator (`track`, a reader yielding rows) that is suspended when the interrupt or
+    error lands in its consumer stays open until the generator is collected at exit, and its
+    last line then followed `error: interrupted`."""
+    with tqdm.get_lock():
+        bars = list(getattr(tqdm, "_instances", ()))
+    for b in bars:
+        b.close()
+
+
 def track(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]

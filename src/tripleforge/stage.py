@@ -13,7 +13,7 @@ import typer
 
 from tripleforge.errors import UserError
 from tripleforge.params import PARAMS_LABEL, given, given_keys, parse_overrides, sections_read
-from tripleforge.progress import set_relabel
+from tripleforge.progress import close_open_bars, set_relabel
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +34,7 @@ def new_app(help_text: str) -> typer.Typer:
 
 
 def fail(message: str, code: int = 2) -> None:
+    close_open_bars()  # their last lines before the error, which must be the last line
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
