@@ -296,3 +296,53 @@ def test_a_fifo_in_a_source_tree_is_skipped_not_read(tmp_path: Path) -> None:
     os.mkfifo(root / "pipe.py")
     res = sample_corpus(params(root))
     assert res.metrics["skipped"]["unreadable"] == 1 and res.docs.height == 1
+
+
+def test_units_with_credentials_or_blob_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    """Keys in string literals and base64 blobs became sampled docs: sent to the (possibly hosted)
+    LLM and learned from, with no count or warning."""
+    aws = ('def client():\n    return boto3.client("s3", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",\n'
+           '                        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")\n')
+    hf = 'def login():\n    token = "hf_' + "aB3" * 12 + '"\n    return connect(token)\n'
+    blob = 'def icon():\n    return base64.b64decode("' + "QUJD" * 400 + '")\n'
+    root = tmp_path / "tree"
+    write(root / "keys.py", aws + "\n" + hf)
+    write(root / "icon.py", blob)
+    write(root / "ok.py", FUNC.format(name="fine", k=1) + "\ndef read(password):\n    return check(password, 'x')\n")
+    res = sample_corpus(params(root))
+    assert res.metrics["skipped"]["credential"] == 2 and res.metrics["skipped"]["long_line"] == 1
+    assert any(w.endswith("skipped (credential)") and "keys.py" in w for w in res.warnings)
+    texts = "\n".join(res.pool["text"].to_list())
+    assert "AKIA" not in texts and "hf_" not in texts and "QUJD" not in texts and "def fine" in texts
+    kept = sample_corpus(params(root, drop_credentials=False, max_line_chars=None))
+    assert kept.metrics["skipped"]["credential"] == kept.metrics["skipped"]["long_line"] == 0
+    assert kept.pool.height == res.pool.height + 3
+
+
+def test_external_parquet_nan_becomes_null_in_meta(tmp_path: Path) -> None:
+    """`meta` held `{"score":NaN}`, which no strict JSON reader takes."""
+    root = write(tmp_path / "tree" / "a.go", "package a\n\nfunc A(x int) int {\n\treturn x * 2\n}\n").parent
+    pq = tmp_path / "ext.parquet"
+    pl.DataFrame({"text": [FUNC.format(name="m", k=2)], "score": [float("nan")], "w": [[1.0, float("inf")]]}
+                 ).write_parquet(pq)
+    res = sample_corpus(params(root, external=[str(pq)], external_code_language="python"))
+    meta = res.pool.filter(pl.col("code_language") == "python")["meta"].item()
+    assert json.loads(meta) == {"score": None, "w": [1.0, None]}
+
+
+def test_a_json_array_file_is_an_error_not_a_silent_empty_read(tmp_path: Path) -> None:
+    root = write(tmp_path / "tree" / "a.go", "package a\n\nfunc A(x int) int {\n\treturn x * 2\n}\n").parent
+    arr = write(tmp_path / "arr.json", json.dumps([{"text": FUNC.format(name=f"f{i}", k=i)} for i in range(3)],
+                                                  indent=2))
+    with pytest.raises(UserError, match=r"arr.json: a JSON array; sample.external reads one JSON object per line"):
+        sample_corpus(params(root, external=[str(arr)], external_code_language="python"))
+
+
+def test_coder_files_of_other_languages_are_counted_as_ignored(tmp_path: Path) -> None:
+    root = tmp_path / "coder"
+    write(root / "python" / "a_len-0-500.jsonl", json.dumps({"text": FUNC.format(name="f", k=1)}) + "\n")
+    write(root / "python" / "b_len-0-500.jsonl", json.dumps({"text": FUNC.format(name="g", k=2)}) + "\n")
+    write(root / "java" / "a_len-0-500.jsonl", json.dumps({"text": "class A { int f() { return 1; } }"}) + "\n")
+    write(root / "top_len-0-500.jsonl", "{}\n")  # beside the language folders
+    res = sample_corpus(params(root, code_languages=["java"]))
+    assert res.metrics["files_read"] == 1 and res.metrics["files_ignored"] == 3

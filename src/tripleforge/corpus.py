@@ -15,6 +15,7 @@ Output frames (docs and pool) have the columns `doc_id`, `text`, `code_language`
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -30,6 +31,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from tripleforge.cleaning import LENGTH_BUCKETS, clean_text, has_real_code, length_bucket
 from tripleforge.code_units import Unit, split_units
+from tripleforge.credentials import holds_credential
 from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import CODE_LANGUAGES, catalog_language, language_of_path
@@ -43,7 +45,7 @@ from tripleforge.progress import bar
 SKIP_REASONS: tuple[str, ...] = (
     "unreadable", "binary", "non_utf8", "empty", "too_large", "malformed_jsonl", "no_text",
     "unknown_code_language", "not_in_code_languages", "empty_after_cleaning", "too_short", "too_long",
-    "no_code", "not_in_length_buckets",
+    "long_line", "credential", "no_code", "not_in_length_buckets",
 )
 # Directories never entered in a source tree: VCS/tool metadata, caches, vendored installs.
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".dvc", ".venv", ".tox"})
@@ -55,7 +57,7 @@ MAX_WARNINGS = 5
 # Reasons that point at broken input (reported as `file:line` warnings); the others (empty
 # `__init__.py`, too short, ...) are ordinary filtering and only counted.
 WARN_REASONS = frozenset({"unreadable", "binary", "non_utf8", "too_large", "malformed_jsonl", "no_text",
-                          "unknown_code_language"})
+                          "unknown_code_language", "credential"})
 # What `sample.corpus` must name for an explicit `corpus_kind` (for error messages).
 KIND_EXPECTS = {"coder": "a directory in the CodeR layout <dir>/<code_language>/*_len-<L>-<R>.jsonl",
                 "tree": "a source-tree directory"}
@@ -79,6 +81,8 @@ class SampleParams(StageParams):
     min_chars: int = Field(default=200, ge=1)
     max_chars: int = Field(default=4000, ge=1, le=32000)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
+    max_line_chars: int | None = Field(default=1000, ge=1)  # a longer line: a blob or minified code (long_line)
+    drop_credentials: bool = True  # skip units holding an API key, token or private key (credential)
     workers: int = Field(default=1, ge=0)
 
     @field_validator("max_chars")
@@ -226,7 +230,7 @@ def check_external(params: SampleParams) -> list[tuple[Path, str]]:
         p = Path(item).expanduser()
         check_input_path(item, f"sample.external.{i}")
         if p.suffix.lower() not in (".jsonl", ".json", ".parquet"):
-            raise UserError(f"params.yaml: sample.external.{i}: expected .jsonl or .parquet: {item}")
+            raise UserError(f"params.yaml: sample.external.{i}: expected .jsonl (or .json) or .parquet: {item}")
         paths.append((p, Path(item).as_posix()))
     return paths
 
@@ -422,6 +426,18 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as null: a Parquet column can hold them, and `meta` must
+    stay JSON that any strict reader takes (the JSONL path refuses them, `_not_json`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadStats,
                       code_language: str | None) -> Iterator[Candidate]:
     text = _record_text(obj)
@@ -436,7 +452,7 @@ def _record_candidate(obj: Any, where: str, params: SampleParams, stats: ReadSta
     if params.code_languages and lang not in params.code_languages:
         stats.skip("not_in_code_languages")
         return
-    meta = {k: v for k, v in obj.items() if k not in ("text", "code_language")}
+    meta = {k: _json_safe(v) for k, v in obj.items() if k not in ("text", "code_language")}
     if not isinstance(obj.get("text"), str) and meta.get("pos"):  # the text is pos[0]: keep it once, as `text`
         meta["pos"] = meta["pos"][1:]
         if not meta["pos"]:
@@ -449,12 +465,14 @@ def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[C
     wanted = set(params.code_languages or CODE_LANGUAGES)
     files: list[tuple[Path, str]] = []
     # folders named as people write languages ("Python", "cpp") count too; others are ignored and counted
+    stats.files_ignored += sum(1 for x in root.iterdir() if x.is_file())  # files beside the language folders
     for d in sorted(x for x in root.iterdir() if x.is_dir()):
         lang = catalog_language(d.name)
         if lang is None:
             stats.files_ignored += sum(1 for x in d.iterdir() if x.is_file())
             continue
-        if lang not in wanted:
+        if lang not in wanted:  # counted, as a source tree counts the files of other languages
+            stats.files_ignored += sum(1 for x in d.iterdir() if x.is_file())
             continue
         for p in sorted(d.iterdir()):
             m = CODER_FILE.search(p.name)
@@ -475,6 +493,10 @@ def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[C
 def read_external(path: Path, name: str, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
     """Records of one `external` file; `source` is `<name>:<line or row>`."""
     if path.suffix.lower() != ".parquet":
+        with open(path, "rb") as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head.startswith(b"["):  # every line would be skipped as malformed, and the stage would pass
+            raise UserError(f"{name}: a JSON array; sample.external reads one JSON object per line (JSONL)")
         yield from read_jsonl(path, name, params, stats, None)
         return
     try:
@@ -508,6 +530,13 @@ def validate(cands: Iterator[Candidate], params: SampleParams, stats: ReadStats,
             continue
         if n > params.max_chars:
             stats.skip("too_long")
+            continue
+        # a data blob (base64, a lookup table) or minified code: no query describes such a line
+        if params.max_line_chars and max(map(len, text.split("\n"))) > params.max_line_chars:
+            stats.skip("long_line")
+            continue
+        if params.drop_credentials and holds_credential(text):
+            stats.skip("credential", c.source)  # also warned: the user should know the corpus holds one
             continue
         if not has_real_code(text, c.code_language):
             stats.skip("no_code")
