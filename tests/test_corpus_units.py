@@ -101,3 +101,21 @@ def test_typescript_and_tsx_grammars() -> None:
         "interface_declaration", "function_declaration"]
     tsx = "function App() { return <div>hi</div>; }\n"
     assert [u.name for u in split_units(tsx, "typescript", "a.tsx", 10_000)] == ["App"]
+
+
+def test_cplusplus_templates_and_rust_attributes_stay_with_their_unit() -> None:
+    """The unit began at the node: `template <typename T>` was cut off (the unit used a `T` it
+    never declared, and a template class lost its `;`), and a Rust struct lost its derives."""
+    cpp = ("template <typename T, typename C>\nT clamp_value(T v, C c) {\n  return v < 0 ? 0 : v;\n}\n\n"
+           "template <typename T> class RingBuffer {\n  T items[8];\n  int head;\n};\n")
+    units = split_units(cpp, "cplusplus", "a.cpp", 4000)
+    assert [(u.name, u.kind, u.start_line, u.end_line) for u in units] == [
+        ("clamp_value", "function_definition", 1, 4), ("RingBuffer", "class_specifier", 6, 9)]
+    assert units[0].text.startswith("template <typename T, typename C>\nT clamp_value")
+    assert units[1].text.startswith("template <typename T> class") and units[1].text.endswith("};")
+    rs = ('#[derive(Debug, Clone)]\n#[serde(rename_all = "camelCase")]\npub struct Config { a: i32 }\n\n'
+          "#[inline]\n// a comment between\n#[must_use]\npub fn f() -> i32 { 1 }\n")
+    units = split_units(rs, "rust", "a.rs", 4000)
+    assert [(u.name, u.start_line) for u in units] == [("Config", 1), ("f", 5)]
+    assert units[0].text.startswith("#[derive(Debug, Clone)]\n#[serde(")
+    assert units[1].text == "#[inline]\n#[must_use]\npub fn f() -> i32 { 1 }"  # the comment is cut, as any

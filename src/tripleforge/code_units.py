@@ -9,6 +9,7 @@ collapsed, dedented).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tripleforge.cleaning import clean_text, cut_ranges, merge_ranges, tidy, unix_newlines
 from tripleforge.languages import grammar_for, parser_and_queries
@@ -47,16 +48,47 @@ def _node_name(node: object) -> str:
     return ""
 
 
-def _select_units(nodes: list[object], max_chars: int) -> list[object]:
+@dataclass(frozen=True)
+class _Span:
+    """Where a unit's text runs: its node (name, kind) plus what belongs to it outside the node."""
+
+    node: Any
+    start_byte: int
+    end_byte: int
+    start_line: int  # 0-based rows
+    end_line: int
+
+
+# C++ `template <...>` wraps the function or class it declares (and holds the class's `;`); Rust
+# attributes (`#[derive(...)]`, `#[cfg(test)]`) are sibling items before the one they annotate.
+# Cut at the node, a template unit used a `T` it never declared and a struct lost its derives.
+_WRAPPERS = ("template_declaration",)
+_LEADING = ("attribute_item",)
+_COMMENTS_BETWEEN = ("line_comment", "block_comment", "comment")
+
+
+def _span(node: Any) -> _Span:
+    outer = node
+    while outer.parent is not None and outer.parent.type in _WRAPPERS:
+        outer = outer.parent
+    start, prev = outer, outer.prev_named_sibling
+    while prev is not None and prev.type in _LEADING + _COMMENTS_BETWEEN:
+        if prev.type in _LEADING:
+            start = prev
+        prev = prev.prev_named_sibling
+    return _Span(node, start.start_byte, outer.end_byte, start.start_point[0], outer.end_point[0])
+
+
+def _select_units(nodes: list[_Span], max_chars: int) -> list[_Span]:
     """Outermost units that fit; an oversized unit gives way to the units inside it (if any)."""
-    ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))  # type: ignore[attr-defined]
-    chosen: list[object] = []
+    ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
+    chosen: list[_Span] = []
     taken_until = -1
     for i, node in enumerate(ordered):
-        s, e = node.start_byte, node.end_byte  # type: ignore[attr-defined]
+        s, e = node.start_byte, node.end_byte
         if s < taken_until:
             continue
-        has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e  # type: ignore[attr-defined]
+        has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e
         if e - s > max_chars and has_inner:
             continue
         chosen.append(node)
@@ -80,10 +112,10 @@ def split_units(text: str, code_language: str, file_name: str, max_chars: int) -
     tree = parser.parse(data)
     caps = ts.QueryCursor(both_q).captures(tree.root_node) if both_q is not None else {}
     comments = merge_ranges([(n.start_byte, n.end_byte) for n in caps.get("c", [])])
-    nodes: list[object] = list(caps.get("u", []))
+    spans = [_span(node) for node in caps.get("u", [])]
     units = []
-    for node in _select_units(nodes, max_chars):
-        s, e = node.start_byte, node.end_byte  # type: ignore[attr-defined]
+    for span in _select_units(spans, max_chars):
+        s, e = span.start_byte, span.end_byte
         line_start = data.rfind(b"\n", 0, s) + 1
         indent = data[line_start:s]
         # Keep the unit's own indentation on its first line so dedent sees a consistent block.
@@ -91,10 +123,10 @@ def split_units(text: str, code_language: str, file_name: str, max_chars: int) -
         body = prefix + cut_ranges(data, s, e, comments)
         units.append(Unit(
             text=tidy(body.decode("utf-8", errors="replace")),
-            name=_node_name(node),
-            kind=node.type,  # type: ignore[attr-defined]
-            start_line=node.start_point[0] + 1,  # type: ignore[attr-defined]
-            end_line=node.end_point[0] + 1,  # type: ignore[attr-defined]
+            name=_node_name(span.node),
+            kind=span.node.type,
+            start_line=span.start_line + 1,
+            end_line=span.end_line + 1,
         ))
     if not units:
         whole = tidy(cut_ranges(data, 0, len(data), comments).decode("utf-8", errors="replace"))
