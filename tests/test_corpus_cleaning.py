@@ -102,3 +102,21 @@ def test_length_buckets(n: int, bucket: str) -> None:
     assert length_bucket(n) == bucket
     assert LENGTH_BUCKETS[0] == "len_0_500" and LENGTH_BUCKETS[-1] == "len_16000_32000"
     assert len(LENGTH_BUCKETS) == 7
+
+
+@pytest.mark.parametrize("code,is_credential", [
+    ('key = "AKIAQ3EGRT4KZ7WJ2M5N"', True), ("-----BEGIN RSA PRIVATE KEY-----", True),
+    ('STRIPE = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"', True), ('{"api_key": "9f8e7d6c5b4a39281716abcdef"}', True),
+    ('apiKey := "9f8e7d6c5b4a39281716abcdef"', True), ("password = 'hunter2hunter2hunter2'", True),
+    ('password_field = "password_confirmation"', False), ('api_key_env = "OPENAI_API_KEY_ENV"', False),
+    ('PASSWD_FILE = "/etc/passwd-backup"', False), ('SECRET_ID = "123e4567-e89b-12d3-a456-426614174000"', False),
+    ('PASSWORD_HASH = "5f4dcc3b5aa765d61d8327deb882cf99"', False), ('auth_token_pattern = r"^Bearer\\s+(\\S+)$"', False),
+    ('Client(api_key="dummy-key-for-tests")', False), ('api_key = "<YOUR_API_KEY_GOES_HERE>"', False),
+    ('key = "AKIAIOSFODNN7EXAMPLE"', False), ("def hf_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa(): pass", False),
+    ("password = getpass()", False), ('API_KEY = os.environ["API_KEY"]', False),
+])
+def test_holds_credential(code: str, is_credential: bool) -> None:
+    from tripleforge.credentials import holds_credential
+
+    assert holds_credential(code) is is_credential
+

@@ -301,19 +301,23 @@ def test_a_fifo_in_a_source_tree_is_skipped_not_read(tmp_path: Path) -> None:
 def test_units_with_credentials_or_blob_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     """Keys in string literals and base64 blobs became sampled docs: sent to the (possibly hosted)
     LLM and learned from, with no count or warning."""
-    aws = ('def client():\n    return boto3.client("s3", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",\n'
-           '                        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")\n')
+    aws = ('def client():\n    return boto3.client("s3", aws_access_key_id="AKIAQ3EGRT4KZ7WJ2M5N",\n'
+           '                        region="eu-west-1")\n')
     hf = 'def login():\n    token = "hf_' + "aB3" * 12 + '"\n    return connect(token)\n'
     blob = 'def icon():\n    return base64.b64decode("' + "QUJD" * 400 + '")\n'
     root = tmp_path / "tree"
     write(root / "keys.py", aws + "\n" + hf)
     write(root / "icon.py", blob)
-    write(root / "ok.py", FUNC.format(name="fine", k=1) + "\ndef read(password):\n    return check(password, 'x')\n")
+    write(root / "ok.py", FUNC.format(name="fine", k=1) + "\ndef read(password):\n    return check(password, 'x')\n"
+          # names that hold no credential, and documentation keys: kept
+          + '\ndef form():\n    password_field = "password_confirmation"\n    api_key_env = "OPENAI_API_KEY_ENV"\n'
+          + '    return render(password_field, os.environ[api_key_env], key="AKIAIOSFODNN7EXAMPLE")\n')
     res = sample_corpus(params(root))
     assert res.metrics["skipped"]["credential"] == 2 and res.metrics["skipped"]["long_line"] == 1
     assert any(w.endswith("skipped (credential)") and "keys.py" in w for w in res.warnings)
     texts = "\n".join(res.pool["text"].to_list())
-    assert "AKIA" not in texts and "hf_" not in texts and "QUJD" not in texts and "def fine" in texts
+    assert "AKIAQ" not in texts and "hf_" not in texts and "QUJD" not in texts
+    assert "def fine" in texts and "password_confirmation" in texts
     kept = sample_corpus(params(root, drop_credentials=False, max_line_chars=None))
     assert kept.metrics["skipped"]["credential"] == kept.metrics["skipped"]["long_line"] == 0
     assert kept.pool.height == res.pool.height + 3
@@ -336,6 +340,10 @@ def test_a_json_array_file_is_an_error_not_a_silent_empty_read(tmp_path: Path) -
                                                   indent=2))
     with pytest.raises(UserError, match=r"arr.json: a JSON array; sample.external reads one JSON object per line"):
         sample_corpus(params(root, external=[str(arr)], external_code_language="python"))
+    # a JSONL file whose first line is an array: that line is skipped, the others read
+    lines = write(tmp_path / "first.jsonl", '["not a record"]\n' + json.dumps({"text": FUNC.format(name="g", k=1)}) + "\n")
+    res = sample_corpus(params(root, external=[str(lines)], external_code_language="python"))
+    assert res.metrics["skipped"]["no_text"] == 1 and res.metrics["per_language"]["python"]["candidates"] == 1
 
 
 def test_coder_files_of_other_languages_are_counted_as_ignored(tmp_path: Path) -> None:
@@ -344,5 +352,6 @@ def test_coder_files_of_other_languages_are_counted_as_ignored(tmp_path: Path) -
     write(root / "python" / "b_len-0-500.jsonl", json.dumps({"text": FUNC.format(name="g", k=2)}) + "\n")
     write(root / "java" / "a_len-0-500.jsonl", json.dumps({"text": "class A { int f() { return 1; } }"}) + "\n")
     write(root / "top_len-0-500.jsonl", "{}\n")  # beside the language folders
+    write(root / ".git" / "HEAD", "ref: refs/heads/main\n")  # tool folders are not entered, as in a tree
     res = sample_corpus(params(root, code_languages=["java"]))
     assert res.metrics["files_read"] == 1 and res.metrics["files_ignored"] == 3

@@ -466,7 +466,7 @@ def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[C
     files: list[tuple[Path, str]] = []
     # folders named as people write languages ("Python", "cpp") count too; others are ignored and counted
     stats.files_ignored += sum(1 for x in root.iterdir() if x.is_file())  # files beside the language folders
-    for d in sorted(x for x in root.iterdir() if x.is_dir()):
+    for d in sorted(x for x in root.iterdir() if x.is_dir() and x.name not in SKIP_DIRS):
         lang = catalog_language(d.name)
         if lang is None:
             stats.files_ignored += sum(1 for x in d.iterdir() if x.is_file())
@@ -492,11 +492,12 @@ def read_coder(root: Path, params: SampleParams, stats: ReadStats) -> Iterator[C
 
 def read_external(path: Path, name: str, params: SampleParams, stats: ReadStats) -> Iterator[Candidate]:
     """Records of one `external` file; `source` is `<name>:<line or row>`."""
-    if path.suffix.lower() != ".parquet":
+    if path.suffix.lower() == ".json":
         with open(path, "rb") as fh:
             head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
         if head.startswith(b"["):  # every line would be skipped as malformed, and the stage would pass
             raise UserError(f"{name}: a JSON array; sample.external reads one JSON object per line (JSONL)")
+    if path.suffix.lower() != ".parquet":
         yield from read_jsonl(path, name, params, stats, None)
         return
     try:
@@ -531,12 +532,12 @@ def validate(cands: Iterator[Candidate], params: SampleParams, stats: ReadStats,
         if n > params.max_chars:
             stats.skip("too_long")
             continue
+        if params.drop_credentials and holds_credential(text):
+            stats.skip("credential", c.source)  # also warned: the user should know the corpus holds one
+            continue
         # a data blob (base64, a lookup table) or minified code: no query describes such a line
         if params.max_line_chars and max(map(len, text.split("\n"))) > params.max_line_chars:
             stats.skip("long_line")
-            continue
-        if params.drop_credentials and holds_credential(text):
-            stats.skip("credential", c.source)  # also warned: the user should know the corpus holds one
             continue
         if not has_real_code(text, c.code_language):
             stats.skip("no_code")

@@ -2,29 +2,56 @@
 can be a hosted API) and into training data, so a key in a string literal would leave the machine
 and be learned. Comments are removed before this check (cleaning), so what is left is in code.
 
-The patterns are the well-known token formats plus a long literal assigned to a name that says
-it is a secret; they are deliberately specific, so ordinary code is not dropped."""
+Two kinds of evidence, both kept specific so that ordinary code is not dropped (a dropped unit is
+also a warning):
+- a well-known token format (AWS, PEM, OpenAI/Anthropic, Stripe, GitHub, GitLab, Slack, Google,
+  Hugging Face, npm);
+- a random-looking literal (letters and digits, 16-200 characters, no path, URL, pattern or
+  placeholder) assigned to a name that ends in secret, password, api_key, access_key, auth_token,
+  private_key or client_secret: `password_field = "password_confirmation"`, `api_key_env = "..."`
+  or `PASSWORD_HASH = "5f4d..."` name something else.
+Placeholders and documentation keys (`example`, `dummy`, `test`, `your`, `xxxx`, AWS's
+`AKIAIOSFODNN7EXAMPLE`) are not credentials. Every pattern runs in linear time: names start only at
+a word start, so a long word is not rescanned from each of its characters."""
 
 from __future__ import annotations
 
 import re
 
-CREDENTIAL = re.compile(
+_TOKENS = re.compile(
     "|".join([
         r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----",  # PEM private key
+        r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----",  # PEM private key
         r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}",  # OpenAI / Anthropic style
+        r"\b[sr]k_live_[0-9A-Za-z]{16,}",  # Stripe live keys
         r"\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{50,}",  # GitHub tokens
+        r"\bglpat-[0-9A-Za-z_-]{20,}",  # GitLab personal access token
         r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
         r"\bAIza[0-9A-Za-z_-]{35}",  # Google API key
         r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face token
-        # a 16+ character literal assigned to a name that says it is a secret
-        r"(?i:\b\w*(?:secret|passw(?:or)?d|passwd|api_?key|access_?key|auth_?token)\w*\s*[:=]\s*"
-        r"[rbu]?[\"'][^\"'\s]{16,}[\"'])",
+        r"\bnpm_[A-Za-z0-9]{36}\b",  # npm token
     ])
 )
+# name, an optional closing quote (a dict key), `=`, `:=` or `:`, then a quoted literal
+_ASSIGNED = re.compile(r"""(?<!\w)([A-Za-z_]\w{0,80})["']?\s*(?::=|=|:)\s*[rbuRBU]?["']([^"'\s]{16,200})["']""")
+_SECRET_NAME = re.compile(
+    r"(?:secret|passw(?:or)?d|passwd|pwd|api_?key|access_?key|auth_?token|private_?key|client_?secret)$", re.I)
+_PLACEHOLDER = re.compile(r"example|dummy|test|fake|sample|placeholder|changeme|your|xxxx|0000|\*\*\*", re.I)
+_NOT_RANDOM = re.compile(r"[/:{}<>%$\\\s]")
+
+
+def _random_looking(value: str) -> bool:
+    return (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+            and _NOT_RANDOM.search(value) is None and _PLACEHOLDER.search(value) is None)
 
 
 def holds_credential(text: str) -> bool:
     """Whether `text` holds something that looks like a real credential."""
-    return CREDENTIAL.search(text) is not None
+    for m in _TOKENS.finditer(text):
+        token = m.group(0)
+        if _PLACEHOLDER.search(token) is None and (token.startswith("-----") or any(c.isdigit() for c in token)):
+            return True
+    for m in _ASSIGNED.finditer(text):
+        if _SECRET_NAME.search(m.group(1)) and _random_looking(m.group(2)):
+            return True
+    return False
