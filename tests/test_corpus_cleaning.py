@@ -105,7 +105,9 @@ def test_length_buckets(n: int, bucket: str) -> None:
 
 
 @pytest.mark.parametrize("code,is_credential", [
-    ('key = "AKIAQ3EGRT4KZ7WJ2M5N"', True), ("-----BEGIN RSA PRIVATE KEY-----", True),
+    ('key = "AKIAQ3EGRT4KZ7WJ2M5N"', True),
+    ('"-----BEGIN RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF"', True),
+    ('BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"', False), ('KEY_TYPE = "sk-ecdsa-sha2-nistp256-cert-v01"', False),
     ('STRIPE = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"', True), ('{"api_key": "9f8e7d6c5b4a39281716abcdef"}', True),
     ('apiKey := "9f8e7d6c5b4a39281716abcdef"', True), ("password = 'hunter2hunter2hunter2'", True),
     ('password_field = "password_confirmation"', False), ('api_key_env = "OPENAI_API_KEY_ENV"', False),

@@ -21,7 +21,8 @@ import re
 _TOKENS = re.compile(
     "|".join([
         r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
-        r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----",  # PEM private key
+        # a PEM private key with its body (the header alone is a parser's marker constant)
+        r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:\\[nr]|\s){0,4}[A-Za-z0-9+/]{40,}",
         r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}",  # OpenAI / Anthropic style
         r"\b[sr]k_live_[0-9A-Za-z]{16,}",  # Stripe live keys
         r"\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{50,}",  # GitHub tokens
@@ -49,7 +50,9 @@ def holds_credential(text: str) -> bool:
     """Whether `text` holds something that looks like a real credential."""
     for m in _TOKENS.finditer(text):
         token = m.group(0)
-        if _PLACEHOLDER.search(token) is None and (token.startswith("-----") or any(c.isdigit() for c in token)):
+        # random tokens have digits, and `sk-` keys mixed case (`sk-ecdsa-sha2-nistp256` is an SSH key type)
+        digits = any(c.isdigit() for c in token)
+        if _PLACEHOLDER.search(token) is None and digits and (not token.startswith("sk-") or not token.islower()):
             return True
     for m in _ASSIGNED.finditer(text):
         if _SECRET_NAME.search(m.group(1)) and _random_looking(m.group(2)):
