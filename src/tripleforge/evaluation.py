@@ -393,6 +393,10 @@ def empty_split_reason(triplets: Path) -> tuple[str, str]:
 # retrieval + metrics
 
 
+# Hits fetched beyond those wanted, to see whether a tie at the cut runs past them (`retrieve`).
+_SPARE_HITS = 8
+
+
 def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
              cache_dir: str | None = None, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
     """Dense exact search of every query over the corpus -> run {query_id: {doc_id: score}}.
@@ -436,9 +440,6 @@ def retrieve(ds: EvalDataset, model: EvalModel, depth: int, device: str = "cpu",
                 hits[d] = -neg_s
         run[qid] = hits
     return run
-
-
-_SPARE_HITS = 8
 
 
 def check_models(params: EvaluateParams) -> None:

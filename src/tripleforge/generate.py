@@ -58,8 +58,14 @@ from tripleforge.tasks import LANGUAGES, TASKS, Task, retrieval_instruction, tra
 CONTEXT_MODEL = "rule:context-cut"
 
 
+# A base URL with one of these may carry a user:password part or a key in its query.
+_MAY_HOLD_CREDENTIAL = re.compile(r"[@?#]")
+
+
 class GenerateParams(StageParams):
     """The `generate` section of params.yaml (defaults = the embedded CPU job)."""
+
+    SECRET_FIELDS = frozenset({"base_urls", "api_key_env"})
 
     tasks: list[str] = ["code_summary_retrieval", "web_code_retrieval", "code_context_retrieval"]
     languages: list[str] = ["en"]
@@ -123,7 +129,7 @@ class GenerateParams(StageParams):
         for item in v:
             times = counts[item.rstrip("/")]
             if times > 1:
-                secret = info.field_name == "base_urls" and re.search(r"[@?#]", item)  # see _http_urls
+                secret = info.field_name == "base_urls" and _MAY_HOLD_CREDENTIAL.search(item)  # see _http_urls
                 shown = "a base URL with '@', '?' or '#'" if secret else repr(item)
                 raise ValueError(f"{shown} is listed {'twice' if times == 2 else f'{times} times'}")
         return v
@@ -135,9 +141,9 @@ class GenerateParams(StageParams):
         surface as a traceback from the HTTP client. No `@`, `?` or `#`: a user:password part or
         a key in the query would be published with the params (git, dvc.lock), and a query could
         not work anyway (requests append `/models`, `/chat/completions`). The value is repeated
-        only when it holds none of those (`SECRET_KEYS`)."""
+        only when it holds none of those (`SECRET_FIELDS`)."""
         for url in v:
-            if re.search(r"[@?#]", url):
+            if _MAY_HOLD_CREDENTIAL.search(url):
                 raise ValueError("a base URL with '@', '?' or '#' (not repeated: it may hold a credential); a "
                                  "user:password part or a key in the query would be published with the params, "
                                  "so put the key in an environment variable and name it in generate.api_key_env")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -37,17 +37,15 @@ class CrossFieldError(ValueError):
         self.others = others
 
 
-# Params keys whose values may hold a credential (a password in a URL, a pasted API key): their
-# errors never repeat the value (no `(got ...)`, and their validators name no part of it), since
-# error lines reach stderr and CI logs.
-SECRET_KEYS = frozenset({"generate.base_urls", "generate.api_key_env"})
-
-
 class StageParams(BaseModel):
     """Base for every params section: no unknown keys, no silent coercion of strings to numbers.
     A validator whose rule reads other fields raises `CrossFieldError`."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)  # .nan would pass every bound
+    # Fields whose values may hold a credential (a password in a URL, a pasted API key): their
+    # errors never add `(got <value>)`, since error lines reach stderr and CI logs; their own
+    # validators repeat a value only when it cannot hold one.
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="after")
     @classmethod
@@ -97,7 +95,8 @@ def join_keys(keys: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
-def _format_error(source: str, section: str, err: ValidationError, overridden: frozenset[str] = frozenset()) -> str:
+def _format_error(source: str, section: str, err: ValidationError, overridden: frozenset[str] = frozenset(),
+                  secret: frozenset[str] = frozenset()) -> str:
     """One line per error, naming where the bad value came from: the params file, or `--set`
     for a key (or a parent of it) given on the command line. A rule over several keys
     (`CrossFieldError`) names them all, and says `--set` when any of them was given there."""
@@ -119,7 +118,7 @@ def _format_error(source: str, section: str, err: ValidationError, overridden: f
             parts.append(f"{where}: unknown params key '{key}'{hint}")
         elif e["type"] == "missing":
             parts.append(f"{where}: missing params key '{key}'")
-        elif ".".join([section, *loc[:1]]) in SECRET_KEYS:  # the value may hold a credential
+        elif loc and loc[0] in secret:  # the value may hold a credential
             parts.append(f"{where}: params key '{key}': {e['msg']}")
         else:
             got = e.get("input")
@@ -290,7 +289,7 @@ def validate_params(
     try:
         validated = model.model_validate(raw)
     except ValidationError as err:
-        raise UserError(_format_error(source, section, err, overridden)) from None
+        raise UserError(_format_error(source, section, err, overridden, model.SECRET_FIELDS)) from None
     return place(validated, section)
 
 
