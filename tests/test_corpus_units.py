@@ -103,6 +103,21 @@ def test_typescript_and_tsx_grammars() -> None:
     assert [u.name for u in split_units(tsx, "typescript", "a.tsx", 10_000)] == ["App"]
 
 
+def test_decorators_of_an_exported_typescript_class_stay_with_it() -> None:
+    """The decorators of `@Component(...) export class` are children of the export statement,
+    not of the class: the unit began at `class` and lost them. An undecorated export's unit
+    still starts at its declaration."""
+    src = ('@Component({\n  selector: "app-root",\n})\nexport class AppComponent {\n  title = "demo";\n}\n\n'
+           "@Injectable()\nclass Plain {\n  run(): void {}\n}\n\nexport default class D { x = 1; }\n")
+    units = split_units(src, "typescript", "a.ts", 4000)
+    assert [(u.name, u.kind, u.start_line, u.end_line) for u in units] == [
+        ("AppComponent", "class_declaration", 1, 6), ("Plain", "class_declaration", 8, 11),
+        ("D", "class_declaration", 13, 13)]
+    assert units[0].text.startswith('@Component({\n  selector: "app-root",\n})\nexport class AppComponent {')
+    assert units[1].text.startswith("@Injectable()\nclass Plain")
+    assert units[2].text == "class D { x = 1; }"
+
+
 def test_cplusplus_templates_and_rust_attributes_stay_with_their_unit() -> None:
     """The unit began at the node: `template <typename T>` was cut off (the unit used a `T` it
     never declared, and a template class lost its `;`), and a Rust struct lost its derives."""

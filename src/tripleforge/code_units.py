@@ -59,17 +59,25 @@ class _Span:
     end_line: int
 
 
-# C++ `template <...>` wraps the function or class it declares (and holds the class's `;`); Rust
-# attributes (`#[derive(...)]`, `#[cfg(test)]`) are sibling items before the one they annotate.
-# Cut at the node, a template unit used a `T` it never declared and a struct lost its derives.
+# C++ `template <...>` wraps the function or class it declares (and holds the class's `;`); a
+# JavaScript/TypeScript `export` holds the decorators of the class it exports (`@Component(...)
+# export class ...`); Rust attributes (`#[derive(...)]`, `#[cfg(test)]`) are sibling items before
+# the one they annotate. Cut at the node, a template unit used a `T` it never declared, an
+# exported Angular component lost its decorator and a struct lost its derives. An export without
+# decorators is no wrapper: its unit starts at the declaration, as it always has.
 _WRAPPERS = ("template_declaration",)
 _LEADING = ("attribute_item",)
 _COMMENTS_BETWEEN = ("line_comment", "block_comment", "comment")
 
 
+def _wraps(parent: Any) -> bool:
+    return parent.type in _WRAPPERS or (
+        parent.type == "export_statement" and any(c.type == "decorator" for c in parent.named_children))
+
+
 def _span(node: Any) -> _Span:
     outer = node
-    while outer.parent is not None and outer.parent.type in _WRAPPERS:
+    while outer.parent is not None and _wraps(outer.parent):
         outer = outer.parent
     start, prev = outer, outer.prev_named_sibling
     while prev is not None and prev.type in _LEADING + _COMMENTS_BETWEEN:

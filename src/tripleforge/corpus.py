@@ -32,6 +32,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from tripleforge.cleaning import LENGTH_BUCKETS, clean_text, has_real_code, length_bucket
 from tripleforge.code_units import Unit, split_units
 from tripleforge.credentials import holds_credential
+from tripleforge.generated_code import looks_generated
 from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import CODE_LANGUAGES, catalog_language, language_of_path
@@ -45,7 +46,7 @@ from tripleforge.progress import bar
 SKIP_REASONS: tuple[str, ...] = (
     "unreadable", "binary", "non_utf8", "empty", "too_large", "malformed_jsonl", "no_text",
     "unknown_code_language", "not_in_code_languages", "empty_after_cleaning", "too_short", "too_long",
-    "long_line", "credential", "no_code", "not_in_length_buckets",
+    "long_line", "credential", "no_code", "not_in_length_buckets", "generated",
 )
 # Directories never entered in a source tree: VCS/tool metadata, caches, vendored installs.
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".dvc", ".venv", ".tox"})
@@ -83,6 +84,7 @@ class SampleParams(StageParams):
     max_file_bytes: int = Field(default=1_000_000, ge=1)
     max_line_chars: int | None = Field(default=1000, ge=1)  # a longer line: a blob or minified code (long_line)
     drop_credentials: bool = True  # skip units holding an API key, token or private key (credential)
+    drop_generated: bool = True  # skip files (records) whose head carries a code generator's marker (generated)
     workers: int = Field(default=1, ge=0)
 
     @field_validator("max_chars")
@@ -269,12 +271,14 @@ def decode_file(path: Path, max_bytes: int) -> tuple[str | None, str | None, int
         return None, "non_utf8", len(data)
 
 
-def read_source(job: tuple[str, str, int, int]) -> tuple[str | None, int, list[Unit]]:
+def read_source(job: tuple[str, str, int, int, bool]) -> tuple[str | None, int, list[Unit]]:
     """(skip reason, bytes read, units) of one source file; picklable for a process pool."""
-    path, lang, max_file_bytes, max_chars = job
+    path, lang, max_file_bytes, max_chars, drop_generated = job
     text, reason, nbytes = decode_file(Path(path), max_file_bytes)
     if text is None:
         return reason, nbytes, []
+    if drop_generated and looks_generated(text):  # the marker is a comment: looked for before cleaning
+        return "generated", nbytes, []
     return None, nbytes, split_units(text, lang, Path(path).name, max_chars)
 
 
@@ -306,7 +310,7 @@ def pool_size(requested: int, n_jobs: int) -> int:
     return max(1, min(requested or cpus, cpus, -(-n_jobs // 8)))
 
 
-def _map_files(jobs: list[tuple[str, str, int, int]], workers: int) -> Iterator[tuple[str | None, int, list[Unit]]]:
+def _map_files(jobs: list[tuple[str, str, int, int, bool]], workers: int) -> Iterator[tuple[str | None, int, list[Unit]]]:
     """`read_source` over the files, in order. With workers > 1 a process pool parses in parallel;
     `imap` returns results in input order, so the output does not depend on scheduling."""
     if workers <= 1 or len(jobs) < 64:
@@ -352,7 +356,7 @@ def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: fro
             stats.files_ignored += 1
             continue
         files.append((path, lang))
-    jobs = [(str(p), lang, params.max_file_bytes, params.max_chars) for p, lang in files]
+    jobs = [(str(p), lang, params.max_file_bytes, params.max_chars, params.drop_generated) for p, lang in files]
     workers = pool_size(params.workers, len(jobs))
     with bar(len(files), "sample: files", unit="file") as progress:
         for (path, lang), (reason, nbytes, units) in zip(files, _map_files(jobs, workers), strict=True):
@@ -521,6 +525,9 @@ def validate(cands: Iterator[Candidate], params: SampleParams, stats: ReadStats,
     Returns the columns of the valid units (before dedup)."""
     cols: dict[str, list[Any]] = {c: [] for c in OUTPUT_COLUMNS}
     for c in cands:
+        if not c.cleaned and params.drop_generated and looks_generated(c.text):  # a record's raw text
+            stats.skip("generated")
+            continue
         text = c.text if c.cleaned else clean_text(c.text, c.code_language)
         n = len(text)
         if not text.strip():
