@@ -94,6 +94,39 @@ def test_flagembedding_reads_mixed_sources_without_none_prompts_or_mixed_types(t
             same[0]  # raises "Data type is not consistent in the same batch" on a mixed batch
 
 
+def test_flagembedding_trains_class_and_cluster_rows_without_in_batch_negatives(tmp_path: Path) -> None:
+    """Classification rows share their label texts, so in-batch negatives give a query its own
+    label as a negative. FlagEmbedding switches them off only for a folder or file whose name
+    ends in `no_in_batch_neg`; our `<task>.symmetric_class.jsonl` in `en/` had neither."""
+    import polars as pl
+    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderDataArguments, AbsEmbedderSameDatasetTrainDataset
+    from transformers import AutoTokenizer
+
+    mined = convert_all(mined_frame(n_docs=12, n_neg=4, eval_every=100), "mined.parquet", ConvertFormatsParams()).grouped
+    modes = pl.Series([None, "symmetric_class", "symmetric_clustering"] * (mined.height // 3 + 1))[: mined.height]
+    out = tmp_path / "train"
+    m = write_train_dir(mined.with_columns(type=modes), TrainDataParams(train_group_size=3, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+                        out)
+    assert sorted(m["datasets"]) == [
+        "en-no_in_batch_neg/code2code.symmetric_class-no_in_batch_neg",
+        "en-no_in_batch_neg/code2code.symmetric_clustering-no_in_batch_neg",
+        "en-no_in_batch_neg/text2code.symmetric_class-no_in_batch_neg",
+        "en-no_in_batch_neg/text2code.symmetric_clustering-no_in_batch_neg",
+        "en/code2code", "en/text2code"]
+    tok = AutoTokenizer.from_pretrained(str(bundled_minilm_dir()))
+    folders = sorted(str(d) for d in (out / "embedder").iterdir())  # as docs/formats.md passes them
+    files = sorted(str(f) for f in (out / "embedder").rglob("*.jsonl"))  # or file by file
+    for paths in (folders, files):
+        args = AbsEmbedderDataArguments(
+            train_data=paths, cache_path=str(tmp_path / "hf"), train_group_size=3, query_max_len=16,
+            passage_max_len=32, query_instruction_for_retrieval="", query_instruction_format="{} {}",
+            same_dataset_within_batch=True)
+        same = AbsEmbedderSameDatasetTrainDataset(args, default_batch_size=2, seed=0, tokenizer=tok)
+        types = [same.dataset[int(ix[0])].get("type") or "normal" for ix in same.each_data_idxs]
+        assert sorted(types) == ["normal"] * 2 + ["symmetric_class"] * 2 + ["symmetric_clustering"] * 2
+        assert [flag for t, flag in zip(types, same.no_in_batch_neg_flags, strict=True)] == [t != "normal" for t in types]
+
+
 def _st_datasets(layout_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A layout's files as one DatasetDict, a dataset per file, as docs/formats.md loads them."""
     from datasets import DatasetDict, load_dataset

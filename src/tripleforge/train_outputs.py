@@ -45,10 +45,17 @@ from tripleforge.training import (
 
 # A dataset name part is the value itself only when it is plainly safe as a file name everywhere:
 # lower-case letters, digits, `_`, `+`, `-` (not first), at most 100 characters, and not ending
-# like a hashed name; the dot is left out since it sets off the mode suffix.
+# like a hashed name or in `no_in_batch_neg` (FlagEmbedding's switch, set by NO_IN_BATCH_NEG_MODES
+# alone); the dot is left out since it sets off the mode suffix.
 _PLAIN = re.compile(r"[a-z0-9_+][a-z0-9_+-]{0,99}")
 _HASHED = re.compile(r".*-[0-9a-f]{8}")
 _UNSAFE = r"[^A-Za-z0-9_+-]"
+# FlagEmbedding's modes whose rows share their passages (a class's label text, a cluster's name):
+# another row's positive in the batch is then the query's own label, and an in-batch negative
+# would teach the model to push it away. FlagEmbedding's own example data for them sits in
+# `classification-no_in_batch_neg` and `clustering-no_in_batch_neg` folders.
+NO_IN_BATCH_NEG_MODES = ("symmetric_class", "symmetric_clustering")
+NO_IN_BATCH_NEG = "-no_in_batch_neg"
 # What a missing value is called in a dataset name (and so in folder names and metrics).
 _DATASET_DEFAULTS = {"language": "any", "task": "default"}
 
@@ -59,7 +66,7 @@ def _safe_part(value: str) -> str:
     digits of its SHA-256. Two values never share a file: "x y" and "x_y", a task "sts.only_1neg"
     and task "sts" in mode only_1neg, "Search" and "search" on a case-insensitive file system;
     and a long name still fits the file system's 255 bytes with the temp-file suffix."""
-    if _PLAIN.fullmatch(value) and not _HASHED.fullmatch(value):
+    if _PLAIN.fullmatch(value) and not _HASHED.fullmatch(value) and not value.endswith("no_in_batch_neg"):
         return value
     stem = re.sub(_UNSAFE, "_", value[:100])
     stem = "_" + stem[1:] if stem.startswith("-") else stem or "_"
@@ -76,10 +83,14 @@ def _dataset_part(df: pl.DataFrame, col: str) -> pl.Expr:
 def _dataset_expr(df: pl.DataFrame) -> pl.Expr:
     """``<language>/<task>`` with each part made path-safe (`_safe_part`), and ``.<mode>`` for rows
     of a FlagEmbedding mode other than normal (`training.flag_type`): its same-dataset batches
-    must not mix modes."""
+    must not mix modes. Rows of a mode in NO_IN_BATCH_NEG_MODES go to
+    ``<language>-no_in_batch_neg/<task>.<mode>-no_in_batch_neg``: FlagEmbedding switches in-batch
+    negatives off for a folder given to ``--train_data`` whose name ends so, and for a file whose
+    name does before the extension, and looks at nothing else."""
     mode = flag_type()
-    suffix = pl.when(mode == "normal").then(pl.lit("")).otherwise(pl.lit(".") + mode)
-    return pl.concat_str([_dataset_part(df, "language"), pl.lit("/"), _dataset_part(df, "task"), suffix])
+    tag = pl.when(mode.is_in(NO_IN_BATCH_NEG_MODES)).then(pl.lit(NO_IN_BATCH_NEG)).otherwise(pl.lit(""))
+    suffix = pl.when(mode == "normal").then(pl.lit("")).otherwise(pl.lit(".") + mode + tag)
+    return pl.concat_str([_dataset_part(df, "language"), tag, pl.lit("/"), _dataset_part(df, "task"), suffix])
 
 
 def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
