@@ -53,8 +53,10 @@ def main(
     write_parquet(c.pairs, out_dir / "pairs.parquet")
     write_beir(out_dir / "eval", corpus, queries, qrels, coir_naming=p.coir_naming)
     sizes = {"queries": queries.height, "corpus": corpus.height, "qrels": qrels.height}
-    write_json({**convert_metrics(c, {**sizes, "left_out": left_out}), "untracked_inputs": untracked}, metrics)
-    log(f"convert-formats: {c.grouped.height} triplets, {c.pairs.height} pairs, eval {sizes}, dropped {sum(c.drops.values())}")
+    m = convert_metrics(c, {**sizes, "left_out": left_out})
+    write_json({**m, "untracked_inputs": untracked}, metrics)
+    log(f"convert-formats: {c.grouped.height} triplets, {c.pairs.height} pairs, eval {sizes}, "
+        f"dropped {m['dropped_total']} records, removed {m['negatives_removed_total']} negatives")
     if left_out["masked_queries"]:
         # Not an error (the rest of the eval split is sound), but it shrinks the eval split: say so.
         log(f"convert-formats: eval: {left_out['masked_queries']} queries left out beyond one query per document "

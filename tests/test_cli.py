@@ -73,6 +73,10 @@ def test_check_reports_each_file_and_stops_at_a_bad_line(tmp_path: Path) -> None
     assert res.exit_code == 0 and '1 triplets, 1 pairs; dropped: {"label_must_be_0_or_1": 1}' in res.output
     res = CliRunner().invoke(app, ["check", "--format", "triplets", str(good)])
     assert res.exit_code == 2 and "missing 'pos'" in res.output
+    st = tmp_path / "st.jsonl"  # a sentence-transformers layout: the advice names this command's switch
+    st.write_text('{"anchor": "q", "positive": "a", "negative": "b"}\n')
+    res = CliRunner().invoke(app, ["check", str(st)])
+    assert res.exit_code == 2 and res.output.splitlines()[-1].endswith("(use --format to force one)"), res.output
     res = CliRunner().invoke(app, ["check", "--label-threshold", "nan", str(good)])
     assert res.exit_code == 2 and "--label-threshold: nan is not a finite number" in res.output
     half = tmp_path / "half.jsonl"  # scored on one side: the row stays, its scores go

@@ -172,6 +172,7 @@ def test_external_rows_sharing_an_eval_query_or_positive_are_dropped_and_counted
     m = convert_metrics(c, {})
     # pairs: both of the eval-query row, the eval positive's pos pair, the pairs file's eval positive
     assert m["dropped"] == {"eval_overlap": 3, "eval_overlap_pairs": 4}
+    assert m["dropped_total"] == 3  # records: their pairs are not counted again
     assert m["by_source"][str(ext)]["dropped"] == {"eval_overlap": 2, "eval_overlap_pairs": 3}
     # no eval query or eval positive is left among the training rows
     train = c.grouped.filter(pl.col("split") == "train")
@@ -271,3 +272,18 @@ def test_rows_kept_without_scores_are_not_counted_as_dropped(tmp_path: Path) -> 
     assert m["scores_removed"] == {"partial_scores": 1}
     assert m["by_source"][str(ext)]["scores_removed"] == {"partial_scores": 1}
     assert m["by_source"][str(ext)]["dropped"] == {}
+
+
+def test_dropped_total_counts_records_not_the_negatives_taken_out_of_kept_rows(tmp_path: Path) -> None:
+    """One record whose negative repeated its positive read as "dropped 1" though every record
+    was kept: `dropped_total` summed negatives, pairs and records."""
+    ext = write_lines(tmp_path / "d.jsonl", [
+        {"query": "parse json", "pos": ["json.loads(s)"], "neg": ["json.loads(s)", "json.dumps(o)", "json.dumps(o)"]},
+        {"query": "read csv", "pos": ["csv.reader(f)"], "neg": ["open(p)"]},
+        {"query": "read csv", "pos": ["csv.reader(f)"], "neg": ["open(p)"]},  # a copy: this record goes
+    ])
+    c = convert_all(None, "m.parquet", ConvertFormatsParams(include_mined=False, external=[str(ext)]))
+    m = convert_metrics(c, {})
+    assert m["triplets"]["rows"] == 2 and c.grouped["neg"].to_list() == [["json.dumps(o)"], ["open(p)"]]
+    assert m["dropped"] == {"negative_is_positive": 1, "duplicate_negative": 1, "duplicate_record": 1}
+    assert m["dropped_total"] == 1 and m["negatives_removed_total"] == 2

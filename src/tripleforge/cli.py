@@ -144,8 +144,8 @@ def check(
                        for e in exc.errors()))
     try:
         sources = convert_all(None, "", params).sources
-    except UserError as exc:
-        fail(str(exc))
+    except UserError as exc:  # the stage's advice names its params key; here the switch is --format
+        fail(str(exc).replace("set convert_formats.format_override to", "use --format to"))
     for path, src in sources.items():
         dropped = json.dumps(src["dropped"]) if src["dropped"] else "nothing"
         kept = f"; kept without scores: {json.dumps(src['scores_removed'])}" if src["scores_removed"] else ""

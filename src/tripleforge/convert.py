@@ -319,7 +319,16 @@ def _counts(df: pl.DataFrame, col: str) -> dict[str, int]:
     return {str(k) if k is not None else "none": int(n) for k, n in rows}
 
 
+# Reasons under `dropped` that remove no record: a negative taken out of a row that stays (a
+# label-0 pair of a query that stays), and the pairs of the rows `eval_overlap` counts. Summed with
+# the rest, one record whose 500 negatives repeat a positive read as 501 records lost.
+NEGATIVE_REMOVALS = ("negative_is_positive", "duplicate_negative")
+NOT_RECORD_REMOVALS = frozenset({*NEGATIVE_REMOVALS, "eval_overlap_pairs"})
+
+
 def convert_metrics(c: Converted, eval_sizes: dict[str, int]) -> dict[str, Any]:
+    """The stage's metrics: ``dropped_total`` counts records (lines, or queries of pairs input)
+    removed, ``negatives_removed_total`` the negatives removed from the rows that stay."""
     counts = F.drop_metrics(c.drops)
     return {
         "triplets": {
@@ -336,6 +345,7 @@ def convert_metrics(c: Converted, eval_sizes: dict[str, int]) -> dict[str, Any]:
         },
         "by_source": c.sources,
         **counts,
-        "dropped_total": sum(counts["dropped"].values()),
+        "dropped_total": sum(n for k, n in counts["dropped"].items() if k not in NOT_RECORD_REMOVALS),
+        "negatives_removed_total": sum(counts["dropped"].get(k, 0) for k in NEGATIVE_REMOVALS),
         "eval": eval_sizes,
     }
