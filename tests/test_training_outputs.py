@@ -175,7 +175,8 @@ def test_datasets_without_scores_are_named_before_distillation(tmp_path: Path,
                        pos_scores=pl.when(external).then(None).otherwise("pos_scores"))
     no_tok = {"enabled": False}
     m = write_train_dir(g, TrainDataParams(tokenizer=no_tok), tmp_path / "train")  # type: ignore[arg-type]
-    assert m["embedder"] == {"datasets_without_scores": ["any/default", "en/web_code_retrieval"]}
+    assert m["embedder"] == {"datasets_without_scores": ["any/default", "en/web_code_retrieval"],
+                             "rows_repeating_a_query": {}}
     assert "pos_scores" not in _jsonl(tmp_path / "train" / "embedder" / "any" / "default.jsonl")[0]
     assert "pos_scores" in _jsonl(tmp_path / "train" / "embedder" / "en" / "code2code.jsonl")[0]
     err = capsys.readouterr().err
@@ -270,3 +271,22 @@ def test_batches_of_one_row_are_warned(tmp_path: Path, capsys: pytest.CaptureFix
     write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 5}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
                     tmp_path / "train")
     assert "one row" not in capsys.readouterr().err
+
+
+def test_rows_repeating_a_query_are_counted_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two rows of one query (one per positive, as exports from pair tables have them) trained
+    in one batch each other's positive as a negative of their query: nothing said so."""
+    g = _grouped().filter(pl.col("split") == "train")
+    first = g.row(0, named=True)
+    twin = g.head(1).with_columns(qid=pl.lit("twin"), query=pl.lit("  " + first["query"] + " "),
+                                  pos=pl.lit(["another answer"]))
+    classes = g.head(2).with_columns(type=pl.lit("symmetric_class"), query=pl.lit("same label query"),
+                                     qid=pl.Series(["c1", "c2"]))  # in-batch negatives are off there
+    m = write_train_dir(pl.concat([g, twin, classes]), TrainDataParams(tokenizer={"enabled": False}),  # type: ignore[arg-type]
+                        tmp_path / "train")
+    name = f"{first['language']}/{first['task']}"
+    assert m["embedder"]["rows_repeating_a_query"] == {name: 1}
+    err = capsys.readouterr().err
+    assert f"warning: train-data: 1 row repeats the query of an earlier row of its dataset ({name}: 1)" in err
+    m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    assert m["embedder"]["rows_repeating_a_query"] == {} and "repeat" not in capsys.readouterr().err

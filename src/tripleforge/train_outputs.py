@@ -162,6 +162,8 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
             unscored[name] = (_scored_rows(part), len(recs))
     if p.keep_scores:
         _warn_about_unscored(unscored, _scored_rows(g))
+    repeated = rows_repeating_a_query(parts)
+    _warn_about_repeated_queries(repeated)
     sel_plain = g.drop("_ds")
     st_sizes = _write_st(st_parts, root / "sentence_transformers", p.st_ntuple_negatives)
     tok: dict[str, Any] = {"enabled": p.tokenizer.enabled}
@@ -185,7 +187,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "input_rows": grouped.height,
         "eval_rows_excluded": eval_rows,
         "embedder_rows": sum(sizes.values()),
-        "embedder": {"datasets_without_scores": sorted(unscored)},
+        "embedder": {"datasets_without_scores": sorted(unscored), "rows_repeating_a_query": repeated},
         "reranker_rows": sum(sizes.values()),
         "datasets": dict(sorted(sizes.items())),
         "by_task": _counts(sel_plain, "task"),
@@ -254,6 +256,35 @@ def _warn_about_unscored(unscored: dict[str, tuple[int, int]], scored_rows: int)
         f"pos_scores/neg_scores in embedder/ and reranker/, since not every row has teacher scores: {names}; "
         "FlagEmbedding --knowledge_distillation True stops on these files (pos_scores and neg_scores not found): "
         "leave them out of a distillation run or score every row (metrics: embedder.datasets_without_scores)")
+
+
+def rows_repeating_a_query(parts: dict[str, pl.DataFrame]) -> dict[str, int]:
+    """Per dataset (`parts`: name -> its grouped rows) that trains with in-batch negatives, the
+    rows whose query (whitespace-normalized) an earlier row of it has; datasets without any are
+    left out. Two such rows in one batch make each one's positive an in-batch negative of the
+    other's query, which it answers: a false negative. Data with one row per (query, positive)
+    has them; the pairs format groups a qid into one row instead."""
+    out = {}
+    for name, part in sorted(parts.items()):
+        if part.height < 2 or name.endswith(NO_IN_BATCH_NEG):
+            continue
+        n = part.height - F.normalized_series(part["query"]).n_unique()
+        if n:
+            out[name] = n
+    return out
+
+
+def _warn_about_repeated_queries(repeated: dict[str, int]) -> None:
+    if not repeated:
+        return
+    total = sum(repeated.values())
+    shown = ", ".join(f"{name}: {n}" for name, n in list(repeated.items())[:5]) + (", …" if len(repeated) > 5 else "")
+    rows = f"{total} rows repeat" if total > 1 else "1 row repeats"
+    log(f"warning: train-data: {rows} the query of an earlier row of {'their' if total > 1 else 'its'} "
+        f"dataset ({shown}): in one batch each one's positive is an in-batch "
+        "negative of the other's query, which it answers; give such rows one qid in the pairs format "
+        "(convert-formats groups a qid into one row) or merge their pos lists "
+        "(metrics: embedder.rows_repeating_a_query)")
 
 
 def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str) -> None:
