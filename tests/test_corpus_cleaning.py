@@ -116,6 +116,14 @@ def test_length_buckets(n: int, bucket: str) -> None:
     ('Client(api_key="dummy-key-for-tests")', False), ('api_key = "<YOUR_API_KEY_GOES_HERE>"', False),
     ('key = "AKIAIOSFODNN7EXAMPLE"', False), ("def hf_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa(): pass", False),
     ("password = getpass()", False), ('API_KEY = os.environ["API_KEY"]', False),
+    # a password in a connection URL, and a JSON Web Token
+    ('DB = "postgresql://app:Xk29fjQ0pLm3@db.internal:5432/prod"', True),
+    ('redis.from_url("redis://:p4ssW0rdK9x2@cache:6379/0")', True),
+    ('URL = "postgres://user:password@localhost/db"', False), ('url = f"postgres://{user}:{password}@{host}/db"', False),
+    ('URI = "mysql://root:%(pw)s@host/db"', False), ('"https://user:example123@host"', False),
+    ('token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MjEiLCJleHAiOjE5MDAwMDAwMDB9.Qm9vN2Z1bXlGaWxlR2VuZXJhdGVkU2ln"', True),
+    ('JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ'
+     '.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"', False),  # jwt.io's documentation token
 ])
 def test_holds_credential(code: str, is_credential: bool) -> None:
     from tripleforge.credentials import holds_credential

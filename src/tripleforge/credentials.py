@@ -5,13 +5,14 @@ and be learned. Comments are removed before this check (cleaning), so what is le
 Two kinds of evidence, both kept specific so that ordinary code is not dropped (a dropped unit is
 also a warning):
 - a well-known token format (AWS, PEM, OpenAI/Anthropic, Stripe, GitHub, GitLab, Slack, Google,
-  Hugging Face, npm);
+  Hugging Face, npm, JSON Web Tokens), or a random-looking password in a connection URL
+  (``scheme://user:password@host``);
 - a random-looking literal (letters and digits, 16-200 characters, no path, URL, pattern or
   placeholder) assigned to a name that ends in secret, password, api_key, access_key, auth_token,
   private_key or client_secret: `password_field = "password_confirmation"`, `api_key_env = "..."`
   or `PASSWORD_HASH = "5f4d..."` name something else.
 Placeholders and documentation keys (`example`, `dummy`, `test`, `your`, `xxxx`, AWS's
-`AKIAIOSFODNN7EXAMPLE`) are not credentials. Every pattern runs in linear time: names start only at
+`AKIAIOSFODNN7EXAMPLE`, jwt.io's example token) are not credentials. Every pattern runs in linear time: names start only at
 a word start, so a long word is not rescanned from each of its characters."""
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ _TOKENS = re.compile(
         r"\bAIza[0-9A-Za-z_-]{35}",  # Google API key
         r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face token
         r"\bnpm_[A-Za-z0-9]{36}\b",  # npm token
+        # a JSON Web Token: base64url header and payload (both JSON objects, `{"` = `eyJ`) and a signature
+        r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}",
     ])
 )
+# jwt.io's example token (its signature), as documentation's as AWS's EXAMPLE key
+_DOCUMENTATION_TOKENS = ("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",)
+# a password in a connection URL: scheme://user:password@host
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@\"'`]{0,64}:([^\s:/@\"'`]{8,128})@[A-Za-z0-9\[]")
 # name, an optional closing quote (a dict key), `=`, `:=` or `:`, then a quoted literal
 _ASSIGNED = re.compile(r"""(?<!\w)([A-Za-z_]\w{0,80})["']?\s*(?::=|=|:)\s*[rbuRBU]?["']([^"'\s]{16,200})["']""")
 _SECRET_NAME = re.compile(
@@ -52,7 +59,11 @@ def holds_credential(text: str) -> bool:
         token = m.group(0)
         # random tokens have digits, and `sk-` keys mixed case (`sk-ecdsa-sha2-nistp256` is an SSH key type)
         digits = any(c.isdigit() for c in token)
-        if _PLACEHOLDER.search(token) is None and digits and (not token.startswith("sk-") or not token.islower()):
+        if (_PLACEHOLDER.search(token) is None and digits and (not token.startswith("sk-") or not token.islower())
+                and not token.endswith(_DOCUMENTATION_TOKENS)):
+            return True
+    for m in _URL_PASSWORD.finditer(text):
+        if _random_looking(m.group(1)):
             return True
     for m in _ASSIGNED.finditer(text):
         if _SECRET_NAME.search(m.group(1)) and _random_looking(m.group(2)):
