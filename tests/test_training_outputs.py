@@ -290,3 +290,14 @@ def test_rows_repeating_a_query_are_counted_and_warned(tmp_path: Path, capsys: p
     assert f"warning: train-data: 1 row repeats the query of an earlier row of its dataset ({name}: 1)" in err
     m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
     assert m["embedder"]["rows_repeating_a_query"] == {} and "repeat" not in capsys.readouterr().err
+
+
+def test_a_selection_that_drops_every_train_row_is_an_error_not_empty_files(tmp_path: Path) -> None:
+    """Every row below teacher_scores_min gave empty files and exit 0: a trainer stopped on them later."""
+    out = tmp_path / "train"
+    write_train_dir(_grouped(), TrainDataParams(tokenizer={"enabled": False}), out)  # type: ignore[arg-type]
+    before = {f.relative_to(out): f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    strict = TrainDataParams(tokenizer={"enabled": False}, teacher_scores_min=100.0)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^train-data: all 5 train rows were dropped \(below_teacher_scores_min 5\)"):
+        write_train_dir(_grouped(), strict, out)
+    assert {f.relative_to(out): f.read_bytes() for f in out.rglob("*") if f.is_file()} == before

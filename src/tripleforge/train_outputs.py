@@ -32,6 +32,7 @@ from tripleforge.batching import (
     rows_in_first_epoch,
     small_datasets,
 )
+from tripleforge.errors import UserError
 from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.progress import log
 from tripleforge.training import (
@@ -140,6 +141,11 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     sel = select_training_groups(grouped, p)
     drops: Counter[str] = Counter(sel.drops)
     eval_rows = drops.pop("not_train_split", 0)
+    if sel.grouped.height == 0 and grouped.height > eval_rows:
+        # empty files would pass for a training set until a trainer stops on them, far from the cause
+        why = ", ".join(f"{k} {n}" for k, n in sorted(drops.items()) if n)
+        raise UserError(f"train-data: all {grouped.height - eval_rows} train rows were dropped ({why}), nothing to "
+                        "train on: see the train_data keys these reasons name in docs/formats.md")
     g = sel.grouped.with_columns(_ds=_dataset_expr(sel.grouped))
     sizes: dict[str, int] = {}
     records_by_ds: dict[str, list[dict[str, Any]]] = {}
