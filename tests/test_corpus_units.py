@@ -49,6 +49,19 @@ def test_oversized_class_is_split_into_dedented_methods() -> None:
     assert take.text == "def take(self):\n    return self.items.pop()"
 
 
+def test_a_class_that_fits_once_cleaned_is_kept_whole() -> None:
+    """`max_chars` was compared with the raw bytes, comments and all: a class whose comments
+    (or CJK docstring, 3 bytes a character) passed the limit was split into its methods, though
+    the cleaned text checked against `max_chars` fit."""
+    comment = "".join(f"    # note {i}: why the box keeps its items in a list\n" for i in range(8))
+    cls = 'class Box:\n    """箱子。"""\n' + comment + "    def put(self, item):\n        self.items.append(item)\n\n" \
+          "    def take(self):\n        return self.items.pop()\n"
+    assert len(cls.encode()) > 400
+    units = split_units(cls, "python", "m.py", max_chars=150)
+    assert [u.name for u in units] == ["Box"] and len(units[0].text) <= 150 and "# note" not in units[0].text
+    assert [u.name for u in split_units(cls, "python", "m.py", max_chars=100)] == ["put", "take"]  # too big even so
+
+
 def test_java_go_rust_units() -> None:
     java = "package a;\nclass A {\n  void f() { g(); }\n}\ninterface I { void h(); }\n"
     assert [u.kind for u in split_units(java, "java", "A.java", 10_000)] == [

@@ -1,6 +1,6 @@
 """Split a source file into function/class-level units with tree-sitter (one parse per file).
 
-The outermost unit that fits `max_chars` is kept whole; a larger one is replaced by the units it
+The outermost unit whose cleaned text fits `max_chars` is kept whole; a larger one is replaced by the units it
 contains (a big class becomes its methods). A file with no grammar or no units is one unit
 (`kind = "file"`). Each unit's text is cleaned (comments cut using the same parse, blank lines
 collapsed, dedented).
@@ -8,6 +8,7 @@ collapsed, dedented).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,8 +88,12 @@ def _span(node: Any) -> _Span:
     return _Span(node, start.start_byte, outer.end_byte, start.start_point[0], outer.end_point[0])
 
 
-def _select_units(nodes: list[_Span], max_chars: int) -> list[_Span]:
-    """Outermost units that fit; an oversized unit gives way to the units inside it (if any)."""
+def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span], str]) -> list[_Span]:
+    """Outermost units that fit; an oversized unit gives way to the units inside it (if any).
+    A unit fits when its `cleaned` text (what `max_chars` is checked against later) does; that
+    text is only made for a unit whose raw bytes are more than `max_chars`, since cleaning only
+    takes characters away. Measured raw, a class whose comments or non-ASCII text (3 bytes a CJK
+    character) passed the limit was split into its methods although it fit."""
     ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
     chosen: list[_Span] = []
     taken_until = -1
@@ -97,7 +102,7 @@ def _select_units(nodes: list[_Span], max_chars: int) -> list[_Span]:
         if s < taken_until:
             continue
         has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e
-        if e - s > max_chars and has_inner:
+        if has_inner and e - s > max_chars and len(cleaned(node)) > max_chars:
             continue
         chosen.append(node)
         taken_until = e
@@ -121,16 +126,23 @@ def split_units(text: str, code_language: str, file_name: str, max_chars: int) -
     caps = ts.QueryCursor(both_q).captures(tree.root_node) if both_q is not None else {}
     comments = merge_ranges([(n.start_byte, n.end_byte) for n in caps.get("c", [])])
     spans = [_span(node) for node in caps.get("u", [])]
+    texts: dict[tuple[int, int], str] = {}
+
+    def cleaned(span: _Span) -> str:
+        key = (span.start_byte, span.end_byte)
+        if key not in texts:
+            s, e = key
+            line_start = data.rfind(b"\n", 0, s) + 1
+            indent = data[line_start:s]
+            # Keep the unit's own indentation on its first line so dedent sees a consistent block.
+            prefix = indent if not indent.strip(b" \t") else b""
+            texts[key] = tidy((prefix + cut_ranges(data, s, e, comments)).decode("utf-8", errors="replace"))
+        return texts[key]
+
     units = []
-    for span in _select_units(spans, max_chars):
-        s, e = span.start_byte, span.end_byte
-        line_start = data.rfind(b"\n", 0, s) + 1
-        indent = data[line_start:s]
-        # Keep the unit's own indentation on its first line so dedent sees a consistent block.
-        prefix = indent if not indent.strip(b" \t") else b""
-        body = prefix + cut_ranges(data, s, e, comments)
+    for span in _select_units(spans, max_chars, cleaned):
         units.append(Unit(
-            text=tidy(body.decode("utf-8", errors="replace")),
+            text=cleaned(span),
             name=_node_name(span.node),
             kind=span.node.type,
             start_line=span.start_line + 1,
