@@ -408,7 +408,6 @@ def _maybe(factory: Any) -> Any:
 
 class _STEncoder(_Encoder):
     def __init__(self, model_dir: Path, cfg: EmbedderConfig, device: str, dtype: str) -> None:
-        import torch
         from sentence_transformers import SentenceTransformer, models
 
         if cfg.pooling == "auto":
