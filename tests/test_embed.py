@@ -449,3 +449,45 @@ def test_a_bidirectional_encoder_loaded_as_decoder_is_named_in_a_warning(capsys)
     embed._DecoderEncoder(embed.bundled_minilm_dir(), EmbedderConfig(kind="decoder"), "cpu", "float32")
     err = capsys.readouterr().err
     assert "warning: embedder.kind: decoder, but 'minilm' is a bidirectional encoder (bert)" in err
+
+
+_ENCODE_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+from tripleforge import embed
+embed._WRITE_CHUNK = 4
+cfg = embed.EmbedderConfig()
+embed.get_encoder(cfg)  # loaded before the start, so both runs encode at once
+Path(sys.argv[3]).write_text("")
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+texts = [f"def f{i}(x):\\n    return x * {i} + {i * i}" for i in range(48)]
+vecs = embed.encode_documents(texts, cfg, cache_dir=sys.argv[1])
+print(embed.ENCODE_STATS["encoded"], float(vecs.sum()))
+"""
+
+
+def test_two_runs_encoding_one_pool_encode_each_text_once(tmp_path):
+    """`dvc queue start -j 2` over two mining experiments: both runs found the pool missing from
+    the cache and encoded all of it (the cache was read once, before the first chunk). Each chunk
+    is now claimed first; a run leaves the other's chunks to it and reads them at the end."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRIPLEFORGE_NO_PROGRESS": "1"}
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    runs = [subprocess.Popen([sys.executable, "-c", _ENCODE_WHEN_TOLD, str(tmp_path / "cache"), str(go), str(r)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for r in ready]
+    import time
+
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready) and all(p.poll() is None for p in runs) and time.monotonic() < deadline:
+        time.sleep(0.05)  # both have loaded the model
+    go.write_text("")
+    outs = [r.communicate(timeout=300) for r in runs]
+    assert all(r.returncode == 0 for r in runs), outs
+    encoded, sums = zip(*(o.split() for o, _ in outs))
+    assert sum(map(int, encoded)) == 48 and len(set(sums)) == 1, outs  # each text once; equal vectors

@@ -647,6 +647,72 @@ def test_documents_with_null_or_blank_text_are_skipped_and_counted(cache: Respon
         check_docs(docs.with_columns(pl.lit(1).alias("text")), params(), "d.parquet")
 
 
+def test_two_runs_on_one_cache_pay_for_each_question_once(tmp_path: Path) -> None:
+    """`dvc queue start -j 2` over experiments with the same generate settings: both runs found
+    the same 40 questions missing, went through them in step, and paid for all 80 (asking the
+    cache again between slices never helped: neither run was ahead). Each now claims a slice
+    before paying for it and leaves the other's slices to it."""
+    import threading
+
+    from tripleforge.generate import RunStats, Runner
+
+    reqs = [ChatRequest(key=f"k{i}", messages=(("user", f"q{i}"),), sampling=Sampling(0.7, 0.9, 8, seed=i))
+            for i in range(40)]
+    start = threading.Barrier(2)
+
+    class Slow(Scripted):
+        recheck_every = 4
+
+        def generate(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+            for r in requests:
+                time.sleep(0.01)  # an LLM takes its time: the other run moves on meanwhile
+                self.calls.append(r)
+                on_result(r, ChatResult([f"answer {r.key}"], ["stop"], 10, 5))
+
+    runs = [(Slow(lambda r: ""), RunStats(), ResponseCache(tmp_path / "shared.sqlite")) for _ in range(2)]
+    outs: list[dict[str, ChatResult]] = [{}, {}]
+
+    def run(i: int) -> None:
+        backend, stats, cache = runs[i]
+        start.wait()
+        outs[i] = Runner(backend, cache, stats).run(reqs, f"run {i}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    paid = [r.key for backend, _, _ in runs for r in backend.calls]
+    assert sorted(paid) == sorted(r.key for r in reqs)  # every question once, none twice
+    assert all(len(backend.calls) >= 4 for backend, _, _ in runs)  # both did their share
+    assert outs[0] == outs[1] and len(outs[0]) == 40  # and both have every answer
+    for (backend, stats, cache) in runs:
+        assert (stats.cache_misses, stats.cache_hits) == (len(backend.calls), 40 - len(backend.calls))
+        cache.close()
+
+
+def test_questions_claimed_by_a_run_that_died_are_taken_over(tmp_path: Path) -> None:
+    """A killed run stops beating: after claims.STALE_S its claims are no one's."""
+    from tripleforge import claims as C
+    from tripleforge.generate import RunStats, Runner
+
+    reqs = [ChatRequest(key=f"k{i}", messages=(("user", f"q{i}"),), sampling=Sampling(0.7, 0.9, 8, seed=i))
+            for i in range(3)]
+    dead = C.Claims(tmp_path / "shared.sqlite", "x")
+    assert dead.take(["k1"]) == (["k1"], [])
+    dead._stop.set()  # killed: no more beats, claims left behind
+    dead._db.execute("UPDATE claim_owners SET beat = beat - ?", (C.STALE_S + 1,))
+    cache = ResponseCache(tmp_path / "shared.sqlite")
+    backend = Scripted(lambda r: "ours")
+    out = Runner(backend, cache, RunStats()).run(reqs, "test")
+    assert [r.key for r in backend.calls] == ["k0", "k1", "k2"] and out["k1"].texts == ["ours"]
+    alive = C.Claims(tmp_path / "shared.sqlite", "x")
+    assert alive.take(["k9"]) == (["k9"], []) and cache.claims.take(["k9"]) == ([], ["k9"])  # a live one's stay
+    alive.close()
+    assert cache.claims.take(["k9"]) == (["k9"], [])  # closing gives them up
+    cache.close()
+
+
 def test_answers_another_run_stores_meanwhile_are_served_not_paid_again(cache: ResponseCache) -> None:
     """`dvc queue start -j 2` over overlapping params: both runs found the same questions missing
     at the start and both paid for them. Requests go to the backend in slices; before each slice

@@ -21,12 +21,14 @@ import importlib.util
 import json
 import os
 import string
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
+from tripleforge.claims import POLL_S, Claims
 from tripleforge.devices import resolve_device
 from tripleforge.embed_cache import EmbeddingCache
 from tripleforge.errors import UserError
@@ -639,6 +641,52 @@ def format_documents(texts: list[str], cfg: EmbedderConfig) -> list[str]:
     return [cfg.document_instruction + t for t in texts] if cfg.document_instruction else list(texts)
 
 
+def _encode_missing(items: list[tuple[str, str]], encoder: Any, cfg: EmbedderConfig, cache: EmbeddingCache,
+                    key: str, found: dict[str, np.ndarray], b: Any) -> None:
+    """Encode (text key, text) `items` into `found` and the cache, in chunks of _WRITE_CHUNK.
+    Each chunk's texts are claimed first (`tripleforge.claims`): texts another live run sharing
+    the cache is encoding (`dvc queue start -j 2`, two experiments over one pool) are left to it
+    and read from the cache at the end, so no text is encoded twice."""
+    claims = Claims(cache.path, cache.way_out)
+    held: list[tuple[str, str]] = []
+    at = 0
+    try:
+        while at < len(items) or held:
+            if at < len(items):
+                chunk, at = items[at : at + _WRITE_CHUNK], at + _WRITE_CHUNK
+            else:  # at the end: what other runs held is in the cache by now, or theirs to finish
+                chunk, held = held, []
+            mine, theirs = claims.take([f"{key}:{k}" for k, _ in chunk])
+            taken = set(theirs)
+            held += [(k, t) for k, t in chunk if f"{key}:{k}" in taken]
+            try:
+                chunk = [(k, t) for k, t in chunk if f"{key}:{k}" not in taken]
+                # read only now: a run stores its vectors before it lets go of the claim, so a text
+                # that is ours and not in the cache is no one else's finished work
+                got, _ = cache.get_many(key, [k for k, _ in chunk], None) if chunk else ({}, None)
+                found.update(got)
+                ENCODE_STATS["cached"] += len(got)
+                b.update(len(got))
+                chunk = [(k, t) for k, t in chunk if k not in got]
+                if not chunk:
+                    if held and at >= len(items):
+                        time.sleep(POLL_S)
+                    continue
+                vecs = encoder.encode([t for _, t in chunk], cfg.batch_size)
+                bad = ~np.isfinite(vecs).all(axis=1)
+                if bad.any():
+                    first = chunk[int(np.argmax(bad))][1]
+                    raise UserError(f"embedder produced NaN/inf for {int(bad.sum())} text(s), e.g. {first[:60]!r}")
+                cache.put_many(key, ((k, v) for (k, _), v in zip(chunk, vecs)))
+            finally:
+                claims.release(mine)
+            found.update({k: v for (k, _), v in zip(chunk, vecs)})
+            ENCODE_STATS["encoded"] += len(chunk)
+            b.update(len(chunk))
+    finally:
+        claims.close()
+
+
 def encode_texts(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = None, desc: str = "encode") -> np.ndarray:
     """Encode exact model-input strings through the cache; float32 (n, d), L2-normalised."""
     key, description = config_key(cfg)
@@ -662,19 +710,7 @@ def encode_texts(texts: list[str], cfg: EmbedderConfig, cache_dir: str | None = 
                 cache.set_config_dim(key, encoder.dim, description)
             items = sorted(todo.items(), key=lambda kv: -len(kv[1]))  # length-sorted: less padding
             with bar(len(items), desc, unit="text") as b:
-                for start in range(0, len(items), _WRITE_CHUNK):
-                    chunk = items[start : start + _WRITE_CHUNK]
-                    vecs = encoder.encode([t for _, t in chunk], cfg.batch_size)
-                    bad = ~np.isfinite(vecs).all(axis=1)
-                    if bad.any():
-                        first = chunk[int(np.argmax(bad))][1]
-                        raise UserError(
-                            f"embedder produced NaN/inf for {int(bad.sum())} text(s), e.g. {first[:60]!r}"
-                        )
-                    cache.put_many(key, ((k, v) for (k, _), v in zip(chunk, vecs)))
-                    found.update({k: v for (k, _), v in zip(chunk, vecs)})
-                    ENCODE_STATS["encoded"] += len(chunk)
-                    b.update(len(chunk))
+                _encode_missing(items, encoder, cfg, cache, key, found, b)
         if not texts:
             d = dim or (get_encoder(cfg).dim if dim is None else dim)
             return np.zeros((0, d), dtype=np.float32)

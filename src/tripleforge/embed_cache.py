@@ -64,7 +64,8 @@ class EmbeddingCache:
         the way out, params key `key` and $TRIPLEFORGE_CACHE_DIR; the file is left as it is."""
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._conn = open_cache_db(self.path, _SCHEMA, f"{key} or ${CACHE_ENV}")
+        self.way_out = f"{key} or ${CACHE_ENV}"  # what moves the cache, for errors on its file
+        self._conn = open_cache_db(self.path, _SCHEMA, self.way_out)
 
     @classmethod
     def open_default(cls, cache_dir: str | None = None, key: str = "cache_dir") -> EmbeddingCache:

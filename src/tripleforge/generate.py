@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import polars as pl
 from pydantic import Field, ValidationInfo, field_validator
 
+from tripleforge.claims import POLL_S
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
 from tripleforge.inputs import check_input_path
@@ -454,19 +455,34 @@ class Runner:
             pending = list(todo.values())
             # In slices: before each slice after the first, questions another run sharing the
             # cache has answered meanwhile (`dvc queue start -j 2` over overlapping params) are
-            # served from it instead of being paid for again; and a backend that answers a slice
-            # as one batch (vLLM) has each slice's answers cached before it starts the next.
+            # served from it, and the rest are claimed (`tripleforge.claims`): a question another
+            # live run is asking is left to it and looked at again at the end. A backend that
+            # answers a slice as one batch (vLLM) has each slice's answers cached before the next.
             step = getattr(self.backend, "recheck_every", 0) or len(pending)
-            for at in range(0, len(pending), step):
-                part = pending[at : at + step]
-                if at:
+            claims = self.cache.claims
+            held: list[ChatRequest] = []  # questions another run was asking when we came to them
+            at = 0
+            while not stop and (at < len(pending) or held):
+                if at < len(pending):
+                    part, at = pending[at : at + step], at + step
+                else:  # at the end: what the other runs held is answered by now, or theirs to finish
+                    part, held = held, []
+                mine, theirs = claims.take([r.key for r in part])
+                taken = set(theirs)
+                held += [r for r in part if r.key in taken]
+                try:
+                    # asked only now: a run puts its answer before it lets go of the claim, so a
+                    # question that is ours and not in the cache is no one else's finished work
+                    part = [r for r in part if r.key not in taken]
                     asked = len(part)
                     part = self._not_cached_yet(part, results, b)
                     answered += asked - len(part)
-                if part:
-                    self.backend.generate(part, on_result)
-                if stop:
-                    break
+                    if part:
+                        self.backend.generate(part, on_result)
+                    elif held and at >= len(pending):
+                        time.sleep(POLL_S)
+                finally:  # answered, failed (another run may try again) or interrupted
+                    claims.release(mine)
         self.stats.llm_seconds += time.perf_counter() - start
         if stop:  # the verdict is certain: fail now, without the remaining requests and rounds
             check_failures(self.stats, self.max_failed_fraction, unsent=len(todo) - answered)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tripleforge.cache_db import open_cache_db
+from tripleforge.claims import Claims
 from tripleforge.hashing import key_of
 from tripleforge.llm.base import ChatResult, Sampling
 from tripleforge.params import PARAMS_LABEL
@@ -63,8 +64,18 @@ class ResponseCache:
         (random bytes, a truncated or damaged one) is a one-line UserError naming the file and, as
         the way out, params key `key` and the environment variables; the file is left as it is."""
         self.path = Path(path)
+        self._way_out = f"{key}, ${LLM_CACHE_ENV} or ${CACHE_ENV}"
         # autocommit mode: every put is its own transaction, durable once it returns.
-        self._db = open_cache_db(self.path, _SCHEMA, f"{key}, ${LLM_CACHE_ENV} or ${CACHE_ENV}", isolation_level=None)
+        self._db = open_cache_db(self.path, _SCHEMA, self._way_out, isolation_level=None)
+        self._claims: Claims | None = None
+
+    @property
+    def claims(self) -> Claims:
+        """This run's claims on the requests it is paying for (see `tripleforge.claims`), made
+        on first use: only a run that sends requests beats."""
+        if self._claims is None:
+            self._claims = Claims(self.path, self._way_out)
+        return self._claims
 
     def get(self, key: str) -> ChatResult | None:
         row = self._db.execute(
@@ -108,4 +119,7 @@ class ResponseCache:
         return int(self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0])
 
     def close(self) -> None:
+        if self._claims is not None:
+            self._claims.close()
+            self._claims = None
         self._db.close()
