@@ -47,6 +47,20 @@ def test_validator_accepts_code_rejects_prose(lang: str) -> None:
     assert not has_real_code(PROSE, lang)
 
 
+@pytest.mark.parametrize(("code", "lang"), [
+    # JavaScript without semicolons: a method of a class, awaiting and looping
+    ("async execWorkspaces (args) {\n  await this.setWorkspaces()\n  for (const p of this.workspacePaths) {\n"
+     "    this.top = p\n    await this.exec(args)\n  }\n}", "javascript"),
+    ("constructor (npm) {\n  super(npm)\n  this.name = npm.config.get('name')\n}", "typescript"),
+    # a C++ constructor with an initializer list
+    ("PandasWriter::PandasWriter(const PandasOptions& options, int64_t num_rows)\n    : options_(options), "
+     "num_rows_(num_rows) {\n  PyAcquireGIL lock;\n  internal::InitPandasStaticData();\n}", "cplusplus"),
+])
+def test_validator_accepts_code_without_the_usual_keywords(code: str, lang: str) -> None:
+    """Real methods were dropped as `no_code`: 5 npm methods and 7 pyarrow constructors of a corpus."""
+    assert has_real_code(code, lang)
+
+
 def test_csharp_is_validated_under_its_catalog_key() -> None:
     # The original keyed its validator "c#", so C# text was never checked.
     assert has_real_code("namespace App { class Program { static void Main() { } } }", "csharp")

@@ -375,3 +375,71 @@ def test_generated_files_and_records_are_skipped_and_counted(tmp_path: Path) -> 
     assert not res.warnings  # ordinary filtering, not broken input
     kept = sample_corpus(params(root, external=[str(ext)], external_code_language="python", drop_generated=False))
     assert kept.metrics["skipped"]["generated"] == 0 and kept.pool.height == 5
+
+
+CPP_HEADER = """#pragma once
+#include <vector>
+namespace geom {
+template <typename T>
+class Vec3 {
+ public:
+  Vec3(T x, T y, T z) : x_(x), y_(y), z_(z) {}
+  T dot(const Vec3<T>& o) const { return x_ * o.x_ + y_ * o.y_ + z_ * o.z_; }
+ private:
+  T x_, y_, z_;
+};
+template <typename T>
+T sum_all(const std::vector<T>& xs) {
+  T acc{}; for (const auto& x : xs) acc += x; return acc;
+}
+}  // namespace geom
+"""
+C_HEADER = """#ifdef __cplusplus
+extern "C" {
+#endif
+static inline int clamp_int(int v, int lo, int hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+#ifdef __cplusplus
+}
+#endif
+"""
+
+
+def test_a_cplusplus_header_named_h_is_read_as_cplusplus(tmp_path: Path) -> None:
+    """C++ projects name their headers `.h`: parsed as C, `namespace geom {` became one broken
+    "function" named geom, labelled c, and the class and function in it were lost."""
+    root = tmp_path / "tree"
+    write(root / "vec.h", CPP_HEADER)
+    write(root / "clamp.h", C_HEADER)
+    res = sample_corpus(params(root))
+    units = sorted(zip(res.pool["code_language"].to_list(), res.pool["unit"].to_list(), strict=True))
+    assert units == [("c", "clamp_int"), ("cplusplus", "Vec3"), ("cplusplus", "sum_all")]
+    only_cpp = sample_corpus(params(root, code_languages=["cplusplus"]))
+    assert sorted(only_cpp.pool["unit"].to_list()) == ["Vec3", "sum_all"] and only_cpp.metrics["files_ignored"] == 1
+    only_c = sample_corpus(params(root, code_languages=["c"]))
+    assert only_c.pool["unit"].to_list() == ["clamp_int"] and only_c.metrics["files_ignored"] == 1
+
+
+def test_units_the_grammar_could_not_parse_are_skipped_and_counted(tmp_path: Path) -> None:
+    from test_corpus_units import SPLICED_SQL
+
+    root = write(tmp_path / "tree" / "ext.sql", SPLICED_SQL).parent
+    res = sample_corpus(params(root))
+    assert res.metrics["skipped"]["parse_error"] == 1 and res.pool["source"].to_list() == ["ext.sql:6-6"]
+    kept = sample_corpus(params(root, drop_parse_errors=False))
+    assert kept.metrics["skipped"]["parse_error"] == 0 and kept.pool.height == 2
+
+
+def test_functions_cut_out_of_a_minified_file_are_long_lines(tmp_path: Path) -> None:
+    """`long_line` looked at a unit's own text: a function carved out of a one-line minified file
+    is one line of a few hundred characters, so jquery.min.js passed as hand-written code."""
+    body = "var r=0,i=e.length;for(;r<i;r++)if(t.call(e[r],r,e[r])===!1)break;return n?e.slice(r):e.concat([r,i,n])"
+    minified = "!function(){" + "".join(f"function f{k}(e,t,n){{{body}.map(function(x){{return x*{k}}})}}" for k in range(12)) + "}();"
+    root = tmp_path / "tree"
+    write(root / "app.min.js", minified + "\n")
+    write(root / "app.js", "\n".join(f"function g{k}(e, t) {{\n  return e.map((x) => x * t + {k}).filter(Boolean);\n}}"
+                                        for k in range(3)) + "\n")
+    res = sample_corpus(params(root))
+    assert len(minified) > 1000 and res.metrics["skipped"]["long_line"] == 12
+    assert sorted(res.pool["unit"].to_list()) == ["g0", "g1", "g2"]

@@ -147,3 +147,23 @@ def test_cplusplus_templates_and_rust_attributes_stay_with_their_unit() -> None:
     assert [(u.name, u.start_line) for u in units] == [("Config", 1), ("f", 5)]
     assert units[0].text.startswith("#[derive(Debug, Clone)]\n#[serde(")
     assert units[1].text == "#[inline]\n#[must_use]\npub fn f() -> i32 { 1 }"  # the comment is cut, as any
+
+
+SPLICED_SQL = """CREATE OPERATOR CLASS gbt_date_ops DEFAULT FOR TYPE date USING gist AS
+    OPERATOR 1 < , FUNCTION 1 gbt_date_consistent (internal, date, int2, oid, internal),
+    STORAGE gbtreekey16;
+ALTER OPERATOR FAMILY gbt_date_ops USING gist ADD OPERATOR 6 <> (date, date);
+CREATE FUNCTION gbt_date_consistent(internal,date,int2,oid,internal) RETURNS bool AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE TABLE orders (id serial PRIMARY KEY, placed date NOT NULL, total numeric(10,2));
+"""
+
+
+def test_units_the_grammar_could_not_parse_are_marked_and_give_way_to_inner_units() -> None:
+    """Error recovery drew unit bounds: three PostgreSQL statements came back as one "statement";
+    a class with one broken method was kept whole, broken method and all."""
+    units = split_units(SPLICED_SQL, "sql", "ext.sql", 4000)
+    assert [(u.start_line, u.end_line, u.parse_error) for u in units] == [(1, 5, True), (6, 6, False)]
+    py = ("class Box:\n    def put(self, item):\n        self.items.append(item)\n\n    def broken(self:\n"
+          "        return 1\n\n    def take(self):\n        return self.items.pop()\n")
+    units = split_units(py, "python", "m.py", 4000)
+    assert [(u.name, u.parse_error) for u in units] == [("put", False), ("take", False)]

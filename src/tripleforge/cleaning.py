@@ -137,13 +137,20 @@ _VALIDATORS: dict[str, re.Pattern[str]] = {
         r"|^[ \t]*[A-Za-z_][\w.]*(\[[^\]\n]*\])?[ \t]*(=[^=]|\(.*\)[ \t]*$)", re.MULTILINE),
     "java": re.compile(r"\b(class|interface|enum|record)[ \t]+\w+|\b(public|private|protected|static|void|final)\b[^;{\n]*[({;=]|\breturn\b[^;]*;"),
     "csharp": re.compile(r"\b(class|struct|interface|record|namespace)[ \t]+\w+|\b(public|private|protected|internal|static|void|var|async)\b[^;{\n]*[({;=]|\breturn\b[^;]*;|=>"),
-    "javascript": re.compile(r"\b(function|class)\b[^\n]*[({]|\b(const|let|var)[ \t]+\w+[ \t]*=|=>|\breturn\b|\b(import|export)\b[^\n]*(from|\{)|\w\([^\n]*\)[ \t]*;"),
-    "typescript": re.compile(r"\b(function|class|interface|type|enum)\b[ \t]+\w+|\b(const|let|var)[ \t]+\w+[ \t]*[:=]|=>|\breturn\b|\b(import|export)\b[^\n]*(from|\{)"),
+    # (also a method, `if`/`for`/`while` opening a block, `await`, `this.x`: code without semicolons)
+    "javascript": re.compile(r"\b(function|class)\b[^\n]*[({]|\b(const|let|var)[ \t]+\w+[ \t]*=|=>|\breturn\b|\b(import|export)\b[^\n]*(from|\{)|\w\([^\n]*\)[ \t]*;"
+                             r"|^[ \t]*(async[ \t]+|static[ \t]+)*[\w$]+[ \t]*\([^()\n]*\)[ \t]*\{|\bawait[ \t]+[\w$.]+|\bthis\.[\w$]+", re.MULTILINE),
+    "typescript": re.compile(r"\b(function|class|interface|type|enum)\b[ \t]+\w+|\b(const|let|var)[ \t]+\w+[ \t]*[:=]|=>|\breturn\b|\b(import|export)\b[^\n]*(from|\{)"
+                             r"|^[ \t]*((async|static|public|private|protected|readonly)[ \t]+)*[\w$]+[ \t]*\([^()\n]*\)[ \t]*(:[^\n{]*)?\{|\bawait[ \t]+[\w$.]+|\bthis\.[\w$]+", re.MULTILINE),
     "php": re.compile(r"<\?php|\bfunction[ \t]+&?\w+[ \t]*\(|\$\w+[ \t]*(=|->)|\b(class|trait|interface)[ \t]+\w+|\becho\b"),
     "ruby": re.compile(r"^[ \t]*(def|class|module)[ \t]+\S+|\bdo[ \t]*\|[^|]*\||\b(puts|require|attr_accessor|attr_reader)\b|@\w+[ \t]*=", re.MULTILINE),
     "go": re.compile(r"\bfunc\b[^\n]*[({]|\bpackage[ \t]+\w+|\btype[ \t]+\w+[ \t]+(struct|interface)\b|:="),
-    "cplusplus": re.compile(r"^[ \t]*#[ \t]*(include|define)\b|\b(class|struct|namespace|template)\b[^;\n]*[{<]|\b(int|void|char|bool|auto|double|float|long|unsigned|const|return|std::\w+)\b[^\n]*[;{(]", re.MULTILINE),
-    "c": re.compile(r"^[ \t]*#[ \t]*(include|define)\b|\b(int|void|char|double|float|long|unsigned|struct|static|const|return|size_t)\b[^\n]*[;{(]", re.MULTILINE),
+    # (also a qualified name called or defined, `Type::Type(`, and a call statement `f(x);`: a
+    # constructor with an initializer list has no keyword before a `;`, `{` or `(`)
+    "cplusplus": re.compile(r"^[ \t]*#[ \t]*(include|define)\b|\b(class|struct|namespace|template)\b[^;\n]*[{<]|\b(int|void|char|bool|auto|double|float|long|unsigned|const|return|std::\w+)\b[^\n]*[;{(]"
+                            r"|\w::~?\w+[ \t]*\(|\w\([^\n]*\)[ \t]*;", re.MULTILINE),
+    "c": re.compile(r"^[ \t]*#[ \t]*(include|define)\b|\b(int|void|char|double|float|long|unsigned|struct|static|const|return|size_t)\b[^\n]*[;{(]"
+                    r"|\w\([^\n]*\)[ \t]*;", re.MULTILINE),
     "rust": re.compile(r"\b(fn|impl|trait|struct|enum|mod|use)\b[ \t]+[\w:<{]|\blet[ \t]+(mut[ \t]+)?\w+|\bpub\b"),
     "perl": re.compile(r"\bsub[ \t]+\w+|\bmy[ \t]+[$@%(]|\buse[ \t]+[\w:]+|[$@%]\w+[ \t]*=[^=~]|\bprint\b[^\n]*;"),
     "shell": re.compile(r"\b(fi|done|esac|echo|export|local|printf|readonly|source)\b|\$\{?\w+|^[ \t]*(function[ \t]+)?[\w-]+[ \t]*\(\)[ \t]*\{|\b(if|while|for)\b[^\n]*;[ \t]*(then|do)\b", re.MULTILINE),

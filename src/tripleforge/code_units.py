@@ -23,6 +23,8 @@ class Unit:
     kind: str          # tree-sitter node type, or "file"
     start_line: int    # 1-based, inclusive
     end_line: int
+    parse_error: bool = False  # the grammar could not parse it: its bounds come from error recovery
+    longest_line: int = 0  # characters of the longest source line it spans, comments and all
 
 
 def _node_name(node: object) -> str:
@@ -93,7 +95,9 @@ def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span],
     A unit fits when its `cleaned` text (what `max_chars` is checked against later) does; that
     text is only made for a unit whose raw bytes are more than `max_chars`, since cleaning only
     takes characters away. Measured raw, a class whose comments or non-ASCII text (3 bytes a CJK
-    character) passed the limit was split into its methods although it fit."""
+    character) passed the limit was split into its methods although it fit. A unit the grammar
+    could not parse gives way to the units inside it too: a class with one broken method keeps
+    the others."""
     ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
     chosen: list[_Span] = []
     taken_until = -1
@@ -102,8 +106,8 @@ def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span],
         if s < taken_until:
             continue
         has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e
-        if has_inner and e - s > max_chars and len(cleaned(node)) > max_chars:
-            continue
+        if has_inner and (node.node.has_error or (e - s > max_chars and len(cleaned(node)) > max_chars)):
+            continue  # an oversized unit, or one the grammar could not parse, gives way to the units inside
         chosen.append(node)
         taken_until = e
     return chosen
@@ -139,6 +143,9 @@ def split_units(text: str, code_language: str, file_name: str, max_chars: int) -
             texts[key] = tidy((prefix + cut_ranges(data, s, e, comments)).decode("utf-8", errors="replace"))
         return texts[key]
 
+    # a function cut out of a minified file is one line of its own, short enough to pass; the
+    # source line it sits on is the file's
+    line_chars = [len(line) for line in text.split("\n")]
     units = []
     for span in _select_units(spans, max_chars, cleaned):
         units.append(Unit(
@@ -147,6 +154,8 @@ def split_units(text: str, code_language: str, file_name: str, max_chars: int) -
             kind=span.node.type,
             start_line=span.start_line + 1,
             end_line=span.end_line + 1,
+            parse_error=span.node.has_error,
+            longest_line=max(line_chars[span.start_line : span.end_line + 1]),
         ))
     if not units:
         whole = tidy(cut_ranges(data, 0, len(data), comments).decode("utf-8", errors="replace"))

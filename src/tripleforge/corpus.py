@@ -35,7 +35,13 @@ from tripleforge.credentials import holds_credential
 from tripleforge.generated_code import looks_generated
 from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
-from tripleforge.languages import CODE_LANGUAGES, catalog_language, language_of_path
+from tripleforge.languages import (
+    CODE_LANGUAGES,
+    HEADER_LANGUAGES,
+    catalog_language,
+    language_of_path,
+    language_of_source,
+)
 from tripleforge.params import CrossFieldError, StageParams, require_known
 from tripleforge.inputs import check_input_path
 from tripleforge.io import PARQUET_READ_ERRORS
@@ -46,7 +52,7 @@ from tripleforge.progress import bar
 SKIP_REASONS: tuple[str, ...] = (
     "unreadable", "binary", "non_utf8", "empty", "too_large", "malformed_jsonl", "no_text",
     "unknown_code_language", "not_in_code_languages", "empty_after_cleaning", "too_short", "too_long",
-    "long_line", "credential", "no_code", "not_in_length_buckets", "generated",
+    "long_line", "credential", "no_code", "not_in_length_buckets", "generated", "parse_error",
 )
 # Directories never entered in a source tree: VCS/tool metadata, caches, vendored installs.
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".dvc", ".venv", ".tox"})
@@ -85,6 +91,7 @@ class SampleParams(StageParams):
     max_line_chars: int | None = Field(default=1000, ge=1)  # a longer line: a blob or minified code (long_line)
     drop_credentials: bool = True  # skip units holding an API key, token or private key (credential)
     drop_generated: bool = True  # skip files (records) whose head carries a code generator's marker (generated)
+    drop_parse_errors: bool = True  # skip source-tree units the grammar could not parse (parse_error)
     workers: int = Field(default=1, ge=0)
 
     @field_validator("max_chars")
@@ -163,6 +170,7 @@ class Candidate:
     unit_type: str = "record"
     meta: str = "{}"
     cleaned: bool = False
+    longest_source_line: int = 0  # a tree unit's longest source line (see code_units.Unit.longest_line)
 
 
 @dataclass(frozen=True)
@@ -271,15 +279,17 @@ def decode_file(path: Path, max_bytes: int) -> tuple[str | None, str | None, int
         return None, "non_utf8", len(data)
 
 
-def read_source(job: tuple[str, str, int, int, bool]) -> tuple[str | None, int, list[Unit]]:
-    """(skip reason, bytes read, units) of one source file; picklable for a process pool."""
+def read_source(job: tuple[str, str, int, int, bool]) -> tuple[str | None, int, list[Unit], str]:
+    """(skip reason, bytes read, units, code language) of one source file; the language is the
+    extension's except for a `.h` file of C++ (`language_of_source`). Picklable for a process pool."""
     path, lang, max_file_bytes, max_chars, drop_generated = job
     text, reason, nbytes = decode_file(Path(path), max_file_bytes)
     if text is None:
-        return reason, nbytes, []
+        return reason, nbytes, [], lang
     if drop_generated and looks_generated(text):  # the marker is a comment: looked for before cleaning
-        return "generated", nbytes, []
-    return None, nbytes, split_units(text, lang, Path(path).name, max_chars)
+        return "generated", nbytes, [], lang
+    lang = language_of_source(Path(path).name, text) or lang
+    return None, nbytes, split_units(text, lang, Path(path).name, max_chars), lang
 
 
 def walk_tree(root: Path, skip_dirs: frozenset[str]) -> Iterator[Path]:
@@ -310,7 +320,7 @@ def pool_size(requested: int, n_jobs: int) -> int:
     return max(1, min(requested or cpus, cpus, -(-n_jobs // 8)))
 
 
-def _map_files(jobs: list[tuple[str, str, int, int, bool]], workers: int) -> Iterator[tuple[str | None, int, list[Unit]]]:
+def _map_files(jobs: list[tuple[str, str, int, int, bool]], workers: int) -> Iterator[tuple[str | None, int, list[Unit], str]]:
     """`read_source` over the files, in order. With workers > 1 a process pool parses in parallel;
     `imap` returns results in input order, so the output does not depend on scheduling."""
     if workers <= 1 or len(jobs) < 64:
@@ -352,15 +362,20 @@ def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: fro
     files: list[tuple[Path, str]] = []
     for path in walk_tree(root, skip_dirs):
         lang = language_of_path(path.name)
-        if lang is None or lang not in wanted:
+        # a `.h` file is read when either language it can turn out to be is wanted
+        could_be = HEADER_LANGUAGES if lang == "c" and path.name.lower().endswith(".h") else {lang}
+        if lang is None or not could_be & wanted:
             stats.files_ignored += 1
             continue
         files.append((path, lang))
     jobs = [(str(p), lang, params.max_file_bytes, params.max_chars, params.drop_generated) for p, lang in files]
     workers = pool_size(params.workers, len(jobs))
     with bar(len(files), "sample: files", unit="file") as progress:
-        for (path, lang), (reason, nbytes, units) in zip(files, _map_files(jobs, workers), strict=True):
+        for (path, _), (reason, nbytes, units, lang) in zip(files, _map_files(jobs, workers), strict=True):
             progress.update(1)
+            if lang not in wanted:  # a `.h` file read for the language it turned out not to be
+                stats.files_ignored += 1
+                continue
             rel = path_name(path.relative_to(root))
             stats.bytes_read += nbytes
             if reason not in ("too_large", "unreadable"):
@@ -370,8 +385,13 @@ def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: fro
                 continue
             for u in units:
                 stats.units_found += 1
+                if u.parse_error and params.drop_parse_errors:
+                    # error recovery draws its bounds: three SQL statements as one, a C "function"
+                    # starting mid-declaration in a header full of attribute macros
+                    stats.skip("parse_error")
+                    continue
                 where = f"{rel}:{u.start_line}-{u.end_line}"
-                yield Candidate(u.text, lang, where, u.name, u.kind, cleaned=True)
+                yield Candidate(u.text, lang, where, u.name, u.kind, cleaned=True, longest_source_line=u.longest_line)
 
 
 def _record_text(obj: Any) -> str | None:
@@ -543,7 +563,8 @@ def validate(cands: Iterator[Candidate], params: SampleParams, stats: ReadStats,
             stats.skip("credential", c.source)  # also warned: the user should know the corpus holds one
             continue
         # a data blob (base64, a lookup table) or minified code: no query describes such a line
-        if params.max_line_chars and max(map(len, text.split("\n"))) > params.max_line_chars:
+        longest = max(c.longest_source_line, *map(len, text.split("\n")))
+        if params.max_line_chars and longest > params.max_line_chars:
             stats.skip("long_line")
             continue
         if not has_real_code(text, c.code_language):

@@ -8,6 +8,7 @@ it has none for batchfile and visual_basic, so those are handled as whole files 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 # identifier -> (display name used in prompts, markdown fence tag). Tiers as in CodeR: high
@@ -125,6 +126,26 @@ def language_of_path(name: str) -> str | None:
     if dot < 0:
         return None
     return EXTENSIONS.get(name[dot:].lower())
+
+
+# A `.h` file is C by its extension, but C++ projects (torch, arrow and most others) name their
+# headers `.h` too; parsed as C, a namespace became one broken "function" and the classes in it
+# were lost. These constructs exist in C++ only (a C header's `extern "C"` guard is none of them).
+_CPLUSPLUS_HEADER = re.compile(
+    r"^[ \t]*(?:namespace[ \t]+[\w:]*[ \t]*\{|template[ \t]*<|(?:public|private|protected)[ \t]*:"
+    r"|class[ \t]+\w+[\w \t:,<>]*\{|#[ \t]*include[ \t]*<(?:[a-z_]+)>)|\bstd::\w",
+    re.MULTILINE,
+)
+# What a `.h` file can turn out to be: the languages a reader must read it for.
+HEADER_LANGUAGES = frozenset({"c", "cplusplus"})
+
+
+def language_of_source(name: str, text: str) -> str | None:
+    """`language_of_path`, except that a `.h` file holding C++ constructs is C++."""
+    lang = language_of_path(name)
+    if lang == "c" and name.lower().endswith(".h") and _CPLUSPLUS_HEADER.search(text):
+        return "cplusplus"
+    return lang
 
 
 # Markdown fence tags that are not a file extension nor one of our names (lower-case).
