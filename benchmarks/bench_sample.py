@@ -55,7 +55,9 @@ def run_tripleforge(kind: str, root: str, q: Any, workers: int = 1) -> None:
     from tripleforge.corpus import SampleParams, sample_corpus
 
     t = time.perf_counter()
-    res = sample_corpus(SampleParams(corpus=root, corpus_kind=kind, workers=workers))  # type: ignore[arg-type]
+    # the stdlib is read by name (`python-stdlib` skips its test suites); a path would be a tree
+    corpus = "python-stdlib" if kind == "python-stdlib" else root
+    res = sample_corpus(SampleParams(corpus=corpus, corpus_kind=kind, workers=workers))  # type: ignore[arg-type]
     q.put({"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_rss_mb(),
            "files": res.metrics["files_read"], "bytes": res.metrics["bytes_read"],
            "units": res.metrics["units_found"], "candidates": res.metrics["candidates"],
