@@ -41,6 +41,21 @@ def test_catalog_is_complete() -> None:
     assert language_of_path("README") is None and language_of_path("x.txt") is None
 
 
+def test_a_h_header_is_cplusplus_only_for_what_a_c_compiler_sees() -> None:
+    """C headers keep C++ for C++ callers in `#ifdef __cplusplus` branches (glibc's math.h: a
+    template under nested #if), and `std::pair` in a comment is no code: all read as C++."""
+    from tripleforge.languages import language_of_source
+
+    c_header = ("/* like std::pair<int, int> */\n#ifdef __cplusplus\nextern \"C\" {\n#endif\nint f(int);\n"
+                "#ifdef __cplusplus\n}\n# if __GNUC_PREREQ (4, 0)\ntemplate <class T> inline bool iszero (T v) { return !v; }\n"
+                "# else\nnamespace std { class x { public: int y; }; }\n# endif\n#endif\n"
+                "#if X != 0 && defined(__cplusplus)\n  template <class T> T g(T);\n#endif\n"
+                "#ifndef __cplusplus\ntypedef int boolean;\n#else\n#include <cstddef>\n#endif\n")
+    assert language_of_source("m.h", c_header) == "c"
+    assert language_of_source("m.h", c_header + "namespace geom {\nint g();\n}\n") == "cplusplus"
+    assert language_of_source("m.c", "namespace geom { }") == "c"  # only headers are looked into
+
+
 @pytest.mark.parametrize("lang", CODE_LANGUAGES)
 def test_validator_accepts_code_rejects_prose(lang: str) -> None:
     assert has_real_code(SNIPPETS[lang], lang)
@@ -131,6 +146,7 @@ def test_length_buckets(n: int, bucket: str) -> None:
     ('key = "AKIAIOSFODNN7EXAMPLE"', False), ("def hf_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa(): pass", False),
     ("password = getpass()", False), ('API_KEY = os.environ["API_KEY"]', False),
     # a password in a connection URL, and a JSON Web Token
+    ('db_paſſword = "a8Kq2mZ7xR4vT9pL"', True),  # re.I matches the long s as s: so must the prefilter
     ('DB = "postgresql://app:Xk29fjQ0pLm3@db.internal:5432/prod"', True),
     ('redis.from_url("redis://:p4ssW0rdK9x2@cache:6379/0")', True),
     ('URL = "postgres://user:password@localhost/db"', False), ('url = f"postgres://{user}:{password}@{host}/db"', False),

@@ -425,9 +425,9 @@ def test_units_the_grammar_could_not_parse_are_skipped_and_counted(tmp_path: Pat
     from test_corpus_units import SPLICED_SQL
 
     root = write(tmp_path / "tree" / "ext.sql", SPLICED_SQL).parent
-    res = sample_corpus(params(root))
+    res = sample_corpus(params(root, drop_parse_errors=True))
     assert res.metrics["skipped"]["parse_error"] == 1 and res.pool["source"].to_list() == ["ext.sql:6-6"]
-    kept = sample_corpus(params(root, drop_parse_errors=False))
+    kept = sample_corpus(params(root))  # the default keeps them: see SampleParams.drop_parse_errors
     assert kept.metrics["skipped"]["parse_error"] == 0 and kept.pool.height == 2
 
 

@@ -160,10 +160,15 @@ CREATE TABLE orders (id serial PRIMARY KEY, placed date NOT NULL, total numeric(
 
 def test_units_the_grammar_could_not_parse_are_marked_and_give_way_to_inner_units() -> None:
     """Error recovery drew unit bounds: three PostgreSQL statements came back as one "statement";
-    a class with one broken method was kept whole, broken method and all."""
+    a class with one broken method was kept whole, broken method and all (`errors_give_way`)."""
     units = split_units(SPLICED_SQL, "sql", "ext.sql", 4000)
     assert [(u.start_line, u.end_line, u.parse_error) for u in units] == [(1, 5, True), (6, 6, False)]
     py = ("class Box:\n    def put(self, item):\n        self.items.append(item)\n\n    def broken(self:\n"
           "        return 1\n\n    def take(self):\n        return self.items.pop()\n")
-    units = split_units(py, "python", "m.py", 4000)
+    units = split_units(py, "python", "m.py", 4000, errors_give_way=True)
     assert [(u.name, u.parse_error) for u in units] == [("put", False), ("take", False)]
+    assert [(u.name, u.parse_error) for u in split_units(py, "python", "m.py", 4000)] == [("Box", True)]
+    # a macro before a sound C function is a parse error too: why dropping them is opt-in
+    c = "local void zpull(unsigned char *buf, int len)\n{\n    while (len--) *buf++ = 0;\n}\n"
+    assert [(u.name, u.parse_error, u.text.endswith("}")) for u in split_units(c, "c", "z.c", 4000)] == [
+        ("zpull", True, True)]

@@ -77,8 +77,9 @@ def test_wrong_dimension_entry_is_reencoded(tmp_path):
     good = encode_documents(["y = 2"], cfg, cache_dir=str(tmp_path))
     key, _ = embed.config_key(cfg)
     db = tmp_path / "embeddings.sqlite"
+    unit7 = np.full(7, 7 ** -0.5, np.float32)  # of unit length: only its dimension is wrong
     with sqlite3.connect(db) as conn:  # corrupt the entry: a 7-dim vector under the 384-dim config
-        conn.execute("UPDATE embeddings SET dim=7, vec=? WHERE config_key=?", (np.ones(7, np.float32).tobytes(), key))
+        conn.execute("UPDATE embeddings SET dim=7, vec=? WHERE config_key=?", (unit7.tobytes(), key))
     before = dict(embed.ENCODE_STATS)
     again = encode_documents(["y = 2"], cfg, cache_dir=str(tmp_path))
     assert again.shape == (1, 384)

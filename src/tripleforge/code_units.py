@@ -90,14 +90,15 @@ def _span(node: Any) -> _Span:
     return _Span(node, start.start_byte, outer.end_byte, start.start_point[0], outer.end_point[0])
 
 
-def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span], str]) -> list[_Span]:
+def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span], str],
+                  errors_give_way: bool = False) -> list[_Span]:
     """Outermost units that fit; an oversized unit gives way to the units inside it (if any).
     A unit fits when its `cleaned` text (what `max_chars` is checked against later) does; that
     text is only made for a unit whose raw bytes are more than `max_chars`, since cleaning only
     takes characters away. Measured raw, a class whose comments or non-ASCII text (3 bytes a CJK
-    character) passed the limit was split into its methods although it fit. A unit the grammar
-    could not parse gives way to the units inside it too: a class with one broken method keeps
-    the others."""
+    character) passed the limit was split into its methods although it fit. With
+    `errors_give_way`, a unit the grammar could not parse gives way to the units inside it too: a
+    class with one broken method keeps the others."""
     ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
     chosen: list[_Span] = []
     taken_until = -1
@@ -106,15 +107,17 @@ def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span],
         if s < taken_until:
             continue
         has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e
-        if has_inner and (node.node.has_error or (e - s > max_chars and len(cleaned(node)) > max_chars)):
+        if has_inner and ((errors_give_way and node.node.has_error) or (e - s > max_chars and len(cleaned(node)) > max_chars)):
             continue  # an oversized unit, or one the grammar could not parse, gives way to the units inside
         chosen.append(node)
         taken_until = e
     return chosen
 
 
-def split_units(text: str, code_language: str, file_name: str, max_chars: int) -> list[Unit]:
-    """Units of one decoded source file (BOM already removed)."""
+def split_units(text: str, code_language: str, file_name: str, max_chars: int, errors_give_way: bool = False) -> list[Unit]:
+    """Units of one decoded source file (BOM already removed). `errors_give_way`: a unit the
+    grammar could not parse is replaced by the units inside it, if any (see `_select_units`);
+    every unit says whether it holds a parse error (`Unit.parse_error`)."""
     # before parsing: grammars do not end a line at a lone CR, so a function of a CR-only file
     # ended after its first line (its docstring), and line numbers count LFs
     text = unix_newlines(text)
@@ -147,7 +150,7 @@ def split_units(text: str, code_language: str, file_name: str, max_chars: int) -
     # source line it sits on is the file's
     line_chars = [len(line) for line in text.split("\n")]
     units = []
-    for span in _select_units(spans, max_chars, cleaned):
+    for span in _select_units(spans, max_chars, cleaned, errors_give_way):
         units.append(Unit(
             text=cleaned(span),
             name=_node_name(span.node),

@@ -663,7 +663,7 @@ def _encode_missing(items: list[tuple[str, str]], encoder: Any, cfg: EmbedderCon
                 chunk = [(k, t) for k, t in chunk if f"{key}:{k}" not in taken]
                 # read only now: a run stores its vectors before it lets go of the claim, so a text
                 # that is ours and not in the cache is no one else's finished work
-                got, _ = cache.get_many(key, [k for k, _ in chunk], None) if chunk else ({}, None)
+                got, _ = cache.get_many(key, [k for k, _ in chunk], encoder.dim) if chunk else ({}, None)
                 found.update(got)
                 ENCODE_STATS["cached"] += len(got)
                 b.update(len(got))

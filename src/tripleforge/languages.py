@@ -130,12 +130,53 @@ def language_of_path(name: str) -> str | None:
 
 # A `.h` file is C by its extension, but C++ projects (torch, arrow and most others) name their
 # headers `.h` too; parsed as C, a namespace became one broken "function" and the classes in it
-# were lost. These constructs exist in C++ only (a C header's `extern "C"` guard is none of them).
+# were lost. These constructs exist in C++ only. They are looked for outside comments (`std::pair`
+# in one) and outside `#if(def) __cplusplus` blocks, where a C header (glibc's math.h and
+# pthread.h, gmp.h) keeps what it offers C++ callers.
 _CPLUSPLUS_HEADER = re.compile(
     r"^[ \t]*(?:namespace[ \t]+[\w:]*[ \t]*\{|template[ \t]*<|(?:public|private|protected)[ \t]*:"
     r"|class[ \t]+\w+[\w \t:,<>]*\{|#[ \t]*include[ \t]*<(?:[a-z_]+)>)|\bstd::\w",
     re.MULTILINE,
 )
+_C_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+_CONDITIONAL = re.compile(r"[ \t]*#[ \t]*(ifdef|ifndef|if|elif|else|endif)\b(.*)")
+_NOT_CPLUSPLUS = re.compile(r"!\s*(?:defined\s*\(?\s*)?__cplusplus")
+
+
+def _outside_cplusplus_branches(code: str) -> str:
+    """`code` without the lines of preprocessor branches taken only when compiled as C++
+    (`#ifdef __cplusplus`, `#if … defined(__cplusplus)`, the `#else` of `#ifndef __cplusplus`),
+    nested conditionals followed."""
+    out: list[str] = []
+    depth = 0
+    skipping = 0  # the depth of the C++ branch being left out, 0 when none
+    cplusplus_else: set[int] = set()  # depths whose `#else` is the C++ branch
+    for line in code.split("\n"):
+        d = _CONDITIONAL.match(line)
+        if d is None:
+            if not skipping:
+                out.append(line)
+            continue
+        kw, cond = d.group(1), d.group(2)
+        negated = kw == "ifndef" or _NOT_CPLUSPLUS.search(cond) is not None
+        if kw in ("if", "ifdef", "ifndef"):
+            depth += 1
+            if "__cplusplus" in cond and not skipping:
+                if negated:
+                    cplusplus_else.add(depth)
+                else:
+                    skipping = depth
+        elif kw in ("elif", "else"):
+            if skipping == depth:
+                skipping = 0
+            elif kw == "else" and depth in cplusplus_else and not skipping:
+                skipping = depth
+        elif kw == "endif":
+            if skipping == depth:
+                skipping = 0
+            cplusplus_else.discard(depth)
+            depth = max(depth - 1, 0)
+    return "\n".join(out)
 # What a `.h` file can turn out to be: the languages a reader must read it for.
 HEADER_LANGUAGES = frozenset({"c", "cplusplus"})
 
@@ -143,8 +184,10 @@ HEADER_LANGUAGES = frozenset({"c", "cplusplus"})
 def language_of_source(name: str, text: str) -> str | None:
     """`language_of_path`, except that a `.h` file holding C++ constructs is C++."""
     lang = language_of_path(name)
-    if lang == "c" and name.lower().endswith(".h") and _CPLUSPLUS_HEADER.search(text):
-        return "cplusplus"
+    if lang == "c" and name.lower().endswith(".h"):
+        code = _outside_cplusplus_branches(_C_COMMENTS.sub("", text))
+        if _CPLUSPLUS_HEADER.search(code):
+            return "cplusplus"
     return lang
 
 
