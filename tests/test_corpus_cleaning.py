@@ -54,6 +54,12 @@ def test_a_h_header_is_cplusplus_only_for_what_a_c_compiler_sees() -> None:
     assert language_of_source("m.h", c_header) == "c"
     assert language_of_source("m.h", c_header + "namespace geom {\nint g();\n}\n") == "cplusplus"
     assert language_of_source("m.c", "namespace geom { }") == "c"  # only headers are looked into
+    # libstdc++ wraps a whole header in a C++ branch: a C compiler would see no code at all
+    assert language_of_source("chrono.h", "#pragma once\n#if __cplusplus >= 201103L\nnamespace std _GLIBCXX_VISIBILITY(default)\n"
+                                          "{\ntemplate <class T> T f(T);\n}\n#endif\n") == "cplusplus"
+    # a `/*` inside a string is no comment (it hid the namespace after it)
+    assert language_of_source("g.h", '#pragma once\nstatic const char *glob = "plugins/*.so";\nnamespace geom {\n'
+                                     "class Point {\n public:\n  int x;\n};\n}\n/** helpers */\nint helper(void);\n") == "cplusplus"
 
 
 @pytest.mark.parametrize("lang", CODE_LANGUAGES)
@@ -147,6 +153,8 @@ def test_length_buckets(n: int, bucket: str) -> None:
     ("password = getpass()", False), ('API_KEY = os.environ["API_KEY"]', False),
     # a password in a connection URL, and a JSON Web Token
     ('db_paſſword = "a8Kq2mZ7xR4vT9pL"', True),  # re.I matches the long s as s: so must the prefilter
+    ('db_prıvate_key = "a8Kq2mZ7xR4vT9pL"', True), ('DB_PRİVATE_KEY = "a8Kq2mZ7xR4vT9pL"', True),  # and ı, İ as i
+    ('auth = "Bearer-eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"', True),
     ('DB = "postgresql://app:Xk29fjQ0pLm3@db.internal:5432/prod"', True),
     ('redis.from_url("redis://:p4ssW0rdK9x2@cache:6379/0")', True),
     ('URL = "postgres://user:password@localhost/db"', False), ('url = f"postgres://{user}:{password}@{host}/db"', False),

@@ -33,8 +33,8 @@ _TOKENS = re.compile(
         r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face token
         r"\bnpm_[A-Za-z0-9]{36}\b",  # npm token
         # a JSON Web Token: base64url header and payload (both JSON objects, `{"` = `eyJ`) and a signature
-        # (started only where no token character precedes: `\b` started a rescan inside `eyJ-eyJ-…`)
-        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}",
+        # (segments bounded: unbounded, every `eyJ` of a long `eyJ-eyJ-…` run rescanned the rest)
+        r"\beyJ[A-Za-z0-9_-]{10,4096}\.eyJ[A-Za-z0-9_-]{10,8192}\.[A-Za-z0-9_-]{20,}",
     ])
 )
 # jwt.io's example token (its signature), as documentation's as AWS's EXAMPLE key
@@ -71,7 +71,8 @@ def holds_credential(text: str) -> bool:
         for m in _URL_PASSWORD.finditer(text):
             if _random_looking(m.group(1)):
                 return True
-    folded = text.casefold()  # as re.I matches: the long s (ſ) is an s
+    # as re.I matches: the long s (ſ) is an s, the dotless and dotted i (ı, İ) are i
+    folded = text.casefold().replace("ı", "i").replace("i\u0307", "i")
     if any(mark in folded for mark in _SECRET_MARKS):
         for m in _ASSIGNED.finditer(text):
             if _SECRET_NAME.search(m.group(1)) and _random_looking(m.group(2)):

@@ -45,6 +45,9 @@ _MARKER = re.compile(
 _BLOCKS = {'"""': '"""', "'''": "'''", 'r"""': '"""', "/*": "*/", "<!--": "-->", "{-": "-}", "=begin": "=end",
            "<#": "#>", "--[[": "]]"}
 _LINE_COMMENTS = ("#", "//", "--", ";", "%", "'", "::", "rem ", "REM ", "*", "!")
+# code a generator writes before its comment: PHP's and XML's openers, tsc's "use strict", a
+# Python future import
+_PREAMBLE = re.compile(r"""<\?php\b|<\?xml\b|["']use strict["'];?$|from __future__ import\b""")
 
 
 def leading_comments(text: str) -> str:
@@ -54,7 +57,7 @@ def leading_comments(text: str) -> str:
     code (`raise PermissionError("Do not edit: ...")`) says nothing of the file."""
     out: list[str] = []
     closing = ""  # what ends the block comment or docstring the line is in
-    for line in text[:HEAD_CHARS].split("\n")[:HEAD_LINES]:
+    for line in text[:HEAD_CHARS].lstrip("\ufeff").split("\n")[:HEAD_LINES]:
         s = line.strip()
         if closing:
             out.append(line)
@@ -64,7 +67,7 @@ def leading_comments(text: str) -> str:
         if opener is not None:
             out.append(line)
             closing = "" if _BLOCKS[opener] in s[len(opener):] else _BLOCKS[opener]
-        elif not s or s.startswith(_LINE_COMMENTS):
+        elif not s or s.startswith(_LINE_COMMENTS) or _PREAMBLE.match(s):
             out.append(line)
         else:
             break

@@ -134,13 +134,16 @@ def language_of_path(name: str) -> str | None:
 # in one) and outside `#if(def) __cplusplus` blocks, where a C header (glibc's math.h and
 # pthread.h, gmp.h) keeps what it offers C++ callers.
 _CPLUSPLUS_HEADER = re.compile(
-    r"^[ \t]*(?:namespace[ \t]+[\w:]*[ \t]*\{|template[ \t]*<|(?:public|private|protected)[ \t]*:"
+    r"^[ \t]*(?:namespace(?:[ \t]+[\w:]+)?(?:[ \t]+\w+\([^()\n]*\))?\s*\{|template[ \t]*<|(?:public|private|protected)[ \t]*:"
     r"|class[ \t]+\w+[\w \t:,<>]*\{|#[ \t]*include[ \t]*<(?:[a-z_]+)>)|\bstd::\w",
     re.MULTILINE,
 )
-_C_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+# comments, and the string and character literals a `/*` or `//` inside is no comment in; an
+# unclosed `/*` runs to the end, as for a compiler (and no later `/*` scans the rest again)
+_C_COMMENTS = re.compile(r"""("(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')|/\*.*?(?:\*/|\Z)|//[^\n]*""", re.DOTALL)
 _CONDITIONAL = re.compile(r"[ \t]*#[ \t]*(ifdef|ifndef|if|elif|else|endif)\b(.*)")
 _NOT_CPLUSPLUS = re.compile(r"!\s*(?:defined\s*\(?\s*)?__cplusplus")
+_C_CODE_LINE = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)  # a line that is not a preprocessor line
 
 
 def _outside_cplusplus_branches(code: str) -> str:
@@ -185,8 +188,13 @@ def language_of_source(name: str, text: str) -> str | None:
     """`language_of_path`, except that a `.h` file holding C++ constructs is C++."""
     lang = language_of_path(name)
     if lang == "c" and name.lower().endswith(".h"):
-        code = _outside_cplusplus_branches(_C_COMMENTS.sub("", text))
-        if _CPLUSPLUS_HEADER.search(code):
+        code = _C_COMMENTS.sub(lambda m: m.group(1) or "", text)
+        if not _CPLUSPLUS_HEADER.search(code):
+            return lang
+        seen_by_c = _outside_cplusplus_branches(code)
+        # C++ where a C compiler looks, or a header that is all C++ branch (libstdc++ wraps its
+        # whole body in `#if __cplusplus >= 201103L`): a C compiler sees only preprocessor lines
+        if _CPLUSPLUS_HEADER.search(seen_by_c) or not _C_CODE_LINE.search(seen_by_c):
             return "cplusplus"
     return lang
 
