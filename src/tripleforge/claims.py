@@ -19,8 +19,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tripleforge.cache_db import open_cache_db
 
@@ -29,6 +30,8 @@ STALE_S = 30.0
 # while waiting for keys another run holds: how often to look again
 POLL_S = 0.5
 _CHUNK = 500  # SQLite's host parameters per statement stay well below its limit
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS claim_owners (owner TEXT PRIMARY KEY, beat REAL NOT NULL);
@@ -103,3 +106,31 @@ class Claims:
                 self._db.execute("DELETE FROM claim_owners WHERE owner = ?", (self.owner,))
             finally:
                 self._db.close()
+
+
+def claimed_slices(claims: Claims, items: Sequence[T], key: Callable[[T], str], step: int) -> Iterator[list[T]]:
+    """`items` in slices of `step`, each cut to the items this run now holds the claims of; the
+    items another live run held come back at the end, until they are free (that run answered
+    them, failed or died) or the run holding them finishes (waiting `POLL_S` between looks). Each
+    slice's claims are let go when the consumer asks for the next slice, stops or fails, so the
+    consumer must store its results before: another run that then takes a key reads the cache
+    first. The consumer should read the cache for a slice's items too: a run may have finished
+    one between our reading the cache and our claim."""
+    held: list[T] = []
+    at = 0
+    while at < len(items) or held:
+        if at < len(items):
+            part, at = list(items[at : at + step]), at + step
+        else:
+            part, held = held, []
+        mine, theirs = claims.take([key(x) for x in part])
+        taken = set(theirs)
+        held += [x for x in part if key(x) in taken]
+        try:
+            part = [x for x in part if key(x) not in taken]
+            if part:
+                yield part
+            elif held and at >= len(items):
+                time.sleep(POLL_S)
+        finally:
+            claims.release(mine)

@@ -107,14 +107,16 @@ def _select_units(nodes: list[_Span], max_chars: int, cleaned: Callable[[_Span],
         if s < taken_until:
             continue
         has_inner = i + 1 < len(ordered) and ordered[i + 1].end_byte <= e
-        if has_inner and ((errors_give_way and node.node.has_error) or (e - s > max_chars and len(cleaned(node)) > max_chars)):
+        broken = errors_give_way and node.node.has_error
+        if has_inner and (broken or (e - s > max_chars and len(cleaned(node)) > max_chars)):
             continue  # an oversized unit, or one the grammar could not parse, gives way to the units inside
         chosen.append(node)
         taken_until = e
     return chosen
 
 
-def split_units(text: str, code_language: str, file_name: str, max_chars: int, errors_give_way: bool = False) -> list[Unit]:
+def split_units(text: str, code_language: str, file_name: str, max_chars: int,
+                errors_give_way: bool = False) -> list[Unit]:
     """Units of one decoded source file (BOM already removed). `errors_give_way`: a unit the
     grammar could not parse is replaced by the units inside it, if any (see `_select_units`);
     every unit says whether it holds a parse error (`Unit.parse_error`)."""

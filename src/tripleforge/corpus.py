@@ -37,10 +37,10 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import sha256_hex, stable_json, text_id
 from tripleforge.languages import (
     CODE_LANGUAGES,
-    HEADER_LANGUAGES,
     catalog_language,
     language_of_path,
     language_of_source,
+    possible_languages,
 )
 from tripleforge.params import CrossFieldError, StageParams, require_known
 from tripleforge.inputs import check_input_path
@@ -365,9 +365,7 @@ def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: fro
     files: list[tuple[Path, str]] = []
     for path in walk_tree(root, skip_dirs):
         lang = language_of_path(path.name)
-        # a `.h` file is read when either language it can turn out to be is wanted
-        could_be = HEADER_LANGUAGES if lang == "c" and path.name.lower().endswith(".h") else {lang}
-        if lang is None or not could_be & wanted:
+        if lang is None or not possible_languages(path.name) & wanted:  # a `.h` file: C or C++
             stats.files_ignored += 1
             continue
         files.append((path, lang))

@@ -21,14 +21,14 @@ import importlib.util
 import json
 import os
 import string
-import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from tripleforge.claims import POLL_S, Claims
+from tripleforge.claims import Claims, claimed_slices
 from tripleforge.devices import resolve_device
 from tripleforge.embed_cache import EmbeddingCache
 from tripleforge.errors import UserError
@@ -648,29 +648,15 @@ def _encode_missing(items: list[tuple[str, str]], encoder: Any, cfg: EmbedderCon
     the cache is encoding (`dvc queue start -j 2`, two experiments over one pool) are left to it
     and read from the cache at the end, so no text is encoded twice."""
     claims = Claims(cache.path, cache.way_out)
-    held: list[tuple[str, str]] = []
-    at = 0
     try:
-        while at < len(items) or held:
-            if at < len(items):
-                chunk, at = items[at : at + _WRITE_CHUNK], at + _WRITE_CHUNK
-            else:  # at the end: what other runs held is in the cache by now, or theirs to finish
-                chunk, held = held, []
-            mine, theirs = claims.take([f"{key}:{k}" for k, _ in chunk])
-            taken = set(theirs)
-            held += [(k, t) for k, t in chunk if f"{key}:{k}" in taken]
-            try:
-                chunk = [(k, t) for k, t in chunk if f"{key}:{k}" not in taken]
-                # read only now: a run stores its vectors before it lets go of the claim, so a text
-                # that is ours and not in the cache is no one else's finished work
-                got, _ = cache.get_many(key, [k for k, _ in chunk], encoder.dim) if chunk else ({}, None)
+        with closing(claimed_slices(claims, items, lambda kt: f"{key}:{kt[0]}", _WRITE_CHUNK)) as chunks:
+            for chunk in chunks:
+                got, _ = cache.get_many(key, [k for k, _ in chunk], encoder.dim)
                 found.update(got)
                 ENCODE_STATS["cached"] += len(got)
                 b.update(len(got))
                 chunk = [(k, t) for k, t in chunk if k not in got]
                 if not chunk:
-                    if held and at >= len(items):
-                        time.sleep(POLL_S)
                     continue
                 vecs = encoder.encode([t for _, t in chunk], cfg.batch_size)
                 bad = ~np.isfinite(vecs).all(axis=1)
@@ -678,11 +664,9 @@ def _encode_missing(items: list[tuple[str, str]], encoder: Any, cfg: EmbedderCon
                     first = chunk[int(np.argmax(bad))][1]
                     raise UserError(f"embedder produced NaN/inf for {int(bad.sum())} text(s), e.g. {first[:60]!r}")
                 cache.put_many(key, ((k, v) for (k, _), v in zip(chunk, vecs)))
-            finally:
-                claims.release(mine)
-            found.update({k: v for (k, _), v in zip(chunk, vecs)})
-            ENCODE_STATS["encoded"] += len(chunk)
-            b.update(len(chunk))
+                found.update({k: v for (k, _), v in zip(chunk, vecs)})
+                ENCODE_STATS["encoded"] += len(chunk)
+                b.update(len(chunk))
     finally:
         claims.close()
 

@@ -19,6 +19,7 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import polars as pl
 from pydantic import Field, ValidationInfo, field_validator
 
-from tripleforge.claims import POLL_S
+from tripleforge.claims import claimed_slices
 from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, normalize_text, sha256_hex
 from tripleforge.inputs import check_input_path
@@ -459,30 +460,15 @@ class Runner:
             # live run is asking is left to it and looked at again at the end. A backend that
             # answers a slice as one batch (vLLM) has each slice's answers cached before the next.
             step = getattr(self.backend, "recheck_every", 0) or len(pending)
-            claims = self.cache.claims
-            held: list[ChatRequest] = []  # questions another run was asking when we came to them
-            at = 0
-            while not stop and (at < len(pending) or held):
-                if at < len(pending):
-                    part, at = pending[at : at + step], at + step
-                else:  # at the end: what the other runs held is answered by now, or theirs to finish
-                    part, held = held, []
-                mine, theirs = claims.take([r.key for r in part])
-                taken = set(theirs)
-                held += [r for r in part if r.key in taken]
-                try:
-                    # asked only now: a run puts its answer before it lets go of the claim, so a
-                    # question that is ours and not in the cache is no one else's finished work
-                    part = [r for r in part if r.key not in taken]
+            with closing(claimed_slices(self.cache.claims, pending, lambda r: r.key, step)) as slices:
+                for part in slices:
                     asked = len(part)
                     part = self._not_cached_yet(part, results, b)
                     answered += asked - len(part)
                     if part:
                         self.backend.generate(part, on_result)
-                    elif held and at >= len(pending):
-                        time.sleep(POLL_S)
-                finally:  # answered, failed (another run may try again) or interrupted
-                    claims.release(mine)
+                    if stop:
+                        break
         self.stats.llm_seconds += time.perf_counter() - start
         if stop:  # the verdict is certain: fail now, without the remaining requests and rounds
             check_failures(self.stats, self.max_failed_fraction, unsent=len(todo) - answered)

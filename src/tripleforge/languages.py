@@ -180,8 +180,15 @@ def _outside_cplusplus_branches(code: str) -> str:
             cplusplus_else.discard(depth)
             depth = max(depth - 1, 0)
     return "\n".join(out)
-# What a `.h` file can turn out to be: the languages a reader must read it for.
-HEADER_LANGUAGES = frozenset({"c", "cplusplus"})
+
+
+def possible_languages(name: str) -> frozenset[str]:
+    """The languages a file of this name can turn out to be (`language_of_source`): a reader must
+    read it when any of them is wanted. Empty for a file outside the catalog."""
+    lang = language_of_path(name)
+    if lang is None:
+        return frozenset()
+    return frozenset({"c", "cplusplus"}) if lang == "c" and name.lower().endswith(".h") else frozenset({lang})
 
 
 def language_of_source(name: str, text: str) -> str | None:

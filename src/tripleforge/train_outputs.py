@@ -56,7 +56,8 @@ _UNSAFE = r"[^A-Za-z0-9_+-]"
 # would teach the model to push it away. FlagEmbedding's own example data for them sits in
 # `classification-no_in_batch_neg` and `clustering-no_in_batch_neg` folders.
 NO_IN_BATCH_NEG_MODES = ("symmetric_class", "symmetric_clustering")
-NO_IN_BATCH_NEG = "-no_in_batch_neg"
+_NO_IN_BATCH_NEG_FLAG = "no_in_batch_neg"  # what FlagEmbedding looks for at the end of a name
+NO_IN_BATCH_NEG = "-" + _NO_IN_BATCH_NEG_FLAG
 # What a missing value is called in a dataset name (and so in folder names and metrics).
 _DATASET_DEFAULTS = {"language": "any", "task": "default"}
 
@@ -67,7 +68,7 @@ def _safe_part(value: str) -> str:
     digits of its SHA-256. Two values never share a file: "x y" and "x_y", a task "sts.only_1neg"
     and task "sts" in mode only_1neg, "Search" and "search" on a case-insensitive file system;
     and a long name still fits the file system's 255 bytes with the temp-file suffix."""
-    if _PLAIN.fullmatch(value) and not _HASHED.fullmatch(value) and not value.endswith("no_in_batch_neg"):
+    if _PLAIN.fullmatch(value) and not _HASHED.fullmatch(value) and not value.endswith(_NO_IN_BATCH_NEG_FLAG):
         return value
     stem = re.sub(_UNSAFE, "_", value[:100])
     stem = "_" + stem[1:] if stem.startswith("-") else stem or "_"
