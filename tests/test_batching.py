@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tripleforge.batching import batch_plan, left_out_reason, small_datasets
+from tripleforge.batching import batch_plan, flagembedding_rows_per_epoch, left_out_reason, small_datasets
 
 SIZES = {"en/a": 10, "en/b": 7, "zh/c": 2}
 
@@ -79,3 +79,17 @@ def test_left_out_reason_names_the_mode_and_only_the_causes_present() -> None:
 def test_bad_mode() -> None:
     with pytest.raises(ValueError, match="unknown batch plan mode"):
         batch_plan(SIZES, 2, "static")
+
+
+def test_flagembedding_epoch_drops_partial_batches_and_merges_one_mode_only() -> None:
+    sizes = {"en/a": 9, "en/b": 3, "en/c.symmetric_sts": 3, "en-no_in_batch_neg/d.symmetric_class-no_in_batch_neg": 5}
+    modes = {"en/c.symmetric_sts": "symmetric_sts",
+             "en-no_in_batch_neg/d.symmetric_class-no_in_batch_neg": "symmetric_class"}
+    # batch 4, symmetric modes 2: 8 + 0 + 2 + 4
+    assert flagembedding_rows_per_epoch(sizes, modes, 4) == (14, ["en/b"])
+    # en/ would merge a normal and a symmetric file (3 + 3 rows): FlagEmbedding cannot train that
+    assert flagembedding_rows_per_epoch(sizes, modes, 4, small_threshold=4) is None
+    del sizes["en/c.symmetric_sts"]
+    assert flagembedding_rows_per_epoch(sizes, modes, 4, small_threshold=4) == (8 + 4, ["en/b"])
+    assert flagembedding_rows_per_epoch(sizes, modes, 2, small_threshold=4) == (8 + 2 + 5, [])  # symmetric: batch 1
+    assert flagembedding_rows_per_epoch({"en/a": 0}, {}, 4) == (0, [])

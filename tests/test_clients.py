@@ -94,6 +94,42 @@ def test_flagembedding_reads_mixed_sources_without_none_prompts_or_mixed_types(t
             same[0]  # raises "Data type is not consistent in the same batch" on a mixed batch
 
 
+def test_flagembedding_epoch_figures_match_its_sampler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """FlagEmbedding's same-dataset sampler drops each file's last partial batch, so a file smaller
+    than one batch never trains; the stage said 0 rows left out (its own plan's figure) while the
+    documented command trained 4 of 9 rows of such a set. The metrics now give what one epoch of
+    FlagEmbedding reads, with and without --small_threshold, counted here on FlagEmbedding itself."""
+    import polars as pl
+    from FlagEmbedding.abc.finetune.embedder import AbsEmbedderDataArguments, AbsEmbedderSameDatasetTrainDataset
+    from transformers import AutoTokenizer
+
+    mined = convert_all(mined_frame(n_docs=12, n_neg=4, eval_every=100), "mined.parquet", ConvertFormatsParams()).grouped
+    # en/ datasets of 3, 3 and 2 rows (normal: batch 4), and 4 rows of symmetric_class (batch 2)
+    tasks = ["a"] * 3 + ["b"] * 3 + ["c"] * 2 + ["e"] * 4
+    types = [None] * 8 + ["symmetric_class"] * 4
+    grouped = mined.with_columns(task=pl.Series(tasks), type=pl.Series(types, dtype=pl.String), split=pl.lit("train"))
+    out = tmp_path / "train"
+    m = write_train_dir(grouped, TrainDataParams(train_group_size=3, tokenizer={"enabled": False},  # type: ignore[arg-type]
+                                                 batch={"batch_size": 4}), out)
+    flag = m["flagembedding_same_dataset"]
+    assert m["batch_plan"]["rows_left_out_per_epoch"] == 0  # our own plan trains every row
+    assert flag["datasets_never_trained"] == ["en/a", "en/b", "en/c"] and flag["rows_never_trained"] == 8
+    assert flag["largest_batch_size_reading_every_dataset"] == 2
+    assert "never trains 8 of 12 rows" in capsys.readouterr().err
+    tok = AutoTokenizer.from_pretrained(str(bundled_minilm_dir()))
+    folders = sorted(str(d) for d in (out / "embedder").iterdir())  # as docs/formats.md passes them
+    for threshold, batch_size, expected in ((0, 4, flag["rows_in_epoch"]), (4, 4, flag["with_small_threshold"]["rows_in_epoch"]),
+                                            (0, 2, 2 + 2 + 2 + 4)):  # every dataset, less its partial batch
+        args = AbsEmbedderDataArguments(
+            train_data=folders, cache_path=str(tmp_path / "hf"), train_group_size=3, query_max_len=16,
+            passage_max_len=32, query_instruction_for_retrieval="", query_instruction_format="{} {}",
+            same_dataset_within_batch=True, small_threshold=threshold)
+        same = AbsEmbedderSameDatasetTrainDataset(args, default_batch_size=batch_size, seed=0, tokenizer=tok)
+        read = sum(len(same[0][0]) for _ in range(len(same)))
+        assert read == expected
+    assert (flag["rows_in_epoch"], flag["with_small_threshold"]["rows_in_epoch"]) == (4, 12)
+
+
 def test_flagembedding_trains_class_and_cluster_rows_without_in_batch_negatives(tmp_path: Path) -> None:
     """Classification rows share their label texts, so in-batch negatives give a query its own
     label as a negative. FlagEmbedding switches them off only for a folder or file whose name

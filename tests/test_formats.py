@@ -355,6 +355,12 @@ def test_keys_the_head_does_not_show_are_still_typed(tmp_path: Path) -> None:
     late_ok = F.read_records(write_lines(tmp_path / "ok.jsonl", [*head, {**SPEC_PAIR, "prompt": "p"}])).frame
     assert late_ok["prompt"].to_list()[-2:] == [None, "p"]
     assert dict(late_ok.select(list(F.READ_SCHEMA)).schema) == F.READ_SCHEMA
+    # an unknown key past the head (refused by the first parse, inferred by the second), then one
+    # of mixed types there (ignored by the full-schema parse)
+    late_unknown = F.read_records(write_lines(tmp_path / "lu.jsonl", [*head, {**SPEC_PAIR, "id": 7}])).frame
+    assert late_unknown.height == 1001 and dict(late_unknown.select(list(F.READ_SCHEMA)).schema) == F.READ_SCHEMA
+    late_mixed = [*head, {**SPEC_PAIR, "id": 7}, {**SPEC_PAIR, "id": "x", "label": 0}]
+    assert F.read_records(write_lines(tmp_path / "lm.jsonl", late_mixed)).frame["label"].to_list()[-2:] == [1, 0]
     mixed_unknown = write_lines(tmp_path / "m.jsonl", [{**SPEC_PAIR, "id": 1}, {**SPEC_PAIR, "id": "x"}])
     assert F.read_records(mixed_unknown).frame.height == 2
     cand = {**SPEC_CANDIDATES, "candidates": [{**c, "extra": 1} for c in SPEC_CANDIDATES["candidates"]]}

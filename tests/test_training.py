@@ -122,6 +122,23 @@ def test_best_of_n_and_dpo(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == ""
 
 
+def test_best_of_n_keeps_the_best_candidate_that_can_train() -> None:
+    """The best-scoring candidate had no negatives: it was picked, then dropped as no_negatives, and
+    its job lost the usable candidate 1 with it (counted as not_best_candidate)."""
+    g = _catalog(_grouped(n_docs=2, candidates=3, eval_every=100)).with_columns(split=pl.lit("train"))
+    no_negs = (pl.col("doc_id") == pl.col("doc_id").first()) & (pl.col("candidate_idx") == 0)
+    g = g.with_columns(neg=pl.when(no_negs).then(pl.lit([], dtype=pl.List(pl.String))).otherwise("neg"),
+                       neg_scores=pl.when(no_negs).then(pl.lit([], dtype=pl.List(pl.Float64))).otherwise("neg_scores"))
+    sel = select_training_groups(g, P(n_candidates=3))
+    assert sorted(sel.grouped["candidate_idx"].to_list()) == [0, 1]  # the other job keeps its best, 0
+    assert sel.drops == {"not_best_candidate": 4}
+    # DPO still judges the queries by score alone: candidate 0 is the chosen one of both jobs
+    assert sel.dpo.height == 2 and all(c.endswith("candidate 0") for c in sel.dpo["chosen"])
+    # when no candidate of a job can train, the best one is dropped for its own reason
+    none = g.with_columns(neg=pl.lit([], dtype=pl.List(pl.String)), neg_scores=pl.lit([], dtype=pl.List(pl.Float64)))
+    assert select_training_groups(none, P(n_candidates=3)).drops == {"no_negatives": 2, "not_best_candidate": 4}
+
+
 def _as_language(g: pl.DataFrame, lang: str, score_shift: float) -> pl.DataFrame:
     """The same generation jobs in another language: new qids and queries, lower scores."""
     return g.with_columns(language=pl.lit(lang), qid=pl.col("qid") + f"-{lang}",

@@ -182,7 +182,8 @@ def test_datasets_without_scores_are_named_before_distillation(tmp_path: Path,
     err = capsys.readouterr().err
     assert ("warning: train-data: 2 datasets written without pos_scores/neg_scores in embedder/ and reranker/, "
             "since not every row has teacher scores: any/default (0 of 2 rows scored), en/web_code_retrieval "
-            "(1 of 2 rows scored); FlagEmbedding --knowledge_distillation True stops on these files") in err
+            "(1 of 2 rows scored); with --knowledge_distillation True, FlagEmbedding trains their batches without "
+            "distillation, saying nothing (--same_dataset_within_batch True), or stops on them") in err
     assert err.count("knowledge_distillation") == 1  # one warning, not one per dataset
     # no row scored anywhere (nobody can distil), or scores turned off: nothing to say
     for frame, params in ((g.with_columns(pos_scores=pl.lit(None, pl.List(pl.Float64))), {}), (g, {"keep_scores": False})):

@@ -112,3 +112,47 @@ def rows_in_first_epoch(plan: pl.DataFrame) -> int:
     """Distinct (dataset, row) pairs the plan's first epoch trains on."""
     first = plan.filter(pl.col("epoch") == 0).select("dataset", "indices").explode("indices")
     return first.unique().height if first.height else 0
+
+
+
+def flagembedding_batch_size(batch_size: int, mode: str) -> int:
+    """The batch FlagEmbedding's same-dataset sampler cuts from a file whose rows are of FlagEmbedding
+    `mode` (``type``): half the per-device batch size for the symmetric modes, the whole otherwise."""
+    return batch_size // 2 if "symmetric" in mode else batch_size
+
+
+def _folder(name: str) -> str:
+    return name.rsplit("/", 1)[0]
+
+
+def flagembedding_rows_per_epoch(sizes: dict[str, int], modes: dict[str, str], batch_size: int,
+                                 small_threshold: int = 0) -> tuple[int, list[str]] | None:
+    """(rows an epoch trains, datasets it never trains) when FlagEmbedding's same-dataset mode
+    (``--same_dataset_within_batch True``, one process) is given every dataset's folder, as
+    docs/formats.md does. `sizes`: dataset (``<folder>/<file stem>``) -> rows; `modes`: dataset
+    -> its FlagEmbedding mode. Each epoch it cuts every dataset into batches and drops the last,
+    shorter one (other rows each epoch, as it reshuffles), so a dataset smaller than its batch
+    never trains. With ``--small_threshold``, a folder's datasets below it are merged into one,
+    whose batch is the smallest of theirs; None when a folder would merge files of two modes,
+    which FlagEmbedding cannot train (a batch mixing modes fails its type assertion)."""
+    trained, never = 0, []
+    small: dict[str, list[str]] = {}
+    for name, n in sorted(sizes.items()):
+        if n == 0:
+            continue
+        if n < small_threshold:
+            small.setdefault(_folder(name), []).append(name)
+            continue
+        b = flagembedding_batch_size(batch_size, modes.get(name, "normal"))
+        trained += n // b * b if b else 0
+        if n < max(b, 1):
+            never.append(name)
+    for names in small.values():
+        if len({modes.get(x, "normal") for x in names}) > 1:
+            return None
+        n = sum(sizes[x] for x in names)
+        b = min(flagembedding_batch_size(batch_size, modes.get(x, "normal")) for x in names)
+        trained += n // b * b if b else 0
+        if n < max(b, 1):
+            never += names
+    return trained, sorted(never)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -249,14 +249,16 @@ def _arrow_read(body: Any, schema: Any, unexpected: str) -> Any:
     return pj.read_json(pa.BufferReader(body), parse_options=opts, read_options=pj.ReadOptions(block_size=4 << 20))
 
 
-def _arrow_parse(body: Any, names: Collection[str] | None = None, infer: bool = False) -> pl.DataFrame:
+def _arrow_parse(body: Any, names: Collection[str] | None = None,
+                 infer: bool | Callable[[], bool] = False) -> pl.DataFrame:
     """Arrow-parse JSONL (bytes or an Arrow buffer) against READ_SCHEMA; raises on any record of
     a wrong type.
 
     With `names` (the READ_SCHEMA keys the file is expected to use), the file is first parsed
     with only those fields: Arrow parses a file about 30% faster when its schema does not carry
     the other formats' fields. Any other key is then type-inferred (`infer`: the caller knows
-    no record can nest deep enough to crash the inference, see `_infer_is_safe`) or refused, so
+    no record can nest deep enough to crash the inference, see `_infer_is_safe`; a callable
+    answers that only once a narrow parse that refuses other keys has failed) or refused, so
     a READ_SCHEMA key that shows up only past the sample (a new column), or an unknown key inside
     a candidate (a changed struct type), is caught here, and the file is parsed again with the
     full schema, which ignores unknown keys, as is a file whose unknown keys Arrow cannot infer.
@@ -267,9 +269,14 @@ def _arrow_parse(body: Any, names: Collection[str] | None = None, infer: bool = 
     if names and set(names) < set(READ_SCHEMA):
         expected = _arrow_schema(names)
         try:
-            table = _arrow_read(body, expected, "infer" if infer else "error")
+            table = _arrow_read(body, expected, "infer" if infer is True else "error")
         except Exception:  # noqa: BLE001 - an unknown key (refused, or of mixed types); the full schema ignores it
             table = None
+            if callable(infer) and infer():  # a key past the sample: inferring it may still keep the narrow parse
+                try:
+                    table = _arrow_read(body, expected, "infer")
+                except Exception:  # noqa: BLE001
+                    table = None
         if table is not None and (
             any(c in READ_SCHEMA and c not in names for c in table.column_names)
             or any(table.schema.field(f.name).type != f.type for f in expected)
@@ -446,7 +453,9 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
         record_lines = _record_line_numbers(view, nl)
         # Unknown keys are inferred where that is safe (as fast as refusing them); else they are
         # refused, unless the head already shows some, on which the narrow parse would only fail.
-        infer = _infer_is_safe(view, nl)
+        # Without one in the head, the line scan that proves inference safe (a tenth of the
+        # parse) is left until a key past the head makes the refusing parse fail.
+        infer: bool | Callable[[], bool] = _infer_is_safe(view, nl) if unknown else lambda: _infer_is_safe(view, nl)
         try:
             df = _arrow_parse(body, None if unknown and not infer else names, infer=infer)
             if df.height == record_lines.size:
@@ -1061,8 +1070,11 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     ``pos`` (a query with only label-0 pairs); callers drop them where a positive is required."""
     pos = pl.col("label") == 1
     neg = pl.col("label") == 0
+    # Columns null throughout (most metadata of an external file) are added back after the
+    # grouping: taking their first value per group cost as much as the rest of the aggregation.
+    absent = [c for c in META if c != "qid" and p[c].null_count() == p.height]
     g = p.group_by("qid", maintain_order=True).agg(
-        *[pl.col(c).first() for c in META if c != "qid"],
+        *[pl.col(c).first() for c in META if c != "qid" and c not in absent],
         pos=pl.col("passage").filter(pos),
         neg=pl.col("passage").filter(neg),
         pos_scores=pl.col("score").filter(pos),
@@ -1072,6 +1084,7 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     # A query either has scores for all its pairs or none: partial scores would misalign.
     unscored = pl.col("_any_null")
     g = g.with_columns(
+        *[pl.lit(None, META_SCHEMA[c]).alias(c) for c in absent],
         pos_scores=pl.when(unscored).then(pl.lit(None, F64_LIST)).otherwise("pos_scores"),
         neg_scores=pl.when(unscored).then(pl.lit(None, F64_LIST)).otherwise("neg_scores"),
     )

@@ -28,6 +28,7 @@ import polars as pl
 from tripleforge import formats as F
 from tripleforge.batching import (
     batch_plan,
+    flagembedding_rows_per_epoch,
     left_out_reason,
     rows_in_first_epoch,
     small_datasets,
@@ -188,6 +189,9 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     planned, total = rows_in_first_epoch(plan), sum(sizes.values())
     _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode)
     _warn_about_single_row_batches(plan, p.batch.batch_size)
+    flag = flagembedding_epoch({n: r[0].get("type", "normal") for n, r in records_by_ds.items() if r}, sizes,
+                               p.batch.batch_size)
+    _warn_about_flagembedding_epoch(flag, total)
     if sel.dpo.height:
         write_jsonl(sel.dpo.iter_rows(named=True), root / "dpo.jsonl")
     return {
@@ -206,6 +210,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "batch_plan": {"mode": p.batch.mode, "batch_size": p.batch.batch_size, "steps": plan.height,
                        "rows_in_epoch": planned, "rows_left_out_per_epoch": total - planned,
                        "datasets_smaller_than_batch": small_datasets(sizes, p.batch.batch_size)},
+        "flagembedding_same_dataset": flag,
         "tokenized": tok,
         "dropped": dict(sorted(drops.items())),
         "dropped_total": sum(drops.values()),
@@ -253,15 +258,17 @@ def _scored_rows(df: pl.DataFrame) -> int:
 def _warn_about_unscored(unscored: dict[str, tuple[int, int]], scored_rows: int) -> None:
     """Say on stderr which datasets were written without ``pos_scores``/``neg_scores`` (a file
     gets them only when every row has them, see embedder_records) while other rows have scores:
-    FlagEmbedding's ``--knowledge_distillation True`` stops on such a file ("pos_scores and
-    neg_scores not found"), which a user learns only once training starts. ``unscored``: dataset
+    with ``--knowledge_distillation True``, FlagEmbedding's standard mode stops on such a file
+    ("pos_scores and neg_scores not found"), and its same-dataset mode (the documented command)
+    trains its batches without distillation and says nothing. ``unscored``: dataset
     -> (scored rows, rows). Nothing to say when no row has scores: then nobody can distil."""
     if not unscored or not scored_rows:
         return
     names = ", ".join(f"{n} ({k} of {rows} rows scored)" for n, (k, rows) in sorted(unscored.items()))
     log(f"warning: train-data: {len(unscored)} dataset{'s' if len(unscored) > 1 else ''} written without "
         f"pos_scores/neg_scores in embedder/ and reranker/, since not every row has teacher scores: {names}; "
-        "FlagEmbedding --knowledge_distillation True stops on these files (pos_scores and neg_scores not found): "
+        "with --knowledge_distillation True, FlagEmbedding trains their batches without distillation, saying nothing "
+        "(--same_dataset_within_batch True), or stops on them (pos_scores and neg_scores not found): "
         "leave them out of a distillation run or score every row (metrics: embedder.datasets_without_scores)")
 
 
@@ -309,6 +316,46 @@ def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode:
     log(f"warning: train-data: batch_plan.jsonl ({mode}) trains on {planned} of {total} rows per epoch: "
         f"{left_out_reason(sizes, batch_size, mode)} (metrics: batch_plan.rows_left_out_per_epoch; this is about "
         f"trainers that follow the plan; FlagEmbedding and sentence-transformers make their own batches)")
+
+
+def flagembedding_epoch(modes: dict[str, str], sizes: dict[str, int], batch_size: int) -> dict[str, Any]:
+    """What one epoch of FlagEmbedding's same-dataset mode trains of the embedder files (the
+    documented command, at ``--per_device_train_batch_size`` = `batch_size`, one process); with
+    ``--small_threshold`` = `batch_size`, which merges each folder's smaller files (null where a
+    folder's small files are of two modes, which it cannot train); and the largest batch size at
+    which every dataset fills a batch. `modes`: dataset -> its FlagEmbedding mode (its rows' ``type``)."""
+    trained, never = flagembedding_rows_per_epoch(sizes, modes, batch_size) or (0, [])
+    merged = flagembedding_rows_per_epoch(sizes, modes, batch_size, small_threshold=batch_size)
+    # a symmetric mode's batch is half the batch size: 2n + 1 still cuts a batch of n
+    fits = [n if "symmetric" not in modes.get(name, "normal") else 2 * n + 1 for name, n in sizes.items() if n]
+    return {"per_device_train_batch_size": batch_size, "rows_in_epoch": trained,
+            "rows_left_out_per_epoch": sum(sizes.values()) - trained, "datasets_never_trained": never,
+            "rows_never_trained": sum(sizes[n] for n in never),
+            "largest_batch_size_reading_every_dataset": min(fits, default=None),
+            "with_small_threshold": None if merged is None else {
+                "small_threshold": batch_size, "rows_in_epoch": merged[0],
+                "rows_never_trained": sum(sizes[n] for n in merged[1])}}
+
+
+def _warn_about_flagembedding_epoch(flag: dict[str, Any], total: int) -> None:
+    """Say on stderr when the documented FlagEmbedding command would never train some rows: its
+    same-dataset sampler drops every file's last partial batch, so a file smaller than one batch
+    (common: one file per language, task and mode) is never read, and nothing in its log says so.
+    (The partial batches of larger files are other rows each epoch: counted in the metrics only.)"""
+    never = flag["datasets_never_trained"]
+    if not never:
+        return
+    bs, alt = flag["per_device_train_batch_size"], flag["with_small_threshold"]
+    shown = ", ".join(never[:5]) + (", …" if len(never) > 5 else "")
+    fixes = [f"--per_device_train_batch_size {flag['largest_batch_size_reading_every_dataset']} reads every dataset"]
+    if alt is not None and alt["rows_in_epoch"] > flag["rows_in_epoch"]:
+        fixes.append(f"--small_threshold {bs} merges each folder's smaller files into one dataset "
+                     f"({alt['rows_in_epoch']} rows per epoch; their tasks then share batches)")
+    log(f"warning: train-data: FlagEmbedding --same_dataset_within_batch True at --per_device_train_batch_size "
+        f"{bs} (train_data.batch.batch_size) never trains {flag['rows_never_trained']} of {total} rows: "
+        f"{len(never)} dataset{'s are' if len(never) > 1 else ' is'} smaller than one batch ({shown}); its "
+        f"sampler drops every dataset's last partial batch ({flag['rows_in_epoch']} rows per epoch in all). "
+        f"{'; '.join(fixes)} (metrics: flagembedding_same_dataset)")
 
 
 def _warn_about_single_row_batches(plan: pl.DataFrame, batch_size: int) -> None:

@@ -190,7 +190,7 @@ def _note_unselected_candidates(g: pl.DataFrame) -> None:
             f"set train_data.n_candidates={most + 1} to keep the best one per job")
 
 
-def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
+def best_of_candidates(g: pl.DataFrame, p: TrainDataParams, usable: pl.Expr | None = None) -> Candidates:
     """Best-of-n selection and DPO pairs.
 
     Rows sharing ``formats.CANDIDATE_KEY`` are candidates for one generation job (``candidate_idx``);
@@ -198,8 +198,11 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
     ``n_candidates > 1`` only the first n compete and one row is kept: the one whose positive
     scores highest (the query that best retrieves its document, or the LLM-written positive that
     best fits its query), except for ``UNRANKED_TASKS``, which keep their lowest candidate_idx.
-    Ties go to the lower candidate_idx, then qid. Rows without doc_id or candidate_idx are
-    untouched. DPO pairs: see ``dpo_pairs``."""
+    Ties go to the lower candidate_idx, then qid. `usable` (a boolean expression) puts the rows
+    that can train (`select_group` keeps them) ahead of the others, so a job whose best-scoring
+    candidate has no negatives keeps its best usable one. Rows without doc_id or candidate_idx are
+    untouched. DPO pairs (see ``dpo_pairs``) rank every candidate by score alone: they judge the
+    queries, not the rows."""
     if p.n_candidates <= 1 or g.height == 0:
         _note_unselected_candidates(g)
         return Candidates(g, pl.DataFrame(schema=DPO_COLUMNS))
@@ -214,7 +217,13 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams) -> Candidates:
     rank = pl.when(pl.col("task").is_in(list(UNRANKED_TASKS))).then(pl.lit(0.0)).otherwise(pl.col("_pscore"))
     ranked = keyed.with_columns(_rank=rank).sort(
         [*key, "_rank", "candidate_idx", "qid"], descending=[False] * len(key) + [True, False, False], nulls_last=True)
-    best = ranked.group_by(key, maintain_order=True).first()
+    if usable is not None:
+        ranked = ranked.with_columns(_usable=usable)
+        best = ranked.sort([*key, "_usable"], descending=[False] * len(key) + [True], nulls_last=True,
+                           maintain_order=True)
+        best = best.group_by(key, maintain_order=True).first()
+    else:
+        best = ranked.group_by(key, maintain_order=True).first()
     if keyed.height > best.height:
         drops["not_best_candidate"] += keyed.height - best.height
     dpo, skipped = dpo_pairs(ranked, key, p) if p.dpo else (pl.DataFrame(schema=DPO_COLUMNS), Counter[str]())
@@ -348,19 +357,30 @@ def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
     drops: Counter[str] = Counter()
     train = g.filter(pl.col("split") == "train")
     drops["not_train_split"] += g.height - train.height
-    cands = best_of_candidates(train, p)
-    # an exact copy of a row (e.g. the same record in two external files) would put each copy's
-    # positive among the other's in-batch negatives
-    train = F.drop_copies(cands.kept, F.RECORD_CONTENT, pl.col("query").hash(), drops)
-    drops.update(cands.drops)
-    rows = []
+    # Every row is sampled before best-of-n picks a job's row: a best candidate that the sampling
+    # then drops (no negatives, a teacher filter) would take its job's usable candidates with it.
+    train = train.with_row_index("_row")
+    picked: dict[int, dict[str, Any]] = {}
+    reasons: dict[int, str] = {}
     for row in train.iter_rows(named=True):
         out, reason = select_group(row, p)
         if out is None:
-            drops[str(reason)] += 1
+            reasons[row["_row"]] = str(reason)
         else:
-            rows.append(out)
-    sel = pl.DataFrame(rows, schema=train.schema) if rows else train.clear()
+            picked[row["_row"]] = out
+    usable = pl.col("_row").is_in(pl.Series(list(picked), dtype=pl.UInt32).implode())
+    cands = best_of_candidates(train, p, usable if len(picked) < train.height else None)
+    # an exact copy of a row (e.g. the same record in two external files) would put each copy's
+    # positive among the other's in-batch negatives
+    kept = F.drop_copies(cands.kept, F.RECORD_CONTENT, pl.col("query").hash(), drops)
+    drops.update(cands.drops)
+    rows = []
+    for r in kept["_row"].to_list():
+        if r in picked:
+            rows.append(picked[r])
+        else:
+            drops[reasons[r]] += 1
+    sel = (pl.DataFrame(rows, schema=train.schema) if rows else train.clear()).drop("_row")
     # The cap comes last: capping first would spend it on rows the filters then drop (a task could
     # end with fewer than N rows, even none, while usable rows were discarded) and would count rows
     # without negatives as `max_samples_per_task`. The sample is keyed by (seed, qid), so it does
