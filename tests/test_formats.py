@@ -344,6 +344,35 @@ def test_blank_lines_keep_numbering_and_two_records_on_a_line_are_reported(tmp_p
         F.read_records(bad)
 
 
+def test_a_record_over_two_lines_is_reported_though_another_line_holds_two(tmp_path: Path) -> None:
+    """Arrow reads a record over two lines and two records on one line; together their counts
+    cancel out, and the reader took the records for one per line: strict mode named line 2 for
+    line 3's empty query, or passed the file, and line numbers (``source``, qids) were off by one."""
+    split = '{"query": "a",\n"passage": "p", "label": 1}\n'
+    two = '{"query": " ", "passage": "q", "label": 1}{"query": "d", "passage": "r", "label": 0}\n'
+    (tmp_path / "s.jsonl").write_text(split + two)
+    with pytest.raises(UserError, match=r"s.jsonl:1: invalid JSON"):
+        F.read_records(tmp_path / "s.jsonl")
+    (tmp_path / "s2.jsonl").write_text('{"query": "a", "passage": "p", "label": 1}{"query": "b",\n'
+                                       '"passage": "q", "label": 0}\n')
+    with pytest.raises(UserError, match=r"s2.jsonl:1: invalid JSON"):
+        F.read_records(tmp_path / "s2.jsonl")
+    lenient = F.read_records(tmp_path / "s.jsonl", strict=False)
+    assert lenient.frame.height == 0 and dict(lenient.drops) == {"malformed": 3}
+    # edge whitespace, a CR and a BOM around a one-line record are still one record per line
+    (tmp_path / "ok.jsonl").write_bytes(b'  {"query": "a", "passage": "p", "label": 1} \r\n'
+                                        b'\xef\xbb\xbf{"query": "b", "passage": "q", "label": 0}\t\n')
+    assert F.read_records(tmp_path / "ok.jsonl").frame["line"].to_list() == [1, 2]
+
+
+def test_texts_of_separator_characters_are_blank(tmp_path: Path) -> None:
+    # Python's whitespace (and `normalized`) includes U+001C-U+001F; Rust's class does not
+    with pytest.raises(UserError, match=r"x.jsonl:1: empty 'query'"):
+        F.read_records(write_lines(tmp_path / "x.jsonl", [{**SPEC_PAIR, "query": "\u001f\u001e "}]))
+    with pytest.raises(UserError, match=r"y.jsonl:1: .*pos"):
+        F.read_records(write_lines(tmp_path / "y.jsonl", [{**SPEC_TRIPLET, "pos": ["\u001c"]}]))
+
+
 def test_keys_the_head_does_not_show_are_still_typed(tmp_path: Path) -> None:
     # The reader gives Arrow only the keys seen in a file's first 64 KiB; a key that appears later,
     # an unknown key of mixed types, or an extra key in a candidate must neither slip through
@@ -571,6 +600,13 @@ def test_a_qid_given_to_two_queries_is_an_error_or_a_counted_drop(tmp_path: Path
     assert dict(rec.drops) == {"qid_already_names_another_query": 1}
     assert g.select("query", "pos", "neg").rows() == [("sort list", ["sorted(x)", "x.sort()"], [])]
     assert p["pid"].is_unique().all()
+    # lenient: a line dropped for another reason claims no qid (its valid namesakes were dropped as clashes)
+    for bad in ({"query": ""}, {"label": 2}, {"score": float("nan")}):
+        lines = [{"qid": "q1", "query": "Q", "passage": "p0", "label": 1, **bad},
+                 {"qid": "q1", "query": "Real", "passage": "p1", "label": 1},
+                 {"qid": "q1", "query": "Real", "passage": "p2", "label": 0}]
+        g, p, rec = F.read_external(write_lines(tmp_path / "l.jsonl", lines), strict=False)
+        assert (g.height, p.height, sum(rec.drops.values())) == (1, 2, 1), (bad, rec.drops)
     pairs = [{"qid": "q", "query": "a", "passage": "p", "label": 1}, {"qid": "q", "query": "b", "passage": "n", "label": 0}]
     with pytest.raises(UserError, match=r"p.jsonl:2: 'qid' \"q\" already names another query \(line 1\)"):
         F.read_records(write_lines(tmp_path / "p.jsonl", pairs))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -249,16 +249,14 @@ def _arrow_read(body: Any, schema: Any, unexpected: str) -> Any:
     return pj.read_json(pa.BufferReader(body), parse_options=opts, read_options=pj.ReadOptions(block_size=4 << 20))
 
 
-def _arrow_parse(body: Any, names: Collection[str] | None = None,
-                 infer: bool | Callable[[], bool] = False) -> pl.DataFrame:
+def _arrow_parse(body: Any, names: Collection[str] | None = None, infer: bool = False) -> pl.DataFrame:
     """Arrow-parse JSONL (bytes or an Arrow buffer) against READ_SCHEMA; raises on any record of
     a wrong type.
 
     With `names` (the READ_SCHEMA keys the file is expected to use), the file is first parsed
     with only those fields: Arrow parses a file about 30% faster when its schema does not carry
     the other formats' fields. Any other key is then type-inferred (`infer`: the caller knows
-    no record can nest deep enough to crash the inference, see `_infer_is_safe`; a callable
-    answers that only once a narrow parse that refuses other keys has failed) or refused, so
+    no record can nest deep enough to crash the inference, see `LineLayout.infer_is_safe`) or refused, so
     a READ_SCHEMA key that shows up only past the sample (a new column), or an unknown key inside
     a candidate (a changed struct type), is caught here, and the file is parsed again with the
     full schema, which ignores unknown keys, as is a file whose unknown keys Arrow cannot infer.
@@ -269,14 +267,9 @@ def _arrow_parse(body: Any, names: Collection[str] | None = None,
     if names and set(names) < set(READ_SCHEMA):
         expected = _arrow_schema(names)
         try:
-            table = _arrow_read(body, expected, "infer" if infer is True else "error")
+            table = _arrow_read(body, expected, "infer" if infer else "error")
         except Exception:  # noqa: BLE001 - an unknown key (refused, or of mixed types); the full schema ignores it
             table = None
-            if callable(infer) and infer():  # a key past the sample: inferring it may still keep the narrow parse
-                try:
-                    table = _arrow_read(body, expected, "infer")
-                except Exception:  # noqa: BLE001
-                    table = None
         if table is not None and (
             any(c in READ_SCHEMA and c not in names for c in table.column_names)
             or any(table.schema.field(f.name).type != f.type for f in expected)
@@ -314,47 +307,61 @@ def _line_bounds(view: Any, nl: Any) -> tuple[Any, Any]:
     return np.concatenate(([0], nl + 1)), np.append(nl, view.size)
 
 
-def _record_line_numbers(view: Any, nl: Any) -> Any:
-    """1-based numbers of the lines (`view`, its newline offsets `nl`) that are not blank (empty
-    or whitespace only, which Arrow's reader skips and the slow path below skips too); only
-    lines that start with whitespace are looked at one by one."""
+# Arrow infers the type of a key outside the schema recursively, and a value nested some 30000
+# deep overflows its stack: the process dies (SIGSEGV) without a word. Inference is only used on
+# files whose records cannot nest deep (see `LineLayout.infer_is_safe`); a line this short nests
+# at most 2048 deep.
+_INFER_MAX_LINE_BYTES = 4096
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class LineLayout:
+    """What a JSONL buffer's lines say before any parse (see `_line_layout`)."""
+
+    record_lines: Any  # 1-based numbers of the lines that are not blank
+    one_object_per_line: bool  # each of them starts with `{` and ends with `}` (edge whitespace aside)
+    longest: int  # bytes of the longest line
+
+    @property
+    def infer_is_safe(self) -> bool:
+        """Whether no record can nest deep enough to crash Arrow's type inference: every record is
+        one short line (see `_line_layout`); Arrow's reader does accept a record spread over
+        lines, so short lines alone would bound nothing."""
+        return self.one_object_per_line and self.longest < _INFER_MAX_LINE_BYTES
+
+
+def _line_layout(view: Any, nl: Any) -> LineLayout:
+    """The layout of `view` (uint8), its newline offsets `nl`. Blank lines (empty or whitespace
+    only) are skipped by Arrow's reader and by the slow path below alike. When every other line
+    starts with ``{`` and ends with ``}``, every record lies on one line: inside an object a value
+    is followed by ``,`` or ``}``, so a record continued on the next line makes that line start
+    with neither ``{`` nor whitespace, and a string cannot run on (Arrow refuses a raw newline in
+    one). Arrow does read a record over several lines, and two on one line, so only then does
+    its record count, equal to the count of such lines, prove record i sits on line i. Lines
+    whose edge bytes are whitespace (or a BOM) are looked at one by one; a CR before the newline
+    is allowed for all."""
     import numpy as np
 
     starts, ends = _line_bounds(view, nl)
     keep = ends > starts
-    first = view[np.minimum(starts, max(view.size - 1, 0))] if view.size else np.zeros(0, np.uint8)
-    for i in np.flatnonzero(keep & np.isin(first, (9, 13, 32))):
-        keep[i] = bool(view[starts[i] : ends[i]].tobytes().strip())
-    return np.flatnonzero(keep) + 1
-
-
-# Arrow infers the type of a key outside the schema recursively, and a value nested some 30000
-# deep overflows its stack: the process dies (SIGSEGV) without a word. Inference is only used on
-# files whose records cannot nest deep (see `_infer_is_safe`); a line this short nests at most
-# 2048 deep.
-_INFER_MAX_LINE_BYTES = 4096
-
-
-def _infer_is_safe(view: Any, nl: Any) -> bool:
-    """Whether no record of `view` (newline offsets `nl`) can nest deep enough to crash Arrow's
-    type inference: every non-empty line is shorter than `_INFER_MAX_LINE_BYTES`, starts with
-    ``{`` and ends with ``}`` (a ``\r`` before the newline allowed). A record then lies on one
-    line: JSON allows no bare newline between a ``}`` and a ``{`` inside a value, so a record
-    continued on the next line is a parse error before it nests any deeper, and a string cannot
-    run on (Arrow refuses a raw newline in one). Arrow's reader does accept a record spread over
-    lines, so short lines alone would bound nothing."""
-    import numpy as np
-
-    starts, ends = _line_bounds(view, nl)
-    full = ends > starts
-    starts, ends = starts[full], ends[full]
-    if starts.size == 0:
-        return True
-    if int((ends - starts).max()) >= _INFER_MAX_LINE_BYTES:
-        return False
-    last = ends - 1
-    last = np.where((view[last] == 13) & (last > starts), last - 1, last)
-    return bool((view[starts] == 123).all() and (view[last] == 125).all())
+    if not view.size:
+        return LineLayout(np.zeros(0, np.int64), True, 0)
+    first = view[np.minimum(starts, view.size - 1)]
+    last_at = np.maximum(ends - 1, 0)
+    last_at = np.where((view[last_at] == 13) & (last_at > starts), last_at - 1, last_at)
+    last = view[last_at]
+    odd = keep & ((first != 123) | (last != 125))
+    whole = True
+    for i in np.flatnonzero(odd):
+        text = view[starts[i] : ends[i]].tobytes().strip()
+        if not text:
+            keep[i] = False  # blank
+            continue
+        text = text.removeprefix(_BOM).strip()
+        whole = whole and text.startswith(b"{") and text.endswith(b"}")
+    lengths = (ends - starts)[keep]
+    return LineLayout(np.flatnonzero(keep) + 1, whole, int(lengths.max()) if lengths.size else 0)
 
 
 def _is_utf8(body: Any) -> bool:
@@ -445,28 +452,29 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
     # reads two objects on one line as two records; the count then differs and the slow path
     # reports that line.
     utf8 = _is_utf8(body)
+    one_per_line = False
     if utf8:
         import numpy as np
 
         view = np.frombuffer(body, dtype=np.uint8)
-        nl = _newlines(view)
-        record_lines = _record_line_numbers(view, nl)
+        layout = _line_layout(view, _newlines(view))
+        one_per_line = layout.one_object_per_line
         # Unknown keys are inferred where that is safe (as fast as refusing them); else they are
         # refused, unless the head already shows some, on which the narrow parse would only fail.
-        # Without one in the head, the line scan that proves inference safe (a tenth of the
-        # parse) is left until a key past the head makes the refusing parse fail.
-        infer: bool | Callable[[], bool] = _infer_is_safe(view, nl) if unknown else lambda: _infer_is_safe(view, nl)
+        infer = layout.infer_is_safe
         try:
             df = _arrow_parse(body, None if unknown and not infer else names, infer=infer)
-            if df.height == record_lines.size:
-                return df.with_columns(line=pl.Series(record_lines, dtype=pl.Int64))
+            if one_per_line and df.height == layout.record_lines.size:
+                return df.with_columns(line=pl.Series(layout.record_lines, dtype=pl.Int64))
         except Exception:  # noqa: BLE001 - Arrow's messages lack a line number; find it below
             names = None  # a bad record, most likely: no use trying the narrow schema again
     data = body.to_pybytes()
     lines = [(i + 1, ln) for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
     if not lines:
         return empty
-    if utf8:  # else every line goes through the Python check, which names the bad bytes
+    # else every line goes through the Python check, which names the bad bytes, or the line a
+    # record runs over (Arrow would read on, and a line holding two records could make up the count)
+    if utf8 and one_per_line:
         try:
             return _parse_lines(lines, names)
         except Exception:  # noqa: BLE001
@@ -632,9 +640,10 @@ def _has_null(col: str) -> pl.Expr:
 
 
 def is_blank(e: pl.Expr) -> pl.Expr:
-    """An empty or whitespace-only string. The anchored regex stops at the first other character
-    and allocates nothing, where ``str.strip_chars() == ""`` would copy every text."""
-    return e.str.contains(r"^\s*$")
+    """An empty or whitespace-only string (Python's whitespace, as `normalized`: Rust's class of
+    whitespace leaves out the separators U+001C-U+001F). The anchored regex stops at the first other character and allocates
+    nothing, where ``str.strip_chars() == ""`` would copy every text."""
+    return e.str.contains(r"^[\s\x1c-\x1f]*$")
 
 
 def has_blank(col: str) -> pl.Expr:
@@ -813,12 +822,17 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
             df = df.filter(pl.col("_detected") == fmt)
     else:
         fmt = override
-    df = df.drop("_detected").with_columns(_problem=_problem_expr(fmt))
-    bad = df.filter(pl.col("_problem").is_not_null())
-    if bad.height:  # strict mode raised above
-        for reason, n in bad.group_by("_problem").len().iter_rows():
-            drops[_reason_key(reason)] += n
-        df = df.filter(pl.col("_problem").is_null())
+    df = df.drop("_detected")
+    # Two passes: a dropped line claims no qid, so qid clashes are looked for among the rows the
+    # other checks keep (a bad first line of q1 took every valid q1 line with it as clashes).
+    for clashes in (False, True):
+        df = df.with_columns(_qid_clash=_qid_clash(df) if clashes else pl.lit(None, pl.Int64))
+        df = df.with_columns(_problem=_problem_expr(fmt))
+        bad = df.filter(pl.col("_problem").is_not_null())
+        if bad.height:  # strict mode raised above
+            for reason, n in bad.group_by("_problem").len().iter_rows():
+                drops[_reason_key(reason)] += n
+            df = df.filter(pl.col("_problem").is_null())
     df = df.drop("_problem", *_CHECK_COLUMNS).with_columns(source_format=pl.lit(fmt))
     return ReadResult(str(p), fmt, df, drops, rows_read)
 
