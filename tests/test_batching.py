@@ -93,3 +93,9 @@ def test_flagembedding_epoch_drops_partial_batches_and_merges_one_mode_only() ->
     assert flagembedding_rows_per_epoch(sizes, modes, 4, small_threshold=4) == (8 + 4, ["en/b"])
     assert flagembedding_rows_per_epoch(sizes, modes, 2, small_threshold=4) == (8 + 2 + 5, [])  # symmetric: batch 1
     assert flagembedding_rows_per_epoch({"en/a": 0}, {}, 4) == (0, [])
+
+
+def test_flagembedding_epoch_at_batch_size_one_never_trains_a_symmetric_dataset() -> None:
+    # its batch is 1 // 2 = 0: FlagEmbedding stops ("range() arg 3 must not be zero")
+    sizes, modes = {"en/a": 2, "en/c.symmetric_sts": 3}, {"en/c.symmetric_sts": "symmetric_sts"}
+    assert flagembedding_rows_per_epoch(sizes, modes, 1) == (2, ["en/c.symmetric_sts"])

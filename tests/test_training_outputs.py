@@ -302,3 +302,22 @@ def test_a_selection_that_drops_every_train_row_is_an_error_not_empty_files(tmp_
     with pytest.raises(UserError, match=r"^train-data: all 5 train rows were dropped \(below_teacher_scores_min 5\)"):
         write_train_dir(_grouped(), strict, out)
     assert {f.relative_to(out): f.read_bytes() for f in out.rglob("*") if f.is_file()} == before
+
+
+def test_flagembedding_epoch_advice_never_names_a_batch_size_it_cannot_train(capsys: pytest.CaptureFixture[str]) -> None:
+    from tripleforge.train_outputs import _warn_about_flagembedding_epoch, flagembedding_epoch
+
+    sym = "en-no_in_batch_neg/c.symmetric_class-no_in_batch_neg"
+    # a 1-row file beside a symmetric one: batch size 1 would read it, but stops FlagEmbedding
+    flag = flagembedding_epoch({sym: "symmetric_class"}, {"en/a": 1, "en/b": 7, sym: 4}, 8)
+    assert flag["largest_batch_size_reading_every_dataset"] is None
+    assert flag["with_small_threshold"]["rows_in_epoch"] == 8 + 4
+    _warn_about_flagembedding_epoch(flag, 12, some_unscored=True)
+    err = capsys.readouterr().err
+    assert "never trains 8 of 12 rows" in err and "--per_device_train_batch_size 1" not in err
+    assert "--small_threshold 8 merges" in err and "not with --knowledge_distillation True" in err
+    modes = {"en/c.symmetric_sts": "symmetric_sts"}
+    at_one = flagembedding_epoch(modes, {"en/a": 2, "en/c.symmetric_sts": 3}, 1)
+    assert at_one["datasets_never_trained"] == ["en/c.symmetric_sts"]
+    _warn_about_flagembedding_epoch(at_one, 5)
+    assert "cannot start at --per_device_train_batch_size 1" in capsys.readouterr().err

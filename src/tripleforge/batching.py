@@ -132,7 +132,9 @@ def flagembedding_rows_per_epoch(sizes: dict[str, int], modes: dict[str, str], b
     docs/formats.md does. `sizes`: dataset (``<folder>/<file stem>``) -> rows; `modes`: dataset
     -> its FlagEmbedding mode. Each epoch it cuts every dataset into batches and drops the last,
     shorter one (other rows each epoch, as it reshuffles), so a dataset smaller than its batch
-    never trains. With ``--small_threshold``, a folder's datasets below it are merged into one,
+    never trains; nor does a symmetric one at batch size 1 (its batch is 0, and FlagEmbedding stops
+    with "range() arg 3 must not be zero"). With ``--small_threshold``, a folder's datasets below it
+    are merged into one,
     whose batch is the smallest of theirs; None when a folder would merge files of two modes,
     which FlagEmbedding cannot train (a batch mixing modes fails its type assertion)."""
     trained, never = 0, []
@@ -145,7 +147,7 @@ def flagembedding_rows_per_epoch(sizes: dict[str, int], modes: dict[str, str], b
             continue
         b = flagembedding_batch_size(batch_size, modes.get(name, "normal"))
         trained += n // b * b if b else 0
-        if n < max(b, 1):
+        if n < b or not b:  # a batch of 0 (symmetric at batch size 1) stops FlagEmbedding outright
             never.append(name)
     for names in small.values():
         if len({modes.get(x, "normal") for x in names}) > 1:
@@ -153,6 +155,6 @@ def flagembedding_rows_per_epoch(sizes: dict[str, int], modes: dict[str, str], b
         n = sum(sizes[x] for x in names)
         b = min(flagembedding_batch_size(batch_size, modes.get(x, "normal")) for x in names)
         trained += n // b * b if b else 0
-        if n < max(b, 1):
+        if n < b or not b:
             never += names
     return trained, sorted(never)

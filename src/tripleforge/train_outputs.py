@@ -191,7 +191,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     _warn_about_single_row_batches(plan, p.batch.batch_size)
     flag = flagembedding_epoch({n: r[0].get("type", "normal") for n, r in records_by_ds.items() if r}, sizes,
                                p.batch.batch_size)
-    _warn_about_flagembedding_epoch(flag, total)
+    _warn_about_flagembedding_epoch(flag, total, some_unscored=bool(unscored) and len(unscored) < len(sizes))
     if sel.dpo.height:
         write_jsonl(sel.dpo.iter_rows(named=True), root / "dpo.jsonl")
     return {
@@ -326,36 +326,51 @@ def flagembedding_epoch(modes: dict[str, str], sizes: dict[str, int], batch_size
     which every dataset fills a batch. `modes`: dataset -> its FlagEmbedding mode (its rows' ``type``)."""
     trained, never = flagembedding_rows_per_epoch(sizes, modes, batch_size) or (0, [])
     merged = flagembedding_rows_per_epoch(sizes, modes, batch_size, small_threshold=batch_size)
-    # a symmetric mode's batch is half the batch size: 2n + 1 still cuts a batch of n
-    fits = [n if "symmetric" not in modes.get(name, "normal") else 2 * n + 1 for name, n in sizes.items() if n]
+    # a symmetric mode's batch is half the batch size: 2n + 1 still cuts a batch of n, and 1 cuts none
+    symmetric = {name for name in sizes if "symmetric" in modes.get(name, "normal")}
+    fits = [2 * n + 1 if name in symmetric else n for name, n in sizes.items() if n]
+    largest = min(fits, default=None)
+    if largest is not None and largest < 2 and symmetric:
+        largest = None  # no batch size reads a 1-row file and a symmetric one
     return {"per_device_train_batch_size": batch_size, "rows_in_epoch": trained,
             "rows_left_out_per_epoch": sum(sizes.values()) - trained, "datasets_never_trained": never,
             "rows_never_trained": sum(sizes[n] for n in never),
-            "largest_batch_size_reading_every_dataset": min(fits, default=None),
+            "largest_batch_size_reading_every_dataset": largest,
             "with_small_threshold": None if merged is None else {
                 "small_threshold": batch_size, "rows_in_epoch": merged[0],
                 "rows_never_trained": sum(sizes[n] for n in merged[1])}}
 
 
-def _warn_about_flagembedding_epoch(flag: dict[str, Any], total: int) -> None:
+def _warn_about_flagembedding_epoch(flag: dict[str, Any], total: int, some_unscored: bool = False) -> None:
     """Say on stderr when the documented FlagEmbedding command would never train some rows: its
     same-dataset sampler drops every file's last partial batch, so a file smaller than one batch
     (common: one file per language, task and mode) is never read, and nothing in its log says so.
-    (The partial batches of larger files are other rows each epoch: counted in the metrics only.)"""
+    (The partial batches of larger files are other rows each epoch: counted in the metrics only.)
+    `some_unscored`: some files have teacher scores and others not, which a merge by
+    ``--small_threshold`` cannot mix under ``--knowledge_distillation True``."""
     never = flag["datasets_never_trained"]
     if not never:
         return
     bs, alt = flag["per_device_train_batch_size"], flag["with_small_threshold"]
+    if bs // 2 == 0 and any("symmetric" in name for name in never):
+        log(f"warning: train-data: FlagEmbedding --same_dataset_within_batch True cannot start at "
+            f"--per_device_train_batch_size {bs} (train_data.batch.batch_size): a symmetric_* dataset's batch is "
+            "half of it, 0 (it stops with 'range() arg 3 must not be zero'); use 2 or more")
+        return
     shown = ", ".join(never[:5]) + (", …" if len(never) > 5 else "")
-    fixes = [f"--per_device_train_batch_size {flag['largest_batch_size_reading_every_dataset']} reads every dataset"]
+    fixes = []
+    if flag["largest_batch_size_reading_every_dataset"]:
+        fixes.append(f"--per_device_train_batch_size {flag['largest_batch_size_reading_every_dataset']} "
+                     "reads every dataset")
     if alt is not None and alt["rows_in_epoch"] > flag["rows_in_epoch"]:
         fixes.append(f"--small_threshold {bs} merges each folder's smaller files into one dataset "
-                     f"({alt['rows_in_epoch']} rows per epoch; their tasks then share batches)")
+                     f"({alt['rows_in_epoch']} rows per epoch; their tasks then share batches"
+                     f"{'; not with --knowledge_distillation True, as some files have no scores' if some_unscored else ''})")
     log(f"warning: train-data: FlagEmbedding --same_dataset_within_batch True at --per_device_train_batch_size "
         f"{bs} (train_data.batch.batch_size) never trains {flag['rows_never_trained']} of {total} rows: "
         f"{len(never)} dataset{'s are' if len(never) > 1 else ' is'} smaller than one batch ({shown}); its "
-        f"sampler drops every dataset's last partial batch ({flag['rows_in_epoch']} rows per epoch in all). "
-        f"{'; '.join(fixes)} (metrics: flagembedding_same_dataset)")
+        f"sampler drops every dataset's last partial batch ({flag['rows_in_epoch']} rows per epoch in all)"
+        f"{'. ' + '; '.join(fixes) if fixes else ''} (metrics: flagembedding_same_dataset)")
 
 
 def _warn_about_single_row_batches(plan: pl.DataFrame, batch_size: int) -> None:
