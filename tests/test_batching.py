@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tripleforge.batching import batch_plan, flagembedding_rows_per_epoch, left_out_reason, small_datasets
+from tripleforge.batching import (
+    RowTexts,
+    batch_plan,
+    clash_free_batches,
+    clashing_rows,
+    flagembedding_rows_per_epoch,
+    left_out_reason,
+    small_datasets,
+)
 
 SIZES = {"en/a": 10, "en/b": 7, "zh/c": 2}
 
@@ -99,3 +107,43 @@ def test_flagembedding_epoch_at_batch_size_one_never_trains_a_symmetric_dataset(
     # its batch is 1 // 2 = 0: FlagEmbedding stops ("range() arg 3 must not be zero")
     sizes, modes = {"en/a": 2, "en/c.symmetric_sts": 3}, {"en/c.symmetric_sts": "symmetric_sts"}
     assert flagembedding_rows_per_epoch(sizes, modes, 1) == (2, ["en/c.symmetric_sts"])
+
+
+def _texts(n: int, negatives: dict[int, list[int]]) -> list[RowTexts]:
+    """n rows: row i answers q<i> with p<i>, and lists p<j> for j in negatives[i] as negatives."""
+    return [RowTexts(f"q{i}", frozenset({f"p{i}"}), frozenset({f"p{i}", *(f"p{j}" for j in negatives.get(i, []))}))
+            for i in range(n)]
+
+
+def test_clashing_rows_never_share_a_batch_and_clean_data_gets_plain_slices() -> None:
+    order = list(range(8))
+    assert list(clash_free_batches(order, 3, _texts(8, {}))) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    # row 1 lists row 0's positive, row 3 row 2's: they wait for the next batch, which stays full
+    texts = _texts(8, {1: [0], 3: [2]})
+    batches = list(clash_free_batches(order, 3, texts))
+    assert batches == [[0, 2, 4], [1, 3, 5], [6, 7]]
+    assert sorted(i for b in batches for i in b) == order and not any(clashing_rows(b, texts) for b in batches)
+    # every row lists every other's positive: one row per batch, every row still once
+    dense = _texts(4, {i: [j for j in range(4) if j != i] for i in range(4)})
+    assert list(clash_free_batches([2, 0, 3, 1], 3, dense)) == [[2], [0], [3], [1]]
+    # a repeated query clashes too
+    same_query = [RowTexts("q", frozenset({"a"}), frozenset({"a"})), RowTexts("q", frozenset({"b"}), frozenset({"b"}))]
+    assert clashing_rows([0, 1], same_query) == 1
+
+
+@pytest.mark.parametrize("mode", ["random", "epoch", "epoch-random"])
+def test_plans_keep_clashing_rows_apart_in_every_mode(mode: str) -> None:
+    sizes = {"en/a": 12}
+    texts = {"en/a": _texts(12, {i: [(i + 1) % 12] for i in range(12)})}  # each row lists the next one's positive
+    kept = batch_plan(sizes, 4, mode, seed=3, epochs=2, drop_last=False, texts=texts)
+    assert not any(clashing_rows(b, texts["en/a"]) for b in kept["indices"].to_list())
+    assert kept.equals(batch_plan(sizes, 4, mode, seed=3, epochs=2, drop_last=False, texts=texts))
+    if mode != "random":
+        for epoch in (0, 1):
+            rows = [i for b in kept.filter(kept["epoch"] == epoch)["indices"].to_list() for i in b]
+            assert sorted(rows) == list(range(12))
+    else:
+        assert {len(b) for b in kept["indices"].to_list()} == {4}
+    plain = batch_plan(sizes, 4, mode, seed=3, epochs=2, drop_last=False)
+    assert any(clashing_rows(b, texts["en/a"]) for b in plain["indices"].to_list())  # what it avoids
+    assert plain.equals(batch_plan(sizes, 4, mode, seed=3, epochs=2, drop_last=False, texts={"en/a": _texts(12, {})}))

@@ -91,7 +91,8 @@ def test_short_ntuple_rows_are_counted_and_warned(tmp_path: Path, capsys: pytest
     p = TrainDataParams(train_group_size=3, st_ntuple_negatives=3, tokenizer={"enabled": False})  # type: ignore[arg-type]
     m = write_train_dir(_grouped(), p, tmp_path / "train")
     assert m["sentence_transformers"]["ntuple"] == 0 and m["sentence_transformers"]["triplet"] > 0
-    assert "ntuple keeps 0 of" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ntuple keeps 0 of" in err and "train_group_size - 1 = 2 negatives" in err  # the cause, not the data
     assert not (tmp_path / "train" / "sentence_transformers" / "ntuple").exists()  # no empty files
 
 
@@ -123,7 +124,8 @@ def test_rows_the_batch_plan_leaves_out_are_counted_and_warned(tmp_path: Path, m
                     tmp_path / "train")
     assert "batch plan" not in capsys.readouterr().err  # every row planned: nothing to say
     if mode != "random":  # by default (drop_last false) the epoch modes plan every row, short batches and all
-        p = TrainDataParams(batch={"batch_size": big, "mode": mode}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+        p = TrainDataParams(batch={"batch_size": big, "mode": mode, "keep_clashing_rows_apart": False},  # type: ignore[arg-type]
+                            tokenizer={"enabled": False})  # type: ignore[arg-type]
         m = write_train_dir(_grouped(), p, tmp_path / "train")
         assert m["batch_plan"]["rows_left_out_per_epoch"] == 0 and m["batch_plan"]["steps"] == len(sizes)
         assert "batch plan" not in capsys.readouterr().err
@@ -175,8 +177,8 @@ def test_datasets_without_scores_are_named_before_distillation(tmp_path: Path,
                        pos_scores=pl.when(external).then(None).otherwise("pos_scores"))
     no_tok = {"enabled": False}
     m = write_train_dir(g, TrainDataParams(tokenizer=no_tok), tmp_path / "train")  # type: ignore[arg-type]
-    assert m["embedder"] == {"datasets_without_scores": ["any/default", "en/web_code_retrieval"],
-                             "rows_repeating_a_query": {}}
+    assert m["embedder"]["datasets_without_scores"] == ["any/default", "en/web_code_retrieval"]
+    assert m["embedder"]["rows_repeating_a_query"] == {}
     assert "pos_scores" not in _jsonl(tmp_path / "train" / "embedder" / "any" / "default.jsonl")[0]
     assert "pos_scores" in _jsonl(tmp_path / "train" / "embedder" / "en" / "code2code.jsonl")[0]
     err = capsys.readouterr().err
@@ -263,13 +265,14 @@ def test_the_documented_python_examples_run(tmp_path: Path, monkeypatch: pytest.
 def test_batches_of_one_row_are_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With drop_last false, a 5-row dataset in batches of 2 ends with a batch of one row: no in-batch
     negative for that step, planned without a word."""
-    m = write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 2}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+    plain = {"keep_clashing_rows_apart": False}  # batches as they fall (apart, clashing rows make more short ones)
+    m = write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 2, **plain}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
                         tmp_path / "train")
     assert sum(m["datasets"].values()) == 5
     sizes = sorted(len(b["indices"]) for b in _jsonl(tmp_path / "train" / "batch_plan.jsonl"))
     assert sizes == [1, 2, 2]
     assert "batch_plan.jsonl has 1 batch of one row, which gives no in-batch negative" in capsys.readouterr().err
-    write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 5}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
+    write_train_dir(_grouped(), TrainDataParams(batch={"batch_size": 5, **plain}, tokenizer={"enabled": False}),  # type: ignore[arg-type]
                     tmp_path / "train")
     assert "one row" not in capsys.readouterr().err
 
@@ -321,3 +324,25 @@ def test_flagembedding_epoch_advice_never_names_a_batch_size_it_cannot_train(cap
     assert at_one["datasets_never_trained"] == ["en/c.symmetric_sts"]
     _warn_about_flagembedding_epoch(at_one, 5)
     assert "cannot start at --per_device_train_batch_size 1" in capsys.readouterr().err
+
+
+def test_rows_whose_positive_another_row_lists_are_counted_and_kept_apart(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Mined negatives are other rows' positives: one batch holding both rows gave a query its own
+    positive again as an in-batch negative (16 of the default run's 37 rows, in every plan)."""
+    g = _grouped()  # negatives are the next documents, i.e. other rows' positives
+    m = write_train_dir(g, TrainDataParams(tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    shared = m["embedder"]["rows_with_positive_in_other_rows"]
+    assert shared and all(0 < n <= m["datasets"][d] for d, n in shared.items())
+    assert "lists as a passage, mostly as a mined negative" in capsys.readouterr().err
+    assert m["batch_plan"]["rows_clashing_in_batches"] == 0 and m["batch_plan"]["rows_left_out_per_epoch"] == 0
+    for step in _jsonl(tmp_path / "train" / "batch_plan.jsonl"):
+        rows = _jsonl(tmp_path / "train" / "embedder" / f"{step['dataset']}.jsonl")
+        batch = [rows[i] for i in step["indices"]]
+        for i, r in enumerate(batch):
+            others = {t for j, o in enumerate(batch) if j != i for t in o["pos"] + o["neg"]}
+            assert not set(r["pos"]) & others
+    plain = TrainDataParams(batch={"keep_clashing_rows_apart": False}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    m = write_train_dir(g, plain, tmp_path / "train")
+    assert m["batch_plan"]["rows_clashing_in_batches"] > 0
+    assert "batch_plan.jsonl has" in capsys.readouterr().err

@@ -22,21 +22,125 @@ words why for the warning.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
 PLAN_SCHEMA = {"step": pl.Int64, "epoch": pl.Int64, "dataset": pl.String, "indices": pl.List(pl.Int64)}
 
 
+@dataclass(frozen=True)
+class RowTexts:
+    """A row's texts as in-batch negatives see them (whitespace-normalized)."""
+
+    query: str
+    positives: frozenset[str]
+    passages: frozenset[str]  # the positives and the negatives
+
+
+class _Batch:
+    """Rows gathered for one batch, and whether another row clashes with them: in one batch, a row
+    whose positive is another row's passage (its mined negative, most often) gets its own positive
+    as an in-batch negative, and so does a row that repeats another's query."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.queries: set[str] = set()
+        self.positives: set[str] = set()
+        self.passages: set[str] = set()
+
+    def clashes(self, t: RowTexts) -> bool:
+        return (t.query in self.queries or not self.passages.isdisjoint(t.positives)
+                or not self.positives.isdisjoint(t.passages))
+
+    def add(self, row: int, t: RowTexts | None) -> None:
+        self.rows.append(row)
+        if t is not None:
+            self.queries.add(t.query)
+            self.positives |= t.positives
+            self.passages |= t.passages
+
+
+# Rows set aside for a later batch (each new batch looks at them first); past this many the rest
+# go into batches as they come, so a dataset of mostly clashing rows (one positive shared by
+# thousands) costs no more than a bounded scan per batch.
+_MAX_DEFERRED = 1024
+
+
+def clash_free_batches(order: list[int], batch_size: int, texts: list[RowTexts] | None) -> Iterator[list[int]]:
+    """`order` (a dataset's shuffled rows) cut into batches of `batch_size`, each row placed in the
+    first batch, from the current one on, where it clashes with no row (see `_Batch`): without
+    clashes these are consecutive slices of `order`. A row that cannot join the current batch waits
+    for the next; so batches stay full but near the end, where the waiting rows clash with each
+    other and make shorter ones. Without `texts`, plain slices."""
+    deferred: list[int] = []
+    head = 0
+    while deferred or head < len(order):
+        batch = _Batch()
+        waiting: list[int] = []
+        for r in deferred:
+            t = texts[r] if texts is not None else None
+            if len(batch.rows) < batch_size and (t is None or not batch.clashes(t)):
+                batch.add(r, t)
+            else:
+                waiting.append(r)
+        while len(batch.rows) < batch_size and head < len(order):
+            r = order[head]
+            head += 1
+            t = texts[r] if texts is not None else None
+            if t is not None and batch.clashes(t) and len(waiting) < _MAX_DEFERRED:
+                waiting.append(r)
+            else:
+                batch.add(r, t)
+        deferred = waiting
+        yield batch.rows
+
+
+def clashing_rows(batch: list[int], texts: list[RowTexts] | None) -> int:
+    """Rows of `batch` that clash with an earlier row of it (see `_Batch`)."""
+    if texts is None:
+        return 0
+    seen, n = _Batch(), 0
+    for r in batch:
+        n += seen.clashes(texts[r])
+        seen.add(r, texts[r])
+    return n
+
+
+def _random_picks(rng: np.random.Generator, size: int, batch_size: int, texts: list[RowTexts] | None) -> list[int]:
+    """`batch_size` distinct rows of a dataset of `size` drawn at random; a drawn row that clashes
+    with the ones before it is swapped for another draw where one fits (a few tries), so the batch
+    stays full either way."""
+    picks = [int(i) for i in rng.choice(size, size=batch_size, replace=False)]
+    if texts is None or not clashing_rows(picks, texts):
+        return picks
+    extra = [int(i) for i in rng.choice(size, size=min(size, 4 * batch_size), replace=False)]
+    batch, spare = _Batch(), []
+    for r in picks + [r for r in extra if r not in set(picks)]:
+        if len(batch.rows) == batch_size:
+            break
+        if batch.clashes(texts[r]):
+            spare.append(r)
+        else:
+            batch.add(r, texts[r])
+    return batch.rows + spare[: batch_size - len(batch.rows)]
+
+
 def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed: int = 42,
-               epochs: int = 1, drop_last: bool = True) -> pl.DataFrame:
+               epochs: int = 1, drop_last: bool = True,
+               texts: dict[str, list[RowTexts]] | None = None) -> pl.DataFrame:
     """Dataset sizes -> plan (PLAN_SCHEMA), deterministic for equal inputs. ``drop_last``: the
-    epoch modes leave out each dataset's last, shorter batch."""
+    epoch modes leave out each dataset's last, shorter batches. `texts` (dataset -> its rows'
+    texts; datasets left out are not checked) keeps clashing rows apart (see `_Batch`,
+    `clash_free_batches`, `_random_picks`)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     names = sorted(n for n, s in sizes.items() if s > 0)
     rng = np.random.default_rng(seed)
     rows: list[tuple[int, int, str, list[int]]] = []
+    texts = texts or {}
     for epoch in range(epochs):
         if mode == "random":
             # only datasets that fill a batch, as in the epoch modes: a short batch would change
@@ -45,31 +149,33 @@ def batch_plan(sizes: dict[str, int], batch_size: int, mode: str = "epoch", seed
             weights = np.array([sizes[n] for n in eligible], dtype=np.float64)
             for _ in range(sum(sizes[n] for n in eligible) // batch_size):
                 name = eligible[int(rng.choice(len(eligible), p=weights / weights.sum()))]
-                picks = rng.choice(sizes[name], size=batch_size, replace=False)
-                rows.append((len(rows), epoch, name, sorted(int(i) for i in picks)))
+                picks = _random_picks(rng, sizes[name], batch_size, texts.get(name))
+                rows.append((len(rows), epoch, name, sorted(picks)))
         elif mode == "epoch":
             batches = []
             for name in names:
-                perm = rng.permutation(sizes[name])
-                full = len(perm) // batch_size * batch_size if drop_last else len(perm)
-                batches += [(name, perm[i:i + batch_size].tolist()) for i in range(0, full, batch_size)]
+                perm = rng.permutation(sizes[name]).tolist()
+                batches += [(name, b) for b in clash_free_batches(perm, batch_size, texts.get(name))
+                            if len(b) == batch_size or not drop_last]
             for j in rng.permutation(len(batches)):
                 name, idx = batches[int(j)]
                 rows.append((len(rows), epoch, name, [int(i) for i in idx]))
         elif mode == "epoch-random":
             queues = {n: rng.permutation(sizes[n]).tolist() for n in names}
-            heads = {n: 0 for n in names}
+            cutters = {n: clash_free_batches(q, batch_size, texts.get(n)) for n, q in queues.items()}
+            left = {n: len(q) for n, q in queues.items()}
             least = batch_size if drop_last else 1
             while True:
-                remaining = {n: len(q) - heads[n] for n, q in queues.items() if len(q) - heads[n] >= least}
+                remaining = {n: k for n, k in left.items() if k >= least}
                 if not remaining:
                     break
                 live = sorted(remaining)
                 w = np.array([remaining[n] for n in live], dtype=np.float64)
                 name = live[int(rng.choice(len(live), p=w / w.sum()))]
-                idx = queues[name][heads[name]:heads[name] + batch_size]
-                heads[name] += batch_size
-                rows.append((len(rows), epoch, name, [int(i) for i in idx]))
+                idx = next(cutters[name])
+                left[name] -= len(idx)
+                if len(idx) == batch_size or not drop_last:
+                    rows.append((len(rows), epoch, name, [int(i) for i in idx]))
         else:
             raise ValueError(f"unknown batch plan mode '{mode}'")
     return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")

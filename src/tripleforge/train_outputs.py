@@ -27,13 +27,16 @@ import polars as pl
 
 from tripleforge import formats as F
 from tripleforge.batching import (
+    RowTexts,
     batch_plan,
+    clashing_rows,
     flagembedding_rows_per_epoch,
     left_out_reason,
     rows_in_first_epoch,
     small_datasets,
 )
 from tripleforge.errors import UserError
+from tripleforge.hashing import normalize_text
 from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.progress import log
 from tripleforge.training import (
@@ -115,7 +118,7 @@ def _st_layouts(sel: pl.DataFrame, n_neg: int) -> dict[str, pl.DataFrame]:
     }
 
 
-def _write_st(parts: dict[str, pl.DataFrame], root: Path, n_neg: int) -> dict[str, int]:
+def _write_st(parts: dict[str, pl.DataFrame], root: Path, n_neg: int, group_size: int) -> dict[str, int]:
     """One file per layout and dataset (`parts`: dataset name -> its grouped rows); a dataset with
     no row in a layout has no file there. Per dataset, not one file per layout: a document gives
     rows to several tasks whose texts overlap (the code_context positive is the tail of the
@@ -131,9 +134,12 @@ def _write_st(parts: dict[str, pl.DataFrame], root: Path, n_neg: int) -> dict[st
             if df.height:
                 write_jsonl(df.iter_rows(named=True), root / layout / f"{name}.jsonl")
     if total and rows["ntuple"] < total:
-        # a row needs n_neg negatives; with fewer (e.g. train_group_size <= n_neg) it is left out
-        log(f"warning: sentence-transformers ntuple keeps {rows['ntuple']} of {total} rows: "
-            f"the others have fewer than train_data.st_ntuple_negatives={n_neg} negatives")
+        # a row needs n_neg negatives, and the selection keeps at most train_group_size - 1
+        why = (f"a row keeps at most train_data.train_group_size - 1 = {group_size - 1} negatives; lower "
+               "st_ntuple_negatives or raise train_group_size" if n_neg > group_size - 1 else
+               "the others have fewer negatives")
+        log(f"warning: train-data: sentence-transformers ntuple keeps {rows['ntuple']} of {total} rows at "
+            f"train_data.st_ntuple_negatives={n_neg}: {why}")
     return {layout: rows[layout] for layout in ("triplet", "ntuple", "labeled_pair", "labeled_list")}
 
 
@@ -173,7 +179,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     repeated = rows_repeating_a_query(parts)
     _warn_about_repeated_queries(repeated)
     sel_plain = g.drop("_ds")
-    st_sizes = _write_st(st_parts, root / "sentence_transformers", p.st_ntuple_negatives)
+    st_sizes = _write_st(st_parts, root / "sentence_transformers", p.st_ntuple_negatives, p.train_group_size)
     tok: dict[str, Any] = {"enabled": p.tokenizer.enabled}
     if p.tokenizer.enabled and records_by_ds:
         from tripleforge.tokenized import build_tokenized
@@ -184,7 +190,13 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
                    shards=sum(len(d["shards"]) for d in man["datasets"].values()),
                    **_truncation_counts(man))
         _warn_about_truncation(tok)
-    plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs, p.batch.drop_last)
+    texts = {name: row_texts(recs) for name, recs in records_by_ds.items() if not name.endswith(NO_IN_BATCH_NEG)}
+    shared = rows_with_positive_in_other_rows(texts)
+    plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs, p.batch.drop_last,
+                      texts if p.batch.keep_clashing_rows_apart else None)
+    clashing = sum(clashing_rows(b, texts.get(d)) for d, b in plan.filter(pl.col("epoch") == 0)
+                   .select("dataset", "indices").iter_rows())
+    _warn_about_shared_positives(shared, clashing)
     write_jsonl(plan.iter_rows(named=True), root / "batch_plan.jsonl")
     planned, total = rows_in_first_epoch(plan), sum(sizes.values())
     _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode)
@@ -198,7 +210,8 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "input_rows": grouped.height,
         "eval_rows_excluded": eval_rows,
         "embedder_rows": sum(sizes.values()),
-        "embedder": {"datasets_without_scores": sorted(unscored), "rows_repeating_a_query": repeated},
+        "embedder": {"datasets_without_scores": sorted(unscored), "rows_repeating_a_query": repeated,
+                     "rows_with_positive_in_other_rows": shared},
         "reranker_rows": sum(sizes.values()),
         "datasets": dict(sorted(sizes.items())),
         "by_task": _counts(sel_plain, "task"),
@@ -209,6 +222,7 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
         "dpo_skipped": dict(sorted(sel.dpo_skipped.items())),
         "batch_plan": {"mode": p.batch.mode, "batch_size": p.batch.batch_size, "steps": plan.height,
                        "rows_in_epoch": planned, "rows_left_out_per_epoch": total - planned,
+                       "rows_clashing_in_batches": clashing,
                        "datasets_smaller_than_batch": small_datasets(sizes, p.batch.batch_size)},
         "flagembedding_same_dataset": flag,
         "tokenized": tok,
@@ -286,6 +300,46 @@ def rows_repeating_a_query(parts: dict[str, pl.DataFrame]) -> dict[str, int]:
         if n:
             out[name] = n
     return out
+
+
+def row_texts(records: list[dict[str, Any]]) -> list[RowTexts]:
+    """Each embedder record's query, positives and passages, whitespace-normalized, for
+    `batching.batch_plan` to keep clashing rows apart."""
+    out = []
+    for r in records:
+        pos = frozenset(normalize_text(t) for t in r["pos"])
+        out.append(RowTexts(normalize_text(r["query"]), pos, pos | {normalize_text(t) for t in r["neg"]}))
+    return out
+
+
+def rows_with_positive_in_other_rows(texts: dict[str, list[RowTexts]]) -> dict[str, int]:
+    """Per dataset (`texts`: its rows' texts; datasets without such rows left out), the rows whose
+    positive another row of the dataset lists as a passage: mined negatives are other rows'
+    positives, so in one batch with such a row, a query meets its own positive again as an in-batch
+    negative. (A shared query is counted apart, `rows_repeating_a_query`.)"""
+    out = {}
+    for name, rows in sorted(texts.items()):
+        listed: Counter[str] = Counter(t for r in rows for t in r.passages)
+        n = sum(any(listed[t] > 1 for t in r.positives) for r in rows)
+        if n:
+            out[name] = n
+    return out
+
+
+def _warn_about_shared_positives(shared: dict[str, int], clashing: int) -> None:
+    if not shared:
+        return
+    total = sum(shared.values())
+    shown = ", ".join(f"{name}: {n}" for name, n in list(shared.items())[:5]) + (", …" if len(shared) > 5 else "")
+    plan = ("batch_plan.jsonl keeps such rows apart" if not clashing else
+            f"batch_plan.jsonl has {clashing} rows in a batch with such a row (batch_plan.rows_clashing_in_batches; "
+            "train_data.batch.keep_clashing_rows_apart)")
+    log(f"warning: train-data: {total} row{'s have a positive' if total > 1 else ' has a positive'} that another "
+        f"row of {'their' if total > 1 else 'its'} dataset lists as a passage, mostly as a mined negative ({shown}): "
+        "in one batch with that row, a query meets its own positive again as an in-batch negative. "
+        f"{plan}; for sentence-transformers pass batch_sampler=BatchSamplers.NO_DUPLICATES; FlagEmbedding's "
+        "sampler does not look, and such pairs meet less often the larger a dataset "
+        "(metrics: embedder.rows_with_positive_in_other_rows)")
 
 
 def _warn_about_repeated_queries(repeated: dict[str, int]) -> None:

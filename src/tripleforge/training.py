@@ -58,6 +58,10 @@ class BatchPlanConfig(StageParams):
     # false: each dataset's last batch may be shorter, so every row trains once per epoch (a small
     # dataset, e.g. a task of 4 rows, would otherwise never be in the plan); epoch modes only
     drop_last: bool = False
+    # true: rows whose positive another row lists as a passage (or that share a query) never share
+    # a batch, since there a query's own positive is also an in-batch negative; false: batches are
+    # cut as they fall (for a loss that masks such duplicates itself)
+    keep_clashing_rows_apart: bool = True
 
 
 class TokenizerConfig(StageParams):
