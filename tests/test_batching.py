@@ -7,6 +7,7 @@ import pytest
 from tripleforge.batching import (
     RowTexts,
     batch_plan,
+    can_keep_apart,
     clash_free_batches,
     clashing_rows,
     flagembedding_rows_per_epoch,
@@ -147,3 +148,11 @@ def test_plans_keep_clashing_rows_apart_in_every_mode(mode: str) -> None:
     plain = batch_plan(sizes, 4, mode, seed=3, epochs=2, drop_last=False)
     assert any(clashing_rows(b, texts["en/a"]) for b in plain["indices"].to_list())  # what it avoids
     assert plain.equals(batch_plan(sizes, 4, mode, seed=3, epochs=2, drop_last=False, texts={"en/a": _texts(12, {})}))
+
+
+def test_rows_sharing_one_positive_beyond_the_batches_are_not_parted() -> None:
+    # 5 of 8 rows answer with one positive: parting them needs 5 batches where 8 rows make 2
+    shared = [RowTexts(f"q{i}", frozenset({"p" if i < 5 else f"p{i}"}), frozenset({"p" if i < 5 else f"p{i}"}))
+              for i in range(8)]
+    assert not can_keep_apart(shared, 4) and can_keep_apart(shared[3:], 1)
+    assert can_keep_apart(_texts(8, {i: [(i + 1) % 8] for i in range(8)}), 4)

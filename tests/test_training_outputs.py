@@ -346,3 +346,13 @@ def test_rows_whose_positive_another_row_lists_are_counted_and_kept_apart(
     m = write_train_dir(g, plain, tmp_path / "train")
     assert m["batch_plan"]["rows_clashing_in_batches"] > 0
     assert "batch_plan.jsonl has" in capsys.readouterr().err
+    # with drop_last, batches cut short by the parting are dropped: said as such, not blamed on sizes
+    full = TrainDataParams(batch={"batch_size": 2, "drop_last": True}, tokenizer={"enabled": False})  # type: ignore[arg-type]
+    m = write_train_dir(g, full, tmp_path / "train")
+    assert m["datasets"] == {"en/code2code": 3, "en/text2code": 2} and m["batch_plan"]["rows_left_out_per_epoch"] == 3
+    err = capsys.readouterr().err
+    assert "trains on 2 of 5 rows per epoch" in err and "2 rows in batches cut short by keeping clashing rows apart" in err
+    # and a one-row batch made by the parting names the param, not another batch size
+    write_train_dir(g, TrainDataParams(batch={"batch_size": 2}, tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "of one row" in err and "keep_clashing_rows_apart: false gives full ones" in err and "another batch_size" not in err

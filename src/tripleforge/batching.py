@@ -22,6 +22,7 @@ words why for the warning.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,11 +34,24 @@ PLAN_SCHEMA = {"step": pl.Int64, "epoch": pl.Int64, "dataset": pl.String, "indic
 
 @dataclass(frozen=True)
 class RowTexts:
-    """A row's texts as in-batch negatives see them (whitespace-normalized)."""
+    """A row's texts as in-batch negatives see them: hashes of the whitespace-normalized texts
+    (only compared for equality)."""
 
-    query: str
-    positives: frozenset[str]
-    passages: frozenset[str]  # the positives and the negatives
+    query: int
+    positives: frozenset[int]
+    passages: frozenset[int]  # the positives and the negatives
+
+
+def can_keep_apart(texts: list[RowTexts], batch_size: int) -> bool:
+    """Whether a dataset's clashing rows can be kept apart without more batches than rows allow:
+    rows sharing a query or a positive must each have a batch of their own, so no more of them
+    than the dataset's full batches (at least one). Where more share one (a boilerplate positive
+    in thousands of rows), keeping them apart would leave a trail of one-row batches and still
+    fail; such a dataset is cut as it falls, and its clashes are counted."""
+    queries: Counter[int] = Counter(t.query for t in texts)
+    positives: Counter[int] = Counter(h for t in texts for h in t.positives)
+    most = max(max(queries.values(), default=0), max(positives.values(), default=0))
+    return most <= max(len(texts) // batch_size, 1)
 
 
 class _Batch:
@@ -187,10 +201,17 @@ def small_datasets(sizes: dict[str, int], batch_size: int) -> list[str]:
     return sorted(n for n, s in sizes.items() if 0 < s < batch_size)
 
 
-def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str) -> str:
+def size_left_out(sizes: dict[str, int], batch_size: int) -> int:
+    """Rows an epoch mode with ``drop_last`` leaves out for the sizes alone: each dataset's last
+    partial batch (a dataset smaller than a batch whole)."""
+    return sum(n % batch_size for n in sizes.values())
+
+
+def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str, clash_short: int = 0) -> str:
     """Why a plan of ``mode`` over datasets of ``sizes`` leaves rows out of an epoch, as a phrase
     for the stage's warning. Names only the causes these sizes have, so a user is not sent looking
-    for small datasets that do not exist."""
+    for small datasets that do not exist. `clash_short`: rows left out beyond those, in batches
+    that keeping clashing rows apart cut short (epoch modes with ``drop_last``)."""
     small = small_datasets(sizes, batch_size)
     n_small = (f"{len(small)} dataset{'s' if len(small) > 1 else ''} smaller than "
                f"train_data.batch.batch_size={batch_size} (batch_plan.datasets_smaller_than_batch)")
@@ -206,6 +227,9 @@ def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str) -> str:
     causes = [n_small] if small else []
     if any(s >= batch_size and s % batch_size for s in sizes.values()):
         causes.append(f"the last partial batch of each dataset whose size is not a multiple of {batch_size}")
+    if clash_short:
+        causes.append(f"{clash_short} rows in batches cut short by keeping clashing rows apart "
+                      "(train_data.batch.keep_clashing_rows_apart; see embedder.rows_with_positive_in_other_rows)")
     left = " and ".join(causes) or "no row"
     keep = " (train_data.batch.drop_last: false keeps them as shorter batches)" if causes else ""
     if mode == "epoch-random":

@@ -29,14 +29,15 @@ from tripleforge import formats as F
 from tripleforge.batching import (
     RowTexts,
     batch_plan,
+    can_keep_apart,
     clashing_rows,
     flagembedding_rows_per_epoch,
     left_out_reason,
     rows_in_first_epoch,
+    size_left_out,
     small_datasets,
 )
 from tripleforge.errors import UserError
-from tripleforge.hashing import normalize_text
 from tripleforge.io import atomic_dir, write_jsonl
 from tripleforge.progress import log
 from tripleforge.training import (
@@ -190,17 +191,22 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
                    shards=sum(len(d["shards"]) for d in man["datasets"].values()),
                    **_truncation_counts(man))
         _warn_about_truncation(tok)
-    texts = {name: row_texts(recs) for name, recs in records_by_ds.items() if not name.endswith(NO_IN_BATCH_NEG)}
+    texts = {name: row_texts(instructed[name]) for name in sizes if not name.endswith(NO_IN_BATCH_NEG)}
     shared = rows_with_positive_in_other_rows(texts)
+    apart = {name: t for name, t in texts.items() if can_keep_apart(t, p.batch.batch_size)}
     plan = batch_plan(sizes, p.batch.batch_size, p.batch.mode, p.seed, p.batch.epochs, p.batch.drop_last,
-                      texts if p.batch.keep_clashing_rows_apart else None)
+                      apart if p.batch.keep_clashing_rows_apart else None)
     clashing = sum(clashing_rows(b, texts.get(d)) for d, b in plan.filter(pl.col("epoch") == 0)
                    .select("dataset", "indices").iter_rows())
-    _warn_about_shared_positives(shared, clashing)
+    _warn_about_shared_positives(shared, clashing, p.batch.keep_clashing_rows_apart,
+                                 sorted(n for n in shared if n not in apart))
     write_jsonl(plan.iter_rows(named=True), root / "batch_plan.jsonl")
     planned, total = rows_in_first_epoch(plan), sum(sizes.values())
-    _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode)
-    _warn_about_single_row_batches(plan, p.batch.batch_size)
+    clash_short = 0
+    if p.batch.mode != "random" and p.batch.drop_last:
+        clash_short = max(total - planned - size_left_out(sizes, p.batch.batch_size), 0)
+    _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode, clash_short)
+    _warn_about_single_row_batches(plan, p.batch.batch_size, apart_made_short=bool(shared) and p.batch.keep_clashing_rows_apart)
     flag = flagembedding_epoch({n: r[0].get("type", "normal") for n, r in records_by_ds.items() if r}, sizes,
                                p.batch.batch_size)
     _warn_about_flagembedding_epoch(flag, total, some_unscored=bool(unscored) and len(unscored) < len(sizes))
@@ -302,13 +308,19 @@ def rows_repeating_a_query(parts: dict[str, pl.DataFrame]) -> dict[str, int]:
     return out
 
 
-def row_texts(records: list[dict[str, Any]]) -> list[RowTexts]:
-    """Each embedder record's query, positives and passages, whitespace-normalized, for
-    `batching.batch_plan` to keep clashing rows apart."""
+def row_texts(part: pl.DataFrame) -> list[RowTexts]:
+    """Each row's query, positives and passages (``query, pos, neg`` of one dataset's rows, as
+    written), as hashes of the whitespace-normalized texts, for `batching.batch_plan` to keep
+    clashing rows apart."""
+    def h(e: pl.Expr) -> pl.Expr:
+        return F.normalized(e).hash(7)
+
+    cols = part.select(q=h(pl.col("query")), p=pl.col("pos").list.eval(h(pl.element())),
+                       n=pl.col("neg").list.eval(h(pl.element())))
     out = []
-    for r in records:
-        pos = frozenset(normalize_text(t) for t in r["pos"])
-        out.append(RowTexts(normalize_text(r["query"]), pos, pos | {normalize_text(t) for t in r["neg"]}))
+    for q, pos, neg in cols.iter_rows():
+        ps = frozenset(pos)
+        out.append(RowTexts(q, ps, ps.union(neg)))
     return out
 
 
@@ -326,20 +338,31 @@ def rows_with_positive_in_other_rows(texts: dict[str, list[RowTexts]]) -> dict[s
     return out
 
 
-def _warn_about_shared_positives(shared: dict[str, int], clashing: int) -> None:
+def _warn_about_shared_positives(shared: dict[str, int], clashing: int, apart: bool, too_shared: list[str]) -> None:
+    """Say on stderr which datasets have rows whose positive another row lists (`shared`), what the
+    plan did about them (`clashing`: rows the first epoch still puts beside such a row; `apart`: the
+    param; `too_shared`: datasets where too many rows share one positive or query to part them),
+    and what the trainers do."""
     if not shared:
         return
     total = sum(shared.values())
     shown = ", ".join(f"{name}: {n}" for name, n in list(shared.items())[:5]) + (", …" if len(shared) > 5 else "")
-    plan = ("batch_plan.jsonl keeps such rows apart" if not clashing else
-            f"batch_plan.jsonl has {clashing} rows in a batch with such a row (batch_plan.rows_clashing_in_batches; "
-            "train_data.batch.keep_clashing_rows_apart)")
+    if not apart:
+        plan = f"batch_plan.jsonl has {clashing} rows in a batch with such a row (train_data.batch.keep_clashing_rows_apart)"
+    elif too_shared:
+        plan = (f"batch_plan.jsonl keeps them apart but in {', '.join(too_shared[:3])}"
+                f"{', …' if len(too_shared) > 3 else ''}, where more rows share one positive or query than there "
+                f"are batches ({clashing} rows in a batch with such a row)")
+    elif clashing:
+        plan = f"batch_plan.jsonl keeps them apart but for {clashing} rows its random draws could not part"
+    else:
+        plan = "batch_plan.jsonl keeps them apart, with shorter batches where they are dense"
     log(f"warning: train-data: {total} row{'s have a positive' if total > 1 else ' has a positive'} that another "
         f"row of {'their' if total > 1 else 'its'} dataset lists as a passage, mostly as a mined negative ({shown}): "
-        "in one batch with that row, a query meets its own positive again as an in-batch negative. "
-        f"{plan}; for sentence-transformers pass batch_sampler=BatchSamplers.NO_DUPLICATES; FlagEmbedding's "
-        "sampler does not look, and such pairs meet less often the larger a dataset "
-        "(metrics: embedder.rows_with_positive_in_other_rows)")
+        f"in one batch with that row, a query meets its own positive again as an in-batch negative. {plan}; "
+        "sentence-transformers does with batch_sampler=BatchSamplers.NO_DUPLICATES (it then skips some rows of "
+        "such a dataset each epoch); FlagEmbedding's sampler does not look, and such rows meet less often the "
+        "larger a dataset (metrics: embedder.rows_with_positive_in_other_rows)")
 
 
 def _warn_about_repeated_queries(repeated: dict[str, int]) -> None:
@@ -355,7 +378,7 @@ def _warn_about_repeated_queries(repeated: dict[str, int]) -> None:
         "(metrics: embedder.rows_repeating_a_query)")
 
 
-def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str) -> None:
+def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str, clash_short: int = 0) -> None:
     """Say on stderr when the batch plan trains on fewer rows than were written, and why in this
     mode (``batching.left_out_reason``): with ``batch.drop_last`` the epoch modes leave out datasets
     smaller than a batch and each dataset's last partial batch, `random` the rows no step drew; a
@@ -363,12 +386,12 @@ def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode:
     total = sum(sizes.values())
     if not total or planned == total:
         return
-    if planned == 0:
+    if planned == 0 and not clash_short:
         log(f"warning: train-data: the batch plan is empty: every dataset is smaller than "
             f"train_data.batch.batch_size={batch_size} (the largest has {max(sizes.values())} rows)")
         return
     log(f"warning: train-data: batch_plan.jsonl ({mode}) trains on {planned} of {total} rows per epoch: "
-        f"{left_out_reason(sizes, batch_size, mode)} (metrics: batch_plan.rows_left_out_per_epoch; this is about "
+        f"{left_out_reason(sizes, batch_size, mode, clash_short)} (metrics: batch_plan.rows_left_out_per_epoch; this is about "
         f"trainers that follow the plan; FlagEmbedding and sentence-transformers make their own batches)")
 
 
@@ -427,16 +450,20 @@ def _warn_about_flagembedding_epoch(flag: dict[str, Any], total: int, some_unsco
         f"{'. ' + '; '.join(fixes) if fixes else ''} (metrics: flagembedding_same_dataset)")
 
 
-def _warn_about_single_row_batches(plan: pl.DataFrame, batch_size: int) -> None:
+def _warn_about_single_row_batches(plan: pl.DataFrame, batch_size: int, apart_made_short: bool = False) -> None:
     """Say on stderr when the plan has batches of one row (with ``drop_last: false``, a dataset's
-    last batch, or a one-row dataset): such a step has no in-batch negative, only the row's own."""
+    last batch, a one-row dataset, or a row that clashes with every other left, see
+    `batching.clash_free_batches`): such a step has no in-batch negative, only the row's own."""
     if batch_size < 2 or plan.height == 0:
         return
     n = int((plan["indices"].list.len() == 1).sum())
     if n:
+        fix = ("keeping clashing rows apart makes short batches where they are dense: "
+               "train_data.batch.keep_clashing_rows_apart: false gives full ones, with the clashes; "
+               if apart_made_short else "")
         log(f"warning: train-data: batch_plan.jsonl has {n} batch{'es' if n > 1 else ''} of one row, which "
-            f"give{'' if n > 1 else 's'} no in-batch negative (train_data.batch.drop_last: true leaves them out; "
-            f"or pick another batch_size)")
+            f"give{'' if n > 1 else 's'} no in-batch negative ({fix}train_data.batch.drop_last: true leaves "
+            f"{'them' if n > 1 else 'it'} out{'' if apart_made_short else '; or pick another batch_size'})")
 
 
 def write_train_dir(grouped: pl.DataFrame, p: TrainDataParams, out_dir: str | Path) -> dict[str, Any]:
