@@ -356,3 +356,22 @@ def test_rows_whose_positive_another_row_lists_are_counted_and_kept_apart(
     write_train_dir(g, TrainDataParams(batch={"batch_size": 2}, tokenizer={"enabled": False}), tmp_path / "train")  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert "of one row" in err and "keep_clashing_rows_apart: false gives full ones" in err and "another batch_size" not in err
+    # but one the sizes explain (3 rows in batches of 2) does not blame it
+    one = g.filter(pl.col("task") == "code2code")
+    m = write_train_dir(one, TrainDataParams(batch={"batch_size": 2, "keep_clashing_rows_apart": False},  # type: ignore[arg-type]
+                                             tokenizer={"enabled": False}), tmp_path / "train")
+    assert m["datasets"] == {"en/code2code": 3}
+    err = capsys.readouterr().err
+    assert "of one row" in err and "or pick another batch_size" in err and "gives full ones" not in err
+
+
+def test_one_row_batches_are_blamed_on_the_parting_only_beyond_the_sizes() -> None:
+    from tripleforge.batching import PLAN_SCHEMA
+    from tripleforge.train_outputs import parting_made_single_rows
+
+    def plan(batches: list[list[int]]) -> pl.DataFrame:
+        return pl.DataFrame([(i, 0, "en/a", b) for i, b in enumerate(batches)], schema=PLAN_SCHEMA, orient="row")
+
+    assert not parting_made_single_rows(plan([[0, 1], [2]]), {"en/a": 3}, 2)  # 3 rows in batches of 2
+    assert parting_made_single_rows(plan([[0], [1], [2]]), {"en/a": 3}, 2)
+    assert parting_made_single_rows(plan([[0], [1, 2, 3]]), {"en/a": 4}, 4)  # 4 rows fill one batch of 4

@@ -46,8 +46,9 @@ def can_keep_apart(texts: list[RowTexts], batch_size: int) -> bool:
     """Whether a dataset's clashing rows can be kept apart without more batches than rows allow:
     rows sharing a query or a positive must each have a batch of their own, so no more of them
     than the dataset's full batches (at least one). Where more share one (a boilerplate positive
-    in thousands of rows), keeping them apart would leave a trail of one-row batches and still
-    fail; such a dataset is cut as it falls, and its clashes are counted."""
+    in thousands of rows), parting them would take more batches than the rows fill, most of them
+    short; such a dataset is cut as it falls, and its clashes are counted. (Just below that
+    bound, parting still leaves a few short batches at the end.)"""
     queries: Counter[int] = Counter(t.query for t in texts)
     positives: Counter[int] = Counter(h for t in texts for h in t.positives)
     most = max(max(queries.values(), default=0), max(positives.values(), default=0))
@@ -229,7 +230,8 @@ def left_out_reason(sizes: dict[str, int], batch_size: int, mode: str, clash_sho
         causes.append(f"the last partial batch of each dataset whose size is not a multiple of {batch_size}")
     if clash_short:
         causes.append(f"{clash_short} rows in batches cut short by keeping clashing rows apart "
-                      "(train_data.batch.keep_clashing_rows_apart; see embedder.rows_with_positive_in_other_rows)")
+                      "(train_data.batch.keep_clashing_rows_apart; see embedder.rows_with_positive_in_other_rows "
+                      "and embedder.rows_repeating_a_query)")
     left = " and ".join(causes) or "no row"
     keep = " (train_data.batch.drop_last: false keeps them as shorter batches)" if causes else ""
     if mode == "epoch-random":

@@ -206,7 +206,9 @@ def build_train_dir(grouped: pl.DataFrame, p: TrainDataParams, root: Path, token
     if p.batch.mode != "random" and p.batch.drop_last:
         clash_short = max(total - planned - size_left_out(sizes, p.batch.batch_size), 0)
     _warn_about_plan(planned, sizes, p.batch.batch_size, p.batch.mode, clash_short)
-    _warn_about_single_row_batches(plan, p.batch.batch_size, apart_made_short=bool(shared) and p.batch.keep_clashing_rows_apart)
+    _warn_about_single_row_batches(plan, p.batch.batch_size,
+                                   apart_made_short=p.batch.keep_clashing_rows_apart
+                                   and parting_made_single_rows(plan, sizes, p.batch.batch_size))
     flag = flagembedding_epoch({n: r[0].get("type", "normal") for n, r in records_by_ds.items() if r}, sizes,
                                p.batch.batch_size)
     _warn_about_flagembedding_epoch(flag, total, some_unscored=bool(unscored) and len(unscored) < len(sizes))
@@ -374,8 +376,9 @@ def _warn_about_repeated_queries(repeated: dict[str, int]) -> None:
     log(f"warning: train-data: {rows} the query of an earlier row of {'their' if total > 1 else 'its'} "
         f"dataset ({shown}): in one batch each one's positive is an in-batch "
         "negative of the other's query, which it answers; give such rows one qid in the pairs format "
-        "(convert-formats groups a qid into one row) or merge their pos lists "
-        "(metrics: embedder.rows_repeating_a_query)")
+        "(convert-formats groups a qid into one row) or merge their pos lists; batch_plan.jsonl keeps them apart "
+        "where it can (train_data.batch.keep_clashing_rows_apart; batch_plan.rows_clashing_in_batches counts "
+        "the rest) (metrics: embedder.rows_repeating_a_query)")
 
 
 def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode: str, clash_short: int = 0) -> None:
@@ -448,6 +451,13 @@ def _warn_about_flagembedding_epoch(flag: dict[str, Any], total: int, some_unsco
         f"{len(never)} dataset{'s are' if len(never) > 1 else ' is'} smaller than one batch ({shown}); its "
         f"sampler drops every dataset's last partial batch ({flag['rows_in_epoch']} rows per epoch in all)"
         f"{'. ' + '; '.join(fixes) if fixes else ''} (metrics: flagembedding_same_dataset)")
+
+
+def parting_made_single_rows(plan: pl.DataFrame, sizes: dict[str, int], batch_size: int) -> bool:
+    """Whether some dataset has more one-row batches in the plan's first epoch than its size
+    explains (one, when it leaves a remainder of one row): keeping clashing rows apart made them."""
+    ones = plan.filter((pl.col("epoch") == 0) & (pl.col("indices").list.len() == 1)).group_by("dataset").len()
+    return any(n > int(sizes[d] % batch_size == 1) for d, n in ones.iter_rows())
 
 
 def _warn_about_single_row_batches(plan: pl.DataFrame, batch_size: int, apart_made_short: bool = False) -> None:
