@@ -18,6 +18,11 @@ once per epoch; ``drop_last`` drops those short batches instead, as LLM-Embedder
 constant number of in-batch negatives. ``random`` always draws full batches, from the datasets
 that fill one: an epoch's worth. Rows left out are counted by the caller; ``left_out_reason``
 words why for the warning.
+
+Given the rows' texts, every mode keeps clashing rows apart: a row whose positive another row
+lists as a passage, or two rows of one query, would give a query its own positive as an in-batch
+negative (``clash_free_batches``). ``flagembedding_rows_per_epoch`` models the batches
+FlagEmbedding's own same-dataset sampler cuts, for the stage's figures on it.
 """
 
 from __future__ import annotations
@@ -62,9 +67,9 @@ class _Batch:
 
     def __init__(self) -> None:
         self.rows: list[int] = []
-        self.queries: set[str] = set()
-        self.positives: set[str] = set()
-        self.passages: set[str] = set()
+        self.queries: set[int] = set()
+        self.positives: set[int] = set()
+        self.passages: set[int] = set()
 
     def clashes(self, t: RowTexts) -> bool:
         return (t.query in self.queries or not self.passages.isdisjoint(t.positives)
@@ -132,8 +137,9 @@ def _random_picks(rng: np.random.Generator, size: int, batch_size: int, texts: l
     if texts is None or not clashing_rows(picks, texts):
         return picks
     extra = [int(i) for i in rng.choice(size, size=min(size, 4 * batch_size), replace=False)]
+    drawn = set(picks)
     batch, spare = _Batch(), []
-    for r in picks + [r for r in extra if r not in set(picks)]:
+    for r in picks + [r for r in extra if r not in drawn]:
         if len(batch.rows) == batch_size:
             break
         if batch.clashes(texts[r]):
@@ -246,7 +252,6 @@ def rows_in_first_epoch(plan: pl.DataFrame) -> int:
     return first.unique().height if first.height else 0
 
 
-
 def flagembedding_batch_size(batch_size: int, mode: str) -> int:
     """The batch FlagEmbedding's same-dataset sampler cuts from a file whose rows are of FlagEmbedding
     `mode` (``type``): half the per-device batch size for the symmetric modes, the whole otherwise."""
@@ -266,9 +271,8 @@ def flagembedding_rows_per_epoch(sizes: dict[str, int], modes: dict[str, str], b
     shorter one (other rows each epoch, as it reshuffles), so a dataset smaller than its batch
     never trains; nor does a symmetric one at batch size 1 (its batch is 0, and FlagEmbedding stops
     with "range() arg 3 must not be zero"). With ``--small_threshold``, a folder's datasets below it
-    are merged into one,
-    whose batch is the smallest of theirs; None when a folder would merge files of two modes,
-    which FlagEmbedding cannot train (a batch mixing modes fails its type assertion)."""
+    are merged into one, whose batch is the smallest of theirs; None when a folder would merge files
+    of two modes, which FlagEmbedding cannot train (a batch mixing modes fails its type assertion)."""
     trained, never = 0, []
     small: dict[str, list[str]] = {}
     for name, n in sorted(sizes.items()):

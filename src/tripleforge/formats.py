@@ -646,8 +646,8 @@ def _has_null(col: str) -> pl.Expr:
 
 def is_blank(e: pl.Expr) -> pl.Expr:
     """An empty or whitespace-only string (Python's whitespace, as `normalized`: Rust's class of
-    whitespace leaves out the separators U+001C-U+001F). The anchored regex stops at the first other character and allocates
-    nothing, where ``str.strip_chars() == ""`` would copy every text."""
+    whitespace leaves out the separators U+001C-U+001F). The anchored regex stops at the first
+    other character and allocates nothing, where ``str.strip_chars() == ""`` would copy every text."""
     return e.str.contains(r"^[\s\x1c-\x1f]*$")
 
 

@@ -333,7 +333,7 @@ def rows_with_positive_in_other_rows(texts: dict[str, list[RowTexts]]) -> dict[s
     negative. (A shared query is counted apart, `rows_repeating_a_query`.)"""
     out = {}
     for name, rows in sorted(texts.items()):
-        listed: Counter[str] = Counter(t for r in rows for t in r.passages)
+        listed: Counter[int] = Counter(t for r in rows for t in r.passages)
         n = sum(any(listed[t] > 1 for t in r.positives) for r in rows)
         if n:
             out[name] = n
@@ -350,7 +350,8 @@ def _warn_about_shared_positives(shared: dict[str, int], clashing: int, apart: b
     total = sum(shared.values())
     shown = ", ".join(f"{name}: {n}" for name, n in list(shared.items())[:5]) + (", …" if len(shared) > 5 else "")
     if not apart:
-        plan = f"batch_plan.jsonl has {clashing} rows in a batch with such a row (train_data.batch.keep_clashing_rows_apart)"
+        plan = (f"batch_plan.jsonl has {clashing} rows in a batch with such a row "
+                "(train_data.batch.keep_clashing_rows_apart)")
     elif too_shared:
         plan = (f"batch_plan.jsonl keeps them apart but in {', '.join(too_shared[:3])}"
                 f"{', …' if len(too_shared) > 3 else ''}, where more rows share one positive or query than there "
@@ -394,7 +395,8 @@ def _warn_about_plan(planned: int, sizes: dict[str, int], batch_size: int, mode:
             f"train_data.batch.batch_size={batch_size} (the largest has {max(sizes.values())} rows)")
         return
     log(f"warning: train-data: batch_plan.jsonl ({mode}) trains on {planned} of {total} rows per epoch: "
-        f"{left_out_reason(sizes, batch_size, mode, clash_short)} (metrics: batch_plan.rows_left_out_per_epoch; this is about "
+        f"{left_out_reason(sizes, batch_size, mode, clash_short)} "
+        "(metrics: batch_plan.rows_left_out_per_epoch; this is about "
         f"trainers that follow the plan; FlagEmbedding and sentence-transformers make their own batches)")
 
 
@@ -443,9 +445,9 @@ def _warn_about_flagembedding_epoch(flag: dict[str, Any], total: int, some_unsco
         fixes.append(f"--per_device_train_batch_size {flag['largest_batch_size_reading_every_dataset']} "
                      "reads every dataset")
     if alt is not None and alt["rows_in_epoch"] > flag["rows_in_epoch"]:
+        kd = "; not with --knowledge_distillation True, as some files have no scores" if some_unscored else ""
         fixes.append(f"--small_threshold {bs} merges each folder's smaller files into one dataset "
-                     f"({alt['rows_in_epoch']} rows per epoch; their tasks then share batches"
-                     f"{'; not with --knowledge_distillation True, as some files have no scores' if some_unscored else ''})")
+                     f"({alt['rows_in_epoch']} rows per epoch; their tasks then share batches{kd})")
     log(f"warning: train-data: FlagEmbedding --same_dataset_within_batch True at --per_device_train_batch_size "
         f"{bs} (train_data.batch.batch_size) never trains {flag['rows_never_trained']} of {total} rows: "
         f"{len(never)} dataset{'s are' if len(never) > 1 else ' is'} smaller than one batch ({shown}); its "
