@@ -244,7 +244,9 @@ def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path, delay: float
     import time
 
     root = tmp_path / "tree"
-    for i in range(1000):  # about 3 s of parsing on 2 workers
+    # about 3 s of parsing on 2 workers; 8 s for the early case, which outlasts its 5 s wait below
+    n_files = 1000 if delay >= 1 else 2500
+    for i in range(n_files):
         write(root / f"d{i % 30}" / f"m{i}.py", "".join(FUNC.format(name=f"f{i}_{j}", k=j) for j in range(200)))
     stage = Path(__file__).parents[1] / "stages" / "sample.py"
     (tmp_path / "params.yaml").write_text(f"sample:\n  corpus: {root}\n  workers: 2\n")
@@ -257,18 +259,25 @@ def test_ctrl_c_with_a_process_pool_stops_the_stage(tmp_path: Path, delay: float
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     seen = ""
-    while "0/1000" not in seen and proc.poll() is None:  # files listed; the pool starts
+    while f"0/{n_files}" not in seen and proc.poll() is None:  # files listed; the pool starts
         seen += proc.stderr.read(1)
     time.sleep(delay)  # the whole read takes about 3 s
     assert proc.poll() is None, "finished before the interrupt: the test needs more files"
     os.killpg(proc.pid, signal.SIGINT)
     t0 = time.monotonic()
     try:
-        rest = proc.communicate(timeout=60)[1]
+        try:
+            rest = proc.communicate(timeout=60 if delay >= 1 else 5)[1]
+        except subprocess.TimeoutExpired:
+            # 0.05 s can land in the few milliseconds the parent ignores SIGINT while it starts the
+            # workers (on a loaded machine, longer; see corpus.sigint_free_pool): a user's second
+            # Ctrl-C. What this case checks is that the workers' start prints no traceback.
+            os.killpg(proc.pid, signal.SIGINT)
+            rest = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert time.monotonic() - t0 < 60 and proc.returncode == 130, rest[-2000:]
+    assert time.monotonic() - t0 < 65 and proc.returncode == 130, rest[-2000:]
     assert rest.rstrip().endswith("error: interrupted") and "Traceback" not in rest
     assert not (tmp_path / "out").exists()
 

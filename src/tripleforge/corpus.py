@@ -343,7 +343,8 @@ def sigint_free_pool(workers: int) -> Any:
     then installs no KeyboardInterrupt handler, so a Ctrl-C while a worker imports no longer
     prints its traceback (a blocked mask does not help: the spawn start resets it). The parent's
     handler is back once the processes are started, a few milliseconds; the initializer keeps
-    the workers ignoring it."""
+    the workers ignoring it. A Ctrl-C inside that window is lost (the next one stops the stage):
+    blocking it instead would not help, as the threads Polars and Arrow have started take it."""
     import multiprocessing as mp
     import signal
 
