@@ -347,16 +347,20 @@ def _line_layout(view: Any, nl: Any) -> LineLayout:
     keep = ends > starts
     if not view.size:
         return LineLayout(np.zeros(0, np.int64), True, 0)
-    # A few whitespace bytes at either edge (a CR, an indent, trailing spaces) are stepped over
-    # in bulk; only lines with more go through the loop below.
-    space = np.array([9, 10, 13, 32], dtype=np.uint8)
     first_at = np.minimum(starts, view.size - 1)
     last_at = np.maximum(ends - 1, 0)
-    for _ in range(4):
-        first_at = np.where(np.isin(view[first_at], space) & (first_at < last_at), first_at + 1, first_at)
-        last_at = np.where(np.isin(view[last_at], space) & (last_at > first_at), last_at - 1, last_at)
-    first, last = view[first_at], view[last_at]
-    odd = keep & ((first != 123) | (last != 125))
+    odd = keep & ((view[first_at] != 123) | (view[last_at] != 125))
+    # A few whitespace bytes at either edge (a CR, an indent, trailing spaces) are stepped over
+    # in bulk, on those lines only; only lines with more go through the loop below.
+    if odd.any():
+        at = np.flatnonzero(odd)
+        first_at, last_at = first_at[at], last_at[at]
+        space = np.zeros(256, dtype=bool)
+        space[[9, 10, 13, 32]] = True
+        for _ in range(4):
+            first_at = first_at + (space[view[first_at]] & (first_at < last_at))
+            last_at = last_at - (space[view[last_at]] & (last_at > first_at))
+        odd[at] = (view[first_at] != 123) | (view[last_at] != 125)
     whole = True
     for i in np.flatnonzero(odd):
         text = view[starts[i] : ends[i]].tobytes().strip()
