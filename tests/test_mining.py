@@ -264,10 +264,11 @@ def test_all_null_columns_are_read_as_their_type(tmp_path):
 
 def test_blank_pool_rows_are_counted_and_an_all_blank_pool_is_empty(monkeypatch, tmp_path):
     params = MineParams(num_negatives=2, range_max=10, relative_margin=None, cache_dir=str(tmp_path))
-    pool = pl.concat([make_pool(), pl.DataFrame({"doc_id": ["b1", "b2"], "text": [None, " \n "]})])
+    # U+001C and U+2003 are whitespace to Python (normalize_text), and U+001C is not to Rust
+    pool = pl.concat([make_pool(), pl.DataFrame({"doc_id": ["b1", "b2", "b3"], "text": [None, " \n ", "\x1c\u2003"]})])
     out, report = mine_negatives(make_pairs(), pool, params)
-    assert report.skipped["pool_empty_text"] == 2 and out.height == 4
-    assert mine_metrics(out, report, 4, params)["skipped"]["pool_empty_text"] == 2
+    assert report.skipped["pool_empty_text"] == 3 and out.height == 4
+    assert mine_metrics(out, report, 4, params)["skipped"]["pool_empty_text"] == 3
     _no_encoding(monkeypatch)
     blank = pl.DataFrame({"doc_id": ["b1", "b2"], "text": [None, "  "]})
     with pytest.raises(UserError, match=r"^pool: no documents; .*all 2 rows have null or blank text"):
@@ -462,13 +463,23 @@ def test_pos_rank_histogram_describes_the_output_pairs(tmp_path, update):
 
 def test_blank_positive_texts_are_counted(tmp_path):
     params = MineParams(num_negatives=2, range_max=10, relative_margin=None, cache_dir=str(tmp_path))
-    pos = {"p1": ["", POOL_TEXTS[0]], "p2": [" \n"], "p4": [POOL_TEXTS[9], None, "def fibo(n): ..."]}
+    pos = {"p1": ["", POOL_TEXTS[0]], "p2": [" \x1f\n"], "p4": [POOL_TEXTS[9], None, "def fibo(n): ..."]}
     pairs = make_pairs().with_columns(
         pl.col("pair_id").replace_strict(pos, default=pl.col("pos"), return_dtype=pl.List(pl.String)).alias("pos"))
     out, report = mine_negatives(pairs, make_pool(), params)
     assert out.get_column("pair_id").to_list() == ["p1", "p3", "p4"]
     assert out.get_column("pos").to_list()[::2] == [[POOL_TEXTS[0]], [POOL_TEXTS[9], "def fibo(n): ..."]]
     assert report.skipped["empty_positive_text"] == 3 and report.skipped["no_positive"] == 1
+
+
+def test_blank_queries_are_counted_by_pythons_whitespace(tmp_path):
+    """A query of separators (U+001D) normalizes to "" like a space-only one: neither is mined."""
+    params = MineParams(num_negatives=2, range_max=10, relative_margin=None, cache_dir=str(tmp_path))
+    pairs = make_pairs().with_columns(
+        pl.col("pair_id").replace_strict({"p1": "\x1d", "p3": " \t"}, default=pl.col("query")).alias("query"))
+    out, report = mine_negatives(pairs, make_pool(), params)
+    assert out.get_column("pair_id").to_list() == ["p2", "p4"]
+    assert report.skipped["empty_query"] == 2
 
 
 def test_rank_window_past_every_candidate_fails_before_encoding(monkeypatch, tmp_path, capsys):

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import polars as pl
 
 from tripleforge.errors import UserError
-from tripleforge.io import PARQUET_READ_ERRORS, utf8_problem
+from tripleforge.io import PARQUET_READ_ERRORS, is_blank, utf8_problem
 
 Format = Literal["triplets", "pairs", "candidates", "legacy"]
 FORMATS: tuple[str, ...] = ("triplets", "pairs", "candidates", "legacy")
@@ -646,13 +646,6 @@ def detect_expr() -> pl.Expr:
 
 def _has_null(col: str) -> pl.Expr:
     return pl.col(col).list.eval(pl.element().is_null()).list.any().fill_null(False)
-
-
-def is_blank(e: pl.Expr) -> pl.Expr:
-    """An empty or whitespace-only string (Python's whitespace, as `normalized`: Rust's class of
-    whitespace leaves out the separators U+001C-U+001F). The anchored regex stops at the first
-    other character and allocates nothing, where ``str.strip_chars() == ""`` would copy every text."""
-    return e.str.contains(r"^[\s\x1c-\x1f]*$")
 
 
 def has_blank(col: str) -> pl.Expr:

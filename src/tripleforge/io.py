@@ -221,9 +221,17 @@ def check_dtypes(df: pl.DataFrame, expected: dict[str, pl.DataType], name: str) 
     return df.with_columns(casts) if casts else df
 
 
+def is_blank(e: pl.Expr) -> pl.Expr:
+    """An empty or whitespace-only string, by Python's whitespace, as `hashing.normalize_text`
+    has it (Rust's, which ``str.strip_chars`` uses, leaves out the separators U+001C-U+001F, so a
+    text of those would pass as not blank and normalize to ""). The anchored regex stops at the
+    first other character and allocates nothing, where ``str.strip_chars() == ""`` copies every text."""
+    return e.str.contains(r"^[\s\x1c-\x1f]*$")
+
+
 def drop_blank_text(df: pl.DataFrame, column: str = "text") -> tuple[pl.DataFrame, int]:
     """(`df` without rows whose `column` is null or only whitespace, how many were dropped)."""
-    kept = df.filter(pl.col(column).is_not_null() & (pl.col(column).str.strip_chars() != ""))
+    kept = df.filter(pl.col(column).is_not_null() & ~is_blank(pl.col(column)))
     return kept, df.height - kept.height
 
 

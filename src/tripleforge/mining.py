@@ -48,7 +48,7 @@ from tripleforge.embed import (
 )
 from tripleforge.errors import UserError
 from tripleforge.hashing import normalize_text, sha256_hex, text_id
-from tripleforge.io import check_dtypes, drop_blank_text, require_columns
+from tripleforge.io import check_dtypes, drop_blank_text, is_blank, require_columns
 from tripleforge.near_duplicates import near_duplicate_groups
 from tripleforge.params import CrossFieldError, StageParams
 from tripleforge.progress import bar, log
@@ -337,7 +337,7 @@ def check_rank_window(params: MineParams, n_candidates: int, label: str = "all")
 def clean_positives(pairs: pl.DataFrame, report: MineReport) -> pl.DataFrame:
     """`pos` without null or blank texts (counted per text in `empty_positive_text`): a blank
     positive teaches nothing and would become a blank candidate."""
-    blank = pl.element().is_null() | (pl.element().str.strip_chars() == "")
+    blank = pl.element().is_null() | is_blank(pl.element())
     n_blank = pairs.select(pl.col("pos").list.eval(blank).list.sum().sum()).item()
     report.add("empty_positive_text", n_blank or 0)
     return pairs.with_columns(pl.col("pos").list.eval(pl.element().filter(~blank)))
@@ -883,7 +883,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
 
     # rows that cannot be mined are counted, not silently lost
     pairs = clean_positives(pairs, report)
-    bad_query = pl.col("query").is_null() | (pl.col("query").str.strip_chars() == "")
+    bad_query = pl.col("query").is_null() | is_blank(pl.col("query"))
     bad_pos = pl.col("pos").is_null() | (pl.col("pos").list.len() == 0)
     report.add("empty_query", pairs.filter(bad_query).height)
     report.add("no_positive", pairs.filter(~bad_query & bad_pos).height)
