@@ -636,6 +636,12 @@ def test_explicit_null_candidate_score_is_an_error_where_a_missing_one_means_one
     assert dict(rec.drops) == {"a_candidate_score_is_null": 1, "no_positive": 1, "partial_scores": 1}
     assert p.select("query", "passage", "label", "score").rows() == [
         ("q1", "a", 1, 0.9), ("q1", "b", 1, None), ("q3", "e", 0, 0.2)]
+    # the key spelled with an escape is the same key
+    escaped = tmp_path / "e.jsonl"
+    escaped.write_bytes(b'{"query": "q", "candidates": [{"text": "a", "score": 0.9}, {"text": "b"}]}\n'
+                        b'{"query": "r", "candidates": [{"text": "c", "sc\\u006fre": null}]}\n')
+    with pytest.raises(UserError, match=r"e.jsonl:2: a candidate 'score' is null"):
+        F.read_records(escaped)
     # Parquet: a null in an existing score field is explicit; a struct without the field is not
     pl.DataFrame({"query": ["q"], "candidates": [[{"text": "a", "score": 0.9}, {"text": "b", "score": None}]]}
                  ).write_parquet(tmp_path / "n.parquet")

@@ -394,7 +394,9 @@ def _is_utf8(body: Any) -> bool:
 
 # A candidate's `"score": null`. A missing score means 1.0 (the spec's default), but an explicit
 # null usually means "not judged": turning it into a positive would be the worst reading of it.
-_NULL_SCORE = re.compile(rb'"score"\s*:\s*null')
+# A key spelled with \u escapes (`"sc\u006fre"`) is the same key to a JSON reader, so any key
+# holding one is looked at too; `json.loads` of the line decides.
+_NULL_SCORE = re.compile(rb'"(?:score|[^"\\]*(?:\\u[0-9a-fA-F]{4}[^"\\]*)+)"\s*:\s*null')
 
 
 def _explicit_null_score_lines(body: Any, df: pl.DataFrame) -> list[int]:
