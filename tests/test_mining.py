@@ -643,6 +643,62 @@ def test_candidate_sets_by_kind_task_and_all():
     assert candidate_sets(tasks, "all") == [("all", True, [0, 1, 2, 3])]
 
 
+def test_candidate_sets_cut_by_code_language():
+    from tripleforge.mining import candidate_sets, positive_languages, set_language
+
+    tasks = ["code_summary_retrieval", "web_code_retrieval", "web_code_retrieval", None]
+    langs = ["go", "python", "go", None]
+    assert candidate_sets(tasks, "kind", langs) == [
+        ("code@go", True, [2]), ("code@null", True, [3]), ("code@python", True, [1]), ("text@go", False, [0])]
+    assert candidate_sets(tasks, "all", langs) == [("all@go", True, [0, 2]), ("all@null", True, [3]),
+                                                   ("all@python", True, [1])]
+    assert [set_language(s) for s in ("code@go", "code:web_code_retrieval@c++", "all@null")] == ["go", "c++", None]
+    rows = pl.DataFrame({"code_language": ["python", "python", None], "tgt_code_language": [None, "rust", None]})
+    assert positive_languages(rows) == ["python", "rust", None]
+    with pytest.raises(UserError, match="mine_negatives.same_code_language is true but the pairs have no 'code_language'"):
+        positive_languages(pl.DataFrame({"query": ["q"]}))
+
+
+GO_TEXTS = [
+    "func Add(a, b int) int {\n\treturn a + b\n}",
+    "func ReadFile(path string) ([]byte, error) {\n\treturn os.ReadFile(path)\n}",
+    "func Reverse(s string) string {\n\tr := []rune(s)\n\tslices.Reverse(r)\n\treturn string(r)\n}",
+    "func Mean(xs []float64) float64 {\n\treturn Sum(xs) / float64(len(xs))\n}",
+    "func Square(x int) int {\n\treturn x * x\n}",
+    "func IsEven(n int) bool {\n\treturn n%2 == 0\n}",
+]
+
+
+def test_same_code_language_keeps_every_negative_in_the_positives_language(tmp_path):
+    """Off, a Go query's hard negatives include Python code (cross-language negatives); on, each
+    row draws only texts of its positive's language, pool and positives alike, in both splits."""
+    pool = pl.concat([make_pool().with_columns(code_language=pl.lit("python")),
+                      make_pool(GO_TEXTS).with_columns(code_language=pl.lit("go"))])
+    pairs = pl.concat([
+        make_pairs().with_columns(code_language=pl.lit("python"), tgt_code_language=pl.lit(None, pl.String)),
+        # x1: a Python-to-Go row (code-to-code), whose positive is Go: its negatives are Go too
+        pl.DataFrame({"pair_id": ["g1", "g2", "g3", "x1"], "doc_id": [text_id(t) for t in GO_TEXTS[:3]] + [
+                      text_id(POOL_TEXTS[11])], "task": ["web_code_retrieval"] * 3 + ["code_translation_retrieval"],
+                      "prompt": [""] * 4, "query": ["add two numbers", "read a file", "reverse a string", POOL_TEXTS[11]],
+                      "pos": [[t] for t in GO_TEXTS[:3]] + [[GO_TEXTS[4]]], "neg": [[]] * 4,
+                      "code_language": ["go"] * 3 + ["python"], "tgt_code_language": [None, None, None, "go"]}),
+    ], how="diagonal_relaxed")
+    lang_of = {text_id(t): "python" for t in POOL_TEXTS} | {text_id(t): "go" for t in GO_TEXTS}
+    lang_of[text_id("def fibo(n): ...")] = "python"  # p4's second positive
+    base = MineParams(num_negatives=4, range_max=20, relative_margin=None, eval_fraction=0.3, cache_dir=str(tmp_path))
+    off, _ = mine_negatives(pairs, pool, base)
+    assert any(lang_of[text_id(n)] == "python" for r in off.filter(pl.col("code_language") == "go").iter_rows(named=True)
+               for n in r["neg"])
+    on, report = mine_negatives(pairs, pool, base.model_copy(update={"same_code_language": True}))
+    assert set(on["split"]) == {"train", "eval"}
+    for r in on.iter_rows(named=True):
+        want = r["tgt_code_language"] or r["code_language"]
+        assert r["neg"] and {lang_of[text_id(n)] for n in r["neg"]} == {want}, r["pair_id"]
+    assert {label.split("/")[0] for label in report.candidate_sets} == {"code@go", "code@python"}
+    with pytest.raises(UserError, match="pool: mine_negatives.same_code_language is true but the pool has no"):
+        mine_negatives(pairs, make_pool(), base.model_copy(update={"same_code_language": True}))
+
+
 def test_best_positive_rank_skips_masked_hits():
     from tripleforge.mining import best_positive_rank
 

@@ -11,9 +11,10 @@ Candidates are deduplicated by normalized text, so a negative is never a duplica
 They come in sets (`candidates` param, `candidate_sets`): by default a row whose positive is code
 (its task's `positive_is_code`; rows without a known task count as code) searches the pool plus
 the code positives, and a row whose positive is prose searches the prose positives only, so a
-summary's negatives are other summaries, not code. For each query, every positive of every row with the same
-normalized query text, the row's source document and the query text itself are masked before
-any rule applies. Rules combine: rank window [range_min, range_max), `relative_margin` (neg <= p *
+summary's negatives are other summaries, not code. With `same_code_language`, each set is cut by
+the code language of its rows' positives, and the pool joins by its texts' `code_language`. For
+each query, every positive of every row with the same normalized query text, the row's source
+document and the query text itself are masked before any rule applies. Rules combine: rank window [range_min, range_max), `relative_margin` (neg <= p *
 hardest positive, sign-safe), `margin` (neg <= pos - margin), `max_score`, `min_score`.
 LLM-written negatives (the pairs' `neg`, from generate's `gen_hard_neg`) are kept only with
 `keep_llm_negatives`, and then under the same masks (by text id) and the same score rules (not the
@@ -71,6 +72,9 @@ class MineParams(StageParams):
     search: SearchConfig = SearchConfig()
     use_prompt_as_instruction: bool = False
     candidates: Literal["kind", "task", "all"] = "kind"
+    # each candidate set cut by the code language of its rows' positives; the pool joins by its
+    # texts' `code_language`
+    same_code_language: bool = False
     num_negatives: int = Field(15, ge=1)
     range_min: int = Field(0, ge=0)
     range_max: int = 100
@@ -618,20 +622,43 @@ def count_unknown_tasks(tasks: list[str | None]) -> int:
     return n
 
 
-def candidate_sets(tasks: list[str | None], mode: str) -> list[tuple[str, bool, list[int]]]:
+def candidate_sets(
+    tasks: list[str | None], mode: str, languages: list[str | None] | None = None,
+) -> list[tuple[str, bool, list[int]]]:
     """(label, uses the pool, row indices) per candidate set, in label order.
 
     `kind`: rows whose positive is code search the pool plus the code positives; rows whose
     positive is prose (code2text tasks, written answers) search only the prose positives, since a
     code negative for a prose positive is one a model rejects by its form alone. `task`: one set
-    per task (the pool joins the code ones). `all`: one set, the pool plus every positive."""
-    if mode == "all":
-        return [("all", True, list(range(len(tasks))))]
+    per task (the pool joins the code ones). `all`: one set, the pool plus every positive.
+    With `languages` (per row, the code language of its positive: `positive_languages`), each set
+    is cut by it, labelled ``<set>@<language>`` (``@null`` for rows without one)."""
     groups: dict[str, list[int]] = {}
     for r, t in enumerate(tasks):
         kind = positive_kind(t)
-        groups.setdefault(kind if mode == "kind" else f"{kind}:{t}", []).append(r)
-    return [(label, label.startswith("code"), idx) for label, idx in sorted(groups.items())]
+        label = "all" if mode == "all" else kind if mode == "kind" else f"{kind}:{t}"
+        if languages is not None:
+            label += f"@{'null' if languages[r] is None else languages[r]}"
+        groups.setdefault(label, []).append(r)
+    return [(label, label.startswith(("code", "all")), idx) for label, idx in sorted(groups.items())]
+
+
+def set_language(label: str) -> str | None:
+    """The code language a `candidate_sets` label was cut by (``null`` -> None)."""
+    lang = label.split("@", 1)[1]
+    return None if lang == "null" else lang
+
+
+def positive_languages(rows: pl.DataFrame) -> list[str | None]:
+    """Per row, the code language of its positive: ``tgt_code_language`` (code-to-code tasks
+    whose positive is in another language) where set, else ``code_language``."""
+    if "code_language" not in rows.columns:
+        raise UserError("pairs: mine_negatives.same_code_language is true but the pairs have no "
+                        "'code_language' column; set it to false")
+    lang = pl.col("code_language").cast(pl.String)
+    if "tgt_code_language" in rows.columns:
+        lang = pl.coalesce(pl.col("tgt_code_language").cast(pl.String), lang)
+    return rows.select(lang).to_series().to_list()
 
 
 def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]]) -> frozenset[str]:
@@ -643,10 +670,11 @@ def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[st
 
 def split_candidate_sets(
     sets: list[tuple[str, bool, list[int]]], splits: list[str], eval_tids: frozenset[str],
-    pool: list[tuple[str, str]],
+    pool: list[tuple[str, str]], pool_languages: list[str | None] | None = None,
 ) -> list[tuple[str, list[tuple[str, str]], list[int], list[int]]]:
     """Each candidate set cut by split: (`<set>/<split>` label, pool part, rows, rows whose
-    positives are extra candidates).
+    positives are extra candidates). With `pool_languages` (the pool's `code_language`, aligned
+    with `pool`), a set cut by language (`candidate_sets`) gets the pool texts of its language.
 
     Eval rows search everything their set would (the pool and every positive of the set: training
     texts are distractors in the eval corpus, as in MS MARCO's). Train rows never see an eval
@@ -656,15 +684,27 @@ def split_candidate_sets(
     checked against it."""
     if not sets:
         return [("all", pool, [], [])]
-    train_pool = [(tid, t) for tid, t in pool if tid not in eval_tids] if eval_tids else pool
+    # one list per language (and its train part), shared by the sets of that language:
+    # `candidate_counts` counts each list once
+    parts: dict[str | None, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+
+    def pool_parts(label: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        lang = set_language(label) if pool_languages is not None else None
+        if lang not in parts:
+            whole = pool if pool_languages is None else [
+                p for p, pl_ in zip(pool, pool_languages, strict=True) if pl_ == lang]
+            parts[lang] = whole, [(tid, t) for tid, t in whole if tid not in eval_tids] if eval_tids else whole
+        return parts[lang]
+
     out = []
     for label, uses_pool, idx in sets:
         ev = [r for r in idx if splits[r] == "eval"]
         tr = [r for r in idx if splits[r] != "eval"]
+        whole, train_pool = pool_parts(label) if uses_pool else ([], [])
         if ev:
-            out.append((f"{label}/eval", pool if uses_pool else [], ev, tr))
+            out.append((f"{label}/eval", whole, ev, tr))
         if tr:
-            out.append((f"{label}/train", train_pool if uses_pool else [], tr, []))
+            out.append((f"{label}/train", train_pool, tr, []))
     return out
 
 
@@ -921,7 +961,16 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     mined = MinedRows.empty(nq)
     search_reports = []
     eval_tids = eval_text_ids(splits, doc_ids, pos_lists)
-    parts = split_candidate_sets(candidate_sets(tasks, params.candidates), splits, eval_tids, pool_ids)
+    if params.same_code_language:
+        if "code_language" not in pool.columns:
+            raise UserError("pool: mine_negatives.same_code_language is true but the pool has no 'code_language' "
+                            "column; set it to false")
+        sets = candidate_sets(tasks, params.candidates, positive_languages(rows))
+        # the pool's blank texts were dropped above, so its rows align with `pool_ids`
+        pool_langs: list[str | None] | None = pool.get_column("code_language").cast(pl.String).to_list()
+    else:
+        sets, pool_langs = candidate_sets(tasks, params.candidates), None
+    parts = split_candidate_sets(sets, splits, eval_tids, pool_ids, pool_langs)
     # every rank window checked before any encoding (minutes), the smallest set first: its
     # `range_min below N` advice then holds for every set
     counts = candidate_counts([(pool_part, idx + others) for _, pool_part, idx, others in parts], pos_lists)
