@@ -52,6 +52,12 @@ def test_a_h_header_is_cplusplus_only_for_what_a_c_compiler_sees() -> None:
                 "#if X != 0 && defined(__cplusplus)\n  template <class T> T g(T);\n#endif\n"
                 "#ifndef __cplusplus\ntypedef int boolean;\n#else\n#include <cstddef>\n#endif\n")
     assert language_of_source("m.h", c_header) == "c"
+    # C++ in an `#elif` taken only by a C++ compiler, or after an `#ifndef __cplusplus`
+    elif_header = ("#if defined(_MSC_VER)\nint msvc(void);\n#elif defined(__cplusplus)\nnamespace n { int f(); }\n"
+                   "#else\nint plain(void);\n#endif\n#ifndef __cplusplus\nint c_only(void);\n#elif HAVE_STD\n"
+                   "template <class T> T g(T);\n#else\nclass K { public: int k; };\n#endif\nint h(int);\n")
+    assert language_of_source("e.h", elif_header) == "c"
+    assert language_of_source("e.h", elif_header.replace("#elif defined(__cplusplus)", "#elif defined(__GNUC__)")) == "cplusplus"
     assert language_of_source("m.h", c_header + "namespace geom {\nint g();\n}\n") == "cplusplus"
     assert language_of_source("m.c", "namespace geom { }") == "c"  # only headers are looked into
     # libstdc++ wraps a whole header in a C++ branch: a C compiler would see no code at all

@@ -148,8 +148,8 @@ _C_CODE_LINE = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)  # a line that is not 
 
 def _outside_cplusplus_branches(code: str) -> str:
     """`code` without the lines of preprocessor branches taken only when compiled as C++
-    (`#ifdef __cplusplus`, `#if … defined(__cplusplus)`, the `#else` of `#ifndef __cplusplus`),
-    nested conditionals followed."""
+    (`#ifdef __cplusplus`, `#if … defined(__cplusplus)`, `#elif defined(__cplusplus)`, the
+    `#elif`/`#else` after `#ifndef __cplusplus`), nested conditionals followed."""
     out: list[str] = []
     depth = 0
     skipping = 0  # the depth of the C++ branch being left out, 0 when none
@@ -171,9 +171,16 @@ def _outside_cplusplus_branches(code: str) -> str:
                     skipping = depth
         elif kw in ("elif", "else"):
             if skipping == depth:
-                skipping = 0
-            elif kw == "else" and depth in cplusplus_else and not skipping:
-                skipping = depth
+                skipping = 0  # the branch after a C++ one is taken when not compiled as C++
+            if skipping:
+                pass
+            elif depth in cplusplus_else:
+                skipping = depth  # every later branch of an `#ifndef __cplusplus` chain is C++ only
+            elif kw == "elif" and "__cplusplus" in cond:
+                if negated:
+                    cplusplus_else.add(depth)
+                else:
+                    skipping = depth
         elif kw == "endif":
             if skipping == depth:
                 skipping = 0
