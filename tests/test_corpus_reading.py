@@ -430,6 +430,30 @@ def test_a_cplusplus_header_named_h_is_read_as_cplusplus(tmp_path: Path) -> None
     assert only_c.pool["unit"].to_list() == ["clamp_int"] and only_c.metrics["files_ignored"] == 1
 
 
+def test_scripts_without_an_extension_are_read_by_their_shebang(tmp_path: Path) -> None:
+    import os
+
+    from tripleforge.languages import language_of_shebang
+
+    assert [language_of_shebang(h) for h in (
+        b"#!/usr/bin/env python3.11\nx", b"#! /bin/bash -e\r\n", b"#!/usr/bin/env -S node --no-warnings\n",
+        b"#!/usr/bin/env VAR=1 ruby", b"#!/usr/local/bin/pwsh", b"#!/usr/bin/awk -f\n", b"# not one\n", b"",
+        b"#!/usr/bin/env\n")] == ["python", "shell", "javascript", "ruby", "powershell", None, None, None, None]
+    root = tmp_path / "tree"
+    write(root / "bin" / "tool", "#!/usr/bin/env python3\n" + FUNC.format(name="main", k=1))
+    write(root / "scripts" / "deploy", "#!/bin/bash\nset -e\n\nbuild_all() {\n  for d in */; do\n"
+                                        "    make -C \"$d\" all || return 1\n  done\n}\n")
+    write(root / "LICENSE", "MIT License\n\nPermission is hereby granted, free of charge\n")
+    write(root / "notes.md", "#!/usr/bin/env python\n")  # has an extension: by that alone (ignored)
+    os.mkfifo(root / "pipe")  # no extension, not a regular file: never opened (it would block)
+    res = sample_corpus(params(root))
+    units = sorted(zip(res.pool["code_language"].to_list(), res.pool["unit"].to_list(), strict=True))
+    assert units == [("python", "main"), ("shell", "build_all")]
+    assert res.metrics["files_ignored"] == 3
+    only_py = sample_corpus(params(root, code_languages=["python"]))
+    assert only_py.pool["unit"].to_list() == ["main"] and only_py.metrics["files_ignored"] == 4
+
+
 def test_units_the_grammar_could_not_parse_are_skipped_and_counted(tmp_path: Path) -> None:
     from test_corpus_units import SPLICED_SQL
 

@@ -39,6 +39,7 @@ from tripleforge.languages import (
     CODE_LANGUAGES,
     catalog_language,
     language_of_path,
+    language_of_shebang,
     language_of_source,
     possible_languages,
 )
@@ -361,12 +362,29 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def script_language(path: Path) -> str | None:
+    """The language a file without an extension is a script of, by its `#!` line; None for any
+    other file (LICENSE, Makefile) or one that cannot be read (read again, and counted, later)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO: opening it would block
+            return None
+        with open(path, "rb") as fh:
+            return language_of_shebang(fh.read(256))
+    except OSError:
+        return None
+
+
 def read_tree(root: Path, params: SampleParams, stats: ReadStats, skip_dirs: frozenset[str]) -> Iterator[Candidate]:
     wanted = set(params.code_languages) or set(CODE_LANGUAGES)
     files: list[tuple[Path, str]] = []
     for path in walk_tree(root, skip_dirs):
         lang = language_of_path(path.name)
-        if lang is None or not possible_languages(path.name) & wanted:  # a `.h` file: C or C++
+        if lang is None and "." not in path.name:
+            lang = script_language(path)
+            possible = frozenset({lang} if lang else ())
+        else:
+            possible = possible_languages(path.name)  # a `.h` file: C or C++
+        if lang is None or not possible & wanted:
             stats.files_ignored += 1
             continue
         files.append((path, lang))

@@ -128,6 +128,30 @@ def language_of_path(name: str) -> str | None:
     return EXTENSIONS.get(name[dot:].lower())
 
 
+# Interpreters a script's `#!` line names (version digits stripped: python3.11 is python) -> language.
+_INTERPRETERS: dict[str, str] = {
+    "python": "python", "pypy": "python", "node": "javascript", "nodejs": "javascript", "ts-node": "typescript",
+    "ruby": "ruby", "perl": "perl", "php": "php", "sh": "shell", "bash": "shell", "zsh": "shell", "dash": "shell",
+    "ksh": "shell", "ash": "shell", "pwsh": "powershell", "lua": "lua", "luajit": "lua", "runghc": "haskell",
+    "runhaskell": "haskell",
+}
+_SHEBANG = re.compile(rb"#![ \t]*(\S+)[ \t]*(.*)")
+
+
+def language_of_shebang(head: bytes) -> str | None:
+    """Code language of a script by its `#!` line (`#!/usr/bin/env python3`, `#!/bin/bash`,
+    `#!/usr/bin/env -S node --no-warnings`), given the file's first bytes; None when it has no
+    such line or names another interpreter. For files without an extension (`bin/tool`), which
+    `language_of_path` cannot place."""
+    m = _SHEBANG.match(head.split(b"\n", 1)[0].rstrip(b"\r"))
+    if m is None:
+        return None
+    prog = m.group(1).rsplit(b"/", 1)[-1]
+    if prog == b"env":  # the program is env's first argument that is no option or VAR=value
+        prog = next((a for a in m.group(2).split() if not a.startswith(b"-") and b"=" not in a), b"").rsplit(b"/", 1)[-1]
+    return _INTERPRETERS.get(re.sub(rb"[0-9.]+$", b"", prog).decode("ascii", "replace").lower())
+
+
 # A `.h` file is C by its extension, but C++ projects (torch, arrow and most others) name their
 # headers `.h` too; parsed as C, a namespace became one broken "function" and the classes in it
 # were lost. These constructs exist in C++ only. They are looked for outside comments (`std::pair`
