@@ -104,10 +104,12 @@ def test_flagembedding_epoch_drops_partial_batches_and_merges_one_mode_only() ->
     assert flagembedding_rows_per_epoch({"en/a": 0}, {}, 4) == (0, [])
 
 
-def test_flagembedding_epoch_at_batch_size_one_never_trains_a_symmetric_dataset() -> None:
-    # its batch is 1 // 2 = 0: FlagEmbedding stops ("range() arg 3 must not be zero")
+def test_flagembedding_epoch_at_batch_size_one_with_a_symmetric_dataset_trains_nothing() -> None:
+    # its batch is 1 // 2 = 0: FlagEmbedding stops before any step ("range() arg 3 must not be zero")
     sizes, modes = {"en/a": 2, "en/c.symmetric_sts": 3}, {"en/c.symmetric_sts": "symmetric_sts"}
-    assert flagembedding_rows_per_epoch(sizes, modes, 1) == (2, ["en/c.symmetric_sts"])
+    assert flagembedding_rows_per_epoch(sizes, modes, 1) == (0, ["en/a", "en/c.symmetric_sts"])
+    assert flagembedding_rows_per_epoch(sizes, modes, 1, small_threshold=1) == (0, ["en/a", "en/c.symmetric_sts"])
+    assert flagembedding_rows_per_epoch({"en/a": 2}, {}, 1) == (2, [])
 
 
 def _texts(n: int, negatives: dict[int, list[int]]) -> list[RowTexts]:
@@ -129,7 +131,12 @@ def test_clashing_rows_never_share_a_batch_and_clean_data_gets_plain_slices() ->
     assert list(clash_free_batches([2, 0, 3, 1], 3, dense)) == [[2], [0], [3], [1]]
     # a repeated query clashes too
     same_query = [RowTexts("q", frozenset({"a"}), frozenset({"a"})), RowTexts("q", frozenset({"b"}), frozenset({"b"}))]
-    assert clashing_rows([0, 1], same_query) == 1
+    assert clashing_rows([0, 1], same_query) == 2  # each meets the other's positive under its own query
+    # the rows that meet their own positive again, in any order: rows 0-2 each have a positive row 3
+    # lists as a negative; row 3 does not (the count once depended on which came first)
+    hub = _texts(4, {3: [0, 1, 2]})
+    assert {clashing_rows(b, hub) for b in ([2, 0, 1, 3], [3, 2, 0, 1], [0, 3, 1, 2])} == {3}
+    assert clashing_rows([0, 1, 2], hub) == 0
 
 
 @pytest.mark.parametrize("mode", ["random", "epoch", "epoch-random"])

@@ -128,6 +128,16 @@ def test_flagembedding_epoch_figures_match_its_sampler(tmp_path: Path, capsys: p
         read = sum(len(same[0][0]) for _ in range(len(same)))
         assert read == expected
     assert (flag["rows_in_epoch"], flag["with_small_threshold"]["rows_in_epoch"]) == (4, 12)
+    # batch size 1: the symmetric dataset's batch is 0 and FlagEmbedding trains nothing at all
+    one = write_train_dir(grouped, TrainDataParams(train_group_size=3, tokenizer={"enabled": False},  # type: ignore[arg-type]
+                                                   batch={"batch_size": 1}), tmp_path / "one")["flagembedding_same_dataset"]
+    assert (one["rows_in_epoch"], one["rows_never_trained"], one["with_small_threshold"]["rows_in_epoch"]) == (0, 12, 0)
+    args = AbsEmbedderDataArguments(
+        train_data=sorted(str(d) for d in (tmp_path / "one" / "embedder").iterdir()), cache_path=str(tmp_path / "hf"),
+        train_group_size=3, query_max_len=16, passage_max_len=32, query_instruction_for_retrieval="",
+        query_instruction_format="{} {}", same_dataset_within_batch=True)
+    with pytest.raises(ValueError, match="must not be zero"):
+        AbsEmbedderSameDatasetTrainDataset(args, default_batch_size=1, seed=0, tokenizer=tok)
 
 
 def test_flagembedding_trains_class_and_cluster_rows_without_in_batch_negatives(tmp_path: Path) -> None:

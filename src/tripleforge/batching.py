@@ -119,14 +119,15 @@ def clash_free_batches(order: list[int], batch_size: int, texts: list[RowTexts] 
 
 
 def clashing_rows(batch: list[int], texts: list[RowTexts] | None) -> int:
-    """Rows of `batch` that clash with an earlier row of it (see `_Batch`)."""
+    """Rows of `batch` that meet their own positive again as an in-batch negative: another row
+    of the batch repeats the row's query or holds one of its positives as a passage (see
+    `_Batch`). The count does not depend on the order of the batch's rows."""
     if texts is None:
         return 0
-    seen, n = _Batch(), 0
-    for r in batch:
-        n += seen.clashes(texts[r])
-        seen.add(r, texts[r])
-    return n
+    queries = Counter(texts[r].query for r in batch)
+    holders: dict[int, int] = Counter(p for r in batch for p in texts[r].passages)
+    # a row's positives are among its own passages: another row holds one when it is counted twice
+    return sum(queries[texts[r].query] > 1 or any(holders[p] > 1 for p in texts[r].positives) for r in batch)
 
 
 def _random_picks(rng: np.random.Generator, size: int, batch_size: int, texts: list[RowTexts] | None) -> list[int]:
@@ -269,28 +270,30 @@ def flagembedding_rows_per_epoch(sizes: dict[str, int], modes: dict[str, str], b
     docs/formats.md does. `sizes`: dataset (``<folder>/<file stem>``) -> rows; `modes`: dataset
     -> its FlagEmbedding mode. Each epoch it cuts every dataset into batches and drops the last,
     shorter one (other rows each epoch, as it reshuffles), so a dataset smaller than its batch
-    never trains; nor does a symmetric one at batch size 1 (its batch is 0, and FlagEmbedding stops
-    with "range() arg 3 must not be zero"). With ``--small_threshold``, a folder's datasets below it
-    are merged into one, whose batch is the smallest of theirs; None when a folder would merge files
-    of two modes, which FlagEmbedding cannot train (a batch mixing modes fails its type assertion)."""
+    never trains. A symmetric dataset at batch size 1 has a batch of 0, and FlagEmbedding stops
+    before any step ("range() arg 3 must not be zero"): then nothing trains. With
+    ``--small_threshold``, a folder's datasets below it are merged into one, whose batch is the
+    smallest of theirs; None when a folder would merge files of two modes, which FlagEmbedding
+    cannot train (a batch mixing modes fails its type assertion)."""
     trained, never = 0, []
     small: dict[str, list[str]] = {}
+    groups: list[tuple[list[str], int]] = []  # (datasets read as one, their batch size)
     for name, n in sorted(sizes.items()):
         if n == 0:
             continue
         if n < small_threshold:
             small.setdefault(_folder(name), []).append(name)
-            continue
-        b = flagembedding_batch_size(batch_size, modes.get(name, "normal"))
-        trained += n // b * b if b else 0
-        if n < b or not b:  # a batch of 0 (symmetric at batch size 1) stops FlagEmbedding outright
-            never.append(name)
+        else:
+            groups.append(([name], flagembedding_batch_size(batch_size, modes.get(name, "normal"))))
     for names in small.values():
         if len({modes.get(x, "normal") for x in names}) > 1:
             return None
+        groups.append((names, min(flagembedding_batch_size(batch_size, modes.get(x, "normal")) for x in names)))
+    if any(b == 0 for _, b in groups):
+        return 0, sorted(x for names, _ in groups for x in names)
+    for names, b in groups:
         n = sum(sizes[x] for x in names)
-        b = min(flagembedding_batch_size(batch_size, modes.get(x, "normal")) for x in names)
-        trained += n // b * b if b else 0
-        if n < b or not b:
+        trained += n // b * b
+        if n < b:
             never += names
     return trained, sorted(never)

@@ -342,7 +342,8 @@ def rows_with_positive_in_other_rows(texts: dict[str, list[RowTexts]]) -> dict[s
 
 def _warn_about_shared_positives(shared: dict[str, int], clashing: int, apart: bool, too_shared: list[str]) -> None:
     """Say on stderr which datasets have rows whose positive another row lists (`shared`), what the
-    plan did about them (`clashing`: rows the first epoch still puts beside such a row; `apart`: the
+    plan did about them (`clashing`: rows that meet their own positive again in a batch of the first
+    epoch, `batching.clashing_rows`; `apart`: the
     param; `too_shared`: datasets where too many rows share one positive or query to part them),
     and what the trainers do."""
     if not shared:
@@ -350,12 +351,12 @@ def _warn_about_shared_positives(shared: dict[str, int], clashing: int, apart: b
     total = sum(shared.values())
     shown = ", ".join(f"{name}: {n}" for name, n in list(shared.items())[:5]) + (", …" if len(shared) > 5 else "")
     if not apart:
-        plan = (f"batch_plan.jsonl has {clashing} rows in a batch with such a row "
+        plan = (f"in batch_plan.jsonl, {clashing} rows meet their own positive again in their batch "
                 "(train_data.batch.keep_clashing_rows_apart)")
     elif too_shared:
         plan = (f"batch_plan.jsonl keeps them apart but in {', '.join(too_shared[:3])}"
                 f"{', …' if len(too_shared) > 3 else ''}, where more rows share one positive or query than there "
-                f"are batches ({clashing} rows in a batch with such a row)")
+                f"are batches ({clashing} rows meet their own positive again in their batch)")
     elif clashing:
         plan = f"batch_plan.jsonl keeps them apart but for {clashing} rows its random draws could not part"
     else:
