@@ -244,6 +244,10 @@ def test_unknown_format_and_bad_override(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "u.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(UserError, match=r"u.jsonl:1: unknown format"):
         F.read_records(path)
+    # a format's key set to null reads as missing: the message says "non-null value"
+    nulled = write_lines(tmp_path / "n.jsonl", [{"query": "q", "passage": "p", "label": 1}, {"query": "q2", "passage": None, "label": 1}])
+    with pytest.raises(UserError, match=r"n.jsonl:2: unknown format: no 'candidates', 'passage' or 'pos' key with a non-null value"):
+        F.read_records(nulled)
     with pytest.raises(UserError, match="unknown format override 'nested'"):
         F.read_records(write_lines(tmp_path / "t.jsonl", [SPEC_TRIPLET]), override="nested")
 

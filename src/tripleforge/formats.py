@@ -878,7 +878,8 @@ def _qid_clash(df: pl.DataFrame) -> pl.Series:
     return joined.select(pl.when(clash).then(pl.col("_fl")).otherwise(None)).to_series()
 
 
-_UNKNOWN_FORMAT = ("unknown format: no 'candidates', 'passage' or 'pos' key "
+# A key set to null reads as a missing one (Arrow gives both as null), hence "with a value".
+_UNKNOWN_FORMAT = ("unknown format: no 'candidates', 'passage' or 'pos' key with a non-null value "
                    "(set convert_formats.format_override to force one)")
 
 
