@@ -120,6 +120,10 @@ def test_best_of_n_and_dpo(capsys: pytest.CaptureFixture[str]) -> None:
     assert "set train_data.n_candidates=3 to keep the best one per job" in capsys.readouterr().err
     best_of_candidates(g.filter(pl.col("candidate_idx") == 0), P(n_candidates=1))
     assert capsys.readouterr().err == ""
+    # kept rows stay in input order: jobs of one candidate each come out as they went in
+    ones = g.filter(pl.col("candidate_idx") == 0).reverse()
+    assert best_of_candidates(ones, P(n_candidates=2)).kept.equals(ones)
+    assert best_of_candidates(g.reverse(), P(n_candidates=2)).kept.equals(kept.reverse())
 
 
 def test_best_of_n_keeps_the_best_candidate_that_can_train() -> None:

@@ -205,13 +205,15 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams, usable: pl.Expr | No
     Ties go to the lower candidate_idx, then qid. `usable` (a boolean expression) puts the rows
     that can train (`select_group` keeps them) ahead of the others, so a job whose best-scoring
     candidate has no negatives keeps its best usable one. Rows without doc_id or candidate_idx are
-    untouched. DPO pairs (see ``dpo_pairs``) rank every candidate by score alone: they judge the
-    queries, not the rows."""
+    untouched. Kept rows stay in input order. DPO pairs (see ``dpo_pairs``) rank every candidate by
+    score alone: they judge the queries, not the rows."""
     if p.n_candidates <= 1 or g.height == 0:
         _note_unselected_candidates(g)
         return Candidates(g, pl.DataFrame(schema=DPO_COLUMNS))
     drops: Counter[str] = Counter()
     key = F.CANDIDATE_KEY
+    columns = g.columns
+    g = g.with_row_index("_o")  # the kept rows stay in input order: a job of one candidate changes nothing
     keyed = g.filter(pl.col("doc_id").is_not_null() & pl.col("candidate_idx").is_not_null())
     rest = g.filter(pl.col("doc_id").is_null() | pl.col("candidate_idx").is_null())
     over = keyed.filter(pl.col("candidate_idx") >= p.n_candidates)
@@ -231,7 +233,7 @@ def best_of_candidates(g: pl.DataFrame, p: TrainDataParams, usable: pl.Expr | No
     if keyed.height > best.height:
         drops["not_best_candidate"] += keyed.height - best.height
     dpo, skipped = dpo_pairs(ranked, key, p) if p.dpo else (pl.DataFrame(schema=DPO_COLUMNS), Counter[str]())
-    out = pl.concat([best.select(g.columns), rest])
+    out = pl.concat([best.select(g.columns), rest]).sort("_o").select(columns)
     return Candidates(out, dpo, drops, skipped)
 
 
