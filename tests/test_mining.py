@@ -652,7 +652,8 @@ def test_candidate_sets_cut_by_code_language():
         ("code@go", True, [2]), ("code@null", True, [3]), ("code@python", True, [1]), ("text@go", False, [0])]
     assert candidate_sets(tasks, "all", langs) == [("all@go", True, [0, 2]), ("all@null", True, [3]),
                                                    ("all@python", True, [1])]
-    assert [set_language(s) for s in ("code@go", "code:web_code_retrieval@c++", "all@null")] == ["go", "c++", None]
+    assert [set_language(s) for s in ("code@go", "code:web_code_retrieval@c++", "all@null", "code:my@task@rust")] == [
+        "go", "c++", None, "rust"]
     rows = pl.DataFrame({"code_language": ["python", "python", None], "tgt_code_language": [None, "rust", None]})
     assert positive_languages(rows) == ["python", "rust", None]
     with pytest.raises(UserError, match="mine_negatives.same_code_language is true but the pairs have no 'code_language'"):

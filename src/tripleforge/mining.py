@@ -14,8 +14,9 @@ the code positives, and a row whose positive is prose searches the prose positiv
 summary's negatives are other summaries, not code. With `same_code_language`, each set is cut by
 the code language of its rows' positives, and the pool joins by its texts' `code_language`. For
 each query, every positive of every row with the same normalized query text, the row's source
-document and the query text itself are masked before any rule applies. Rules combine: rank window [range_min, range_max), `relative_margin` (neg <= p *
-hardest positive, sign-safe), `margin` (neg <= pos - margin), `max_score`, `min_score`.
+document and the query text itself are masked before any rule applies. Rules combine: rank window
+[range_min, range_max), `relative_margin` (neg <= p * hardest positive, sign-safe), `margin`
+(neg <= pos - margin), `max_score`, `min_score`.
 LLM-written negatives (the pairs' `neg`, from generate's `gen_hard_neg`) are kept only with
 `keep_llm_negatives`, and then under the same masks (by text id) and the same score rules (not the
 rank window: they are not in the query's search), in the places of the last mined ones, so a row
@@ -645,7 +646,7 @@ def candidate_sets(
 
 def set_language(label: str) -> str | None:
     """The code language a `candidate_sets` label was cut by (``null`` -> None)."""
-    lang = label.split("@", 1)[1]
+    lang = label.rpartition("@")[2]  # a task name may hold an "@"; the language comes last
     return None if lang == "null" else lang
 
 
