@@ -58,6 +58,12 @@ def test_a_h_header_is_cplusplus_only_for_what_a_c_compiler_sees() -> None:
                    "template <class T> T g(T);\n#else\nclass K { public: int k; };\n#endif\nint h(int);\n")
     assert language_of_source("e.h", elif_header) == "c"
     assert language_of_source("e.h", elif_header.replace("#elif defined(__cplusplus)", "#elif defined(__GNUC__)")) == "cplusplus"
+    # compound conditions: `!C++ && X` leaves the #else to C too; `C++ || X` is seen by C
+    compound = ("#ifdef __cplusplus\nnamespace compat {}\n#endif\n#if defined(_WIN32)\n#  define API 1\n"
+                "#elif !defined(__cplusplus) && defined(__GNUC__)\n#  define API 2\n#else\nint portable(void);\n#endif\n")
+    assert language_of_source("p.h", compound) == "c"
+    assert language_of_source("p.h", compound.replace("int portable(void);", "template <class T> T f(T);")) == "cplusplus"
+    assert language_of_source("q.h", "#if defined(__cplusplus) || defined(FORCE)\nnamespace q {}\n#endif\nint g(void);\n") == "cplusplus"
     assert language_of_source("m.h", c_header + "namespace geom {\nint g();\n}\n") == "cplusplus"
     assert language_of_source("m.c", "namespace geom { }") == "c"  # only headers are looked into
     # libstdc++ wraps a whole header in a C++ branch: a C compiler would see no code at all

@@ -438,7 +438,10 @@ def test_scripts_without_an_extension_are_read_by_their_shebang(tmp_path: Path) 
     assert [language_of_shebang(h) for h in (
         b"#!/usr/bin/env python3.11\nx", b"#! /bin/bash -e\r\n", b"#!/usr/bin/env -S node --no-warnings\n",
         b"#!/usr/bin/env VAR=1 ruby", b"#!/usr/local/bin/pwsh", b"#!/usr/bin/awk -f\n", b"# not one\n", b"",
-        b"#!/usr/bin/env\n")] == ["python", "shell", "javascript", "ruby", "powershell", None, None, None, None]
+        b"#!/usr/bin/env\n", b"#!/usr/bin/env -u HOME bash", b"#!/usr/bin/env -S -u HOME python3",
+        b"#!/usr/bin/env --split-string=python3 -u", b"#!/usr/bin/env -Sperl -w", b"#!/usr/bin/env -i -C /tmp lua")] == [
+        "python", "shell", "javascript", "ruby", "powershell", None, None, None, None, "shell", "python", "python",
+        "perl", "lua"]
     root = tmp_path / "tree"
     write(root / "bin" / "tool", "#!/usr/bin/env python3\n" + FUNC.format(name="main", k=1))
     write(root / "scripts" / "deploy", "#!/bin/bash\nset -e\n\nbuild_all() {\n  for d in */; do\n"
@@ -446,12 +449,20 @@ def test_scripts_without_an_extension_are_read_by_their_shebang(tmp_path: Path) 
     write(root / "LICENSE", "MIT License\n\nPermission is hereby granted, free of charge\n")
     write(root / "notes.md", "#!/usr/bin/env python\n")  # has an extension: by that alone (ignored)
     os.mkfifo(root / "pipe")  # no extension, not a regular file: never opened (it would block)
+    # a whole-file unit of a node script, twice under other interpreter paths: one document, no `#!`
+    script = "const fs = require('fs');\nconst lines = fs.readFileSync(process.argv[2], 'utf8').split('\\n');\n" \
+             "for (const line of lines) {\n  if (line.trim()) console.log(line.length, line);\n}\n"
+    write(root / "bin" / "lens", "#!/usr/bin/env node\n" + script)
+    write(root / "bin" / "lens2", "#!/usr/local/bin/node\n" + script)
     res = sample_corpus(params(root))
     units = sorted(zip(res.pool["code_language"].to_list(), res.pool["unit"].to_list(), strict=True))
-    assert units == [("python", "main"), ("shell", "build_all")]
+    assert [u for u in units if u[0] != "javascript"] == [("python", "main"), ("shell", "build_all")]
+    js = res.pool.filter(pl.col("code_language") == "javascript")
+    assert js.height == 1 and js["text"][0].startswith("const fs")
+    assert res.pool.filter(pl.col("unit") == "main")["source"].to_list() == ["bin/tool:2-6"]  # line numbers kept
     assert res.metrics["files_ignored"] == 3
     only_py = sample_corpus(params(root, code_languages=["python"]))
-    assert only_py.pool["unit"].to_list() == ["main"] and only_py.metrics["files_ignored"] == 4
+    assert only_py.pool["unit"].to_list() == ["main"] and only_py.metrics["files_ignored"] == 6
 
 
 def test_units_the_grammar_could_not_parse_are_skipped_and_counted(tmp_path: Path) -> None:

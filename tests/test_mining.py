@@ -590,6 +590,28 @@ def test_no_eval_text_is_a_train_negative_and_eval_rows_see_every_text(tmp_path)
     assert report.candidate_sets["code/train"]["candidates"] < report.candidate_sets["code/eval"]["candidates"]
 
 
+def test_a_train_row_whose_positive_is_an_eval_document_is_dropped_and_masked(tmp_path):
+    """Code-to-code rows can have another pool document as positive. When that document is an
+    eval one, the train row carried an eval text as its positive, and the other train rows mined
+    it as a negative (train positives join the candidates): 72-86 such negatives in a review."""
+    rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}", [POOL_TEXTS[i]], "web_code_retrieval")
+            for i in range(12)]
+    rows += [(f"s{i}", POOL_TEXTS[i], POOL_TEXTS[i], [POOL_TEXTS[(i + 1) % 12]], "code_translation_retrieval")
+             for i in range(12)]
+    pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
+                          "task": [r[4] for r in rows], "prompt": [""] * 24, "query": [r[2] for r in rows],
+                          "pos": [r[3] for r in rows], "neg": [[] for _ in rows]})
+    params = MineParams(num_negatives=8, range_max=30, relative_margin=None, eval_fraction=0.3, cache_dir=str(tmp_path))
+    out, report = mine_negatives(pairs, make_pool(), params)
+    ev, tr = out.filter(pl.col("split") == "eval"), out.filter(pl.col("split") == "train")
+    eval_texts = set(ev["doc_id"]) | {text_id(p) for ps in ev["pos"] for p in ps}
+    assert ev.height and tr.height and report.skipped["train_positive_is_eval_text"] > 0
+    assert out.height == 24 - report.skipped["train_positive_is_eval_text"]
+    assert not eval_texts & {text_id(p) for ps in tr["pos"] for p in ps}
+    train_negs = {text_id(n) for ns in tr["neg"] for n in ns}
+    assert train_negs and not eval_texts & train_negs
+
+
 def test_near_duplicate_documents_share_a_split():
     from tripleforge.mining import assign_split, pool_with_ids, row_splits
 
@@ -644,7 +666,7 @@ def test_candidate_sets_by_kind_task_and_all():
 
 
 def test_candidate_sets_cut_by_code_language():
-    from tripleforge.mining import candidate_sets, positive_languages, set_language
+    from tripleforge.mining import candidate_sets, positive_languages, split_candidate_sets
 
     tasks = ["code_summary_retrieval", "web_code_retrieval", "web_code_retrieval", None]
     langs = ["go", "python", "go", None]
@@ -652,10 +674,16 @@ def test_candidate_sets_cut_by_code_language():
         ("code@go", True, [2]), ("code@null", True, [3]), ("code@python", True, [1]), ("text@go", False, [0])]
     assert candidate_sets(tasks, "all", langs) == [("all@go", True, [0, 2]), ("all@null", True, [3]),
                                                    ("all@python", True, [1])]
-    assert [set_language(s) for s in ("code@go", "code:web_code_retrieval@c++", "all@null", "code:my@task@rust")] == [
-        "go", "c++", None, "rust"]
-    rows = pl.DataFrame({"code_language": ["python", "python", None], "tgt_code_language": [None, "rust", None]})
-    assert positive_languages(rows) == ["python", "rust", None]
+    # the language is the rows', not parsed back from a label: "@" in a name, or a language named "null"
+    odd = ["objc@2", None, "null"]
+    sets = candidate_sets(["web_code_retrieval"] * 3, "kind", odd)
+    assert sets == [("code@null", True, [1]), ("code@null", True, [2]), ("code@objc@2", True, [0])]
+    pool = [("t1", "A"), ("t2", "B"), ("t3", "C")]
+    parts = split_candidate_sets(sets, ["train"] * 3, frozenset(), pool, ["objc@2", None, "null"], odd)
+    assert [(label, part) for label, part, _, _ in parts] == [
+        ("code@null/train", [("t2", "B")]), ("code@null/train", [("t3", "C")]), ("code@objc@2/train", [("t1", "A")])]
+    rows = pl.DataFrame({"code_language": ["python", "python", None, "go", " "], "tgt_code_language": [None, "rust", None, "", ""]})
+    assert positive_languages(rows) == ["python", "rust", None, "go", None]  # "" is not set
     with pytest.raises(UserError, match="mine_negatives.same_code_language is true but the pairs have no 'code_language'"):
         positive_languages(pl.DataFrame({"query": ["q"]}))
 
@@ -670,7 +698,7 @@ GO_TEXTS = [
 ]
 
 
-def test_same_code_language_keeps_every_negative_in_the_positives_language(tmp_path):
+def test_same_code_language_keeps_every_negative_in_the_positives_language(tmp_path, capsys):
     """Off, a Go query's hard negatives include Python code (cross-language negatives); on, each
     row draws only texts of its positive's language, pool and positives alike, in both splits."""
     pool = pl.concat([make_pool().with_columns(code_language=pl.lit("python")),
@@ -698,6 +726,14 @@ def test_same_code_language_keeps_every_negative_in_the_positives_language(tmp_p
     assert {label.split("/")[0] for label in report.candidate_sets} == {"code@go", "code@python"}
     with pytest.raises(UserError, match="pool: mine_negatives.same_code_language is true but the pool has no"):
         mine_negatives(pairs, make_pool(), base.model_copy(update={"same_code_language": True}))
+    # a window past a small language's candidates only warns while another set is reached
+    narrow = base.model_copy(update={"same_code_language": True, "range_min": 8, "eval_fraction": 0.0})
+    out, report = mine_negatives(pairs, pool, narrow)
+    assert "candidate set 'code@go/train'" in capsys.readouterr().err
+    go = pl.col("pair_id").is_in(["g1", "g2", "g3", "x1"])  # x1: a Python query, a Go positive
+    assert out.filter(go)["neg"].list.len().max() == 0 and out.filter(~go)["neg"].list.len().min() > 0
+    with pytest.raises(UserError, match="set range_min below"):
+        mine_negatives(pairs, pool, narrow.model_copy(update={"range_min": 19}))
 
 
 def test_best_positive_rank_skips_masked_hits():

@@ -321,7 +321,7 @@ def test_flagembedding_epoch_advice_never_names_a_batch_size_it_cannot_train(cap
     assert "--small_threshold 8 merges" in err and "not with --knowledge_distillation True" in err
     modes = {"en/c.symmetric_sts": "symmetric_sts"}
     at_one = flagembedding_epoch(modes, {"en/a": 2, "en/c.symmetric_sts": 3}, 1)
-    assert at_one["datasets_never_trained"] == ["en/c.symmetric_sts"]
+    assert at_one["datasets_never_trained"] == ["en/a", "en/c.symmetric_sts"] and at_one["rows_in_epoch"] == 0
     _warn_about_flagembedding_epoch(at_one, 5)
     assert "cannot start at --per_device_train_batch_size 1" in capsys.readouterr().err
 

@@ -293,6 +293,11 @@ def read_source(job: tuple[str, str, int, int, bool, bool]) -> tuple[str | None,
     lang = language_of_source(Path(path).name, text) or lang
     if drop_generated and looks_generated(text):  # the marker is a comment: looked for before cleaning
         return "generated", nbytes, [], lang
+    if text.startswith("#!") and not text.startswith("#!["):  # `#![...]` opens a Rust file: an attribute
+        # A script's interpreter line is no code, but the JavaScript, PHP and Lua grammars keep it
+        # in a whole-file unit, where two copies of a script differing only in it would not dedup.
+        # Its newline stays, so line numbers stay.
+        text = text[text.find("\n"):] if "\n" in text else ""
     return None, nbytes, split_units(text, lang, Path(path).name, max_chars, drop_parse_errors), lang
 
 
@@ -364,7 +369,8 @@ def _ignore_sigint() -> None:
 
 def script_language(path: Path) -> str | None:
     """The language a file without an extension is a script of, by its `#!` line; None for any
-    other file (LICENSE, Makefile) or one that cannot be read (read again, and counted, later)."""
+    other file (LICENSE, Makefile) and for one that cannot be read: both are counted in
+    `files_ignored`."""
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO: opening it would block
             return None

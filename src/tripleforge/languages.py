@@ -147,9 +147,34 @@ def language_of_shebang(head: bytes) -> str | None:
     if m is None:
         return None
     prog = m.group(1).rsplit(b"/", 1)[-1]
-    if prog == b"env":  # the program is env's first argument that is no option or VAR=value
-        prog = next((a for a in m.group(2).split() if not a.startswith(b"-") and b"=" not in a), b"").rsplit(b"/", 1)[-1]
+    if prog == b"env":
+        prog = _env_program(m.group(2).split()).rsplit(b"/", 1)[-1]
     return _INTERPRETERS.get(re.sub(rb"[0-9.]+$", b"", prog).decode("ascii", "replace").lower())
+
+
+_ENV_OPTIONS_WITH_ARGUMENT = (b"-u", b"--unset", b"-C", b"--chdir", b"-a", b"--argv0")
+
+
+def _env_program(args: list[bytes]) -> bytes:
+    """The program `env ARGS` runs: its first argument that is no option (nor an option's
+    argument, as `-u NAME`'s) and no `VAR=value`; `-S`/`--split-string` give the command line
+    to split, attached (`-Spython3`, `--split-string=python3`) or as the next arguments."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in _ENV_OPTIONS_WITH_ARGUMENT:
+            i += 2
+            continue
+        for split in (b"--split-string=", b"-S"):
+            if a.startswith(split) and len(a) > len(split):
+                args = [*args[:i], *a[len(split):].split(), *args[i + 1:]]
+                break
+        else:
+            if a.startswith(b"-") or b"=" in a:
+                i += 1
+                continue
+            return a
+    return b""
 
 
 # A `.h` file is C by its extension, but C++ projects (torch, arrow and most others) name their
@@ -167,6 +192,14 @@ _CPLUSPLUS_HEADER = re.compile(
 _C_COMMENTS = re.compile(r"""("(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')|/\*.*?(?:\*/|\Z)|//[^\n]*""", re.DOTALL)
 _CONDITIONAL = re.compile(r"[ \t]*#[ \t]*(ifdef|ifndef|if|elif|else|endif)\b(.*)")
 _NOT_CPLUSPLUS = re.compile(r"!\s*(?:defined\s*\(?\s*)?__cplusplus")
+_PARENTHESES = re.compile(r"\([^()]*\)")
+
+
+def _top_level(cond: str) -> str:
+    """A preprocessor condition without its parenthesized parts: what joins its terms."""
+    while (shorter := _PARENTHESES.sub("", cond)) != cond:
+        cond = shorter
+    return cond
 _C_CODE_LINE = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)  # a line that is not a preprocessor line
 
 
@@ -185,13 +218,19 @@ def _outside_cplusplus_branches(code: str) -> str:
                 out.append(line)
             continue
         kw, cond = d.group(1), d.group(2)
+        # A branch is C++ only when its condition needs __cplusplus (`A && defined(__cplusplus)`,
+        # not `A || …`); the branches after it are C++ only when it holds whenever C++ does not
+        # (`!defined(__cplusplus) || A`, not `… && A`).
+        mentions, top = "__cplusplus" in cond, _top_level(cond)
         negated = kw == "ifndef" or _NOT_CPLUSPLUS.search(cond) is not None
+        cplusplus_only = mentions and not negated and "||" not in top
+        not_cplusplus = mentions and negated and "&&" not in top
         if kw in ("if", "ifdef", "ifndef"):
             depth += 1
-            if "__cplusplus" in cond and not skipping:
-                if negated:
+            if not skipping:
+                if not_cplusplus:
                     cplusplus_else.add(depth)
-                else:
+                elif cplusplus_only:
                     skipping = depth
         elif kw in ("elif", "else"):
             if skipping == depth:
@@ -200,11 +239,10 @@ def _outside_cplusplus_branches(code: str) -> str:
                 pass
             elif depth in cplusplus_else:
                 skipping = depth  # every later branch of an `#ifndef __cplusplus` chain is C++ only
-            elif kw == "elif" and "__cplusplus" in cond:
-                if negated:
-                    cplusplus_else.add(depth)
-                else:
-                    skipping = depth
+            elif kw == "elif" and not_cplusplus:
+                cplusplus_else.add(depth)
+            elif kw == "elif" and cplusplus_only:
+                skipping = depth
         elif kw == "endif":
             if skipping == depth:
                 skipping = 0

@@ -162,7 +162,7 @@ def empty_llm_counts() -> dict[str, Any]:
 # every reason is in `skipped`, 0 when nothing was skipped for it, so `dvc metrics diff` and
 # `dvc exp show` compare runs key by key
 SKIP_REASONS = ("masked_positive_or_query", *SCORE_RULES, "empty_query", "no_positive", "filter_rank",
-                "short_dropped", "empty_positive_text", "pool_empty_text")
+                "short_dropped", "empty_positive_text", "pool_empty_text", "train_positive_is_eval_text")
 
 
 @dataclass
@@ -319,12 +319,14 @@ def check_unique_pair_ids(pairs: pl.DataFrame) -> None:
         raise UserError(f"pairs: duplicate pair_id {first!r} ({dup.height} rows share a pair_id with another row)")
 
 
-def check_rank_window(params: MineParams, n_candidates: int, label: str = "all") -> None:
+def check_rank_window(params: MineParams, n_candidates: int, label: str = "all", fatal: bool = True) -> None:
     """A primary window starting past the last candidate mines nothing; an error unless the
-    fallback window still reaches candidates (then a warning)."""
+    fallback window still reaches candidates (then a warning), or unless not `fatal` (a set that
+    `same_code_language` cut small, while other sets are reached): then a warning too, its rows
+    mining no negatives (counted short)."""
     if params.neg_type == "random" or params.range_min < n_candidates:
         return
-    if label.split("/")[0] == "all":
+    if label.split("/")[0].split("@")[0] == "all":
         which = f"(pool + positives: candidate set '{label}')"
     elif label.startswith("code"):
         which = f"(pool + code positives: candidate set '{label}')"
@@ -335,6 +337,10 @@ def check_rank_window(params: MineParams, n_candidates: int, label: str = "all")
     fb_lo, fb_hi = params.fallback_range_min, params.fallback_range_max
     if fb_hi > 0 and fb_lo < n_candidates:
         log(f"warning: {what}; hard negatives come only from the fallback window [{fb_lo}, {fb_hi})")
+        return
+    if not fatal:
+        log(f"warning: {what}: mine_negatives.same_code_language cut this set to one language; its rows get no "
+            "mined negatives (counted in short_of_negatives)")
         return
     raise UserError(f"{what} and no fallback window reaches a candidate; set range_min below {n_candidates}")
 
@@ -549,7 +555,9 @@ def candidate_counts(parts: list[tuple[list[tuple[str, str]], list[int]]], pos_l
     pool_ids: dict[int, set[str]] = {}
     counts = []
     for pool_part, rows in parts:
-        ids = pool_ids.setdefault(id(pool_part), {tid for tid, _ in pool_part})
+        if id(pool_part) not in pool_ids:
+            pool_ids[id(pool_part)] = {tid for tid, _ in pool_part}
+        ids = pool_ids[id(pool_part)]
         extra = {text_id(p) for r in rows for p in pos_lists[r]} - ids
         counts.append(len(ids) + len(extra))
     return counts
@@ -634,20 +642,17 @@ def candidate_sets(
     per task (the pool joins the code ones). `all`: one set, the pool plus every positive.
     With `languages` (per row, the code language of its positive: `positive_languages`), each set
     is cut by it, labelled ``<set>@<language>`` (``@null`` for rows without one)."""
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str, str | None], list[int]] = {}
     for r, t in enumerate(tasks):
         kind = positive_kind(t)
         label = "all" if mode == "all" else kind if mode == "kind" else f"{kind}:{t}"
-        if languages is not None:
-            label += f"@{'null' if languages[r] is None else languages[r]}"
-        groups.setdefault(label, []).append(r)
-    return [(label, label.startswith(("code", "all")), idx) for label, idx in sorted(groups.items())]
+        groups.setdefault((label, languages[r] if languages is not None else None), []).append(r)
 
+    def shown(label: str, lang: str | None) -> str:
+        return label if languages is None else f"{label}@{'null' if lang is None else lang}"
 
-def set_language(label: str) -> str | None:
-    """The code language a `candidate_sets` label was cut by (``null`` -> None)."""
-    lang = label.rpartition("@")[2]  # a task name may hold an "@"; the language comes last
-    return None if lang == "null" else lang
+    ordered = sorted(groups.items(), key=lambda g: (shown(*g[0]), g[0][1] is not None))
+    return [(shown(label, lang), label.startswith(("code", "all")), idx) for (label, lang), idx in ordered]
 
 
 def positive_languages(rows: pl.DataFrame) -> list[str | None]:
@@ -656,10 +661,17 @@ def positive_languages(rows: pl.DataFrame) -> list[str | None]:
     if "code_language" not in rows.columns:
         raise UserError("pairs: mine_negatives.same_code_language is true but the pairs have no "
                         "'code_language' column; set it to false")
-    lang = pl.col("code_language").cast(pl.String)
+    lang = language_name("code_language")
     if "tgt_code_language" in rows.columns:
-        lang = pl.coalesce(pl.col("tgt_code_language").cast(pl.String), lang)
+        lang = pl.coalesce(language_name("tgt_code_language"), lang)
     return rows.select(lang).to_series().to_list()
+
+
+def language_name(col: str) -> pl.Expr:
+    """Column `col` as a code language name, a blank one as none (hand-made files write "" for
+    "not set", and a set of language "" would hold every language's positives)."""
+    c = pl.col(col).cast(pl.String)
+    return pl.when(is_blank(c)).then(None).otherwise(c)
 
 
 def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]]) -> frozenset[str]:
@@ -672,10 +684,12 @@ def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[st
 def split_candidate_sets(
     sets: list[tuple[str, bool, list[int]]], splits: list[str], eval_tids: frozenset[str],
     pool: list[tuple[str, str]], pool_languages: list[str | None] | None = None,
+    row_languages: list[str | None] | None = None,
 ) -> list[tuple[str, list[tuple[str, str]], list[int], list[int]]]:
     """Each candidate set cut by split: (`<set>/<split>` label, pool part, rows, rows whose
     positives are extra candidates). With `pool_languages` (the pool's `code_language`, aligned
-    with `pool`), a set cut by language (`candidate_sets`) gets the pool texts of its language.
+    with `pool`) and `row_languages` (`positive_languages`, which cut the sets: `candidate_sets`),
+    a set gets the pool texts of its rows' language.
 
     Eval rows search everything their set would (the pool and every positive of the set: training
     texts are distractors in the eval corpus, as in MS MARCO's). Train rows never see an eval
@@ -689,8 +703,8 @@ def split_candidate_sets(
     # `candidate_counts` counts each list once
     parts: dict[str | None, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
 
-    def pool_parts(label: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        lang = set_language(label) if pool_languages is not None else None
+    def pool_parts(idx: list[int]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        lang = row_languages[idx[0]] if pool_languages is not None and row_languages is not None else None
         if lang not in parts:
             whole = pool if pool_languages is None else [
                 p for p, pl_ in zip(pool, pool_languages, strict=True) if pl_ == lang]
@@ -701,7 +715,7 @@ def split_candidate_sets(
     for label, uses_pool, idx in sets:
         ev = [r for r in idx if splits[r] == "eval"]
         tr = [r for r in idx if splits[r] != "eval"]
-        whole, train_pool = pool_parts(label) if uses_pool else ([], [])
+        whole, train_pool = pool_parts(idx) if uses_pool else ([], [])
         if ev:
             out.append((f"{label}/eval", whole, ev, tr))
         if tr:
@@ -966,21 +980,34 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         if "code_language" not in pool.columns:
             raise UserError("pool: mine_negatives.same_code_language is true but the pool has no 'code_language' "
                             "column; set it to false")
-        sets = candidate_sets(tasks, params.candidates, positive_languages(rows))
+        row_langs: list[str | None] | None = positive_languages(rows)
+        sets = candidate_sets(tasks, params.candidates, row_langs)
         # the pool's blank texts were dropped above, so its rows align with `pool_ids`
-        pool_langs: list[str | None] | None = pool.get_column("code_language").cast(pl.String).to_list()
+        pool_langs: list[str | None] | None = pool.select(language_name("code_language")).to_series().to_list()
     else:
-        sets, pool_langs = candidate_sets(tasks, params.candidates), None
-    parts = split_candidate_sets(sets, splits, eval_tids, pool_ids, pool_langs)
+        sets, pool_langs, row_langs = candidate_sets(tasks, params.candidates), None, None
+    parts = split_candidate_sets(sets, splits, eval_tids, pool_ids, pool_langs, row_langs)
     # every rank window checked before any encoding (minutes), the smallest set first: its
     # `range_min below N` advice then holds for every set
     counts = candidate_counts([(pool_part, idx + others) for _, pool_part, idx, others in parts], pos_lists)
+    # with sets cut by language, one the window misses only warns while another is reached
+    fatal = not params.same_code_language or params.range_min >= max(counts)
     for (label, *_), n in sorted(zip(parts, counts, strict=True), key=lambda part: part[1]):
-        check_rank_window(params, n, label)
+        check_rank_window(params, n, label, fatal)
+    # A train row's positive can be an eval text where it is another pool document (code-to-code
+    # tasks pair a document with a similar one): such a row is dropped after mining, and its
+    # positive is masked for the other train rows, which would take it as a negative.
+    pos_tids = [{text_id(p) for p in ps} for ps in pos_lists] if eval_tids else []
+    eval_positive = [splits[r] == "train" and not pos_tids[r].isdisjoint(eval_tids) for r in range(nq)] if eval_tids else []
     for label, pool_part, idx, others in parts:
         train = bool(idx) and splits[idx[0]] != "eval"  # a part's rows share their split
+        leaked: set[str] = set()
+        for r in idx if train and eval_positive else ():
+            if eval_positive[r]:
+                leaked |= pos_tids[r] & eval_tids
+        masks = [masked_tids[r] | leaked for r in idx] if leaked else [masked_tids[r] for r in idx]
         sub, searched = _mine_candidate_set(
-            label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
+            label, [queries[r] for r in idx], [pos_lists[r] for r in idx], masks,
             [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
             pool_part, [pos_lists[r] for r in others], eval_tids if train else frozenset(),
             [instructions[r] for r in idx] if instructions else None, params, report,
@@ -1015,6 +1042,9 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         )
 
     llm_before = sum(mined.llm_kept)
+    if any(eval_positive):
+        report.add("train_positive_is_eval_text", sum(eval_positive))
+        out = out.filter(~pl.Series(eval_positive, dtype=pl.Boolean))
     if params.filter_rank is not None:
         keep = pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") < params.filter_rank)
         report.add("filter_rank", out.filter(~keep).height)
