@@ -590,26 +590,53 @@ def test_no_eval_text_is_a_train_negative_and_eval_rows_see_every_text(tmp_path)
     assert report.candidate_sets["code/train"]["candidates"] < report.candidate_sets["code/eval"]["candidates"]
 
 
-def test_a_train_row_whose_positive_is_an_eval_document_is_dropped_and_masked(tmp_path):
-    """Code-to-code rows can have another pool document as positive. When that document is an
-    eval one, the train row carried an eval text as its positive, and the other train rows mined
-    it as a negative (train positives join the candidates): 72-86 such negatives in a review."""
+def test_documents_a_row_links_share_a_split_and_no_eval_text_reaches_a_train_row(tmp_path):
+    """Code-to-code rows can have another pool document as positive. Split by the row's own
+    document alone, a train row carried an eval document as its positive, and the other train
+    rows mined it as a negative (72-86 such negatives in a review's case). Linked documents now
+    share a split; a train row whose positive is still an eval text (the same summary written for
+    an eval row) is left out and counted."""
     rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}", [POOL_TEXTS[i]], "web_code_retrieval")
             for i in range(12)]
-    rows += [(f"s{i}", POOL_TEXTS[i], POOL_TEXTS[i], [POOL_TEXTS[(i + 1) % 12]], "code_translation_retrieval")
-             for i in range(12)]
+    rows += [(f"s{j}", POOL_TEXTS[2 * j], POOL_TEXTS[2 * j], [POOL_TEXTS[2 * j + 1]], "code_translation_retrieval")
+             for j in range(6)]
+    rows += [(f"u{k}", POOL_TEXTS[k], POOL_TEXTS[k], ["Returns a value computed from its arguments."],
+              "code_summary_retrieval") for k in range(12)]
     pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
-                          "task": [r[4] for r in rows], "prompt": [""] * 24, "query": [r[2] for r in rows],
+                          "task": [r[4] for r in rows], "prompt": [""] * len(rows), "query": [r[2] for r in rows],
                           "pos": [r[3] for r in rows], "neg": [[] for _ in rows]})
-    params = MineParams(num_negatives=8, range_max=30, relative_margin=None, eval_fraction=0.3, cache_dir=str(tmp_path))
+    params = MineParams(num_negatives=8, range_max=30, relative_margin=None, eval_fraction=0.3, split_jaccard=None,
+                        cache_dir=str(tmp_path))
     out, report = mine_negatives(pairs, make_pool(), params)
+    split = dict(zip(out["pair_id"], out["split"], strict=True))
+    assert {split[f"r{2 * j}"] == split[f"r{2 * j + 1}"] == split[f"s{j}"] for j in range(6)} == {True}
+    assert report.split_grouped_docs == 6
     ev, tr = out.filter(pl.col("split") == "eval"), out.filter(pl.col("split") == "train")
+    assert ev.height and tr.height
+    # the shared summary is an eval positive: every train row holding it is left out
+    train_docs = [k for k in range(12) if split[f"r{k}"] == "train"]
+    assert report.skipped["train_positive_is_eval_text"] == len(train_docs) > 0
+    assert not set(tr["pair_id"]) & {f"u{k}" for k in train_docs}
     eval_texts = set(ev["doc_id"]) | {text_id(p) for ps in ev["pos"] for p in ps}
-    assert ev.height and tr.height and report.skipped["train_positive_is_eval_text"] > 0
-    assert out.height == 24 - report.skipped["train_positive_is_eval_text"]
     assert not eval_texts & {text_id(p) for ps in tr["pos"] for p in ps}
     train_negs = {text_id(n) for ns in tr["neg"] for n in ns}
     assert train_negs and not eval_texts & train_negs
+    assert mine_metrics(out, report, len(rows), params)["pairs"] == len(rows) - len(train_docs)
+
+
+def test_a_window_missing_every_train_set_stops_with_same_code_language_too(tmp_path):
+    """The eval set holds the whole pool, so it is larger than its train set; it must not make a
+    window that misses every train set a mere warning (every train row then had no negative)."""
+    rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}") for i in range(12)]
+    pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
+                          "task": ["web_code_retrieval"] * 12, "prompt": [""] * 12, "query": [r[2] for r in rows],
+                          "pos": [[r[1]] for r in rows], "neg": [[] for _ in rows], "code_language": ["python"] * 12})
+    pool = make_pool().with_columns(code_language=pl.lit("python"))
+    params = MineParams(num_negatives=2, range_min=11, range_max=30, relative_margin=None, eval_fraction=0.3,
+                        split_jaccard=None, cache_dir=str(tmp_path))
+    for same in (False, True):
+        with pytest.raises(UserError, match=r"candidate set 'code(@python)?/train'.*set range_min below"):
+            mine_negatives(pairs, pool, params.model_copy(update={"same_code_language": same}))
 
 
 def test_near_duplicate_documents_share_a_split():
@@ -671,17 +698,17 @@ def test_candidate_sets_cut_by_code_language():
     tasks = ["code_summary_retrieval", "web_code_retrieval", "web_code_retrieval", None]
     langs = ["go", "python", "go", None]
     assert candidate_sets(tasks, "kind", langs) == [
-        ("code@go", True, [2]), ("code@null", True, [3]), ("code@python", True, [1]), ("text@go", False, [0])]
-    assert candidate_sets(tasks, "all", langs) == [("all@go", True, [0, 2]), ("all@null", True, [3]),
+        ("code@(none)", True, [3]), ("code@go", True, [2]), ("code@python", True, [1]), ("text@go", False, [0])]
+    assert candidate_sets(tasks, "all", langs) == [("all@(none)", True, [3]), ("all@go", True, [0, 2]),
                                                    ("all@python", True, [1])]
     # the language is the rows', not parsed back from a label: "@" in a name, or a language named "null"
     odd = ["objc@2", None, "null"]
     sets = candidate_sets(["web_code_retrieval"] * 3, "kind", odd)
-    assert sets == [("code@null", True, [1]), ("code@null", True, [2]), ("code@objc@2", True, [0])]
+    assert sets == [("code@(none)", True, [1]), ("code@null", True, [2]), ("code@objc@2", True, [0])]
     pool = [("t1", "A"), ("t2", "B"), ("t3", "C")]
     parts = split_candidate_sets(sets, ["train"] * 3, frozenset(), pool, ["objc@2", None, "null"], odd)
     assert [(label, part) for label, part, _, _ in parts] == [
-        ("code@null/train", [("t2", "B")]), ("code@null/train", [("t3", "C")]), ("code@objc@2/train", [("t1", "A")])]
+        ("code@(none)/train", [("t2", "B")]), ("code@null/train", [("t3", "C")]), ("code@objc@2/train", [("t1", "A")])]
     rows = pl.DataFrame({"code_language": ["python", "python", None, "go", " "], "tgt_code_language": [None, "rust", None, "", ""]})
     assert positive_languages(rows) == ["python", "rust", None, "go", None]  # "" is not set
     with pytest.raises(UserError, match="mine_negatives.same_code_language is true but the pairs have no 'code_language'"):

@@ -595,11 +595,14 @@ def pool_with_ids(pool_texts: list[str | None]) -> list[tuple[str, str]]:
     return [(text_id(t), t) for t in pool_texts if t is not None and t.strip()]
 
 
-def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MineParams) -> tuple[list[str], int]:
+def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MineParams,
+               positives: list[set[str]] | None = None) -> tuple[list[str], int]:
     """`train`/`eval` per row, by document (`assign_split`), documents that are near-duplicates
     of each other (`split_jaccard`, texts from the pool, where doc_id is the text id) keyed on
-    their group's first document so they share a split. Also returns how many documents were
-    keyed on another one."""
+    their group's first document so they share a split. Documents a row links share one too:
+    its own and a positive that is another pool text (`positives`: text ids per row; code-to-code
+    tasks pair a document with a similar one), or a train row would hold an eval document. Also
+    returns how many documents were keyed on another one."""
     docs = sorted(set(doc_ids))
     key = {d: d for d in docs}
     if params.split_jaccard is not None and params.eval_fraction > 0:
@@ -607,9 +610,33 @@ def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MinePara
         known = [d for d in docs if d in texts]
         groups = near_duplicate_groups([texts[d] for d in known], params.split_jaccard)
         key.update((d, known[g]) for d, g in zip(known, groups, strict=True))
+    if positives is not None and params.eval_fraction > 0:
+        key = _linked_keys(key, doc_ids, positives, {tid for tid, _ in pool})
     splits = assign_split([key[d] for d in docs], params.eval_fraction, params.split_seed)
     split_of = dict(zip(docs, splits, strict=True))
     return [split_of[d] for d in doc_ids], sum(key[d] != d for d in docs)
+
+
+def _linked_keys(key: dict[str, str], doc_ids: list[str], positives: list[set[str]],
+                 pool_ids: set[str]) -> dict[str, str]:
+    """`key` (document -> the document whose split it takes) with the documents a row links (its
+    own, and a positive that is a pool text) merged into one key: the smallest of theirs, so the
+    result does not depend on row order (union-find)."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])  # path halving
+            x = parent[x]
+        return x
+
+    for d, tids in zip(doc_ids, positives, strict=True):
+        for p in tids:
+            if p != d and p in pool_ids:
+                a, b = root(key[d]), root(key.get(p, p))
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return {d: root(k) for d, k in key.items()} if parent else key
 
 
 def positive_kind(task: str | None) -> str:
@@ -641,7 +668,7 @@ def candidate_sets(
     code negative for a prose positive is one a model rejects by its form alone. `task`: one set
     per task (the pool joins the code ones). `all`: one set, the pool plus every positive.
     With `languages` (per row, the code language of its positive: `positive_languages`), each set
-    is cut by it, labelled ``<set>@<language>`` (``@null`` for rows without one)."""
+    is cut by it, labelled ``<set>@<language>`` (``@(none)`` for rows without one)."""
     groups: dict[tuple[str, str | None], list[int]] = {}
     for r, t in enumerate(tasks):
         kind = positive_kind(t)
@@ -649,7 +676,7 @@ def candidate_sets(
         groups.setdefault((label, languages[r] if languages is not None else None), []).append(r)
 
     def shown(label: str, lang: str | None) -> str:
-        return label if languages is None else f"{label}@{'null' if lang is None else lang}"
+        return label if languages is None else f"{label}@{'(none)' if lang is None else lang}"
 
     ordered = sorted(groups.items(), key=lambda g: (shown(*g[0]), g[0][1] is not None))
     return [(shown(label, lang), label.startswith(("code", "all")), idx) for (label, lang), idx in ordered]
@@ -972,10 +999,15 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # trained cross-encoder fails here, not after minutes of mining
     rescorer = (load_rescorer(rescore_dir, params.rescore_model or "", rescore_device, params.rescore_max_length)
                 if rescore_dir is not None else None)
-    splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params)
+    pos_tids = [{text_id(p) for p in ps} for ps in pos_lists]
+    splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params, pos_tids)
     mined = MinedRows.empty(nq)
     search_reports = []
     eval_tids = eval_text_ids(splits, doc_ids, pos_lists)
+    # Linked documents share a split, so a train row's positive is an eval text only where the
+    # same text was written for an eval row too: such a row is left out of mining and dropped
+    # (counted), or its positive would reach a training file and other train rows' negatives.
+    left_out = {r for r in range(nq) if splits[r] == "train" and not pos_tids[r].isdisjoint(eval_tids)}
     if params.same_code_language:
         if "code_language" not in pool.columns:
             raise UserError("pool: mine_negatives.same_code_language is true but the pool has no 'code_language' "
@@ -986,28 +1018,26 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         pool_langs: list[str | None] | None = pool.select(language_name("code_language")).to_series().to_list()
     else:
         sets, pool_langs, row_langs = candidate_sets(tasks, params.candidates), None, None
+    if left_out:
+        sets = [(label, uses_pool, kept) for label, uses_pool, idx in sets
+                if (kept := [r for r in idx if r not in left_out])]
     parts = split_candidate_sets(sets, splits, eval_tids, pool_ids, pool_langs, row_langs)
     # every rank window checked before any encoding (minutes), the smallest set first: its
     # `range_min below N` advice then holds for every set
     counts = candidate_counts([(pool_part, idx + others) for _, pool_part, idx, others in parts], pos_lists)
-    # with sets cut by language, one the window misses only warns while another is reached
-    fatal = not params.same_code_language or params.range_min >= max(counts)
+    # with sets cut by language, one the window misses only warns while another set of the same
+    # split is reached (an eval set is larger than its train one: it holds the whole pool)
+    largest: dict[str, int] = {}
+    for (label, *_), n in zip(parts, counts, strict=True):
+        split = label.rpartition("/")[2]
+        largest[split] = max(largest.get(split, 0), n)
     for (label, *_), n in sorted(zip(parts, counts, strict=True), key=lambda part: part[1]):
+        fatal = not params.same_code_language or params.range_min >= largest[label.rpartition("/")[2]]
         check_rank_window(params, n, label, fatal)
-    # A train row's positive can be an eval text where it is another pool document (code-to-code
-    # tasks pair a document with a similar one): such a row is dropped after mining, and its
-    # positive is masked for the other train rows, which would take it as a negative.
-    pos_tids = [{text_id(p) for p in ps} for ps in pos_lists] if eval_tids else []
-    eval_positive = [splits[r] == "train" and not pos_tids[r].isdisjoint(eval_tids) for r in range(nq)] if eval_tids else []
     for label, pool_part, idx, others in parts:
         train = bool(idx) and splits[idx[0]] != "eval"  # a part's rows share their split
-        leaked: set[str] = set()
-        for r in idx if train and eval_positive else ():
-            if eval_positive[r]:
-                leaked |= pos_tids[r] & eval_tids
-        masks = [masked_tids[r] | leaked for r in idx] if leaked else [masked_tids[r] for r in idx]
         sub, searched = _mine_candidate_set(
-            label, [queries[r] for r in idx], [pos_lists[r] for r in idx], masks,
+            label, [queries[r] for r in idx], [pos_lists[r] for r in idx], [masked_tids[r] for r in idx],
             [llm_negs[r] for r in idx], row_seeds([pair_ids[r] for r in idx], params.seed),
             pool_part, [pos_lists[r] for r in others], eval_tids if train else frozenset(),
             [instructions[r] for r in idx] if instructions else None, params, report,
@@ -1042,9 +1072,11 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
         )
 
     llm_before = sum(mined.llm_kept)
-    if any(eval_positive):
-        report.add("train_positive_is_eval_text", sum(eval_positive))
-        out = out.filter(~pl.Series(eval_positive, dtype=pl.Boolean))
+    if left_out:
+        report.add("train_positive_is_eval_text", len(left_out))
+        if params.keep_llm_negatives:
+            llm["dropped_with_pair"] += sum(len(llm_negs[r]) for r in left_out)
+        out = out.filter(~pl.int_range(pl.len()).is_in(sorted(left_out)))
     if params.filter_rank is not None:
         keep = pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") < params.filter_rank)
         report.add("filter_rank", out.filter(~keep).height)
