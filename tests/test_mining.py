@@ -590,16 +590,18 @@ def test_no_eval_text_is_a_train_negative_and_eval_rows_see_every_text(tmp_path)
     assert report.candidate_sets["code/train"]["candidates"] < report.candidate_sets["code/eval"]["candidates"]
 
 
-def test_documents_a_row_links_share_a_split_and_no_eval_text_reaches_a_train_row(tmp_path):
+def test_no_eval_document_reaches_a_train_row(tmp_path):
     """Code-to-code rows can have another pool document as positive. Split by the row's own
-    document alone, a train row carried an eval document as its positive, and the other train
-    rows mined it as a negative (72-86 such negatives in a review's case). Linked documents now
-    share a split; a train row whose positive is still an eval text (the same summary written for
-    an eval row) is left out and counted."""
+    document, a train row carried an eval document as its positive, and the other train rows
+    mined it as a negative (72-86 such negatives in a review's case). Such a row is now left out,
+    and so is a train row holding a text written for an eval row too (the same summary); an eval
+    row whose positive is a training document is not: the eval corpus holds training texts."""
+    from tripleforge.mining import row_splits
+
     rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}", [POOL_TEXTS[i]], "web_code_retrieval")
             for i in range(12)]
-    rows += [(f"s{j}", POOL_TEXTS[2 * j], POOL_TEXTS[2 * j], [POOL_TEXTS[2 * j + 1]], "code_translation_retrieval")
-             for j in range(6)]
+    rows += [(f"s{i}", POOL_TEXTS[i], POOL_TEXTS[i], [POOL_TEXTS[(i + 1) % 12]], "code_translation_retrieval")
+             for i in range(12)]
     rows += [(f"u{k}", POOL_TEXTS[k], POOL_TEXTS[k], ["Returns a value computed from its arguments."],
               "code_summary_retrieval") for k in range(12)]
     pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
@@ -608,20 +610,20 @@ def test_documents_a_row_links_share_a_split_and_no_eval_text_reaches_a_train_ro
     params = MineParams(num_negatives=8, range_max=30, relative_margin=None, eval_fraction=0.3, split_jaccard=None,
                         cache_dir=str(tmp_path))
     out, report = mine_negatives(pairs, make_pool(), params)
-    split = dict(zip(out["pair_id"], out["split"], strict=True))
-    assert {split[f"r{2 * j}"] == split[f"r{2 * j + 1}"] == split[f"s{j}"] for j in range(6)} == {True}
-    assert report.split_grouped_docs == 6
-    ev, tr = out.filter(pl.col("split") == "eval"), out.filter(pl.col("split") == "train")
-    assert ev.height and tr.height
-    # the shared summary is an eval positive: every train row holding it is left out
-    train_docs = [k for k in range(12) if split[f"r{k}"] == "train"]
-    assert report.skipped["train_positive_is_eval_text"] == len(train_docs) > 0
-    assert not set(tr["pair_id"]) & {f"u{k}" for k in train_docs}
-    eval_texts = set(ev["doc_id"]) | {text_id(p) for ps in ev["pos"] for p in ps}
-    assert not eval_texts & {text_id(p) for ps in tr["pos"] for p in ps}
-    train_negs = {text_id(n) for ns in tr["neg"] for n in ns}
-    assert train_negs and not eval_texts & train_negs
-    assert mine_metrics(out, report, len(rows), params)["pairs"] == len(rows) - len(train_docs)
+    split = {f"r{i}": s for i, s in enumerate(row_splits([text_id(t) for t in POOL_TEXTS], [], params)[0])}
+    eval_docs = {i for i in range(12) if split[f"r{i}"] == "eval"}
+    assert 0 < len(eval_docs) < 12
+    # left out: s<i> whose positive (document i + 1) is eval, and every train u<k> (its summary is eval's too)
+    left_out = {f"s{i}" for i in range(12) if i not in eval_docs and (i + 1) % 12 in eval_docs}
+    left_out |= {f"u{k}" for k in range(12) if k not in eval_docs}
+    assert report.skipped["train_positive_is_eval_text"] == len(left_out) > 0
+    assert set(out["pair_id"]) == {r[0] for r in rows} - left_out
+    tr = out.filter(pl.col("split") == "train")
+    eval_doc_ids = {text_id(POOL_TEXTS[i]) for i in eval_docs}
+    train_texts = {text_id(t) for col in ("pos", "neg") for ts in tr[col] for t in ts} | {text_id(q) for q in tr["query"]}
+    assert tr["neg"].list.len().min() > 0 and not eval_doc_ids & train_texts
+    assert text_id("Returns a value computed from its arguments.") not in train_texts
+    assert mine_metrics(out, report, len(rows), params)["pairs"] == len(rows) - len(left_out)
 
 
 def test_a_window_missing_every_train_set_stops_with_same_code_language_too(tmp_path):
@@ -637,6 +639,25 @@ def test_a_window_missing_every_train_set_stops_with_same_code_language_too(tmp_
     for same in (False, True):
         with pytest.raises(UserError, match=r"candidate set 'code(@python)?/train'.*set range_min below"):
             mine_negatives(pairs, pool, params.model_copy(update={"same_code_language": same}))
+
+
+def test_an_eval_only_small_language_only_warns_while_a_train_set_is_reached(tmp_path, capsys):
+    """Split seed 8 at 0.15 puts one Go document alone in eval: the Go sets are both smaller than
+    the window while the Python train set is not, so training has its hard negatives."""
+    texts = [(t, "python") for t in POOL_TEXTS] + [(t, "go") for t in GO_TEXTS]
+    pairs = pl.DataFrame({"pair_id": [f"r{i:02d}" for i in range(len(texts))], "doc_id": [text_id(t) for t, _ in texts],
+                          "task": ["web_code_retrieval"] * len(texts), "prompt": [""] * len(texts),
+                          "query": [f"query about {t.splitlines()[0]}" for t, _ in texts], "pos": [[t] for t, _ in texts],
+                          "neg": [[] for _ in texts], "code_language": [lang for _, lang in texts]})
+    pool = pl.DataFrame({"doc_id": [text_id(t) for t, _ in texts], "text": [t for t, _ in texts],
+                         "code_language": [lang for _, lang in texts]})
+    params = MineParams(num_negatives=2, range_min=8, range_max=30, relative_margin=None, eval_fraction=0.15,
+                        split_seed=8, split_jaccard=None, same_code_language=True, cache_dir=str(tmp_path))
+    out, _ = mine_negatives(pairs, pool, params)
+    assert out.filter(pl.col("split") == "eval")["code_language"].to_list() == ["go"]
+    err = capsys.readouterr().err
+    assert "candidate set 'code@go/eval'" in err and "candidate set 'code@go/train'" in err
+    assert out.filter(pl.col("code_language") == "python")["neg"].list.len().min() == 2
 
 
 def test_near_duplicate_documents_share_a_split():
@@ -698,17 +719,17 @@ def test_candidate_sets_cut_by_code_language():
     tasks = ["code_summary_retrieval", "web_code_retrieval", "web_code_retrieval", None]
     langs = ["go", "python", "go", None]
     assert candidate_sets(tasks, "kind", langs) == [
-        ("code@(none)", True, [3]), ("code@go", True, [2]), ("code@python", True, [1]), ("text@go", False, [0])]
-    assert candidate_sets(tasks, "all", langs) == [("all@(none)", True, [3]), ("all@go", True, [0, 2]),
+        ("code@", True, [3]), ("code@go", True, [2]), ("code@python", True, [1]), ("text@go", False, [0])]
+    assert candidate_sets(tasks, "all", langs) == [("all@", True, [3]), ("all@go", True, [0, 2]),
                                                    ("all@python", True, [1])]
     # the language is the rows', not parsed back from a label: "@" in a name, or a language named "null"
     odd = ["objc@2", None, "null"]
     sets = candidate_sets(["web_code_retrieval"] * 3, "kind", odd)
-    assert sets == [("code@(none)", True, [1]), ("code@null", True, [2]), ("code@objc@2", True, [0])]
+    assert sets == [("code@", True, [1]), ("code@null", True, [2]), ("code@objc@2", True, [0])]
     pool = [("t1", "A"), ("t2", "B"), ("t3", "C")]
     parts = split_candidate_sets(sets, ["train"] * 3, frozenset(), pool, ["objc@2", None, "null"], odd)
     assert [(label, part) for label, part, _, _ in parts] == [
-        ("code@(none)/train", [("t2", "B")]), ("code@null/train", [("t3", "C")]), ("code@objc@2/train", [("t1", "A")])]
+        ("code@/train", [("t2", "B")]), ("code@null/train", [("t3", "C")]), ("code@objc@2/train", [("t1", "A")])]
     rows = pl.DataFrame({"code_language": ["python", "python", None, "go", " "], "tgt_code_language": [None, "rust", None, "", ""]})
     assert positive_languages(rows) == ["python", "rust", None, "go", None]  # "" is not set
     with pytest.raises(UserError, match="mine_negatives.same_code_language is true but the pairs have no 'code_language'"):

@@ -595,14 +595,11 @@ def pool_with_ids(pool_texts: list[str | None]) -> list[tuple[str, str]]:
     return [(text_id(t), t) for t in pool_texts if t is not None and t.strip()]
 
 
-def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MineParams,
-               positives: list[set[str]] | None = None) -> tuple[list[str], int]:
+def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MineParams) -> tuple[list[str], int]:
     """`train`/`eval` per row, by document (`assign_split`), documents that are near-duplicates
     of each other (`split_jaccard`, texts from the pool, where doc_id is the text id) keyed on
-    their group's first document so they share a split. Documents a row links share one too:
-    its own and a positive that is another pool text (`positives`: text ids per row; code-to-code
-    tasks pair a document with a similar one), or a train row would hold an eval document. Also
-    returns how many documents were keyed on another one."""
+    their group's first document so they share a split. Also returns how many documents were
+    keyed on another one."""
     docs = sorted(set(doc_ids))
     key = {d: d for d in docs}
     if params.split_jaccard is not None and params.eval_fraction > 0:
@@ -610,33 +607,9 @@ def row_splits(doc_ids: list[str], pool: list[tuple[str, str]], params: MinePara
         known = [d for d in docs if d in texts]
         groups = near_duplicate_groups([texts[d] for d in known], params.split_jaccard)
         key.update((d, known[g]) for d, g in zip(known, groups, strict=True))
-    if positives is not None and params.eval_fraction > 0:
-        key = _linked_keys(key, doc_ids, positives, {tid for tid, _ in pool})
     splits = assign_split([key[d] for d in docs], params.eval_fraction, params.split_seed)
     split_of = dict(zip(docs, splits, strict=True))
     return [split_of[d] for d in doc_ids], sum(key[d] != d for d in docs)
-
-
-def _linked_keys(key: dict[str, str], doc_ids: list[str], positives: list[set[str]],
-                 pool_ids: set[str]) -> dict[str, str]:
-    """`key` (document -> the document whose split it takes) with the documents a row links (its
-    own, and a positive that is a pool text) merged into one key: the smallest of theirs, so the
-    result does not depend on row order (union-find)."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.get(x, x) != x:
-            parent[x] = parent.get(parent[x], parent[x])  # path halving
-            x = parent[x]
-        return x
-
-    for d, tids in zip(doc_ids, positives, strict=True):
-        for p in tids:
-            if p != d and p in pool_ids:
-                a, b = root(key[d]), root(key.get(p, p))
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    return {d: root(k) for d, k in key.items()} if parent else key
 
 
 def positive_kind(task: str | None) -> str:
@@ -668,7 +641,8 @@ def candidate_sets(
     code negative for a prose positive is one a model rejects by its form alone. `task`: one set
     per task (the pool joins the code ones). `all`: one set, the pool plus every positive.
     With `languages` (per row, the code language of its positive: `positive_languages`), each set
-    is cut by it, labelled ``<set>@<language>`` (``@(none)`` for rows without one)."""
+    is cut by it, labelled ``<set>@<language>`` (``<set>@`` for rows without one, as no
+    language is named blank: `language_name`)."""
     groups: dict[tuple[str, str | None], list[int]] = {}
     for r, t in enumerate(tasks):
         kind = positive_kind(t)
@@ -676,7 +650,7 @@ def candidate_sets(
         groups.setdefault((label, languages[r] if languages is not None else None), []).append(r)
 
     def shown(label: str, lang: str | None) -> str:
-        return label if languages is None else f"{label}@{'(none)' if lang is None else lang}"
+        return label if languages is None else f"{label}@{lang or ''}"  # a blank name is none
 
     ordered = sorted(groups.items(), key=lambda g: (shown(*g[0]), g[0][1] is not None))
     return [(shown(label, lang), label.startswith(("code", "all")), idx) for (label, lang), idx in ordered]
@@ -699,6 +673,23 @@ def language_name(col: str) -> pl.Expr:
     "not set", and a set of language "" would hold every language's positives)."""
     c = pl.col(col).cast(pl.String)
     return pl.when(is_blank(c)).then(None).otherwise(c)
+
+
+def train_rows_holding_eval_texts(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]],
+                                  pool: list[tuple[str, str]], eval_tids: frozenset[str]) -> set[int]:
+    """Train rows whose positive is an eval document, or a text written for an eval row (the same
+    summary twice): left out of mining, so that neither reaches a training file, as a positive or
+    as another train row's negative. A code-to-code row's positive can be another pool document (a
+    similar one) of the other split. An eval row's positive that is a training document is not
+    such a text: the eval corpus holds training texts, as MS MARCO's dev corpus does; only its
+    judgment (query, positive) is eval's."""
+    if not eval_tids:
+        return set()
+    pool_ids = {tid for tid, _ in pool}
+    eval_docs = {doc_ids[r] for r, sp in enumerate(splits) if sp == "eval"}
+    held = {t for t in eval_tids if t in eval_docs or t not in pool_ids}
+    return {r for r, sp in enumerate(splits)
+            if sp == "train" and any(text_id(p) in held for p in pos_lists[r])}
 
 
 def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]]) -> frozenset[str]:
@@ -999,15 +990,11 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # trained cross-encoder fails here, not after minutes of mining
     rescorer = (load_rescorer(rescore_dir, params.rescore_model or "", rescore_device, params.rescore_max_length)
                 if rescore_dir is not None else None)
-    pos_tids = [{text_id(p) for p in ps} for ps in pos_lists]
-    splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params, pos_tids)
+    splits, report.split_grouped_docs = row_splits(doc_ids, pool_ids, params)
     mined = MinedRows.empty(nq)
     search_reports = []
     eval_tids = eval_text_ids(splits, doc_ids, pos_lists)
-    # Linked documents share a split, so a train row's positive is an eval text only where the
-    # same text was written for an eval row too: such a row is left out of mining and dropped
-    # (counted), or its positive would reach a training file and other train rows' negatives.
-    left_out = {r for r in range(nq) if splits[r] == "train" and not pos_tids[r].isdisjoint(eval_tids)}
+    left_out = train_rows_holding_eval_texts(splits, doc_ids, pos_lists, pool_ids, eval_tids)
     if params.same_code_language:
         if "code_language" not in pool.columns:
             raise UserError("pool: mine_negatives.same_code_language is true but the pool has no 'code_language' "
@@ -1025,14 +1012,12 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # every rank window checked before any encoding (minutes), the smallest set first: its
     # `range_min below N` advice then holds for every set
     counts = candidate_counts([(pool_part, idx + others) for _, pool_part, idx, others in parts], pos_lists)
-    # with sets cut by language, one the window misses only warns while another set of the same
-    # split is reached (an eval set is larger than its train one: it holds the whole pool)
-    largest: dict[str, int] = {}
-    for (label, *_), n in zip(parts, counts, strict=True):
-        split = label.rpartition("/")[2]
-        largest[split] = max(largest.get(split, 0), n)
+    # With sets cut by language, one the window misses only warns while a train set is reached
+    # (the training data then has hard negatives; an eval set, holding the whole pool of its
+    # language, is larger than its train set and cannot stand in for one).
+    train_counts = [n for (label, *_), n in zip(parts, counts, strict=True) if label.endswith("/train")]
+    fatal = not params.same_code_language or params.range_min >= max(train_counts or counts)
     for (label, *_), n in sorted(zip(parts, counts, strict=True), key=lambda part: part[1]):
-        fatal = not params.same_code_language or params.range_min >= largest[label.rpartition("/")[2]]
         check_rank_window(params, n, label, fatal)
     for label, pool_part, idx, others in parts:
         train = bool(idx) and splits[idx[0]] != "eval"  # a part's rows share their split
