@@ -596,7 +596,9 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
     mined it as a negative (72-86 such negatives in a review's case). Such a row is now left out,
     and so is a train row holding a text written for an eval row too (the same summary); an eval
     row whose positive is a training document is not: the eval corpus holds training texts."""
+    from tripleforge.generate import Job, _similar_query
     from tripleforge.mining import row_splits
+    from tripleforge.tasks import TASKS
 
     rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}", [POOL_TEXTS[i]], "web_code_retrieval")
             for i in range(12)]
@@ -604,6 +606,12 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
              for i in range(12)]
     rows += [(f"u{k}", POOL_TEXTS[k], POOL_TEXTS[k], ["Returns a value computed from its arguments."],
               "code_summary_retrieval") for k in range(12)]
+    # a comparison quotes its document and the similar one in the query, as generate writes it
+    comparisons = [Job(f"c{i}", text_id(POOL_TEXTS[i]), POOL_TEXTS[i], TASKS["code_comparison_retrieval"], "en",
+                       "python", None, 0, POOL_TEXTS[(i + 1) % 12], [], outputs=["Which one is faster?"])
+                   for i in range(12)]
+    rows += [(j.pair_id, j.text, _similar_query(j), [f"The first one, answer {i}."], j.task.name)
+             for i, j in enumerate(comparisons)]
     pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
                           "task": [r[4] for r in rows], "prompt": [""] * len(rows), "query": [r[2] for r in rows],
                           "pos": [r[3] for r in rows], "neg": [[] for _ in rows]})
@@ -614,7 +622,7 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
     eval_docs = {i for i in range(12) if split[f"r{i}"] == "eval"}
     assert 0 < len(eval_docs) < 12
     # left out: s<i> whose positive (document i + 1) is eval, and every train u<k> (its summary is eval's too)
-    left_out = {f"s{i}" for i in range(12) if i not in eval_docs and (i + 1) % 12 in eval_docs}
+    left_out = {f"{t}{i}" for t in "sc" for i in range(12) if i not in eval_docs and (i + 1) % 12 in eval_docs}
     left_out |= {f"u{k}" for k in range(12) if k not in eval_docs}
     assert report.skipped["train_positive_is_eval_text"] == len(left_out) > 0
     assert set(out["pair_id"]) == {r[0] for r in rows} - left_out
@@ -622,6 +630,7 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
     eval_doc_ids = {text_id(POOL_TEXTS[i]) for i in eval_docs}
     train_texts = {text_id(t) for col in ("pos", "neg") for ts in tr[col] for t in ts} | {text_id(q) for q in tr["query"]}
     assert tr["neg"].list.len().min() > 0 and not eval_doc_ids & train_texts
+    assert not [q for q in tr["query"] for i in eval_docs if POOL_TEXTS[i] in q]  # nor quoted in a query
     assert text_id("Returns a value computed from its arguments.") not in train_texts
     assert mine_metrics(out, report, len(rows), params)["pairs"] == len(rows) - len(left_out)
 

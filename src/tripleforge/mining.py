@@ -676,20 +676,32 @@ def language_name(col: str) -> pl.Expr:
 
 
 def train_rows_holding_eval_texts(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]],
-                                  pool: list[tuple[str, str]], eval_tids: frozenset[str]) -> set[int]:
+                                  pool: list[tuple[str, str]], eval_tids: frozenset[str],
+                                  tasks: list[str | None], queries: list[str]) -> set[int]:
     """Train rows whose positive is an eval document, or a text written for an eval row (the same
-    summary twice): left out of mining, so that neither reaches a training file, as a positive or
-    as another train row's negative. A code-to-code row's positive can be another pool document (a
-    similar one) of the other split. An eval row's positive that is a training document is not
-    such a text: the eval corpus holds training texts, as MS MARCO's dev corpus does; only its
-    judgment (query, positive) is eval's."""
+    summary twice), and `code_comparison_retrieval` rows whose query quotes an eval document:
+    left out of mining, so that neither reaches a training file, as a positive, a query or
+    another train row's negative. A code-to-code row's positive, or the code a comparison quotes,
+    can be another pool document (a similar one) of the other split. An eval row's positive that
+    is a training document is not such a text: the eval corpus holds training texts, as MS
+    MARCO's dev corpus does; only its judgment (query, positive) is eval's."""
     if not eval_tids:
         return set()
     pool_ids = {tid for tid, _ in pool}
     eval_docs = {doc_ids[r] for r, sp in enumerate(splits) if sp == "eval"}
     held = {t for t in eval_tids if t in eval_docs or t not in pool_ids}
     return {r for r, sp in enumerate(splits)
-            if sp == "train" and any(text_id(p) in held for p in pos_lists[r])}
+            if sp == "train" and (any(text_id(p) in held for p in pos_lists[r])
+                                  or (tasks[r] == "code_comparison_retrieval"
+                                      and text_id(quoted_similar_code(queries[r])) in eval_docs))}
+
+
+def quoted_similar_code(query: str) -> str:
+    """The similar document a `code_comparison_retrieval` query quotes last (generate writes it
+    as ``Output Code:`` and a fenced block), or "" when the query has none."""
+    mark = "\n\nOutput Code:\n```\n"
+    at = query.rfind(mark)
+    return query[at + len(mark):].removesuffix("```") if at >= 0 else ""
 
 
 def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]]) -> frozenset[str]:
@@ -711,10 +723,11 @@ def split_candidate_sets(
 
     Eval rows search everything their set would (the pool and every positive of the set: training
     texts are distractors in the eval corpus, as in MS MARCO's). Train rows never see an eval
-    text: eval documents and eval positives are taken out of their pool part, and only train
-    positives join it, so no eval text reaches a training file as a negative (`eval_tids`:
-    `eval_text_ids`). No rows at all: the pool alone is still searched, so the rank window is
-    checked against it."""
+    document or a text written for an eval row: eval documents and eval positives are taken out
+    of their pool part (`eval_tids`: `eval_text_ids`), and only train positives join it, none of
+    them such a text (`train_rows_holding_eval_texts` left those rows out); an eval positive that
+    is a training document joins again as the positive of its own train rows. No rows at all:
+    the pool alone is still searched, so the rank window is checked against it."""
     if not sets:
         return [("all", pool, [], [])]
     # one list per language (and its train part), shared by the sets of that language:
@@ -994,7 +1007,7 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     mined = MinedRows.empty(nq)
     search_reports = []
     eval_tids = eval_text_ids(splits, doc_ids, pos_lists)
-    left_out = train_rows_holding_eval_texts(splits, doc_ids, pos_lists, pool_ids, eval_tids)
+    left_out = train_rows_holding_eval_texts(splits, doc_ids, pos_lists, pool_ids, eval_tids, tasks, queries)
     if params.same_code_language:
         if "code_language" not in pool.columns:
             raise UserError("pool: mine_negatives.same_code_language is true but the pool has no 'code_language' "
@@ -1012,13 +1025,17 @@ def mine_negatives(pairs: pl.DataFrame, pool: pl.DataFrame, params: MineParams) 
     # every rank window checked before any encoding (minutes), the smallest set first: its
     # `range_min below N` advice then holds for every set
     counts = candidate_counts([(pool_part, idx + others) for _, pool_part, idx, others in parts], pos_lists)
-    # With sets cut by language, one the window misses only warns while a train set is reached
-    # (the training data then has hard negatives; an eval set, holding the whole pool of its
-    # language, is larger than its train set and cannot stand in for one).
-    train_counts = [n for (label, *_), n in zip(parts, counts, strict=True) if label.endswith("/train")]
-    fatal = not params.same_code_language or params.range_min >= max(train_counts or counts)
-    for (label, *_), n in sorted(zip(parts, counts, strict=True), key=lambda part: part[1]):
-        check_rank_window(params, n, label, fatal)
+    sized = sorted(((n, label) for (label, *_), n in zip(parts, counts, strict=True)), key=lambda x: x[0])
+    if params.same_code_language:
+        # With sets cut by language, one the window misses only warns while a train set is reached
+        # (the training data then has hard negatives; an eval set, holding the whole pool of its
+        # language, is larger than its train set and cannot stand in for one). The largest train
+        # set is checked first, so an error names it and its advice holds for it.
+        n, label = max((x for x in sized if x[1].endswith("/train")), default=sized[-1], key=lambda x: x[0])
+        check_rank_window(params, n, label)
+        sized = [x for x in sized if x[1] != label]
+    for n, label in sized:
+        check_rank_window(params, n, label, fatal=not params.same_code_language)
     for label, pool_part, idx, others in parts:
         train = bool(idx) and splits[idx[0]] != "eval"  # a part's rows share their split
         sub, searched = _mine_candidate_set(
