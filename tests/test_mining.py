@@ -635,6 +635,19 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
     assert mine_metrics(out, report, len(rows), params)["pairs"] == len(rows) - len(left_out)
 
 
+def test_the_similar_code_a_comparison_quotes_is_found_even_when_it_holds_the_mark():
+    from tripleforge.generate import Job, _similar_query
+    from tripleforge.mining import quoted_similar_code
+    from tripleforge.tasks import TASKS
+
+    template = 'PROMPT = """Explain.\n\nOutput Code:\n```\nx = 1\n```"""\ndef b(): pass\n'
+    for similar in (POOL_TEXTS[3], template):
+        job = Job("c", text_id(POOL_TEXTS[0]), POOL_TEXTS[0], TASKS["code_comparison_retrieval"], "en", "python",
+                  None, 0, similar, [], outputs=["Which one is faster?"])
+        assert text_id(similar) in {text_id(c) for c in quoted_similar_code(_similar_query(job))}
+    assert quoted_similar_code("no code here") == []
+
+
 def test_a_window_missing_every_train_set_stops_with_same_code_language_too(tmp_path):
     """The eval set holds the whole pool, so it is larger than its train set; it must not make a
     window that misses every train set a mere warning (every train row then had no negative)."""

@@ -693,15 +693,20 @@ def train_rows_holding_eval_texts(splits: list[str], doc_ids: list[str], pos_lis
     return {r for r, sp in enumerate(splits)
             if sp == "train" and (any(text_id(p) in held for p in pos_lists[r])
                                   or (tasks[r] == "code_comparison_retrieval"
-                                      and text_id(quoted_similar_code(queries[r])) in eval_docs))}
+                                      and any(text_id(c) in eval_docs for c in quoted_similar_code(queries[r]))))}
 
 
-def quoted_similar_code(query: str) -> str:
-    """The similar document a `code_comparison_retrieval` query quotes last (generate writes it
-    as ``Output Code:`` and a fenced block), or "" when the query has none."""
+def quoted_similar_code(query: str) -> list[str]:
+    """What a `code_comparison_retrieval` query may quote as its similar document: generate
+    writes it last, after ``Output Code:`` and a fence. The text after each such mark is one
+    guess, since the document itself may hold the mark (a prompt template), and only one of
+    them is the whole document; none when the query has no mark."""
     mark = "\n\nOutput Code:\n```\n"
-    at = query.rfind(mark)
-    return query[at + len(mark):].removesuffix("```") if at >= 0 else ""
+    out, at = [], query.find(mark)
+    while at >= 0:
+        out.append(query[at + len(mark):].removesuffix("```"))
+        at = query.find(mark, at + 1)
+    return out
 
 
 def eval_text_ids(splits: list[str], doc_ids: list[str], pos_lists: list[list[str]]) -> frozenset[str]:
