@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -590,6 +591,19 @@ def test_no_eval_text_is_a_train_negative_and_eval_rows_see_every_text(tmp_path)
     assert report.candidate_sets["code/train"]["candidates"] < report.candidate_sets["code/eval"]["candidates"]
 
 
+def _own_document_rows(texts: list[str], prefix: str = "r") -> list[tuple[str, str, str, list[str], str]]:
+    """(pair_id, document, query, pos, task): one text-to-code row per document, its own positive."""
+    return [(f"{prefix}{i:02d}", t, f"query about {t.splitlines()[0]}", [t], "web_code_retrieval")
+            for i, t in enumerate(texts)]
+
+
+def _pairs_of(rows: list[tuple[str, str, str, list[str], str]], **columns: list[Any]) -> pl.DataFrame:
+    """A pairs frame of (pair_id, document, query, pos, task) rows, without prompts or negatives."""
+    return pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
+                         "task": [r[4] for r in rows], "prompt": [""] * len(rows), "query": [r[2] for r in rows],
+                         "pos": [r[3] for r in rows], "neg": [[] for _ in rows], **columns})
+
+
 def test_no_eval_document_reaches_a_train_row(tmp_path):
     """Code-to-code rows can have another pool document as positive. Split by the row's own
     document, a train row carried an eval document as its positive, and the other train rows
@@ -600,8 +614,7 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
     from tripleforge.mining import row_splits
     from tripleforge.tasks import TASKS
 
-    rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}", [POOL_TEXTS[i]], "web_code_retrieval")
-            for i in range(12)]
+    rows = _own_document_rows(POOL_TEXTS)
     rows += [(f"s{i}", POOL_TEXTS[i], POOL_TEXTS[i], [POOL_TEXTS[(i + 1) % 12]], "code_translation_retrieval")
              for i in range(12)]
     rows += [(f"u{k}", POOL_TEXTS[k], POOL_TEXTS[k], ["Returns a value computed from its arguments."],
@@ -612,14 +625,12 @@ def test_no_eval_document_reaches_a_train_row(tmp_path):
                    for i in range(12)]
     rows += [(j.pair_id, j.text, _similar_query(j), [f"The first one, answer {i}."], j.task.name)
              for i, j in enumerate(comparisons)]
-    pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
-                          "task": [r[4] for r in rows], "prompt": [""] * len(rows), "query": [r[2] for r in rows],
-                          "pos": [r[3] for r in rows], "neg": [[] for _ in rows]})
+    pairs = _pairs_of(rows)
     params = MineParams(num_negatives=8, range_max=30, relative_margin=None, eval_fraction=0.3, split_jaccard=None,
                         cache_dir=str(tmp_path))
     out, report = mine_negatives(pairs, make_pool(), params)
-    split = {f"r{i}": s for i, s in enumerate(row_splits([text_id(t) for t in POOL_TEXTS], [], params)[0])}
-    eval_docs = {i for i in range(12) if split[f"r{i}"] == "eval"}
+    splits = row_splits([text_id(t) for t in POOL_TEXTS], [], params)[0]
+    eval_docs = {i for i in range(12) if splits[i] == "eval"}
     assert 0 < len(eval_docs) < 12
     # left out: s<i> whose positive (document i + 1) is eval, and every train u<k> (its summary is eval's too)
     left_out = {f"{t}{i}" for t in "sc" for i in range(12) if i not in eval_docs and (i + 1) % 12 in eval_docs}
@@ -651,10 +662,7 @@ def test_the_similar_code_a_comparison_quotes_is_found_even_when_it_holds_the_ma
 def test_a_window_missing_every_train_set_stops_with_same_code_language_too(tmp_path):
     """The eval set holds the whole pool, so it is larger than its train set; it must not make a
     window that misses every train set a mere warning (every train row then had no negative)."""
-    rows = [(f"r{i}", POOL_TEXTS[i], f"query about {POOL_TEXTS[i].splitlines()[0]}") for i in range(12)]
-    pairs = pl.DataFrame({"pair_id": [r[0] for r in rows], "doc_id": [text_id(r[1]) for r in rows],
-                          "task": ["web_code_retrieval"] * 12, "prompt": [""] * 12, "query": [r[2] for r in rows],
-                          "pos": [[r[1]] for r in rows], "neg": [[] for _ in rows], "code_language": ["python"] * 12})
+    pairs = _pairs_of(_own_document_rows(POOL_TEXTS), code_language=["python"] * 12)
     pool = make_pool().with_columns(code_language=pl.lit("python"))
     params = MineParams(num_negatives=2, range_min=11, range_max=30, relative_margin=None, eval_fraction=0.3,
                         split_jaccard=None, cache_dir=str(tmp_path))
@@ -667,10 +675,7 @@ def test_an_eval_only_small_language_only_warns_while_a_train_set_is_reached(tmp
     """Split seed 8 at 0.15 puts one Go document alone in eval: the Go sets are both smaller than
     the window while the Python train set is not, so training has its hard negatives."""
     texts = [(t, "python") for t in POOL_TEXTS] + [(t, "go") for t in GO_TEXTS]
-    pairs = pl.DataFrame({"pair_id": [f"r{i:02d}" for i in range(len(texts))], "doc_id": [text_id(t) for t, _ in texts],
-                          "task": ["web_code_retrieval"] * len(texts), "prompt": [""] * len(texts),
-                          "query": [f"query about {t.splitlines()[0]}" for t, _ in texts], "pos": [[t] for t, _ in texts],
-                          "neg": [[] for _ in texts], "code_language": [lang for _, lang in texts]})
+    pairs = _pairs_of(_own_document_rows([t for t, _ in texts]), code_language=[lang for _, lang in texts])
     pool = pl.DataFrame({"doc_id": [text_id(t) for t, _ in texts], "text": [t for t, _ in texts],
                          "code_language": [lang for _, lang in texts]})
     params = MineParams(num_negatives=2, range_min=8, range_max=30, relative_margin=None, eval_fraction=0.15,

@@ -193,6 +193,7 @@ _C_COMMENTS = re.compile(r"""("(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')|/\*.*?(?:
 _CONDITIONAL = re.compile(r"[ \t]*#[ \t]*(ifdef|ifndef|if|elif|else|endif)\b(.*)")
 _NOT_CPLUSPLUS = re.compile(r"!\s*(?:defined\s*\(?\s*)?__cplusplus")
 _PARENTHESES = re.compile(r"\([^()]*\)")
+_C_CODE_LINE = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)  # a line that is not a preprocessor line
 
 
 def _top_level(cond: str) -> str:
@@ -200,7 +201,6 @@ def _top_level(cond: str) -> str:
     while (shorter := _PARENTHESES.sub("", cond)) != cond:
         cond = shorter
     return cond
-_C_CODE_LINE = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)  # a line that is not a preprocessor line
 
 
 def _outside_cplusplus_branches(code: str) -> str:
@@ -235,14 +235,13 @@ def _outside_cplusplus_branches(code: str) -> str:
         elif kw in ("elif", "else"):
             if skipping == depth:
                 skipping = 0  # the branch after a C++ one is taken when not compiled as C++
-            if skipping:
-                pass
-            elif depth in cplusplus_else:
-                skipping = depth  # every later branch of an `#ifndef __cplusplus` chain is C++ only
-            elif kw == "elif" and not_cplusplus:
-                cplusplus_else.add(depth)
-            elif kw == "elif" and cplusplus_only:
-                skipping = depth
+            if not skipping:
+                if depth in cplusplus_else:
+                    skipping = depth  # every later branch of an `#ifndef __cplusplus` chain is C++ only
+                elif kw == "elif" and not_cplusplus:
+                    cplusplus_else.add(depth)
+                elif kw == "elif" and cplusplus_only:
+                    skipping = depth
         elif kw == "endif":
             if skipping == depth:
                 skipping = 0

@@ -326,7 +326,7 @@ def check_rank_window(params: MineParams, n_candidates: int, label: str = "all",
     mining no negatives (counted short)."""
     if params.neg_type == "random" or params.range_min < n_candidates:
         return
-    if label.split("/")[0].split("@")[0] == "all":
+    if label.startswith("all"):  # `all`, `all/<split>`, `all@<language>/<split>`
         which = f"(pool + positives: candidate set '{label}')"
     elif label.startswith("code"):
         which = f"(pool + code positives: candidate set '{label}')"
@@ -555,9 +555,8 @@ def candidate_counts(parts: list[tuple[list[tuple[str, str]], list[int]]], pos_l
     pool_ids: dict[int, set[str]] = {}
     counts = []
     for pool_part, rows in parts:
-        if id(pool_part) not in pool_ids:
-            pool_ids[id(pool_part)] = {tid for tid, _ in pool_part}
-        ids = pool_ids[id(pool_part)]
+        if (ids := pool_ids.get(id(pool_part))) is None:  # setdefault would build the set every time
+            ids = pool_ids[id(pool_part)] = {tid for tid, _ in pool_part}
         extra = {text_id(p) for r in rows for p in pos_lists[r]} - ids
         counts.append(len(ids) + len(extra))
     return counts
