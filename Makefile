@@ -13,8 +13,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup: $(STAMP)
 
 # torch==2.13.0 first: that exact version is the CPU wheel on disk; letting a dependency pick
-# torch would pull several GB of CUDA packages. llama-cpp-python compiles (~8 min, then cached).
-$(STAMP): pyproject.toml
+# torch would pull several GB of CUDA packages. llama-cpp-python compiles (~8 min, then cached);
+# the editable install compiles our C modules (src/tripleforge/*.c) in place.
+$(STAMP): pyproject.toml setup.py $(wildcard src/tripleforge/*.c src/tripleforge/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q torch==2.13.0

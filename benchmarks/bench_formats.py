@@ -5,14 +5,17 @@
      query), read + validated + grouped by qid;
    - the same pairs -> triplets step on records already parsed (conversion without the JSON parse);
    - candidates -> pairs: N/4 candidate records with 4 candidates each (N pair rows out).
-   Ours: ``formats.read_external`` (Arrow JSON parse with a strict schema, Polars expressions for
-   validation and conversion). Peer: a plain-Python loop (``json.loads`` per line, the same
+   Ours: ``formats.read_external`` (the compiled JSONL reader, ``fast_jsonl``, which parses each
+   value straight into its typed column, then Polars expressions for validation and conversion);
+   also timed with the compiled reader switched off (``ours_arrow_reader_s``: the Arrow JSON parse
+   with a strict schema that formats falls back on), to show what the reader itself gains. Peer: a plain-Python loop (``json.loads`` per line, the same
    checks on types, labels and lengths, dict grouping, and the same removal of negatives that
    equal a positive or repeat one, whitespace-normalized) — what a hand-written converter does.
    Bound: each JSONL case also times the bare parse of its file by the fastest readers at hand
-   (``pl.read_ndjson``, ``pyarrow.json.read_json``, both schema-inferring, no validation); no
-   converter that parses the file can beat that time, so ``python_s / parse_s`` is the ceiling
-   of the end-to-end ratio on the machine the benchmark runs on.
+   (``pl.read_ndjson``, ``pyarrow.json.read_json``, both schema-inferring, no validation, and our
+   compiled reader alone); no converter that parses the file with them can beat that time, so
+   ``python_s / parse_s`` is the ceiling of the end-to-end ratio on the machine the benchmark
+   runs on.
 2. Loading: M embedder records (1 query + 1 pos + 7 neg) from pre-tokenized shards
    (``tokenized.load_tokenized``) vs reading the JSONL and tokenizing it with the same (fast, Rust)
    MiniLM tokenizer in batches. The tokenizer is loaded before timing in both cases.
@@ -174,11 +177,17 @@ def best_of(fn: Any, repeats: int) -> tuple[float, Any]:
 def parse_only(path: Path, repeats: int) -> dict[str, Any]:
     """Best time of the bare JSON parse of `path` by each fast reader, and the fastest of them."""
     import polars as pl
+    import pyarrow as pa
     import pyarrow.json as pj
+
+    from tripleforge import fast_jsonl
+    from tripleforge.formats import READ_SCHEMA
 
     times = {
         "polars_read_ndjson_s": best_of(lambda: pl.read_ndjson(path), repeats)[0],
         "pyarrow_read_json_s": best_of(lambda: pj.read_json(str(path)), repeats)[0],
+        "tripleforge_jsonl_s": best_of(
+            lambda: fast_jsonl.read_schema_records(pa.memory_map(str(path)).read_buffer(), READ_SCHEMA), repeats)[0],
     }
     fastest = min(times, key=times.__getitem__)
     return {**{k: round(v, 3) for k, v in times.items()}, "parse_s": round(times[fastest], 3),
@@ -188,6 +197,21 @@ def parse_only(path: Path, repeats: int) -> dict[str, Any]:
 def with_bound(case: dict[str, Any], parse: dict[str, Any]) -> dict[str, Any]:
     """`case` plus the parse-only times and the ratio they allow (python_s / parse_s)."""
     return {**case, "parse_only": parse, "ceiling_speedup": round(case["python_s"] / parse["parse_s"], 2)}
+
+
+def arrow_reader_only(fn: Any) -> Any:
+    """`fn` run with formats' compiled JSONL reader switched off (the Arrow path it falls back on)."""
+    from tripleforge import formats as F
+
+    def run() -> Any:
+        saved = F.read_schema_records
+        F.read_schema_records = lambda *_: None
+        try:
+            return fn()
+        finally:
+            F.read_schema_records = saved
+
+    return run
 
 
 def bench_conversion(tmp: Path, rows: int, repeats: int) -> dict[str, Any]:
@@ -203,10 +227,13 @@ def bench_conversion(tmp: Path, rows: int, repeats: int) -> dict[str, Any]:
     F.read_external(tmp / "warm.jsonl")
 
     t_ours, (g, _, _) = best_of(lambda: F.read_external(pairs_file), repeats)
+    t_arrow, (g_arrow, _, _) = best_of(arrow_reader_only(lambda: F.read_external(pairs_file)), repeats)
     t_py, py = best_of(lambda: python_pairs_to_triplets(pairs_file), repeats)
     assert g.height == len(py) and g["pos"].to_list()[:50] == [x["pos"] for x in py[:50]]
+    assert g.equals(g_arrow)
     res["pairs_to_triplets"] = with_bound(
         {"input_rows": rows, "output_rows": g.height, "ours_s": round(t_ours, 3), "python_s": round(t_py, 3),
+         "ours_arrow_reader_s": round(t_arrow, 3),
          "ours_rows_per_s": round(rows / t_ours), "python_rows_per_s": round(rows / t_py),
          "speedup": round(t_py / t_ours, 2)},
         parse_only(pairs_file, repeats),
@@ -225,10 +252,13 @@ def bench_conversion(tmp: Path, rows: int, repeats: int) -> dict[str, Any]:
     dicts.clear()  # free the parsed records before the next case
 
     t_ours, (_, p, _) = best_of(lambda: F.read_external(cand_file), repeats)
+    t_arrow, (_, p_arrow, _) = best_of(arrow_reader_only(lambda: F.read_external(cand_file)), repeats)
     t_py, py2 = best_of(lambda: python_candidates_to_pairs(cand_file), repeats)
     assert p.height == len(py2) == rows and p["label"].to_list()[:100] == [x["label"] for x in py2[:100]]
+    assert p.equals(p_arrow)
     res["candidates_to_pairs"] = with_bound(
         {"input_records": rows // 4, "output_rows": p.height, "ours_s": round(t_ours, 3), "python_s": round(t_py, 3),
+         "ours_arrow_reader_s": round(t_arrow, 3),
          "ours_rows_per_s": round(rows / t_ours), "python_rows_per_s": round(rows / t_py),
          "speedup": round(t_py / t_ours, 2)},
         parse_only(cand_file, repeats),
@@ -280,6 +310,8 @@ def main() -> None:
         conv = bench_conversion(tmp, a.rows, a.repeats)
         for k, v in conv.items():
             line = f"{k}: ours {v['ours_rows_per_s']:,} rows/s vs python {v['python_rows_per_s']:,} rows/s -> {v['speedup']}x"
+            if "ours_arrow_reader_s" in v:
+                line += f" (ours {v['ours_s']} s; with the Arrow reader {v['ours_arrow_reader_s']} s)"
             if "parse_only" in v:
                 b = v["parse_only"]
                 line += f" (parse alone: {b['parse_reader']} {b['parse_s']} s -> ceiling {v['ceiling_speedup']}x)"

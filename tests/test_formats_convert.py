@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from formats_data import SPEC_CANDIDATES, SPEC_TRIPLET, mined_frame, write_lines
 
+from tripleforge import formats as F
 from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
 from tripleforge.errors import UserError
 
@@ -287,3 +288,23 @@ def test_dropped_total_counts_records_not_the_negatives_taken_out_of_kept_rows(t
     assert m["triplets"]["rows"] == 2 and c.grouped["neg"].to_list() == [["json.dumps(o)"], ["open(p)"]]
     assert m["dropped"] == {"negative_is_positive": 1, "duplicate_negative": 1, "duplicate_record": 1}
     assert m["dropped_total"] == 1 and m["negatives_removed_total"] == 2
+
+
+@pytest.mark.parametrize("order", ["runs", "interleaved"])
+def test_grouping_by_qid_runs_gives_the_groups_of_grouping_by_qid(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    rows = [{"qid": f"q{q}", "query": f"query {q}", "passage": f"p{q}-{i}", "label": int(i == 1),
+             "score": None if q == 2 else i / 10} for q in range(4) for i in range(3)]
+    if order == "interleaved":
+        rows = rows[::2] + rows[1::2]
+    pairs = pl.DataFrame(rows).with_columns(
+        *[pl.lit(None, F.PAIRS_SCHEMA[c]).alias(c) for c in F.PAIRS_SCHEMA if c not in rows[0]]).select(list(F.PAIRS_SCHEMA))
+    assert F._qids_in_runs(pairs) == (order == "runs")
+    got = F.pairs_to_grouped(pairs)
+    monkeypatch.setattr(F, "_qids_in_runs", lambda _: False)
+    assert got.equals(F.pairs_to_grouped(pairs)) and got.schema == F.pairs_to_grouped(pairs).schema
+    assert got["qid"].to_list() == list(dict.fromkeys(r["qid"] for r in rows))
+
+
+def test_qid_runs_count_a_null_qid_like_any_other() -> None:
+    frame = pl.DataFrame({"qid": [None, "a", None]}, schema={"qid": pl.String})
+    assert not F._qids_in_runs(frame) and F._qids_in_runs(frame.slice(0, 2))

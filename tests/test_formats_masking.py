@@ -3,6 +3,7 @@ repeated negative; removed and counted in both strict modes, scores kept aligned
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from formats_data import mined_frame, write_lines
 from tripleforge import formats as F
 from tripleforge.convert import ConvertFormatsParams, convert_all, convert_metrics
 from tripleforge.hashing import normalize_text
+from tripleforge.io import is_blank
 
 POS = "with open(p) as f: pass"
 
@@ -153,6 +155,49 @@ def test_normalized_series_is_normalize_text_and_rewrites_only_what_changes() ->
     assert got.to_list() == [None if t is None else normalize_text(t) for t in texts]
     clean = pl.Series("t", ["a b", "sort list"])
     assert F.normalized_series(clean) is clean  # nothing to rewrite: the input comes back as is
+
+
+def test_normalized_series_on_long_texts_slices_and_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # texts past 12 bytes live outside their view; a slice has an offset; chunks are joined
+    ws = ["\t", "\n", "\u00a0", "\u2003", "\u3000", "\x1f", "  "]
+    rng = random.Random(5)
+    texts = ["".join(rng.choice(["word", "é", "\x00", " ", *ws]) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["x" * 12, " " + "x" * 12, "x" * 13 + "  ", "\n" * 40, "def f():\n    return 1\n"]
+    want = [normalize_text(t) for t in texts]
+    series = pl.Series("code", texts)
+    got = F.normalized_series(series)
+    assert got.name == "code" and got.to_list() == want
+    assert F.normalized_series(series.slice(101, 777)).to_list() == want[101:878]
+    chunked = pl.concat([series.slice(0, 1500), series.slice(1500)], rechunk=False)
+    assert chunked.n_chunks() == 2 and F.normalized_series(chunked).to_list() == want
+    assert F.normalized_series(pl.Series("n", [None, None])).to_list() == [None, None]
+    # past 65536 texts a share each for two threads, each writing its own buffer
+    monkeypatch.setattr(F, "cpus", lambda: 2)
+    many = pl.concat([series] * 45)
+    assert many.len() > 2 * 65536 and F.normalized_series(many).to_list() == want * 45
+
+
+def test_blank_series_is_is_blank() -> None:
+    chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i <= 0xDFFF]
+    texts: list[str | None] = [*chars, *(c * 7 for c in chars), "", None, " \t\n" * 9, " \u3000 x", "x" * 20]
+    series = pl.Series("t", texts)
+    want = series.to_frame().select(is_blank(pl.col("t")))["t"].to_list()
+    assert F.blank_series(series).to_list() == want
+    assert want[-4:] == [None, True, False, False] and F.blank_series(series.slice(5, 99)).to_list() == want[5:104]
+    assert F.blank_series(pl.Series("n", [None])).to_list() == [None]
+    # a null made by when/then keeps its old view: the check must go by validity, not the view
+    nulled = pl.select(pl.when(pl.Series([True, False, True])).then(pl.Series(["x", "  " * 20, " "])).otherwise(None)).to_series()
+    assert F.blank_series(nulled).to_list() == [False, None, True]
+
+
+def test_without_the_compiled_normalizer_the_values_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = ["a  b", " x\t", "plain", None, "\u3000y\n\nz ", "é\u00a0é", "", " "]
+    want = F.normalized_series(pl.Series("t", texts)).to_list()
+    blank = F.blank_series(pl.Series("t", texts)).to_list()
+    monkeypatch.setitem(sys.modules, "tripleforge._whitespace", None)  # an import of it fails
+    assert F.normalized_series(pl.Series("t", texts)).to_list() == want == [
+        None if t is None else normalize_text(t) for t in texts]
+    assert F.blank_series(pl.Series("t", texts)).to_list() == blank == [False, False, False, None, False, False, True, True]
 
 
 def test_exact_copies_of_a_record_are_dropped_and_counted(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ PIPELINE = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
 
 
 def _module_file(name: str) -> Path | None:
+    """The source of a tripleforge module: its .py, or the .c of a compiled one."""
     base = SRC / Path(*name.split("."))
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+    for cand in (base.with_suffix(".py"), base / "__init__.py", base.with_suffix(".c")):
         if cand.is_file():
             return cand
     return None
@@ -46,7 +47,8 @@ def _closure(script: Path) -> set[str]:
             rel = str(f.relative_to(PROJECT))
             if rel not in seen:
                 seen.add(rel)
-                todo.append(f)
+                if f.suffix == ".py":
+                    todo.append(f)
     return seen
 
 

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import polars as pl
 
 from tripleforge.errors import UserError
+from tripleforge.fast_jsonl import cpus, read_schema_records
 from tripleforge.io import PARQUET_READ_ERRORS, is_blank, utf8_problem
 
 Format = Literal["triplets", "pairs", "candidates", "legacy"]
@@ -457,6 +458,10 @@ def _parse_jsonl(path: Path, body: Any, strict: bool, drops: Counter[str]) -> pl
     empty = pl.DataFrame(schema={**READ_SCHEMA, "line": pl.Int64})
     if body.size == 0:
         return empty
+    # The compiled reader takes the common file in one pass and gives up on anything else.
+    fast = read_schema_records(body, READ_SCHEMA)
+    if fast is not None:
+        return fast
     names, unknown = _sample_keys(body.slice(0, min(_KEY_SAMPLE_BYTES, body.size)).to_pybytes())
     # Fast path: parse the whole file at once. When the records match the non-empty lines one to
     # one, record i sits on the i-th of them and no per-line Python work is needed. Arrow also
@@ -700,11 +705,58 @@ _ASCII_WS_NOT_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f]"
 
 
 def normalized_series(texts: pl.Series) -> pl.Series:
-    """`normalized` over a String Series, same values, about 6x faster on typical texts: the
-    regex rewrite runs only on the texts it can change. A text is left as it is when it is ASCII,
-    holds no two spaces in a row and no whitespace other than the space, and neither starts nor
-    ends with a space; those tests are literal or byte-class scans, where the rewrite's regex
-    stops at every space."""
+    """`normalized` over a String Series, same values, in one compiled pass (`_whitespace.c`):
+    a text it leaves as it is keeps its bytes where they are, so a Series without a text to
+    change costs one scan and comes back as it is. Several times the regex rewrite on code texts,
+    whose newlines and indents make nearly every text change."""
+    try:
+        from tripleforge import _whitespace
+    except ImportError:  # not built in this copy (see fast_jsonl): the same values the slow way
+        return _normalized_series_polars(texts)
+    import pyarrow as pa
+
+    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    if arr.type != pa.string_view():  # all null, or not text: nothing to normalize
+        return texts
+    validity, views, *data = arr.buffers()
+    out = _whitespace.normalize(views, tuple(data), arr.offset, len(arr), validity or b"", cpus())
+    if out is None:
+        return texts
+    _, new_views, new_data = out
+    new_views, *new_data = [pa.foreign_buffer(address, size, base=owner) for address, size, owner in
+                            (new_views, *new_data)]
+    fixed = pa.Array.from_buffers(pa.string_view(), len(arr), [validity, new_views, *data, *new_data],
+                                  offset=arr.offset)
+    series = pl.from_arrow(fixed)
+    assert isinstance(series, pl.Series)
+    return series.alias(texts.name)
+
+
+def blank_series(texts: pl.Series) -> pl.Series:
+    """`is_blank` over a String Series (null for a null), in one compiled pass that settles most
+    texts at their first character, where the regex costs a match per text."""
+    try:
+        from tripleforge import _whitespace
+    except ImportError:  # not built in this copy (see fast_jsonl)
+        return texts.to_frame("t").select(is_blank(pl.col("t"))).to_series().alias(texts.name)
+    import numpy as np
+    import pyarrow as pa
+
+    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    if arr.type != pa.string_view():  # all null
+        return pl.Series(texts.name, [None] * len(texts), dtype=pl.Boolean)
+    validity, views, *data = arr.buffers()
+    mask = np.frombuffer(_whitespace.blank(views, tuple(data), arr.offset, len(arr), validity or b""), dtype=np.bool_)
+    blank = pl.Series(texts.name, mask)
+    if not texts.null_count():
+        return blank
+    return pl.select(pl.when(texts.is_null()).then(None).otherwise(blank).alias(texts.name)).to_series()
+
+
+def _normalized_series_polars(texts: pl.Series) -> pl.Series:
+    """`normalized_series` by Polars expressions: the regex rewrite runs only on the texts that
+    are not ASCII, hold two spaces in a row or whitespace other than the space, or start or end
+    with a space (literal and byte-class scans, where the rewrite's regex stops at every space)."""
     t = pl.col("t")
     maybe = texts.to_frame("t").select(
         t.str.contains("  ", literal=True) | t.str.contains(_ASCII_WS_NOT_SPACE)
@@ -721,11 +773,11 @@ def normalized_series(texts: pl.Series) -> pl.Series:
 _NULL_SCORE_MSG = "a candidate 'score' is null"
 
 
-def _problem_expr(fmt: str) -> pl.Expr:
-    """First validation problem of a row read as `fmt` (null when valid)."""
+def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
+    """First validation problem of a row of `df` read as `fmt` (null when valid)."""
     checks: list[tuple[pl.Expr, str]] = [
         (pl.col("query").is_null(), "missing 'query'"),
-        (is_blank(pl.col("query")), "empty 'query'"),
+        (pl.lit(blank_series(df["query"])), "empty 'query'"),
     ]
     if fmt in ("triplets", "legacy"):
         checks += [
@@ -745,7 +797,7 @@ def _problem_expr(fmt: str) -> pl.Expr:
     elif fmt == "pairs":
         checks += [
             (pl.col("passage").is_null(), "missing 'passage'"),
-            (is_blank(pl.col("passage")), "empty 'passage'"),
+            (pl.lit(blank_series(df["passage"])), "empty 'passage'"),
             (pl.col("label").is_null(), "missing 'label'"),
             (~pl.col("label").is_in([0, 1]).fill_null(True), "'label' must be 0 or 1"),
             (~pl.col("score").is_finite(), "'score' is NaN or infinite"),
@@ -831,7 +883,7 @@ def read_records(path: str | Path, override: str | None = None, strict: bool = T
     # other checks keep (a bad first line of q1 took every valid q1 line with it as clashes).
     for clashes in (False, True):
         df = df.with_columns(_qid_clash=_qid_clash(df) if clashes else pl.lit(None, pl.Int64))
-        df = df.with_columns(_problem=_problem_expr(fmt))
+        df = df.with_columns(_problem=_problem_expr(fmt, df))
         bad = df.filter(pl.col("_problem").is_not_null())
         if bad.height:  # strict mode raised above
             for reason, n in bad.group_by("_problem").len().iter_rows():
@@ -866,8 +918,9 @@ def _qid_clash(df: pl.DataFrame) -> pl.Series:
         return none
     # Common case, settled by hashes: each qid comes with one exact query text (distinct hashes of
     # (qid, query) as many as of qid). Only otherwise are queries normalized and compared.
+    # (two column hashes xor-ed cost half a struct's hash)
     counts = df.filter(pl.col("qid").is_not_null()).select(
-        pairs=pl.struct("qid", "query").hash().n_unique(), qids=pl.col("qid").hash().n_unique())
+        pairs=(pl.col("qid").hash(1) ^ pl.col("query").hash(2)).n_unique(), qids=pl.col("qid").hash().n_unique())
     if counts.row(0)[0] == counts.row(0)[1]:
         return none
     keyed = df.select("qid", "line", _nq=normalized_series(df["query"]))
@@ -898,10 +951,10 @@ def _raise_first_problem(p: Path, df: pl.DataFrame, override: str | None) -> str
             .when(pl.col("_detected") != fmt)
             .then(pl.lit("mixed formats: this line is ") + pl.col("_detected")
                   + pl.lit(f", line {first} is {fmt} (one format per file)"))
-            .otherwise(_problem_expr(fmt))
+            .otherwise(_problem_expr(fmt, df))
         )
     else:
-        fmt, problem = override, _problem_expr(override)
+        fmt, problem = override, _problem_expr(override, df)
     bad = df.select("line", "qid", "_qid_clash", _problem=problem).filter(pl.col("_problem").is_not_null())
     if bad.height:
         reason = bad["_problem"][0]
@@ -1082,6 +1135,18 @@ def grouped_to_pairs(g: pl.DataFrame) -> pl.DataFrame:
     return both.sort(["_row", "_side", "_i"], maintain_order=True).select(list(PAIRS_SCHEMA))
 
 
+def _qids_in_runs(p: pl.DataFrame) -> bool:
+    """Whether each ``qid`` of `p` fills one run of rows, as in a file written query by query:
+    grouping by the run (an integer) then gives the groups of grouping by qid, in the same
+    order, at about half the cost of hashing the qids."""
+    if p.height == 0:
+        return False
+    qid = pl.col("qid")
+    starts = qid.ne_missing(qid.shift()) | (pl.int_range(pl.len()) == 0)  # row 0 starts a run, null or not
+    firsts = p.select(qid.filter(starts)).to_series()  # the qid of each run
+    return firsts.n_unique() == firsts.len()
+
+
 def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     """PAIRS_SCHEMA -> GROUPED_SCHEMA, grouped by ``qid`` in first-seen order (stable).
 
@@ -1092,7 +1157,10 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     # Columns null throughout (most metadata of an external file) are added back after the
     # grouping: taking their first value per group cost as much as the rest of the aggregation.
     absent = [c for c in META if c != "qid" and p[c].null_count() == p.height]
-    g = p.group_by("qid", maintain_order=True).agg(
+    by_run = _qids_in_runs(p)
+    keyed = p.with_columns(_run=pl.col("qid").rle_id()).rename({"qid": "_qid"}) if by_run else p
+    g = keyed.group_by("_run" if by_run else "qid", maintain_order=True).agg(
+        *([pl.col("_qid").first().alias("qid")] if by_run else []),
         *[pl.col(c).first() for c in META if c != "qid" and c not in absent],
         pos=pl.col("passage").filter(pos),
         neg=pl.col("passage").filter(neg),
@@ -1119,11 +1187,13 @@ def _negatives_to_remove(negs: pl.DataFrame, positives: pl.DataFrame, drops: Cou
     repeats or a collision, go to the exact ordered pass, which only such files pay for)."""
     # a hash per (query, text) settles most negatives: only those whose hash a positive shares
     # (equal, or a collision) go to the exact join, 6x faster than joining all on two strings
-    pair_hash = pl.col("_nq").hash(1) ^ pl.col("_t").hash(2)
-    maybe = negs.filter(pair_hash.is_in(positives.select(pair_hash).to_series().implode()))
+    # (a negative's text is hashed once, for both checks)
+    positive_hashes = positives.select(pl.col("_nq").hash(1) ^ pl.col("_t").hash(2)).to_series()
+    negs = negs.with_columns(_th=pl.col("_t").hash(2))
+    maybe = negs.filter((pl.col("_nq").hash(1) ^ pl.col("_th")).is_in(positive_hashes.implode()))
     as_pos = maybe.join(positives, on=["_nq", "_t"], how="semi")["_r"]
     rest = negs.filter(~pl.col("_r").is_in(as_pos.implode())) if as_pos.len() else negs
-    if rest.select((pl.col("_g").hash(1) ^ pl.col("_t").hash(2)).n_unique()).item() == rest.height:
+    if rest.select((pl.col("_g").hash(1) ^ pl.col("_th")).n_unique()).item() == rest.height:
         dup = as_pos.clear()
     else:
         dup = rest.filter(~pl.struct("_g", "_t").is_first_distinct())["_r"]

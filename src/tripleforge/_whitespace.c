@@ -1,0 +1,329 @@
+/* hashing.normalize_text (Python's `\s+` runs -> one space, then strip) over a whole Arrow
+ * string_view array in one pass.
+ *
+ * Why C: texts are compared whitespace-normalized for masking, dedup and eval overlap, and on
+ * code (newlines and indents in every text) Polars' regex rewrite runs at about the speed of a
+ * Python loop. Here a text that normalizes to itself keeps its view, and so its bytes in the
+ * input's buffers; only the texts that change are written, to one new buffer.
+ *
+ * normalize(views, data_buffers, offset, length, validity, threads) -> None when no text
+ * changes, else (changed, views, (data, ...)) with each buffer an (address, size, owner) block:
+ * the output array has the input's offset and length, and its buffers are [validity, views,
+ * *data_buffers, *data]: one new data buffer per thread, each thread taking a slice of the texts. Whitespace is what str.isspace() says:
+ * \t \n \v \f \r, U+001C-U+001F, the space, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028,
+ * U+2029, U+202F, U+205F, U+3000 (the test checks every code point against Python).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "_buffers.h"
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Bytes of the whitespace character at p (valid UTF-8, n bytes left), or 0. */
+static inline size_t space_at(const unsigned char *p, size_t n) {
+    unsigned char b = p[0];
+    if (b < 0x80) return (b >= 0x09 && b <= 0x0D) || (b >= 0x1C && b <= 0x20) ? 1 : 0;
+    if (b == 0xC2 && n >= 2) return p[1] == 0x85 || p[1] == 0xA0 ? 2 : 0;
+    if (n < 3) return 0;
+    if (b == 0xE1) return p[1] == 0x9A && p[2] == 0x80 ? 3 : 0;                      /* U+1680 */
+    if (b == 0xE2) {
+        if (p[1] == 0x80) return p[2] <= 0x8A || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF ? 3 : 0;
+        return p[1] == 0x81 && p[2] == 0x9F ? 3 : 0;                                   /* U+205F */
+    }
+    if (b == 0xE3) return p[1] == 0x80 && p[2] == 0x80 ? 3 : 0;                      /* U+3000 */
+    return 0;
+}
+
+/* What a byte says about whitespace: 1 the space, 3 other ASCII whitespace, 4 the lead byte of
+ * a multi-byte character that may be whitespace (checked with space_at), 0 none of these. */
+static unsigned char KIND[256];
+
+/* Whether bytes s[i:stop] hold whitespace other than a space followed by a non-space (s[n]
+ * is never read: a space at n - 1 is caught before). */
+static int odd_space_in(const unsigned char *s, size_t i, size_t stop, size_t n) {
+    for (; i < stop; i++) {
+        unsigned k = KIND[s[i]];
+        if (k == 3 || (k == 1 && i + 1 < n && s[i + 1] == ' ') || ((k & 4) && space_at(s + i, n - i))) return 1;
+    }
+    return 0;
+}
+
+/* Whether normalizing changes s: any whitespace but a single space between two other
+ * characters. 16 bytes at a time where SSE2 is there: a block without a control byte, a
+ * non-ASCII byte or two spaces in a row (the common block of text) needs no closer look. */
+static int changes(const unsigned char *s, size_t n) {
+    if (!n) return 0;
+    if (s[0] == ' ' || s[n - 1] == ' ') return 1;
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(' ');
+    for (; i + 17 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(s + i)), y = _mm_loadu_si128((const __m128i *)(s + i + 1));
+        /* signed: `< 0x20` also takes every byte from 0x80 on */
+        __m128i look = _mm_or_si128(_mm_and_si128(_mm_cmpeq_epi8(x, space), _mm_cmpeq_epi8(y, space)),
+                                    _mm_cmplt_epi8(x, space));
+        if (_mm_movemask_epi8(look) && odd_space_in(s, i, i + 16, n)) return 1;
+    }
+#endif
+    return odd_space_in(s, i, n, n);
+}
+
+/* s normalized, appended to out: each whitespace run becomes one space, written branch-free
+ * (a space overwritten or kept), and the runs at the ends go. */
+static int write_normalized(const unsigned char *s, size_t n, Buf *out) {
+    if (buf_grow(out, n)) return -1;
+    char *start = out->p + out->len, *w = start;
+    unsigned prev = 1;
+    for (size_t i = 0; i < n;) {
+        unsigned k = KIND[s[i]];
+        if (k & 4) {
+            size_t m = space_at(s + i, n - i);
+            if (m) {
+                *w = ' ';
+                w += !prev;
+                prev = 1;
+                i += m;
+                continue;
+            }
+            k = 0;
+        }
+        unsigned ws = k & 1, b = s[i];
+        /* b, or the space for whitespace, without a branch to mispredict (w <= start + i: the
+         * write stays within the n reserved bytes) */
+        *w = (char)(b ^ ((b ^ ' ') & (0u - ws)));
+        w += !(ws & prev);
+        prev = ws;
+        i++;
+    }
+    if (prev && w > start) w--; /* the trailing space */
+    out->len += (size_t)(w - start);
+    return 0;
+}
+
+/* The text of the 16-byte string view v (Arrow's layout: up to 12 bytes inline, else a buffer
+ * index and offset into `buffers`): its bytes and length, or -1 for a view outside its buffer. */
+static inline int view_text(const unsigned char *v, const Py_buffer *buffers, Py_ssize_t nbuf,
+                            const unsigned char **s, int32_t *len) {
+    int32_t index, off;
+    memcpy(len, v, 4);
+    if (*len <= 12) {
+        *s = v + 4;
+        return 0;
+    }
+    memcpy(&index, v + 8, 4);
+    memcpy(&off, v + 12, 4);
+    if (index < 0 || index >= nbuf || off < 0 || (Py_ssize_t)off + *len > buffers[index].len) return -1;
+    *s = (const unsigned char *)buffers[index].buf + off;
+    return 0;
+}
+
+/* One thread's share: the texts [lo, hi) of the array, their rewritten bytes in `data`, whose
+ * buffer index in the output array is `index`. */
+typedef struct {
+    const unsigned char *bits; /* validity, or NULL */
+    const Py_buffer *inputs;   /* the input's data buffers */
+    Py_ssize_t ninputs, lo, hi;
+    unsigned char *views;      /* the output views: a copy of the input's, rewritten in place */
+    int32_t index;
+    Buf data;
+    Py_ssize_t changed;
+    int failed; /* 1 out of memory, 2 a view outside its buffer, 3 past 2 GiB */
+} Share;
+
+static void *normalize_share(void *arg) {
+    Share *t = arg;
+    for (Py_ssize_t at = t->lo; at < t->hi; at++) {
+        unsigned char *v = t->views + at * 16;
+        if (t->bits && !(t->bits[at >> 3] >> (at & 7) & 1)) continue;
+        const unsigned char *s;
+        int32_t len;
+        if (view_text(v, t->inputs, t->ninputs, &s, &len)) {
+            t->failed = 2;
+            return NULL;
+        }
+        if (!changes(s, (size_t)len)) continue;
+        t->changed++;
+        size_t start = t->data.len;
+        if (write_normalized(s, (size_t)len, &t->data)) {
+            t->failed = 1;
+            return NULL;
+        }
+        size_t n = t->data.len - start;
+        if (t->data.len > INT32_MAX) {
+            t->failed = 3;
+            return NULL;
+        }
+        int32_t head[4] = {(int32_t)n, 0, 0, 0};
+        if (n <= 12) { /* s may be this very view's inline bytes: head is written whole after */
+            if (n) memcpy((char *)head + 4, t->data.p + start, n);
+            t->data.len = start;
+        } else {
+            memcpy((char *)head + 4, t->data.p + start, 4);
+            head[2] = t->index;
+            head[3] = (int32_t)start;
+        }
+        memcpy(v, head, 16);
+    }
+    return NULL;
+}
+
+#define MAX_THREADS 16
+#define MIN_SHARE 65536 /* texts: below this a thread costs more than it saves */
+
+static PyObject *normalize(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer views, validity;
+    PyObject *data_list;
+    Py_ssize_t offset, length;
+    int threads;
+    if (!PyArg_ParseTuple(args, "y*O!nny*i", &views, &PyTuple_Type, &data_list, &offset, &length, &validity, &threads))
+        return NULL;
+    Py_ssize_t nbuf = 0;
+    Py_buffer *data = borrow_buffers(data_list, &nbuf);
+    Share share[MAX_THREADS];
+    memset(share, 0, sizeof share);
+    Buf out_views = {0};
+    PyObject *result = NULL;
+    if (!data) goto done;
+    if (offset < 0 || length < 0 || (offset + length) * 16 > views.len
+        || (validity.len && (offset + length + 7) / 8 > validity.len)) {
+        PyErr_SetString(PyExc_ValueError, "views or validity shorter than the array");
+        goto done;
+    }
+    /* the output views start as the input's, with the same offset, so the validity fits too */
+    size_t size = (size_t)(offset + length) * 16;
+    if (buf_grow(&out_views, size)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out_views.len = size;
+    int n = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    if (n > length / MIN_SHARE) n = length / MIN_SHARE > 0 ? (int)(length / MIN_SHARE) : 1;
+    for (int k = 0; k < n; k++) {
+        share[k] = (Share){validity.len ? validity.buf : NULL, data, nbuf, offset + length * k / n,
+                           offset + length * (k + 1) / n, (unsigned char *)out_views.p, (int32_t)(nbuf + k), {0}, 0, 0};
+    }
+    pthread_t ids[MAX_THREADS];
+    int started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (size) memcpy(out_views.p, views.buf, size);
+    for (; started + 1 < n; started++) {
+        if (pthread_create(&ids[started], NULL, normalize_share, &share[started + 1])) break;
+    }
+    for (int k = started + 1; k < n; k++) normalize_share(&share[k]); /* a thread that did not start */
+    normalize_share(&share[0]);
+    for (int k = 0; k < started; k++) pthread_join(ids[k], NULL);
+    Py_END_ALLOW_THREADS
+    Py_ssize_t changed = 0;
+    int failed = 0;
+    for (int k = 0; k < n; k++) {
+        changed += share[k].changed;
+        failed = failed ? failed : share[k].failed;
+    }
+    if (failed == 1) {
+        PyErr_NoMemory();
+    } else if (failed == 2) {
+        PyErr_SetString(PyExc_ValueError, "a view points outside its data buffer");
+    } else if (failed == 3) {
+        PyErr_SetString(PyExc_OverflowError, "normalized texts pass 2 GiB in one share");
+    } else if (!changed) {
+        result = Py_None;
+        Py_INCREF(result);
+    } else {
+        PyObject *blocks = PyTuple_New(n);
+        for (int k = 0; blocks && k < n; k++) {
+            PyObject *b = hand_over(&share[k].data);
+            if (!b) {
+                Py_CLEAR(blocks);
+                break;
+            }
+            PyTuple_SET_ITEM(blocks, k, b);
+        }
+        if (blocks) result = Py_BuildValue("(nNN)", changed, hand_over(&out_views), blocks);
+    }
+done:
+    free(out_views.p);
+    for (int k = 0; k < MAX_THREADS; k++) free(share[k].data.p);
+    release_buffers(data, nbuf);
+    PyBuffer_Release(&views);
+    PyBuffer_Release(&validity);
+    return result;
+}
+
+/* blank(views, data_buffers, offset, length, validity) -> bytes: 1 for each text made only of
+ * whitespace (the empty text too), else 0, and 0 for a null (its view is not looked at: Polars
+ * may leave a stale one there). Most texts settle at their first character. */
+static PyObject *blank(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer views, validity;
+    PyObject *data_list;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "y*O!nny*", &views, &PyTuple_Type, &data_list, &offset, &length, &validity)) return NULL;
+    Py_ssize_t nbuf = 0;
+    Py_buffer *data = borrow_buffers(data_list, &nbuf);
+    PyObject *out = NULL;
+    if (!data) goto done;
+    if (offset < 0 || length < 0 || (offset + length) * 16 > views.len
+        || (validity.len && (offset + length + 7) / 8 > validity.len)) {
+        PyErr_SetString(PyExc_ValueError, "views or validity shorter than the array");
+        goto done;
+    }
+    const unsigned char *bits = validity.len ? (const unsigned char *)validity.buf : NULL;
+    out = PyBytes_FromStringAndSize(NULL, length);
+    if (!out) goto done;
+    unsigned char *mask = (unsigned char *)PyBytes_AS_STRING(out);
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_ssize_t at = offset + i;
+        if (bits && !(bits[at >> 3] >> (at & 7) & 1)) {
+            mask[i] = 0;
+            continue;
+        }
+        const unsigned char *s;
+        int32_t len;
+        if (view_text((const unsigned char *)views.buf + at * 16, data, nbuf, &s, &len)) {
+            bad = 1;
+            break;
+        }
+        size_t pos = 0, k;
+        while (pos < (size_t)len && (k = space_at(s + pos, (size_t)len - pos))) pos += k;
+        mask[i] = pos == (size_t)len;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        Py_CLEAR(out);
+        PyErr_SetString(PyExc_ValueError, "a view points outside its data buffer");
+    }
+done:
+    release_buffers(data, nbuf);
+    PyBuffer_Release(&views);
+    PyBuffer_Release(&validity);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"blank", blank, METH_VARARGS,
+     "blank(views, data_buffers, offset, length, validity) -> bytes: 1 per text made only of whitespace."},
+    {"normalize", normalize, METH_VARARGS,
+     "normalize(views, data_buffers, offset, length, validity, threads) -> None or (changed, views, datas): "
+     "hashing.normalize_text over an Arrow string_view array."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_whitespace", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__whitespace(void) {
+    for (int b = 0x09; b <= 0x0D; b++) KIND[b] = 3;
+    for (int b = 0x1C; b <= 0x1F; b++) KIND[b] = 3;
+    KIND[' '] = 1;
+    KIND[0xC2] = KIND[0xE1] = KIND[0xE2] = KIND[0xE3] = 4;
+    return PyModule_Create(&module);
+}
