@@ -58,6 +58,25 @@ def test_cache_key_depends_on_the_kernels(monkeypatch):
     assert embed.config_key(EmbedderConfig())[0] != here[0]
 
 
+def test_cache_key_depends_on_the_threads_a_batch_runs_on():
+    """fp32 vectors from one thread and from two differed in the last bit on an Intel Xeon: a
+    machine whose batches run on other thread counts must compute its own."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        keys = {}
+        for threads in (1, 2, 6):  # batches of 1, 1 and 2 threads (2 and 3 streams side by side)
+            torch.set_num_threads(threads)
+            keys[threads] = embed.config_key(EmbedderConfig(dtype="float32"))
+        assert keys[1] == keys[2] != keys[6] and keys[6][1].endswith(" x2")
+        int8 = [embed.config_key(EmbedderConfig(quantize="int8"))[0]]  # ONNX Runtime: one thread per text
+        torch.set_num_threads(1)
+        assert embed.config_key(EmbedderConfig(quantize="int8"))[0] == int8[0]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cache_key_depends_on_max_length_and_instruction(tmp_path):
     k64, _ = embed.config_key(EmbedderConfig(max_length=64))
     k256, _ = embed.config_key(EmbedderConfig(max_length=256))

@@ -35,7 +35,7 @@ from tripleforge.errors import UserError
 from tripleforge.hashing import key_of, sha256_hex
 from tripleforge.params import PARAMS_LABEL, StageParams, check_template
 from tripleforge.progress import bar, log, quiet_library_bars
-from tripleforge.side_by_side import run_side_by_side, torch_streams
+from tripleforge.side_by_side import run_side_by_side, stream_layout, torch_streams
 
 DECODER_QUERY_FORMAT = "<instruct>{instruction}\n<query>{query}"
 # One space between: the catalog's instructions are sentences ("... retrieve code that answers
@@ -259,6 +259,12 @@ def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
         "normalize": True,
         "kernels": compute_kernels(device),
     }
+    if not device.startswith("cuda") and (quant == "none" or cfg.kind == "decoder"):
+        # torch on CPU runs each batch on a stream of this many threads, and the thread count can
+        # move the last bit (fp32 on an Intel Xeon); ONNX Runtime's int8 runs each text on one
+        import torch
+
+        parts["threads_per_batch"] = stream_layout(torch.get_num_threads())[1]
     if quant == "int8":  # int8 vectors were once scaled by their batch's range: those entries must not be served
         parts["int8_range"] = "per_text"
         if cfg.kind != "decoder":  # sentence-transformers encoders run int8 in ONNX Runtime (`onnx_int8`)
@@ -266,7 +272,7 @@ def config_key(cfg: EmbedderConfig) -> tuple[str, str]:
 
             parts["int8_runtime"] = f"onnxruntime {onnxruntime.__version__}"
     desc = (f"{model_dir.name} {cfg.kind} pooling={parts['pooling']} max_length={cfg.max_length} {dtype} {quant} "
-            f"on {parts['kernels']}")
+            f"on {parts['kernels']}" + (f" x{parts['threads_per_batch']}" if "threads_per_batch" in parts else ""))
     # v4: the kernels are part of the key; v3: padded to a width fixed by the text (batch-invariant)
     return key_of("embed-v4", parts), desc
 

@@ -3,8 +3,10 @@
 On 2 cores, one small forward pass does not split well across cores: running two at once, each on
 one thread, was faster (MiniLM on 400 stdlib functions, AVX2, four alternating runs in one
 process: int8 in ONNX Runtime 34-36 -> 46-52 docs/s; torch fp32 batches 28-31 -> 32-34). An item's
-result depends on the item and its stream's thread count only, not on what runs beside it, and
-on 2 cores it is the same bit for bit as when one item used both threads (tested).
+result depends on the item and its stream's thread count only, not on what runs beside it
+(tested). It is not always the bits one item on all threads gives: on an AMD EPYC it was, on an
+Intel Xeon (AVX-512) fp32 vectors from one thread and from two differ in the last bit, so the
+embedding cache keys vectors by the threads a stream runs on (`stream_layout`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def run_side_by_side(work: Callable[[T], None], items: Iterable[T], threads: int
 MAX_TORCH_STREAMS = 4
 
 
+def stream_layout(threads: int) -> tuple[int, int]:
+    """(streams, threads each) for `threads` torch threads: the most threads in use, then the most
+    streams: 6 threads are 3 streams of 2 (not 4 of 1), 7 are one stream of 7."""
+    streams = max(range(1, min(threads, MAX_TORCH_STREAMS) + 1), key=lambda s: (s * (threads // s), s), default=1)
+    return streams, max(1, threads // streams)
+
+
 @contextlib.contextmanager
 def torch_streams() -> Iterator[int]:
     """For the block, torch's intra-op threads split evenly among streams run side by side; yields
@@ -46,10 +55,8 @@ def torch_streams() -> Iterator[int]:
     import torch
 
     before = torch.get_num_threads()
-    # the most threads in use, then the most streams: 6 threads are 3 streams of 2 (not 4 of 1),
-    # 7 are one stream of 7
-    streams = max(range(1, min(before, MAX_TORCH_STREAMS) + 1), key=lambda s: (s * (before // s), s), default=1)
-    torch.set_num_threads(max(1, before // streams))
+    streams, each = stream_layout(before)
+    torch.set_num_threads(each)
     try:
         yield streams
     finally:
