@@ -124,6 +124,16 @@ static inline int view_text(const unsigned char *v, const Py_buffer *buffers, Py
     return 0;
 }
 
+/* Whether an array of `length` texts from `offset` fits its views and validity (empty: no nulls);
+ * else the Python error is set. */
+static int fits(const Py_buffer *views, const Py_buffer *validity, Py_ssize_t offset, Py_ssize_t length) {
+    if (offset >= 0 && length >= 0 && (offset + length) * 16 <= views->len
+        && (!validity->len || (offset + length + 7) / 8 <= validity->len))
+        return 1;
+    PyErr_SetString(PyExc_ValueError, "views or validity shorter than the array");
+    return 0;
+}
+
 /* One thread's share: the texts [lo, hi) of the array, their rewritten bytes in `data`, whose
  * buffer index in the output array is `index`. */
 typedef struct {
@@ -192,11 +202,7 @@ static PyObject *normalize(PyObject *self, PyObject *args) {
     Buf out_views = {0};
     PyObject *result = NULL;
     if (!data) goto done;
-    if (offset < 0 || length < 0 || (offset + length) * 16 > views.len
-        || (validity.len && (offset + length + 7) / 8 > validity.len)) {
-        PyErr_SetString(PyExc_ValueError, "views or validity shorter than the array");
-        goto done;
-    }
+    if (!fits(&views, &validity, offset, length)) goto done;
     /* the output views start as the input's, with the same offset, so the validity fits too */
     size_t size = (size_t)(offset + length) * 16;
     if (buf_grow(&out_views, size)) {
@@ -270,11 +276,7 @@ static PyObject *blank(PyObject *self, PyObject *args) {
     Py_buffer *data = borrow_buffers(data_list, &nbuf);
     PyObject *out = NULL;
     if (!data) goto done;
-    if (offset < 0 || length < 0 || (offset + length) * 16 > views.len
-        || (validity.len && (offset + length + 7) / 8 > validity.len)) {
-        PyErr_SetString(PyExc_ValueError, "views or validity shorter than the array");
-        goto done;
-    }
+    if (!fits(&views, &validity, offset, length)) goto done;
     const unsigned char *bits = validity.len ? (const unsigned char *)validity.buf : NULL;
     out = PyBytes_FromStringAndSize(NULL, length);
     if (!out) goto done;
