@@ -1,17 +1,19 @@
-/* hashing.normalize_text (Python's `\s+` runs -> one space, then strip) over a whole Arrow
- * string_view array in one pass.
+/* hashing.normalize_text (Python's `\s+` runs -> one space, then strip) and the blank check over
+ * a whole Arrow string_view array in one pass.
  *
  * Why C: texts are compared whitespace-normalized for masking, dedup and eval overlap, and on
  * code (newlines and indents in every text) Polars' regex rewrite runs at about the speed of a
  * Python loop. Here a text that normalizes to itself keeps its view, and so its bytes in the
- * input's buffers; only the texts that change are written, to one new buffer.
+ * input's buffers; only the texts that change are written, to a new buffer per thread.
  *
  * normalize(views, data_buffers, offset, length, validity, threads) -> None when no text
  * changes, else (changed, views, (data, ...)) with each buffer an (address, size, owner) block:
  * the output array has the input's offset and length, and its buffers are [validity, views,
- * *data_buffers, *data]: one new data buffer per thread, each thread taking a slice of the texts. Whitespace is what str.isspace() says:
- * \t \n \v \f \r, U+001C-U+001F, the space, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028,
- * U+2029, U+202F, U+205F, U+3000 (the test checks every code point against Python).
+ * *data_buffers, *data], each thread taking a slice of the texts.
+ * blank(views, data_buffers, offset, length, validity) -> bytes: 1 per text of whitespace only.
+ * Whitespace is what str.isspace() says: \t \n \v \f \r, U+001C-U+001F, the space, U+0085,
+ * U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (the tests check every
+ * code point against Python).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
