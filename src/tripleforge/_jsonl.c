@@ -14,7 +14,7 @@
  *
  * parse(buffer, start, end) reads the lines of buffer[start:end] (start at a line start, end at
  * a line end or the buffer's end; under 2 GiB, as string views hold 32-bit offsets) and returns
- * (lines seen, records, columns) or None. columns maps each READ_SCHEMA key to a tuple of buffers
+ * (lines seen, columns) or None. columns maps each READ_SCHEMA key to a tuple of buffers
  * handed over as (address, size, owner), in Arrow's layout (validity bitmaps, string views, int64
  * list offsets, values) for the types fast_jsonl.py builds them with; `line` holds each record's
  * 1-based line number within the range.
@@ -69,14 +69,14 @@ typedef struct { /* float64 or int64: 8-byte values */
     Buf values;
 } NumCol;
 
-typedef struct { /* large_list<large_string> or large_list<float64> */
+typedef struct { /* large_list<string_view> or large_list<float64> */
     Bits valid;
     Buf offsets;
     StrCol str;
     NumCol num;
 } ListCol;
 
-typedef struct { /* large_list<struct<text: large_string, score: float64, pid: large_string>> */
+typedef struct { /* large_list<struct<text: string_view, score: float64, pid: string_view>> */
     Bits valid;
     Buf offsets;
     Bits item_valid;
@@ -98,9 +98,7 @@ typedef struct {
     NumCol num[NKEYS];
     ListCol list[NKEYS];
     CandCol cand;
-    Buf line;  /* int64 line numbers */
-    Buf scratch;
-    int64_t rows;
+    Buf line; /* int64 line numbers, one per record */
 } Reader;
 
 static void strcol_free(StrCol *c) { free(c->valid.bytes.p); free(c->views.p); free(c->data.p); }
@@ -122,7 +120,6 @@ static void reader_free(Reader *r) {
     strcol_free(&r->cand.pid);
     numcol_free(&r->cand.score);
     free(r->line.p);
-    free(r->scratch.p);
 }
 
 static int reader_init(Reader *r) {
@@ -336,12 +333,14 @@ static int simple_float(const unsigned char *p, const unsigned char *end, double
 }
 
 /* A JSON number as a double, correctly rounded (as Arrow's conversion is); gives up on one that
- * overflows, which Arrow refuses. */
-static int float_value(Cursor *c, double *out) {
+ * overflows, which Arrow refuses. *digits: how many digits an integer has, 0 for a number with a
+ * fraction or an exponent. */
+static int float_value(Cursor *c, double *out, int *digits) {
     const unsigned char *s;
     int is_int;
     char tmp[64];
     if (number_token(c, &s, &is_int)) return -1;
+    *digits = is_int ? (int)(c->p - s) - (*s == '-') : 0;
     if (simple_float(s, c->p, out)) return 0;
     size_t n = (size_t)(c->p - s);
     if (n >= sizeof tmp) return -1;
@@ -408,13 +407,9 @@ static int skip_value(Cursor *c, int depth) {
     }
     /* Arrow refuses a number past the float range under an unknown key too; an integer past
      * int64 is given up on as well, whatever Arrow would make of it */
-    const unsigned char *s;
-    int is_int;
-    if (number_token(c, &s, &is_int)) return -1;
-    if (is_int) return c->p - s - (*s == '-') > 18 ? -1 : 0;
-    Cursor number = {s, c->p, c->c_locale};
     double v;
-    return float_value(&number, &v);
+    int digits;
+    return float_value(c, &v, &digits) || digits > 18 ? -1 : 0;
 }
 
 static int str_null(StrCol *col) {
@@ -428,13 +423,12 @@ static int str_null(StrCol *col) {
 static int str_view(StrCol *col, size_t start) {
     size_t len = col->data.len - start;
     if (col->data.len > INT32_MAX) return -1; /* offsets are 32-bit: fast_jsonl.py keeps ranges smaller */
-    int32_t head[4] = {(int32_t)len, 0, 0, 0};
+    int32_t head[4] = {(int32_t)len, 0, 0 /* buffer index */, 0};
     if (len <= 12) {
         if (len) memcpy((char *)head + 4, col->data.p + start, len);
         col->data.len = start;
     } else {
         memcpy((char *)head + 4, col->data.p + start, 4);
-        head[2] = 0; /* buffer index */
         head[3] = (int32_t)start;
     }
     return bits_put(&col->valid, 1) || buf_put(&col->views, head, 16);
@@ -451,8 +445,9 @@ static int num_null(NumCol *col) { return bits_put(&col->valid, 0) || buf_f64(&c
 
 static int flt_item(Cursor *c, NumCol *col) {
     double v;
+    int digits;
     if (is_null(c)) return num_null(col);
-    if (float_value(c, &v)) return -1;
+    if (float_value(c, &v, &digits)) return -1;
     return bits_put(&col->valid, 1) || buf_f64(&col->values, v);
 }
 
@@ -497,12 +492,12 @@ static int candidate_item(Cursor *c, CandCol *col) {
     return bits_put(&col->item_valid, 1);
 }
 
-/* A list value (or null) of the given kind. */
+/* A list value (or null, also when c is NULL: the key is missing) of the given kind. */
 static int list_value(Cursor *c, enum Kind kind, ListCol *list, CandCol *cand) {
     Bits *valid = kind == K_CAND ? &cand->valid : &list->valid;
     Buf *offsets = kind == K_CAND ? &cand->offsets : &list->offsets;
     int64_t count = kind == K_CAND ? cand->item_valid.n : kind == K_LSTR ? list->str.valid.n : list->num.valid.n;
-    if (is_null(c)) return bits_put(valid, 0) || buf_i64(offsets, count);
+    if (!c || is_null(c)) return bits_put(valid, 0) || buf_i64(offsets, count);
     if (expect(c, '[')) return -1;
     skip_ws(c);
     if (expect(c, ']')) {
@@ -534,11 +529,8 @@ static int null_value(Reader *r, int k) {
     case K_STR: return str_null(&r->str[k]);
     case K_INT:
     case K_FLT: return num_null(&r->num[k]);
-    case K_CAND: return bits_put(&r->cand.valid, 0) || buf_i64(&r->cand.offsets, r->cand.item_valid.n);
-    case K_LSTR: return bits_put(&r->list[k].valid, 0) || buf_i64(&r->list[k].offsets, r->list[k].str.valid.n);
-    case K_LFLT: return bits_put(&r->list[k].valid, 0) || buf_i64(&r->list[k].offsets, r->list[k].num.valid.n);
+    default: return list_value(NULL, KINDS[k], &r->list[k], &r->cand);
     }
-    return -1;
 }
 
 /* One record: an object (the caller checks that the line ends after it). */
@@ -549,9 +541,9 @@ static int record(Reader *r, Cursor *c) {
     if (expect(c, '}')) {
         for (;;) {
             const unsigned char *k = c->p + 1;
-            if (c->p >= c->end || *c->p != '"' || string_value(c, NULL)) return -1;
+            if (string_value(c, NULL)) return -1;
             size_t n = (size_t)(c->p - 1 - k);
-            if (memchr(k, '\\', n)) return -1;
+            if (memchr(k, '\\', n)) return -1; /* an escaped key: Arrow decides */
             int slot = key_slot(k, n);
             skip_ws(c);
             if (expect(c, ':')) return -1;
@@ -579,7 +571,6 @@ static int record(Reader *r, Cursor *c) {
     for (int k = 0; k < NKEYS; k++) {
         if (!seen[k] && null_value(r, k)) return -1;
     }
-    r->rows++;
     return 0;
 }
 
@@ -679,7 +670,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         Py_INCREF(out);
     } else {
         PyObject *cols = columns_dict(r);
-        if (cols) out = Py_BuildValue("(LLN)", (long long)lines, (long long)r->rows, cols);
+        if (cols) out = Py_BuildValue("(LN)", (long long)lines, cols);
     }
     reader_free(r);
     free(r);
@@ -688,7 +679,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"parse", parse, METH_VARARGS,
-     "parse(buffer, start, end) -> (lines, records, columns) or None: the READ_SCHEMA columns of "
+     "parse(buffer, start, end) -> (lines, columns) or None: the READ_SCHEMA columns of "
      "the JSONL lines in buffer[start:end], as Arrow buffers; None where the reader gives up."},
     {NULL, NULL, 0, NULL},
 };

@@ -110,11 +110,12 @@ static int write_normalized(const unsigned char *s, size_t n, Buf *out) {
 }
 
 /* The text of the 16-byte string view v (Arrow's layout: up to 12 bytes inline, else a buffer
- * index and offset into `buffers`): its bytes and length, or -1 for a view outside its buffer. */
+ * index and offset into `buffers`): its bytes and length, or -1 for a view that is not valid. */
 static inline int view_text(const unsigned char *v, const Py_buffer *buffers, Py_ssize_t nbuf,
                             const unsigned char **s, int32_t *len) {
     int32_t index, off;
     memcpy(len, v, 4);
+    if (*len < 0) return -1;
     if (*len <= 12) {
         *s = v + 4;
         return 0;

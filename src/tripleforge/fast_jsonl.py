@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 try:
     from tripleforge import _jsonl
@@ -30,9 +31,8 @@ except ImportError:  # not built in this copy: formats reads the slow way
 _SPLIT_BYTES = 4 << 20
 # A range's strings must fit the 32-bit offsets of Arrow's string views.
 _MAX_RANGE_BYTES = 1 << 30
-_CANDIDATE = pa.struct([("text", pa.string_view()), ("score", pa.float64()), ("pid", pa.string_view())])
 
-Block = tuple[int, int, Any]  # (address, size, owner): memory the reader hands over
+Block = tuple[int, int, Any]  # (address, size, owner): memory a compiled module hands over
 
 
 def cpus() -> int:
@@ -66,28 +66,39 @@ def _split_points(body: Any, cpus: int) -> list[int]:
     return [*bounds, size]
 
 
-def _buf(block: Block) -> pa.Buffer:
+def arrow_buffer(block: Block) -> pa.Buffer:
+    """An Arrow buffer over memory a compiled module handed over; freed with the last user."""
+    import pyarrow as pa
+
     address, size, owner = block
     return pa.foreign_buffer(address, size, base=owner)
 
 
 def _strings(parts: tuple[Block, Block, Block]) -> pa.Array:
+    import pyarrow as pa
+
     valid, views, data = parts
-    return pa.Array.from_buffers(pa.string_view(), views[1] // 16, [_buf(valid), _buf(views), _buf(data)])
+    return pa.Array.from_buffers(pa.string_view(), views[1] // 16, [arrow_buffer(b) for b in (valid, views, data)])
 
 
 def _numbers(parts: tuple[Block, Block], dtype: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
     valid, values = parts
-    return pa.Array.from_buffers(dtype, values[1] // 8, [_buf(valid), _buf(values)])
+    return pa.Array.from_buffers(dtype, values[1] // 8, [arrow_buffer(valid), arrow_buffer(values)])
 
 
 def _list(valid: Block, offsets: Block, items: pa.Array) -> pa.Array:
-    return pa.Array.from_buffers(pa.large_list(items.type), offsets[1] // 8 - 1, [_buf(valid), _buf(offsets)],
-                                 children=[items])
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.large_list(items.type), offsets[1] // 8 - 1,
+                                 [arrow_buffer(valid), arrow_buffer(offsets)], children=[items])
 
 
 def _column(dtype: pl.DataType, parts: tuple[Any, ...]) -> pa.Array:
     """One READ_SCHEMA column from the reader's buffers for it."""
+    import pyarrow as pa
+
     if dtype == pl.String:
         return _strings(parts)
     if dtype == pl.Int64:
@@ -100,15 +111,19 @@ def _column(dtype: pl.DataType, parts: tuple[Any, ...]) -> pa.Array:
         return _list(parts[0], parts[1], _numbers(parts[2], pa.float64()))
     valid, offsets, item_valid, text, score, pid = parts  # candidates
     fields = [_strings(text), _numbers(score, pa.float64()), _strings(pid)]
-    items = pa.Array.from_buffers(_CANDIDATE, len(fields[0]), [_buf(item_valid)], children=fields)
+    candidate = pa.struct([("text", pa.string_view()), ("score", pa.float64()), ("pid", pa.string_view())])
+    items = pa.Array.from_buffers(candidate, len(fields[0]), [arrow_buffer(item_valid)], children=fields)
     return _list(valid, offsets, items)
 
 
 def _frame(columns: dict[str, Any], schema: dict[str, pl.DataType], first_line: int) -> pl.DataFrame:
+    import numpy as np
+    import pyarrow as pa
+
     table = pa.table({k: _column(dtype, columns[k]) for k, dtype in schema.items()})
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
-    lines = np.frombuffer(_buf(columns["line"]), dtype=np.int64) + first_line
+    lines = np.frombuffer(arrow_buffer(columns["line"]), dtype=np.int64) + first_line
     return df.cast(schema).with_columns(line=pl.Series(lines, dtype=pl.Int64))  # type: ignore[arg-type]
 
 
@@ -129,7 +144,7 @@ def read_schema_records(body: Any, schema: dict[str, pl.DataType]) -> pl.DataFra
     if any(p is None for p in parts):
         return None
     frames, first_line = [], 0
-    for lines, _records, columns in parts:
+    for lines, columns in parts:
         frames.append(_frame(columns, schema, first_line))
         first_line += lines
     return pl.concat(frames, rechunk=True) if len(frames) > 1 else frames[0]

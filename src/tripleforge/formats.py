@@ -33,7 +33,7 @@ from typing import Any, Literal
 import polars as pl
 
 from tripleforge.errors import UserError
-from tripleforge.fast_jsonl import cpus, read_schema_records
+from tripleforge.fast_jsonl import arrow_buffer, cpus, read_schema_records
 from tripleforge.io import PARQUET_READ_ERRORS, is_blank, utf8_problem
 
 Format = Literal["triplets", "pairs", "candidates", "legacy"]
@@ -704,6 +704,18 @@ def normalized(e: pl.Expr) -> pl.Expr:
 _ASCII_WS_NOT_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f]"
 
 
+def _string_views(texts: pl.Series) -> tuple[Any, Any, Any, list[Any]] | None:
+    """(array, validity, views, data buffers) of a String Series as one Arrow string_view array,
+    without a copy of its texts; None when it holds no text (all null)."""
+    import pyarrow as pa
+
+    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    if arr.type != pa.string_view():
+        return None
+    validity, views, *data = arr.buffers()
+    return arr, validity, views, data
+
+
 def normalized_series(texts: pl.Series) -> pl.Series:
     """`normalized` over a String Series, same values, in one compiled pass (`_whitespace.c`):
     a text it leaves as it is keeps its bytes where they are, so a Series without a text to
@@ -715,19 +727,15 @@ def normalized_series(texts: pl.Series) -> pl.Series:
         return _normalized_series_polars(texts)
     import pyarrow as pa
 
-    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-    if arr.type != pa.string_view():  # all null, or not text: nothing to normalize
+    if (parts := _string_views(texts)) is None:  # all null: nothing to normalize
         return texts
-    validity, views, *data = arr.buffers()
+    arr, validity, views, data = parts
     out = _whitespace.normalize(views, tuple(data), arr.offset, len(arr), validity or b"", cpus())
     if out is None:
         return texts
     _, new_views, new_data = out
-    new_views, *new_data = [pa.foreign_buffer(address, size, base=owner) for address, size, owner in
-                            (new_views, *new_data)]
-    fixed = pa.Array.from_buffers(pa.string_view(), len(arr), [validity, new_views, *data, *new_data],
-                                  offset=arr.offset)
-    series = pl.from_arrow(fixed)
+    buffers = [validity, arrow_buffer(new_views), *data, *map(arrow_buffer, new_data)]
+    series = pl.from_arrow(pa.Array.from_buffers(pa.string_view(), len(arr), buffers, offset=arr.offset))
     assert isinstance(series, pl.Series)
     return series.alias(texts.name)
 
@@ -740,12 +748,10 @@ def blank_series(texts: pl.Series) -> pl.Series:
     except ImportError:  # not built in this copy (see fast_jsonl)
         return texts.to_frame("t").select(is_blank(pl.col("t"))).to_series().alias(texts.name)
     import numpy as np
-    import pyarrow as pa
 
-    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-    if arr.type != pa.string_view():  # all null
+    if (parts := _string_views(texts)) is None:  # all null
         return pl.Series(texts.name, [None] * len(texts), dtype=pl.Boolean)
-    validity, views, *data = arr.buffers()
+    arr, validity, views, data = parts
     mask = np.frombuffer(_whitespace.blank(views, tuple(data), arr.offset, len(arr), validity or b""), dtype=np.bool_)
     blank = pl.Series(texts.name, mask)
     if not texts.null_count():
