@@ -149,8 +149,12 @@ def test_ranges_are_whole_lines_one_per_cpu(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_two_halves_give_the_frame_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    lines = [json.dumps({"query": f"q{i}", "pos": [f"p{i}"] * (i % 3), "neg": None if i % 4 else ["n"],
-                         "candidates": [{"text": "t", "score": i / 7}] if i % 5 == 0 else None}) for i in range(200)]
+    # texts past 12 bytes live in each range's data buffer; keys named in one half only
+    lines = [json.dumps({"query": f"q{i}" * (i % 9), "pos": [f"passage number {i}"] * (i % 3), "neg": None if i % 4 else ["n"],
+                         "candidates": [{"text": f"candidate text {i}", "score": i / 7}] if i % 5 == 0 else None,
+                         **({"prompt": f"a prompt for the query {i}"} if i == 150 else {}),
+                         **({"pid": f"the pid of line {i}", "score": 0.5} if i < 100 and i % 2 else {})})
+             for i in range(200)]
     data = ("\n".join(lines[:100]) + "\n\n" + "\n".join(lines[100:]) + "\n").encode()
     whole = fast(data)
     monkeypatch.setattr(fast_jsonl, "_SPLIT_BYTES", 64)
@@ -160,6 +164,9 @@ def test_two_halves_give_the_frame_of_one(monkeypatch: pytest.MonkeyPatch) -> No
     assert whole is not None and halves is not None
     assert same_values(whole, halves) and halves["line"].to_list() == [*range(1, 101), *range(102, 202)]
     assert same_values(halves, arrow_path(data))
+    assert halves["prompt"].drop_nulls().to_list() == ["a prompt for the query 150"]
+    assert halves["candidates"].list.eval(pl.element().struct.field("text")).explode().drop_nulls()[-1] == "candidate text 195"
+    assert halves["query"].n_chunks() == 1
 
 
 # --- seeded differential check against the Arrow path ----------------------------------------------
@@ -215,6 +222,12 @@ def test_random_files_read_as_arrow_reads_them(seed: int) -> None:
         keys = rng.choice(shapes)
         data = "\n".join(_line(rng, keys) for _ in range(rng.randint(1, 4))).encode("utf-8", "surrogatepass")
         got = fast(data)
+        with pytest.MonkeyPatch.context() as split:  # ranges as short as a line: joins at every seam
+            split.setattr(fast_jsonl, "_SPLIT_BYTES", 1)
+            split.setattr(fast_jsonl, "cpus", lambda: 4)
+            in_ranges = fast(data)
+        assert (got is None) == (in_ranges is None), data
+        assert got is None or in_ranges is None or same_values(got, in_ranges), data
         try:
             want: Any = arrow_path(data)
         except Exception:  # noqa: BLE001 - a file formats refuses: the reader must have given up

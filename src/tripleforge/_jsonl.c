@@ -12,12 +12,15 @@
  * way it always has, which also names the bad line. So it never has to explain an error, and a
  * give-up costs one wasted scan, never a different result.
  *
- * parse(buffer, start, end) reads the lines of buffer[start:end] (start at a line start, end at
- * a line end or the buffer's end; under 2 GiB, as string views hold 32-bit offsets) and returns
- * (lines seen, columns) or None. columns maps each READ_SCHEMA key to a tuple of buffers
+ * parse(buffer, start, end, index) reads the lines of buffer[start:end] (start at a line start,
+ * end at a line end or the buffer's end; under 2 GiB, as string views hold 32-bit offsets) and
+ * returns (lines seen, columns) or None. columns maps each READ_SCHEMA key to a tuple of buffers
  * handed over as (address, size, owner), in Arrow's layout (validity bitmaps, string views, int64
- * list offsets, values) for the types fast_jsonl.py builds them with; `line` holds each record's
- * 1-based line number within the range.
+ * list offsets, values) for the types fast_jsonl.py builds them with, or to None when no record
+ * of the range gives the key a value (all null); `line` holds each record's 1-based line number
+ * within the range. Each string column has one data buffer, which its views name as buffer
+ * `index`: the ranges' parts then join into one array that keeps every range's data buffer
+ * where it is, and only the views are copied.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -62,6 +65,7 @@ typedef struct { /* string_view: what Polars holds strings as, so it takes them 
     Bits valid;
     Buf views; /* 16 bytes per string */
     Buf data;  /* the bytes of the strings too long to sit in their view */
+    int32_t index; /* data's index among the data buffers of the array the range's part joins */
 } StrCol;
 
 typedef struct { /* float64 or int64: 8-byte values */
@@ -99,6 +103,11 @@ typedef struct {
     ListCol list[NKEYS];
     CandCol cand;
     Buf line; /* int64 line numbers, one per record */
+    /* A key with no value yet writes none of its nulls: a column a file never names (most of
+     * READ_SCHEMA in any one file) costs nothing, and comes back as None. The first value
+     * writes the nulls owed before it. */
+    int started[NKEYS];
+    int64_t owed[NKEYS];
 } Reader;
 
 static void strcol_free(StrCol *c) { free(c->valid.bytes.p); free(c->views.p); free(c->data.p); }
@@ -122,11 +131,13 @@ static void reader_free(Reader *r) {
     free(r->line.p);
 }
 
-static int reader_init(Reader *r) {
+static int reader_init(Reader *r, int32_t index) {
     memset(r, 0, sizeof *r);
     for (int k = 0; k < NKEYS; k++) {
+        r->str[k].index = r->list[k].str.index = index;
         if (buf_i64(&r->list[k].offsets, 0)) return -1;
     }
+    r->cand.text.index = r->cand.pid.index = index;
     if (buf_i64(&r->cand.offsets, 0)) return -1;
     return 0;
 }
@@ -418,17 +429,18 @@ static int str_null(StrCol *col) {
 }
 
 /* The view of the string just decoded to the end of col->data, from `start` on: a string of up
- * to 12 bytes moves into its view; a longer one stays, its view holding its first 4 bytes and
- * its offset in the (single) data buffer. */
+ * to 12 bytes moves into its view; a longer one stays, its view holding its first 4 bytes, the
+ * index of the range's data buffer and its offset there. */
 static int str_view(StrCol *col, size_t start) {
     size_t len = col->data.len - start;
     if (col->data.len > INT32_MAX) return -1; /* offsets are 32-bit: fast_jsonl.py keeps ranges smaller */
-    int32_t head[4] = {(int32_t)len, 0, 0 /* buffer index */, 0};
+    int32_t head[4] = {(int32_t)len, 0, 0, 0};
     if (len <= 12) {
         if (len) memcpy((char *)head + 4, col->data.p + start, len);
         col->data.len = start;
     } else {
         memcpy((char *)head + 4, col->data.p + start, 4);
+        head[2] = col->index;
         head[3] = (int32_t)start;
     }
     return bits_put(&col->valid, 1) || buf_put(&col->views, head, 16);
@@ -524,13 +536,28 @@ static inline int key_slot(const unsigned char *k, size_t n) {
     return -1;
 }
 
-static int null_value(Reader *r, int k) {
+static int write_null(Reader *r, int k) {
     switch (KINDS[k]) {
     case K_STR: return str_null(&r->str[k]);
     case K_INT:
     case K_FLT: return num_null(&r->num[k]);
     default: return list_value(NULL, KINDS[k], &r->list[k], &r->cand);
     }
+}
+
+static int null_value(Reader *r, int k) {
+    if (r->started[k]) return write_null(r, k);
+    r->owed[k]++;
+    return 0;
+}
+
+/* Before key k's first value: the nulls owed to the records before it. */
+static int start_column(Reader *r, int k) {
+    r->started[k] = 1;
+    for (; r->owed[k]; r->owed[k]--) {
+        if (write_null(r, k)) return -1;
+    }
+    return 0;
 }
 
 /* One record: an object (the caller checks that the line ends after it). */
@@ -551,7 +578,7 @@ static int record(Reader *r, Cursor *c) {
             int bad;
             if (slot < 0) {
                 bad = skip_value(c, 1);
-            } else if (seen[slot]++) {
+            } else if (seen[slot]++ || (!r->started[slot] && start_column(r, slot))) {
                 return -1;
             } else {
                 switch (KINDS[slot]) {
@@ -612,7 +639,10 @@ static PyObject *columns_dict(Reader *r) {
     for (int k = 0; k < NKEYS; k++) {
         PyObject *v;
         ListCol *l = &r->list[k];
-        switch (KINDS[k]) {
+        if (!r->started[k]) {
+            v = Py_None;
+            Py_INCREF(v);
+        } else switch (KINDS[k]) {
         case K_STR: v = str_tuple(&r->str[k]); break;
         case K_INT:
         case K_FLT: v = num_tuple(&r->num[k]); break;
@@ -646,14 +676,15 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer view;
     Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "y*nn", &view, &start, &end)) return NULL;
-    if (start < 0 || end > view.len || start > end) {
+    int index;
+    if (!PyArg_ParseTuple(args, "y*nni", &view, &start, &end, &index)) return NULL;
+    if (start < 0 || end > view.len || start > end || index < 0) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "range outside the buffer");
         return NULL;
     }
     Reader *r = malloc(sizeof *r);
-    if (!r || reader_init(r)) {
+    if (!r || reader_init(r, (int32_t)index)) {
         if (r) reader_free(r);
         free(r);
         PyBuffer_Release(&view);
@@ -679,7 +710,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"parse", parse, METH_VARARGS,
-     "parse(buffer, start, end) -> (lines, columns) or None: the READ_SCHEMA columns of "
+     "parse(buffer, start, end, index) -> (lines, columns) or None: the READ_SCHEMA columns of "
      "the JSONL lines in buffer[start:end], as Arrow buffers; None where the reader gives up."},
     {NULL, NULL, 0, NULL},
 };

@@ -10,6 +10,10 @@
  * changes, else (changed, views, (data, ...)) with each buffer an (address, size, owner) block:
  * the output array has the input's offset and length, and its buffers are [validity, views,
  * *data_buffers, *data], each thread taking a slice of the texts.
+ * normalized_hash(views, data_buffers, offset, length, validity, seed, threads) -> a uint64 per
+ * text, the hash of its normalized form, in an (address, size, owner) block: masking and dedup
+ * compare hashes first and normalized texts only where hashes agree, so most texts are never
+ * written out normalized.
  * blank(views, data_buffers, offset, length, validity) -> bytes: 1 per text of whitespace only.
  * Whitespace is what str.isspace() says: \t \n \v \f \r, U+001C-U+001F, the space, U+0085,
  * U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (the tests check every
@@ -72,6 +76,12 @@ static int changes(const unsigned char *s, size_t n) {
         __m128i look = _mm_or_si128(_mm_and_si128(_mm_cmpeq_epi8(x, space), _mm_cmpeq_epi8(y, space)),
                                     _mm_cmplt_epi8(x, space));
         if (_mm_movemask_epi8(look) && odd_space_in(s, i, i + 16, n)) return 1;
+    }
+    if (n >= 16) { /* the last 16 bytes, overlapping what was looked at: no byte-by-byte tail */
+        __m128i x = _mm_loadu_si128((const __m128i *)(s + n - 16)), y = _mm_srli_si128(x, 1);
+        __m128i look = _mm_or_si128(_mm_and_si128(_mm_cmpeq_epi8(x, space), _mm_cmpeq_epi8(y, space)),
+                                    _mm_cmplt_epi8(x, space));
+        return _mm_movemask_epi8(look) && odd_space_in(s, n - 16, n, n);
     }
 #endif
     return odd_space_in(s, i, n, n);
@@ -190,6 +200,26 @@ static void *normalize_share(void *arg) {
 #define MAX_THREADS 16
 #define MIN_SHARE 65536 /* texts: below this a thread costs more than it saves */
 
+/* How many threads share `length` texts when `threads` are asked for. */
+static int share_count(int threads, Py_ssize_t length) {
+    int n = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    if (n > length / MIN_SHARE) n = length / MIN_SHARE > 0 ? (int)(length / MIN_SHARE) : 1;
+    return n;
+}
+
+/* fn over the n shares (`stride` bytes apart), n - 1 of them on threads of their own and the
+ * first on the calling thread (which also runs any share whose thread did not start). */
+static void run_shares(void *(*fn)(void *), void *shares, size_t stride, int n) {
+    pthread_t ids[MAX_THREADS];
+    int started = 0;
+    for (; started + 1 < n; started++) {
+        if (pthread_create(&ids[started], NULL, fn, (char *)shares + stride * (size_t)(started + 1))) break;
+    }
+    for (int k = started + 1; k < n; k++) fn((char *)shares + stride * (size_t)k);
+    fn(shares);
+    for (int k = 0; k < started; k++) pthread_join(ids[k], NULL);
+}
+
 static PyObject *normalize(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer views, validity;
@@ -213,22 +243,14 @@ static PyObject *normalize(PyObject *self, PyObject *args) {
         goto done;
     }
     out_views.len = size;
-    int n = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-    if (n > length / MIN_SHARE) n = length / MIN_SHARE > 0 ? (int)(length / MIN_SHARE) : 1;
+    int n = share_count(threads, length);
     for (int k = 0; k < n; k++) {
         share[k] = (Share){validity.len ? validity.buf : NULL, data, nbuf, offset + length * k / n,
                            offset + length * (k + 1) / n, (unsigned char *)out_views.p, (int32_t)(nbuf + k), {0}, 0, 0};
     }
-    pthread_t ids[MAX_THREADS];
-    int started = 0;
     Py_BEGIN_ALLOW_THREADS
     if (size) memcpy(out_views.p, views.buf, size);
-    for (; started + 1 < n; started++) {
-        if (pthread_create(&ids[started], NULL, normalize_share, &share[started + 1])) break;
-    }
-    for (int k = started + 1; k < n; k++) normalize_share(&share[k]); /* a thread that did not start */
-    normalize_share(&share[0]);
-    for (int k = 0; k < started; k++) pthread_join(ids[k], NULL);
+    run_shares(normalize_share, share, sizeof share[0], n);
     Py_END_ALLOW_THREADS
     Py_ssize_t changed = 0;
     int failed = 0;
@@ -260,6 +282,141 @@ static PyObject *normalize(PyObject *self, PyObject *args) {
 done:
     free(out_views.p);
     for (int k = 0; k < MAX_THREADS; k++) free(share[k].data.p);
+    release_buffers(data, nbuf);
+    PyBuffer_Release(&views);
+    PyBuffer_Release(&validity);
+    return result;
+}
+
+/* A 64-bit hash of n bytes, 16 a step, each folded in by a 64 x 64 -> 128-bit multiply. Equal
+ * bytes give equal hashes; the callers compare texts exactly wherever hashes agree, so its
+ * quality only decides how often they have to. */
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t fold(uint64_t a, uint64_t b) {
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+#define K0 0x9E3779B97F4A7C15ull
+#define K1 0xC2B2AE3D27D4EB4Full
+#define K2 0x165667B19E3779F9ull
+
+static inline uint64_t load32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* (The last step reads the last 16 bytes, or what there is, overlapping the step before: n is
+ * part of the hash, so that is still a function of the bytes.) */
+static uint64_t hash_bytes(const unsigned char *s, size_t n, uint64_t seed) {
+    uint64_t h = fold(seed ^ K0, (uint64_t)n ^ K1), a, b;
+    if (n > 16) {
+        for (size_t i = 0; i + 16 < n; i += 16) h = fold(load64(s + i) ^ h, load64(s + i + 8) ^ K2);
+        a = load64(s + n - 16);
+        b = load64(s + n - 8);
+    } else if (n >= 8) {
+        a = load64(s);
+        b = load64(s + n - 8);
+    } else if (n >= 4) {
+        a = load32(s);
+        b = load32(s + n - 4);
+    } else {
+        a = n ? (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1] : 0;
+        b = 0;
+    }
+    h = fold(a ^ h, b ^ K2);
+    return fold(h ^ K0, K1);
+}
+
+/* One thread's share of normalized_hash: the texts [lo, hi) of the array. */
+typedef struct {
+    const unsigned char *bits; /* validity, or NULL */
+    const unsigned char *views;
+    const Py_buffer *inputs;
+    Py_ssize_t ninputs, offset, lo, hi;
+    uint64_t seed, *out; /* out[at - offset] for the text at `at` */
+    Buf scratch;         /* a changed text, normalized */
+    int failed;          /* 1 out of memory, 2 a view outside its buffer */
+} HashShare;
+
+static void *hash_share(void *arg) {
+    HashShare *t = arg;
+    for (Py_ssize_t at = t->lo; at < t->hi; at++) {
+        uint64_t *h = t->out + (at - t->offset);
+        if (t->bits && !(t->bits[at >> 3] >> (at & 7) & 1)) {
+            *h = t->seed; /* a null: any value will do, the callers never compare nulls */
+            continue;
+        }
+        const unsigned char *s;
+        int32_t len;
+        if (view_text(t->views + at * 16, t->inputs, t->ninputs, &s, &len)) {
+            t->failed = 2;
+            return NULL;
+        }
+        if (changes(s, (size_t)len)) {
+            t->scratch.len = 0;
+            if (write_normalized(s, (size_t)len, &t->scratch)) {
+                t->failed = 1;
+                return NULL;
+            }
+            *h = hash_bytes((const unsigned char *)t->scratch.p, t->scratch.len, t->seed);
+        } else {
+            *h = hash_bytes(s, (size_t)len, t->seed);
+        }
+    }
+    return NULL;
+}
+
+/* normalized_hash(views, data_buffers, offset, length, validity, seed, threads) -> block of
+ * `length` uint64: each text's hash after normalizing (equal normalized texts, equal hashes),
+ * without writing the normalized texts anywhere but a scratch buffer. */
+static PyObject *normalized_hash(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer views, validity;
+    PyObject *data_list;
+    Py_ssize_t offset, length;
+    unsigned long long seed;
+    int threads;
+    if (!PyArg_ParseTuple(args, "y*O!nny*Ki", &views, &PyTuple_Type, &data_list, &offset, &length, &validity, &seed,
+                          &threads))
+        return NULL;
+    Py_ssize_t nbuf = 0;
+    Py_buffer *data = borrow_buffers(data_list, &nbuf);
+    HashShare share[MAX_THREADS];
+    memset(share, 0, sizeof share);
+    Buf out = {0};
+    PyObject *result = NULL;
+    if (!data || !fits(&views, &validity, offset, length)) goto done;
+    if (buf_grow(&out, (size_t)length * 8)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out.len = (size_t)length * 8;
+    int n = share_count(threads, length);
+    for (int k = 0; k < n; k++) {
+        share[k] = (HashShare){validity.len ? validity.buf : NULL, views.buf, data, nbuf, offset,
+                               offset + length * k / n, offset + length * (k + 1) / n, seed, (uint64_t *)out.p, {0}, 0};
+    }
+    Py_BEGIN_ALLOW_THREADS
+    run_shares(hash_share, share, sizeof share[0], n);
+    Py_END_ALLOW_THREADS
+    int failed = 0;
+    for (int k = 0; k < n; k++) failed = failed ? failed : share[k].failed;
+    if (failed == 1)
+        PyErr_NoMemory();
+    else if (failed == 2)
+        PyErr_SetString(PyExc_ValueError, "a view points outside its data buffer");
+    else
+        result = hand_over(&out);
+done:
+    free(out.p);
+    for (int k = 0; k < MAX_THREADS; k++) free(share[k].scratch.p);
     release_buffers(data, nbuf);
     PyBuffer_Release(&views);
     PyBuffer_Release(&validity);
@@ -317,6 +474,9 @@ done:
 static PyMethodDef methods[] = {
     {"blank", blank, METH_VARARGS,
      "blank(views, data_buffers, offset, length, validity) -> bytes: 1 per text made only of whitespace."},
+    {"normalized_hash", normalized_hash, METH_VARARGS,
+     "normalized_hash(views, data_buffers, offset, length, validity, seed, threads) -> (address, size, owner) "
+     "of a uint64 per text: the hash of the text whitespace-normalized."},
     {"normalize", normalize, METH_VARARGS,
      "normalize(views, data_buffers, offset, length, validity, threads) -> None or (changed, views, datas): "
      "hashing.normalize_text over an Arrow string_view array."},

@@ -74,57 +74,125 @@ def arrow_buffer(block: Block) -> pa.Buffer:
     return pa.foreign_buffer(address, size, base=owner)
 
 
-def _strings(parts: tuple[Block, Block, Block]) -> pa.Array:
-    import pyarrow as pa
-
-    valid, views, data = parts
-    return pa.Array.from_buffers(pa.string_view(), views[1] // 16, [arrow_buffer(b) for b in (valid, views, data)])
-
-
-def _numbers(parts: tuple[Block, Block], dtype: pa.DataType) -> pa.Array:
-    import pyarrow as pa
-
-    valid, values = parts
-    return pa.Array.from_buffers(dtype, values[1] // 8, [arrow_buffer(valid), arrow_buffer(values)])
+# The parts of one column, one per range (None: a range where no record names the key), and
+# each part's length. Each joiner below makes one array of them: the views, offsets, values and
+# bitmaps are copied one after another, the strings' data buffers stay where the reader put them
+# (range k's views name data buffer k, see _jsonl.c), so joining costs no copy of a text.
+Parts = list[Any]
 
 
-def _list(valid: Block, offsets: Block, items: pa.Array) -> pa.Array:
-    import pyarrow as pa
-
-    return pa.Array.from_buffers(pa.large_list(items.type), offsets[1] // 8 - 1,
-                                 [arrow_buffer(valid), arrow_buffer(offsets)], children=[items])
-
-
-def _column(dtype: pl.DataType, parts: tuple[Any, ...]) -> pa.Array:
-    """One READ_SCHEMA column from the reader's buffers for it."""
-    import pyarrow as pa
-
-    if dtype == pl.String:
-        return _strings(parts)
-    if dtype == pl.Int64:
-        return _numbers(parts, pa.int64())
-    if dtype == pl.Float64:
-        return _numbers(parts, pa.float64())
-    if dtype == pl.List(pl.String):
-        return _list(parts[0], parts[1], _strings(parts[2]))
-    if dtype == pl.List(pl.Float64):
-        return _list(parts[0], parts[1], _numbers(parts[2], pa.float64()))
-    valid, offsets, item_valid, text, score, pid = parts  # candidates
-    fields = [_strings(text), _numbers(score, pa.float64()), _strings(pid)]
-    candidate = pa.struct([("text", pa.string_view()), ("score", pa.float64()), ("pid", pa.string_view())])
-    items = pa.Array.from_buffers(candidate, len(fields[0]), [arrow_buffer(item_valid)], children=fields)
-    return _list(valid, offsets, items)
-
-
-def _frame(columns: dict[str, Any], schema: dict[str, pl.DataType], first_line: int) -> pl.DataFrame:
+def _zeros(size: int) -> pa.Buffer:
     import numpy as np
     import pyarrow as pa
 
-    table = pa.table({k: _column(dtype, columns[k]) for k, dtype in schema.items()})
-    df = pl.from_arrow(table)
+    return pa.py_buffer(np.zeros(size, dtype=np.uint8))
+
+
+def _joined(buffers: list[pa.Buffer]) -> pa.Buffer:
+    import numpy as np
+    import pyarrow as pa
+
+    if len(buffers) == 1:
+        return buffers[0]
+    return pa.py_buffer(np.concatenate([np.frombuffer(b, dtype=np.uint8) for b in buffers]))
+
+
+def _joined_bits(parts: Parts, rows: list[int]) -> pa.Buffer:
+    """The validity bitmaps (item 0 of each part) of `rows` bits each, as one bitmap."""
+    import numpy as np
+    import pyarrow as pa
+
+    if len(parts) == 1:
+        return arrow_buffer(parts[0][0]) if parts[0] else _zeros((rows[0] + 7) // 8)
+    bits = [np.unpackbits(np.frombuffer(arrow_buffer(p[0]), dtype=np.uint8), count=n, bitorder="little") if p
+            else np.zeros(n, dtype=np.uint8) for p, n in zip(parts, rows, strict=True)]
+    return pa.py_buffer(np.packbits(np.concatenate(bits), bitorder="little"))
+
+
+def _strings(parts: Parts, rows: list[int]) -> pa.Array:
+    import pyarrow as pa
+
+    views = _joined([arrow_buffer(p[1]) if p else _zeros(16 * n) for p, n in zip(parts, rows, strict=True)])
+    data = [arrow_buffer(p[2]) if p else pa.py_buffer(b"") for p in parts]
+    return pa.Array.from_buffers(pa.string_view(), sum(rows), [_joined_bits(parts, rows), views, *data])
+
+
+def _numbers(parts: Parts, rows: list[int], dtype: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
+    values = _joined([arrow_buffer(p[1]) if p else _zeros(8 * n) for p, n in zip(parts, rows, strict=True)])
+    return pa.Array.from_buffers(dtype, sum(rows), [_joined_bits(parts, rows), values])
+
+
+def _list(parts: Parts, rows: list[int], items: Any) -> pa.Array:
+    """A large_list of each part's (validity, offsets, ...) whose items `items(parts, rows)` makes
+    of the parts' children."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = [np.frombuffer(arrow_buffer(p[1]), dtype=np.int64) if p else np.zeros(n + 1, dtype=np.int64)
+               for p, n in zip(parts, rows, strict=True)]
+    counts = [int(o[-1]) for o in offsets]
+    if len(parts) == 1:
+        joined = pa.py_buffer(offsets[0])
+    else:
+        starts = np.cumsum([0, *counts[:-1]])
+        joined = pa.py_buffer(np.concatenate([offsets[0], *(o[1:] + k for o, k in zip(offsets[1:], starts[1:], strict=True))]))
+    child = items(parts, counts)
+    return pa.Array.from_buffers(pa.large_list(child.type), sum(rows), [_joined_bits(parts, rows), joined], children=[child])
+
+
+def _candidates(parts: Parts, rows: list[int]) -> pa.Array:
+    """list<struct<text, score, pid>> from parts (validity, offsets, item validity, text, score, pid)."""
+    import pyarrow as pa
+
+    def items(parts: Parts, counts: list[int]) -> pa.Array:
+        fields = [_strings([p and p[3] for p in parts], counts), _numbers([p and p[4] for p in parts], counts, pa.float64()),
+                  _strings([p and p[5] for p in parts], counts)]
+        candidate = pa.struct([("text", pa.string_view()), ("score", pa.float64()), ("pid", pa.string_view())])
+        valid = _joined_bits([p and (p[2],) for p in parts], counts)
+        return pa.Array.from_buffers(candidate, sum(counts), [valid], children=fields)
+
+    return _list(parts, rows, items)
+
+
+def _column(dtype: pl.DataType, parts: Parts, rows: list[int]) -> pa.Array:
+    """One READ_SCHEMA column from the reader's buffers for it, range by range."""
+    import pyarrow as pa
+
+    if dtype == pl.String:
+        return _strings(parts, rows)
+    if dtype == pl.Int64:
+        return _numbers(parts, rows, pa.int64())
+    if dtype == pl.Float64:
+        return _numbers(parts, rows, pa.float64())
+    if dtype == pl.List(pl.String):
+        return _list(parts, rows, lambda ps, n: _strings([p and p[2] for p in ps], n))
+    if dtype == pl.List(pl.Float64):
+        return _list(parts, rows, lambda ps, n: _numbers([p and p[2] for p in ps], n, pa.float64()))
+    return _candidates(parts, rows)
+
+
+def _frame(ranges: list[tuple[int, dict[str, Any]]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """One frame of the ranges' (lines, columns), in order: `schema`'s columns + ``line``."""
+    import numpy as np
+    import pyarrow as pa
+
+    line_parts, first = [], 0
+    for lines, columns in ranges:
+        line_parts.append(np.frombuffer(arrow_buffer(columns["line"]), dtype=np.int64) + first)
+        first += lines
+    rows = [len(p) for p in line_parts]
+    line = pl.Series("line", np.concatenate(line_parts) if len(line_parts) > 1 else line_parts[0])
+    present = {k: _column(dtype, [columns[k] for _, columns in ranges], rows)
+               for k, dtype in schema.items() if any(columns[k] is not None for _, columns in ranges)}
+    # a key no record names: Polars' null column, not a buffer of null values
+    absent = [pl.repeat(None, line.len(), dtype=dtype, eager=True).alias(k) for k, dtype in schema.items() if k not in present]
+    if not present:
+        return pl.DataFrame([*absent, line])
+    df = pl.from_arrow(pa.table(present))
     assert isinstance(df, pl.DataFrame)
-    lines = np.frombuffer(arrow_buffer(columns["line"]), dtype=np.int64) + first_line
-    return df.cast(schema).with_columns(line=pl.Series(lines, dtype=pl.Int64))  # type: ignore[arg-type]
+    return df.cast({k: schema[k] for k in present}).hstack([*absent, line]).select(*schema, "line")
 
 
 def read_schema_records(body: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame | None:
@@ -137,14 +205,10 @@ def read_schema_records(body: Any, schema: dict[str, pl.DataType]) -> pl.DataFra
     bounds = _split_points(body, n_cpus)
     ranges = list(zip(bounds, bounds[1:], strict=False))
     if len(ranges) == 1:
-        parts = [_jsonl.parse(body, *ranges[0])]
+        parts = [_jsonl.parse(body, *ranges[0], 0)]
     else:
         with ThreadPoolExecutor(min(n_cpus, len(ranges))) as pool:
-            parts = list(pool.map(lambda r: _jsonl.parse(body, *r), ranges))
+            parts = list(pool.map(lambda k: _jsonl.parse(body, *ranges[k], k), range(len(ranges))))
     if any(p is None for p in parts):
         return None
-    frames, first_line = [], 0
-    for lines, columns in parts:
-        frames.append(_frame(columns, schema, first_line))
-        first_line += lines
-    return pl.concat(frames, rechunk=True) if len(frames) > 1 else frames[0]
+    return _frame(parts, schema)

@@ -759,6 +759,24 @@ def blank_series(texts: pl.Series) -> pl.Series:
     return pl.select(pl.when(texts.is_null()).then(None).otherwise(blank).alias(texts.name)).to_series()
 
 
+def normalized_hash_series(texts: pl.Series, seed: int) -> pl.Series:
+    """A UInt64 per text of a String Series: a hash of its `normalized` form, so equal normalized
+    texts get equal hashes (nulls an arbitrary one). Masking and dedup compare these first and
+    normalize only the texts whose hashes agree; the compiled pass (`_whitespace.c`) hashes
+    each text as it normalizes it, without writing the normalized texts out."""
+    try:
+        from tripleforge import _whitespace
+    except ImportError:  # not built in this copy (see fast_jsonl): another hash, the same use
+        return normalized_series(texts).hash(seed)
+    import numpy as np
+
+    if (parts := _string_views(texts)) is None:  # all null
+        return pl.repeat(seed, len(texts), dtype=pl.UInt64, eager=True).alias(texts.name)
+    arr, validity, views, data = parts
+    block = _whitespace.normalized_hash(views, tuple(data), arr.offset, len(arr), validity or b"", seed, cpus())
+    return pl.Series(texts.name, np.frombuffer(arrow_buffer(block), dtype=np.uint64))
+
+
 def _normalized_series_polars(texts: pl.Series) -> pl.Series:
     """`normalized_series` by Polars expressions: the regex rewrite runs only on the texts that
     are not ASCII, hold two spaces in a row or whitespace other than the space, or start or end
@@ -1185,24 +1203,33 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
 
 
 def _negatives_to_remove(negs: pl.DataFrame, positives: pl.DataFrame, drops: Counter[str]) -> pl.Series:
-    """``_r`` of the negatives in `negs` (``_r, _g, _nq, _t``: position, row or qid, normalized
-    query and text; in order) that equal a positive of their query (`positives`: ``_nq, _t``),
-    counted as ``negative_is_positive``, or repeat an earlier negative of their ``_g``, counted as
-    ``duplicate_negative`` (the first is kept). Empty in the common case, which is found by a
-    semi join and a distinct count of hashes (distinct hashes are distinct values; equal ones,
-    repeats or a collision, go to the exact ordered pass, which only such files pay for)."""
-    # a hash per (query, text) settles most negatives: only those whose hash a positive shares
-    # (equal, or a collision) go to the exact join, 6x faster than joining all on two strings
-    # (a negative's text is hashed once, for both checks)
-    positive_hashes = positives.select(pl.col("_nq").hash(1) ^ pl.col("_t").hash(2)).to_series()
-    negs = negs.with_columns(_th=pl.col("_t").hash(2))
-    maybe = negs.filter((pl.col("_nq").hash(1) ^ pl.col("_th")).is_in(positive_hashes.implode()))
-    as_pos = maybe.join(positives, on=["_nq", "_t"], how="semi")["_r"]
+    """``_r`` of the negatives in `negs` (``_r, _g, _q, _t, _hq, _ht``: position, row or qid,
+    query, text and the `normalized_hash_series` of the two; in order) that equal a positive of
+    their query (`positives`: ``_q, _t, _hq, _ht``), counted as ``negative_is_positive``, or
+    repeat an earlier negative of their ``_g``, counted as ``duplicate_negative`` (the first is
+    kept); queries and texts compared whitespace-normalized.
+
+    Hashes settle the common case, a file where neither happens: a negative whose (query, text)
+    hash no positive has, and a set of (group, text) hashes as large as the negatives, are
+    settled without a text being compared. Only the rows whose hashes agree (equal texts, or a
+    collision) are normalized and compared exactly."""
+    pair_key = pl.col("_hq") ^ pl.col("_ht")
+    positive_keys = positives.select(pair_key).to_series()
+    maybe = negs.filter(pair_key.is_in(positive_keys.implode()))
+    as_pos = maybe["_r"].clear()
+    if maybe.height:
+        maybe_keys = maybe.select(pair_key).to_series().implode()
+        exact = [pl.col("_q").map_batches(normalized_series), pl.col("_t").map_batches(normalized_series)]
+        same = positives.filter(pair_key.is_in(maybe_keys)).select(_nq=exact[0], _nt=exact[1])
+        as_pos = maybe.with_columns(_nq=exact[0], _nt=exact[1]).join(same, on=["_nq", "_nt"], how="semi")["_r"]
     rest = negs.filter(~pl.col("_r").is_in(as_pos.implode())) if as_pos.len() else negs
-    if rest.select((pl.col("_g").hash(1) ^ pl.col("_th")).n_unique()).item() == rest.height:
+    group_keys = rest.select(pl.col("_g").hash(3) ^ pl.col("_ht")).to_series()
+    if group_keys.n_unique() == group_keys.len():
         dup = as_pos.clear()
-    else:
-        dup = rest.filter(~pl.struct("_g", "_t").is_first_distinct())["_r"]
+    else:  # every copy of a repeated negative repeats its hash: the exact pass needs only those
+        repeats = rest.filter(group_keys.is_duplicated())
+        repeats = repeats.with_columns(_nt=normalized_series(repeats["_t"]))
+        dup = repeats.filter(~pl.struct("_g", "_nt").is_first_distinct())["_r"]
     drops.update({k: n for k, n in (("negative_is_positive", as_pos.len()), ("duplicate_negative", dup.len())) if n})
     return pl.concat([as_pos, dup])
 
@@ -1230,11 +1257,11 @@ def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     stay aligned with ``neg``; row and list order are kept. Lists must hold no nulls (validated)."""
     if g.height == 0 or not g.select(pl.col("neg").list.len().sum()).item():
         return g
-    rows = g.select("pos", "neg", _nq=normalized_series(g["query"])).with_row_index("_g")
-    positives = rows.select("_nq", _t=pl.col("pos")).explode("_t")
-    positives = positives.with_columns(_t=normalized_series(positives["_t"]))
-    negs = _explode_numbered(rows.select("_g", "_nq", "neg"), "neg")
-    negs = negs.select("_g", "_nq", "_i", _t=normalized_series(negs["neg"])).with_row_index("_r")
+    rows = g.select("pos", "neg", _q="query", _hq=normalized_hash_series(g["query"], 1)).with_row_index("_g")
+    positives = rows.select("_q", "_hq", _t="pos").explode("_t")
+    positives = positives.with_columns(_ht=normalized_hash_series(positives["_t"], 2))
+    negs = _explode_numbered(rows.select("_g", "_q", "_hq", "neg"), "neg").rename({"neg": "_t"})
+    negs = negs.with_columns(_ht=normalized_hash_series(negs["_t"], 2)).with_row_index("_r")
     remove = _negatives_to_remove(negs, positives, drops)
     if remove.len() == 0:
         return g  # the common case: nothing to rebuild
@@ -1253,10 +1280,10 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     queries compared whitespace-normalized, one count per removed pair. Order is kept."""
     if p.height == 0 or not (p["label"] == 0).any():
         return p
-    keyed = p.select(_g="qid", label="label", _nq=normalized_series(p["query"]), _t=normalized_series(p["passage"]))
-    keyed = keyed.with_row_index("_r")
-    positives = keyed.filter(pl.col("label") == 1).select("_nq", "_t")
-    remove = _negatives_to_remove(keyed.filter(pl.col("label") == 0).drop("label"), positives, drops)
+    keyed = p.select("label", _g="qid", _q="query", _t="passage", _hq=normalized_hash_series(p["query"], 1),
+                     _ht=normalized_hash_series(p["passage"], 2)).with_row_index("_r")
+    positives = keyed.filter(pl.col("label") == 1)
+    remove = _negatives_to_remove(keyed.filter(pl.col("label") == 0), positives, drops)
     if remove.len() == 0:
         return p
     return p.filter(~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(remove.implode()))
