@@ -292,17 +292,23 @@ def test_dropped_total_counts_records_not_the_negatives_taken_out_of_kept_rows(t
 
 @pytest.mark.parametrize("order", ["runs", "interleaved"])
 def test_grouping_by_qid_runs_gives_the_groups_of_grouping_by_qid(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
-    rows = [{"qid": f"q{q}", "query": f"query {q}", "passage": f"p{q}-{i}", "label": int(i == 1),
-             "score": None if q == 2 else i / 10} for q in range(4) for i in range(3)]
+    # q0 has no positive, q1 a prompt, q2 no scores, q3 a score missing (so no score lists)
+    rows = [{"qid": f"q{q}", "query": f"query {q}", "passage": f"a passage of query {q}, number {i}",
+             "label": int(i == 1 and q != 0), "score": None if q == 2 or (q, i) == (3, 0) else i / 10,
+             "prompt": "find the code" if q == 1 else None} for q in range(4) for i in range(3)]
     if order == "interleaved":
         rows = rows[::2] + rows[1::2]
     pairs = pl.DataFrame(rows).with_columns(
         *[pl.lit(None, F.PAIRS_SCHEMA[c]).alias(c) for c in F.PAIRS_SCHEMA if c not in rows[0]]).select(list(F.PAIRS_SCHEMA))
     assert F._qids_in_runs(pairs) == (order == "runs")
     got = F.pairs_to_grouped(pairs)
-    monkeypatch.setattr(F, "_qids_in_runs", lambda _: False)
+    monkeypatch.setattr(F, "_run_starts", lambda _: None)
     assert got.equals(F.pairs_to_grouped(pairs)) and got.schema == F.pairs_to_grouped(pairs).schema
     assert got["qid"].to_list() == list(dict.fromkeys(r["qid"] for r in rows))
+    q0, q1, q2, q3 = got.sort("qid").iter_rows(named=True)
+    assert q0["pos"] == [] and len(q0["neg"]) == 3 and q0["pos_scores"] == [] and sorted(q0["neg_scores"]) == [0.0, 0.1, 0.2]
+    assert q1["prompt"] == "find the code" and q1["pos_scores"] == [0.1] and sorted(q1["neg_scores"]) == [0.0, 0.2]
+    assert q2["pos_scores"] is None and q3["pos_scores"] is None and q3["neg_scores"] is None
 
 
 def test_qid_runs_count_a_null_qid_like_any_other() -> None:

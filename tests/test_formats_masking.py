@@ -19,7 +19,18 @@ from tripleforge.io import is_blank
 POS = "with open(p) as f: pass"
 
 
+@pytest.fixture(params=["hashes", "colliding hashes"])
+def hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Masking compares hashes, then texts where hashes agree: with every hash equal, each
+    negative takes the exact path, which must give the same result."""
+    if request.param == "colliding hashes":
+        monkeypatch.setattr(F, "normalized_hash_series", lambda texts, seed: pl.repeat(7, len(texts), dtype=pl.UInt64, eager=True))
+        monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.repeat(7, len(self), dtype=pl.UInt64, eager=True))
+    return str(request.param)
+
+
 @pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.usefixtures("hashes")
 def test_triplets_negative_equal_to_a_positive_or_repeated_is_removed_and_counted(tmp_path: Path, strict: bool) -> None:
     rows = [
         # the tryout's line: the positive among the negatives, and a negative twice
@@ -53,6 +64,7 @@ def _no_contradiction(p: pl.DataFrame) -> bool:
     return clash.height == 0 and not neg.select(pl.struct("qid", "t").is_duplicated().any()).item()
 
 
+@pytest.mark.usefixtures("hashes")
 def test_candidates_listed_above_and_below_the_threshold_keep_only_the_positive(tmp_path: Path) -> None:
     rows = [{"query": "q", "qid": "q1", "candidates": [
         {"text": POS, "score": 0.8}, {"text": POS + " ", "score": 0.1},
@@ -64,6 +76,7 @@ def test_candidates_listed_above_and_below_the_threshold_keep_only_the_positive(
     assert dict(rec.drops) == {"negative_is_positive": 1, "duplicate_negative": 1}
 
 
+@pytest.mark.usefixtures("hashes")
 def test_pairs_lines_without_qid_are_masked_by_query_text(tmp_path: Path) -> None:
     # without qids lines are grouped by query text, and "q" says x is relevant and not relevant
     rows = [{"query": "q", "passage": "x", "label": 1}, {"query": "q ", "passage": " x", "label": 0},
@@ -220,3 +233,15 @@ def test_exact_copies_of_a_record_are_dropped_and_counted(tmp_path: Path) -> Non
     scored = [{**t, "pos_scores": [0.9], "neg_scores": [0.1]}, {**t, "pos_scores": [0.8], "neg_scores": [0.1]}]
     g, _, rec = F.read_external(write_lines(tmp_path / "s.jsonl", scored))
     assert g.height == 2 and "duplicate_record" not in rec.drops
+
+
+def test_blank_in_lists_finds_the_rows_with_a_blank_item() -> None:
+    lists = pl.Series("l", [["a", " "], None, [], ["b", None], ["\u2028\t", "c"], ["x" * 20, ""]] * 3)
+    want = [True, False, False, False, True, True] * 3
+    assert F.blank_in_lists(lists).to_list() == want
+    assert F.blank_in_lists(lists.slice(4, 9)).to_list() == want[4:13]
+    assert F.blank_in_lists(pl.Series("l", [["a"], None], dtype=pl.List(pl.String))).to_list() == [False, False]
+    assert F.blank_in_lists(pl.Series("l", [None, None], dtype=pl.List(pl.String))).to_list() == [False, False]
+    cands = pl.Series("c", [[{"text": "a", "score": 1.0}], None, [{"text": " ", "score": None}, None], []],
+                      dtype=pl.List(F.CANDIDATE))
+    assert F.blank_in_lists(cands, "text").to_list() == [False, False, True, False]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -777,6 +777,27 @@ def normalized_hash_series(texts: pl.Series, seed: int) -> pl.Series:
     return pl.Series(texts.name, np.frombuffer(arrow_buffer(block), dtype=np.uint64))
 
 
+def blank_in_lists(lists: pl.Series, field: str | None = None) -> pl.Series:
+    """For each row of a list column of strings (or of structs, whose string `field` is looked
+    at), whether an item is empty or whitespace only (`blank_series` on the items at once, not a
+    regex per item); False for a null or empty list and for a null item."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    arr = lists.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    items = arr.flatten()  # the items of the non-null lists, in order (offsets and nulls applied)
+    if field is not None:
+        items = pc.struct_field(items, field)
+    texts = pl.Series(items) if len(items) else pl.Series([], dtype=pl.String)
+    blank = blank_series(texts).fill_null(False).to_numpy()
+    if not blank.any():
+        return pl.repeat(False, len(lists), eager=True).alias(lists.name)
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy()
+    rows = np.zeros(len(lists), dtype=np.bool_)
+    rows[np.repeat(np.arange(len(lists)), lengths)[blank]] = True
+    return pl.Series(lists.name, rows)
+
+
 def _normalized_series_polars(texts: pl.Series) -> pl.Series:
     """`normalized_series` by Polars expressions: the regex rewrite runs only on the texts that
     are not ASCII, hold two spaces in a row or whitespace other than the space, or start or end
@@ -808,8 +829,8 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
             (pl.col("pos").is_null(), "missing 'pos'"),
             (pl.col("pos").list.len() == 0, "empty 'pos'"),
             (_has_null("pos") | _has_null("neg"), "null text in 'pos'/'neg'"),
-            (has_blank("pos"), "empty text in 'pos'"),
-            (has_blank("neg"), "empty text in 'neg'"),
+            (pl.lit(blank_in_lists(df["pos"])), "empty text in 'pos'"),
+            (pl.lit(blank_in_lists(df["neg"])), "empty text in 'neg'"),
             (pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()),
              "'pos_scores' length differs from 'pos'"),
             (pl.col("neg_scores").is_not_null()
@@ -833,7 +854,7 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
             (pl.col("candidates").is_null(), "missing 'candidates'"),
             (pl.col("candidates").list.len() == 0, "empty 'candidates'"),
             (pl.col("candidates").list.eval(text.is_null()).list.any().fill_null(False), "a candidate has no 'text'"),
-            (pl.col("candidates").list.eval(is_blank(text)).list.any().fill_null(False),
+            (pl.lit(blank_in_lists(df["candidates"], "text")),
              "a candidate has an empty 'text'"),
             (pl.col("candidates").list.eval(~score.is_finite()).list.any().fill_null(False),
              "a candidate 'score' is NaN or infinite"),
@@ -1100,7 +1121,7 @@ def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFram
     then loses its score lists, as pairs input does: ``partial_scores``); a missing
     pid becomes ``<qid>:c<i>``, i counting the query's candidates over all its records in file
     order (records sharing a qid continue the count). Candidate order is kept."""
-    if df.height and not df["qid"].is_unique().all():
+    if df.height and not _all_distinct(df["qid"]):
         n = pl.col("candidates").list.drop_nulls().list.len()
         df = df.with_columns(_before=(n.cum_sum() - n).over("qid"))
     rows = _explode_numbered(df, "candidates")
@@ -1159,16 +1180,56 @@ def grouped_to_pairs(g: pl.DataFrame) -> pl.DataFrame:
     return both.sort(["_row", "_side", "_i"], maintain_order=True).select(list(PAIRS_SCHEMA))
 
 
-def _qids_in_runs(p: pl.DataFrame) -> bool:
-    """Whether each ``qid`` of `p` fills one run of rows, as in a file written query by query:
-    grouping by the run (an integer) then gives the groups of grouping by qid, in the same
-    order, at about half the cost of hashing the qids."""
+def _all_distinct(values: pl.Series) -> bool:
+    """Whether no two values are equal (nulls count as one value): distinct hashes settle it, a
+    third of the cost of counting distinct strings; only a repeated hash is counted exactly."""
+    return values.hash().n_unique() == values.len() or values.n_unique() == values.len()
+
+
+def _run_starts(p: pl.DataFrame) -> pl.Series | None:
+    """The first row of each run of equal ``qid``s in `p`, when each qid fills one run, as in a
+    file written query by query (else None): grouping is then cutting at these rows, with no
+    hashing of qids."""
     if p.height == 0:
-        return False
+        return None
     qid = pl.col("qid")
-    starts = qid.ne_missing(qid.shift()) | (pl.int_range(pl.len()) == 0)  # row 0 starts a run, null or not
-    firsts = p.select(qid.filter(starts)).to_series()  # the qid of each run
-    return firsts.n_unique() == firsts.len()
+    starts = p.select((qid.ne_missing(qid.shift()) | (pl.int_range(pl.len()) == 0)).arg_true()).to_series()
+    return starts if _all_distinct(p["qid"].gather(starts)) else None  # row 0 starts a run, null or not
+
+
+def _qids_in_runs(p: pl.DataFrame) -> bool:
+    return _run_starts(p) is not None
+
+
+def _lists_by_runs(values: pl.Series, keep: Any, bounds: Any, null: Any = None) -> pl.Series:
+    """For each run [bounds[i], bounds[i+1]) of `values`, the list of its values where `keep`
+    (a numpy bool per value) holds, in order; null where `null` (a bool per run) holds. The
+    lists are one filter of `values` and their offsets, not a group-by."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[bounds]
+    items = values.filter(pl.Series(keep)).rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), items, mask=None if null is None else pa.array(null))
+    return pl.Series(values.name, lists)
+
+
+def _grouped_by_runs(p: pl.DataFrame, starts: pl.Series, absent: list[str]) -> pl.DataFrame:
+    """`pairs_to_grouped` of pairs whose qids come in runs (`_run_starts`)."""
+    import numpy as np
+
+    bounds = np.append(starts.to_numpy().astype(np.int64), p.height)
+    label = p["label"].to_numpy()
+    pos, neg = label == 1, label == 0
+    nulls = np.concatenate([[0], np.cumsum(p["score"].is_null().to_numpy(), dtype=np.int64)])[bounds]
+    unscored = np.diff(nulls) > 0  # partial scores would misalign: see pairs_to_grouped
+    return p.select(c for c in META if c not in absent).gather(starts).with_columns(
+        _lists_by_runs(p["passage"], pos, bounds).alias("pos"),
+        _lists_by_runs(p["passage"], neg, bounds).alias("neg"),
+        _lists_by_runs(p["score"], pos, bounds, unscored).alias("pos_scores"),
+        _lists_by_runs(p["score"], neg, bounds, unscored).alias("neg_scores"),
+        *[pl.lit(None, META_SCHEMA[c]).alias(c) for c in absent],
+    )
 
 
 def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
@@ -1181,10 +1242,10 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     # Columns null throughout (most metadata of an external file) are added back after the
     # grouping: taking their first value per group cost as much as the rest of the aggregation.
     absent = [c for c in META if c != "qid" and p[c].null_count() == p.height]
-    by_run = _qids_in_runs(p)
-    keyed = p.with_columns(_run=pl.col("qid").rle_id()).rename({"qid": "_qid"}) if by_run else p
-    g = keyed.group_by("_run" if by_run else "qid", maintain_order=True).agg(
-        *([pl.col("_qid").first().alias("qid")] if by_run else []),
+    starts = _run_starts(p)
+    if starts is not None:
+        return _grouped_by_runs(p, starts, absent).select(list(GROUPED_SCHEMA))
+    g = p.group_by("qid", maintain_order=True).agg(
         *[pl.col(c).first() for c in META if c != "qid" and c not in absent],
         pos=pl.col("passage").filter(pos),
         neg=pl.col("passage").filter(neg),
@@ -1202,33 +1263,42 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     return g.select(list(GROUPED_SCHEMA))
 
 
-def _negatives_to_remove(negs: pl.DataFrame, positives: pl.DataFrame, drops: Counter[str]) -> pl.Series:
-    """``_r`` of the negatives in `negs` (``_r, _g, _q, _t, _hq, _ht``: position, row or qid,
-    query, text and the `normalized_hash_series` of the two; in order) that equal a positive of
-    their query (`positives`: ``_q, _t, _hq, _ht``), counted as ``negative_is_positive``, or
-    repeat an earlier negative of their ``_g``, counted as ``duplicate_negative`` (the first is
-    kept); queries and texts compared whitespace-normalized.
+# exact(side, rows) -> ``_g, _nq, _nt`` (group, normalized query and text) of the given rows
+# (``_r``) of the negatives (side "neg") or the positives ("pos"): what the hashes stand for.
+Exact = Callable[[str, pl.Series], pl.DataFrame]
+
+
+def _negatives_to_remove(negs: pl.DataFrame, positives: pl.DataFrame, exact: Exact, drops: Counter[str]) -> pl.Series:
+    """``_r`` of the negatives in `negs` (``_r, _gh, _hq, _ht``: row, and UInt64 hashes of the
+    group (row or qid, which has one query) and of the normalized query and text,
+    `normalized_hash_series`; in order) that equal a positive of their query (`positives`:
+    ``_r, _hq, _ht``), counted as ``negative_is_positive``, or repeat an earlier negative of
+    their group, counted as ``duplicate_negative`` (the first is kept); queries and texts
+    compared whitespace-normalized.
 
     Hashes settle the common case, a file where neither happens: a negative whose (query, text)
     hash no positive has, and a set of (group, text) hashes as large as the negatives, are
-    settled without a text being compared. Only the rows whose hashes agree (equal texts, or a
-    collision) are normalized and compared exactly."""
+    settled without a text being looked at. Only the rows whose hashes agree (equal texts, or a
+    collision) are compared exactly, through `exact`."""
     pair_key = pl.col("_hq") ^ pl.col("_ht")
     positive_keys = positives.select(pair_key).to_series()
+    # A group has one query, so (query, text) hashes all distinct, positives' and negatives',
+    # rule out both at once: one distinct count, the common case's only cost.
+    if positive_keys.append(negs.select(pair_key).to_series()).n_unique() == positives.height + negs.height:
+        return negs["_r"].clear()
     maybe = negs.filter(pair_key.is_in(positive_keys.implode()))
     as_pos = maybe["_r"].clear()
     if maybe.height:
-        maybe_keys = maybe.select(pair_key).to_series().implode()
-        exact = [pl.col("_q").map_batches(normalized_series), pl.col("_t").map_batches(normalized_series)]
-        same = positives.filter(pair_key.is_in(maybe_keys)).select(_nq=exact[0], _nt=exact[1])
-        as_pos = maybe.with_columns(_nq=exact[0], _nt=exact[1]).join(same, on=["_nq", "_nt"], how="semi")["_r"]
+        same = positives.filter(pair_key.is_in(maybe.select(pair_key).to_series().implode()))
+        candidates = exact("neg", maybe["_r"]).with_columns(_r=maybe["_r"])
+        as_pos = candidates.join(exact("pos", same["_r"]), on=["_nq", "_nt"], how="semi")["_r"]
     rest = negs.filter(~pl.col("_r").is_in(as_pos.implode())) if as_pos.len() else negs
-    group_keys = rest.select(pl.col("_g").hash(3) ^ pl.col("_ht")).to_series()
+    group_keys = rest.select(pl.col("_gh") ^ pl.col("_ht")).to_series()
     if group_keys.n_unique() == group_keys.len():
         dup = as_pos.clear()
     else:  # every copy of a repeated negative repeats its hash: the exact pass needs only those
-        repeats = rest.filter(group_keys.is_duplicated())
-        repeats = repeats.with_columns(_nt=normalized_series(repeats["_t"]))
+        repeats = rest["_r"].filter(group_keys.is_duplicated())
+        repeats = exact("neg", repeats).with_columns(_r=repeats)
         dup = repeats.filter(~pl.struct("_g", "_nt").is_first_distinct())["_r"]
     drops.update({k: n for k, n in (("negative_is_positive", as_pos.len()), ("duplicate_negative", dup.len())) if n})
     return pl.concat([as_pos, dup])
@@ -1257,12 +1327,18 @@ def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     stay aligned with ``neg``; row and list order are kept. Lists must hold no nulls (validated)."""
     if g.height == 0 or not g.select(pl.col("neg").list.len().sum()).item():
         return g
-    rows = g.select("pos", "neg", _q="query", _hq=normalized_hash_series(g["query"], 1)).with_row_index("_g")
-    positives = rows.select("_q", "_hq", _t="pos").explode("_t")
+    rows = g.select("pos", "neg", _hq=normalized_hash_series(g["query"], 1)).with_row_index("_g")
+    positives = rows.select("_g", "_hq", _t="pos").explode("_t").with_row_index("_r")
     positives = positives.with_columns(_ht=normalized_hash_series(positives["_t"], 2))
-    negs = _explode_numbered(rows.select("_g", "_q", "_hq", "neg"), "neg").rename({"neg": "_t"})
-    negs = negs.with_columns(_ht=normalized_hash_series(negs["_t"], 2)).with_row_index("_r")
-    remove = _negatives_to_remove(negs, positives, drops)
+    negs = _explode_numbered(rows.select("_g", "_hq", "neg"), "neg").rename({"neg": "_t"})
+    negs = negs.with_columns(_gh=pl.col("_g").cast(pl.UInt64), _ht=normalized_hash_series(negs["_t"], 2)).with_row_index("_r")
+
+    def exact(side: str, at: pl.Series) -> pl.DataFrame:
+        picked = (negs if side == "neg" else positives).select("_g", "_t")[at]
+        return picked.select("_g", _nq=normalized_series(g["query"].gather(picked["_g"])),
+                             _nt=normalized_series(picked["_t"]))
+
+    remove = _negatives_to_remove(negs, positives, exact, drops)
     if remove.len() == 0:
         return g  # the common case: nothing to rebuild
     keep = negs.filter(~pl.col("_r").is_in(remove.implode())).group_by("_g").agg(_keep=pl.col("_i"))
@@ -1280,10 +1356,18 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     queries compared whitespace-normalized, one count per removed pair. Order is kept."""
     if p.height == 0 or not (p["label"] == 0).any():
         return p
-    keyed = p.select("label", _g="qid", _q="query", _t="passage", _hq=normalized_hash_series(p["query"], 1),
-                     _ht=normalized_hash_series(p["passage"], 2)).with_row_index("_r")
+    # hashes only: the texts are looked at (by `exact`) where hashes agree
+    hq, ht = normalized_hash_series(p["query"], 1).alias("_hq"), normalized_hash_series(p["passage"], 2).alias("_ht")
+    if (hq ^ ht).n_unique() == p.height:  # no (query, text) twice: nothing to remove (see _negatives_to_remove)
+        return p
+    keyed = pl.DataFrame([p["label"], p["qid"].hash(3).alias("_gh"), hq, ht]).with_row_index("_r")
+
+    def exact(side: str, at: pl.Series) -> pl.DataFrame:
+        picked = p.select("qid", "query", "passage")[at]
+        return picked.select(_g="qid", _nq=normalized_series(picked["query"]), _nt=normalized_series(picked["passage"]))
+
     positives = keyed.filter(pl.col("label") == 1)
-    remove = _negatives_to_remove(keyed.filter(pl.col("label") == 0), positives, drops)
+    remove = _negatives_to_remove(keyed.filter(pl.col("label") == 0), positives, exact, drops)
     if remove.len() == 0:
         return p
     return p.filter(~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(remove.implode()))
