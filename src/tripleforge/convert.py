@@ -241,7 +241,7 @@ def drop_copies_across_sources(
         return
     both = pl.concat([g.select(F.RECORD_CONTENT).with_columns(_part=pl.lit(i, pl.UInt32))
                       for i, g in enumerate(grouped_parts)])
-    keep = F.first_copies(both, F.RECORD_CONTENT, pl.col("query").hash())
+    keep = F.first_copies(both, F.RECORD_CONTENT, F.record_probe())
     if keep is None:
         return
     start = 0

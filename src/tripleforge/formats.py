@@ -964,10 +964,11 @@ def _qid_clash(df: pl.DataFrame) -> pl.Series:
     # Common case, settled by hashes: each qid comes with one exact query text (distinct hashes of
     # (qid, query) as many as of qid). Only otherwise are queries normalized and compared.
     # (two column hashes xor-ed cost half a struct's hash)
-    counts = df.filter(pl.col("qid").is_not_null()).select(
-        pairs=(pl.col("qid").hash(1) ^ pl.col("query").hash(2)).n_unique(), qids=pl.col("qid").hash().n_unique())
-    if counts.row(0)[0] == counts.row(0)[1]:
-        return none
+    named = df.filter(pl.col("qid").is_not_null()) if df["qid"].null_count() else df
+    qids = named["qid"].hash(1)
+    distinct = qids.n_unique()
+    if distinct == named.height or (qids ^ named["query"].hash(2)).n_unique() == distinct:
+        return none  # (the first: no qid twice, as in a candidates file with a line per query)
     keyed = df.select("qid", "line", _nq=normalized_series(df["query"]))
     first = keyed.filter(pl.col("qid").is_not_null() & pl.col("_nq").is_not_null()).group_by(
         "qid", maintain_order=True).agg(_fq=pl.col("_nq").first(), _fl=pl.col("line").first())
@@ -1348,6 +1349,14 @@ def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
                             ).select(list(GROUPED_SCHEMA))
 
 
+def _text_pairs_distinct(p: pl.DataFrame) -> bool:
+    """Whether no two PAIRS rows have the same query and passage, whitespace-normalized, by one
+    distinct count of hashes: then no label-0 pair repeats one of its qid or equals a positive of
+    its query (a qid has one query), and no row is a copy of another (copies have equal texts)."""
+    keys = normalized_hash_series(p["query"], 1) ^ normalized_hash_series(p["passage"], 2)
+    return keys.n_unique() == p.height
+
+
 def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     """PAIRS rows without the label-0 pairs that contradict a positive, as `mask_negatives` does
     for grouped rows: a label-0 passage equal to a label-1 passage of a pair with the same query
@@ -1357,9 +1366,9 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     if p.height == 0 or not (p["label"] == 0).any():
         return p
     # hashes only: the texts are looked at (by `exact`) where hashes agree
-    hq, ht = normalized_hash_series(p["query"], 1).alias("_hq"), normalized_hash_series(p["passage"], 2).alias("_ht")
-    if (hq ^ ht).n_unique() == p.height:  # no (query, text) twice: nothing to remove (see _negatives_to_remove)
+    if _text_pairs_distinct(p):
         return p
+    hq, ht = normalized_hash_series(p["query"], 1).alias("_hq"), normalized_hash_series(p["passage"], 2).alias("_ht")
     keyed = pl.DataFrame([p["label"], p["qid"].hash(3).alias("_gh"), hq, ht]).with_row_index("_r")
 
     def exact(side: str, at: pl.Series) -> pl.DataFrame:
@@ -1374,6 +1383,20 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
 
 
 RECORD_CONTENT = ["query", "prompt", "type", "pos", "neg", "pos_scores", "neg_scores"]
+
+
+def record_probe() -> pl.Expr:
+    """A hash that copies of a grouped record (equal on RECORD_CONTENT) share, for `first_copies`:
+    the query's, with the sizes of its lists and of its first positive and negative, so that two
+    records of one query with other passages (a query asked twice, common in real files) seldom
+    need the full comparison. Sizes, not texts: a text's size sits in its string view, while
+    hashing the passages themselves reads them from all over memory (5x the query's hash)."""
+    sizes = [pl.col("pos").list.len(), pl.col("neg").list.len(),
+             pl.col("pos").list.first().str.len_bytes(), pl.col("neg").list.first().str.len_bytes()]
+    probe = pl.col("query").hash(4)
+    for seed, size in enumerate(sizes, 5):
+        probe = probe ^ size.hash(seed)
+    return probe
 PAIR_CONTENT = ["qid", "query", "passage", "label", "score"]
 
 
@@ -1419,14 +1442,16 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
         return pl.DataFrame(schema=GROUPED_SCHEMA), pl.DataFrame(schema=PAIRS_SCHEMA), rec
     if rec.format in ("triplets", "legacy"):
         grouped = mask_negatives(whole_score_lists(records_to_grouped(rec), rec.drops), rec.drops)
-        grouped = drop_copies(grouped, RECORD_CONTENT, pl.col("query").hash(), rec.drops)
+        grouped = drop_copies(grouped, RECORD_CONTENT, record_probe(), rec.drops)
         pairs = grouped_to_pairs(grouped)
     else:
-        pairs = mask_negative_pairs(records_to_pairs(rec, threshold), rec.drops)
-        pairs = drop_copies(pairs, PAIR_CONTENT, pl.col("qid").hash() ^ pl.col("passage").hash(), rec.drops)
+        pairs = records_to_pairs(rec, threshold)
+        if not _text_pairs_distinct(pairs):  # else neither has anything to remove
+            pairs = mask_negative_pairs(pairs, rec.drops)
+            pairs = drop_copies(pairs, PAIR_CONTENT, pl.col("qid").hash() ^ pl.col("passage").hash(), rec.drops)
         grouped = pairs_to_grouped(pairs)
         # queries (qids) with the same lines as an earlier one: their pairs go too
-        keep = first_copies(grouped, RECORD_CONTENT, pl.col("query").hash())
+        keep = first_copies(grouped, RECORD_CONTENT, record_probe())
         if keep is not None:
             rec.drops["duplicate_record"] += int((~keep).sum())
             pairs = pairs.filter(~pl.col("qid").is_in(grouped.filter(~keep).get_column("qid").implode()))
@@ -1435,10 +1460,10 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
             partly = pairs.group_by("qid").agg(n=pl.col("score").null_count(), of=pl.len())
             if n := partly.filter((pl.col("n") > 0) & (pl.col("n") < pl.col("of"))).height:
                 rec.drops["partial_scores"] += n  # rows kept, score lists dropped: see pairs_to_grouped
-        empty = grouped.filter(pl.col("pos").list.len() == 0)
-        if empty.height:
-            rec.drops["no_positive"] += empty.height
-            grouped = grouped.filter(pl.col("pos").list.len() > 0)
+        has_positive = grouped["pos"].list.len() > 0
+        if empty := int((~has_positive).sum()):
+            rec.drops["no_positive"] += empty
+            grouped = grouped.filter(has_positive)
     return grouped, pairs, rec
 
 

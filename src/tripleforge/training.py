@@ -378,7 +378,7 @@ def select_training_groups(g: pl.DataFrame, p: TrainDataParams) -> Selected:
     cands = best_of_candidates(train, p, usable if len(picked) < train.height else None)
     # an exact copy of a row (e.g. the same record in two external files) would put each copy's
     # positive among the other's in-batch negatives
-    kept = F.drop_copies(cands.kept, F.RECORD_CONTENT, pl.col("query").hash(), drops)
+    kept = F.drop_copies(cands.kept, F.RECORD_CONTENT, F.record_probe(), drops)
     drops.update(cands.drops)
     rows = []
     for r in kept["_row"].to_list():
