@@ -19,10 +19,13 @@ from tripleforge.io import is_blank
 POS = "with open(p) as f: pass"
 
 
-@pytest.fixture(params=["hashes", "colliding hashes"])
+@pytest.fixture(params=["hashes", "colliding hashes", "no compiled module"])
 def hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Masking compares hashes, then texts where hashes agree: with every hash equal, each
-    negative takes the exact path, which must give the same result."""
+    negative takes the exact path, which must give the same result; so must the Polars hashes
+    and checks a copy without the compiled module uses."""
+    if request.param == "no compiled module":
+        monkeypatch.setitem(sys.modules, "tripleforge._whitespace", None)  # an import of it fails
     if request.param == "colliding hashes":
         monkeypatch.setattr(F, "normalized_hash_series", lambda texts, seed: pl.repeat(7, len(texts), dtype=pl.UInt64, eager=True))
         monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.repeat(7, len(self), dtype=pl.UInt64, eager=True))

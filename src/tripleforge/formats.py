@@ -1093,7 +1093,13 @@ def records_to_pairs(rec: ReadResult, threshold: float = 0.5) -> pl.DataFrame:
         )
         return _with_pair_pids(out).select(list(PAIRS_SCHEMA))
     if rec.format == "candidates":
-        return candidates_to_pairs(df.select(**_meta_exprs(rec.path, qid), candidates=pl.col("candidates")), threshold)
+        # Only the columns that vary go through the explode, which would write out a constant
+        # column's value for every candidate: the rest are set after it, as constants.
+        meta = _meta_exprs(rec.path, qid)
+        varying = {c: meta[c] for c in ("qid", "query", "prompt", "type", "task", "source")
+                   if c in ("qid", "source") or df[c].null_count() < df.height}
+        pairs = candidates_to_pairs(df.select(**varying, candidates=pl.col("candidates")), threshold)
+        return pairs.with_columns(split=meta["split"], source_format=pl.lit(rec.format))
     return pl.DataFrame(schema=PAIRS_SCHEMA)
 
 
@@ -1115,7 +1121,8 @@ def _with_pair_pids(out: pl.DataFrame) -> pl.DataFrame:
 
 
 def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFrame:
-    """META + ``candidates`` list[{text, score, pid}] -> PAIRS_SCHEMA, one row per candidate.
+    """``qid``, other META columns (those missing come out null) + ``candidates``
+    list[{text, score, pid}] -> PAIRS_SCHEMA, one row per candidate.
 
     A missing score counts as 1.0 (the spec's default) for the label only, ``label = score >=
     threshold``; ``score`` stays null, since 1.0 is no teacher's judgment (a partly scored query
@@ -1136,6 +1143,7 @@ def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFram
     rows = rows.with_columns(
         pid=_fill_nulls(rows, "pid", pl.col("qid") + ":c" + pl.col("_i").cast(pl.String)),
         label=(pl.col("score").fill_null(1.0) >= threshold).cast(pl.Int64),
+        *[pl.lit(None, META_SCHEMA[c]).alias(c) for c in META if c not in df.columns],
     )
     return rows.select(list(PAIRS_SCHEMA))
 
