@@ -300,7 +300,7 @@ def test_grouping_by_qid_runs_gives_the_groups_of_grouping_by_qid(monkeypatch: p
         rows = rows[::2] + rows[1::2]
     pairs = pl.DataFrame(rows).with_columns(
         *[pl.lit(None, F.PAIRS_SCHEMA[c]).alias(c) for c in F.PAIRS_SCHEMA if c not in rows[0]]).select(list(F.PAIRS_SCHEMA))
-    assert F._qids_in_runs(pairs) == (order == "runs")
+    assert (F._run_starts(pairs) is not None) == (order == "runs")
     got = F.pairs_to_grouped(pairs)
     monkeypatch.setattr(F, "_run_starts", lambda _: None)
     assert got.equals(F.pairs_to_grouped(pairs)) and got.schema == F.pairs_to_grouped(pairs).schema
@@ -313,4 +313,4 @@ def test_grouping_by_qid_runs_gives_the_groups_of_grouping_by_qid(monkeypatch: p
 
 def test_qid_runs_count_a_null_qid_like_any_other() -> None:
     frame = pl.DataFrame({"qid": [None, "a", None]}, schema={"qid": pl.String})
-    assert not F._qids_in_runs(frame) and F._qids_in_runs(frame.slice(0, 2))
+    assert F._run_starts(frame) is None and F._run_starts(frame.slice(0, 2)) is not None

@@ -248,3 +248,22 @@ def test_blank_in_lists_finds_the_rows_with_a_blank_item() -> None:
     cands = pl.Series("c", [[{"text": "a", "score": 1.0}], None, [{"text": " ", "score": None}, None], []],
                       dtype=pl.List(F.CANDIDATE))
     assert F.blank_in_lists(cands, "text").to_list() == [False, False, True, False]
+
+
+def test_normalized_hash_series_is_equal_exactly_for_equal_normalized_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(5)
+    pieces = ["a", "b", " ", "  ", "\t", "\n", "\u3000", "é", "x" * 13, "\u2028", "\x1c"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 9))) for _ in range(3000)] + ["x" * 40] * 2
+    series = pl.Series("t", [*texts, None])
+    monkeypatch.setattr(F, "cpus", lambda: 4)  # `many` below (150k texts) is hashed in shares on threads
+    hashes = F.normalized_hash_series(series, 1).to_list()
+    by_text: dict[str, set[int]] = {}
+    for t, h in zip(texts, hashes, strict=False):
+        by_text.setdefault(normalize_text(t), set()).add(h)
+    assert all(len(h) == 1 for h in by_text.values())  # equal normalized texts, one hash
+    assert len({next(iter(h)) for h in by_text.values()}) == len(by_text)  # distinct texts, distinct hashes
+    assert F.normalized_hash_series(series, 2).to_list() != hashes  # the seed matters
+    assert F.normalized_hash_series(series.slice(7, 100), 1).to_list() == hashes[7:107]
+    many = pl.Series("t", texts * 50)
+    assert F.normalized_hash_series(many, 1).to_list() == hashes[: len(texts)] * 50  # across threads
+    assert F.normalized_hash_series(pl.Series("n", [None, None], dtype=pl.String), 1).len() == 2

@@ -4,7 +4,8 @@
 one record per line, into the values Arrow's JSON reader gives with that schema, and returns
 None for any other buffer, which `formats` then reads the slow, explaining way. A large buffer is
 read in ranges of whole lines, one thread per CPU (the reader releases the GIL), and the ranges
-are joined in order, so the frame does not depend on the split.
+are joined in order, so the frame does not depend on the split; the join copies no text (each
+range's string views name its own data buffer).
 
 The module is compiled by the editable install into `src/tripleforge/`; a copy of the repository
 without that build (`dvc exp run --queue`/`--temp` run the stages in one, see stages/_src.py)
@@ -137,9 +138,11 @@ def _list(parts: Parts, rows: list[int], items: Any) -> pa.Array:
         joined = pa.py_buffer(offsets[0])
     else:
         starts = np.cumsum([0, *counts[:-1]])
-        joined = pa.py_buffer(np.concatenate([offsets[0], *(o[1:] + k for o, k in zip(offsets[1:], starts[1:], strict=True))]))
+        shifted = (o[1:] + k for o, k in zip(offsets[1:], starts[1:], strict=True))
+        joined = pa.py_buffer(np.concatenate([offsets[0], *shifted]))
     child = items(parts, counts)
-    return pa.Array.from_buffers(pa.large_list(child.type), sum(rows), [_joined_bits(parts, rows), joined], children=[child])
+    buffers = [_joined_bits(parts, rows), joined]
+    return pa.Array.from_buffers(pa.large_list(child.type), sum(rows), buffers, children=[child])
 
 
 def _candidates(parts: Parts, rows: list[int]) -> pa.Array:
@@ -147,7 +150,8 @@ def _candidates(parts: Parts, rows: list[int]) -> pa.Array:
     import pyarrow as pa
 
     def items(parts: Parts, counts: list[int]) -> pa.Array:
-        fields = [_strings([p and p[3] for p in parts], counts), _numbers([p and p[4] for p in parts], counts, pa.float64()),
+        fields = [_strings([p and p[3] for p in parts], counts),
+                  _numbers([p and p[4] for p in parts], counts, pa.float64()),
                   _strings([p and p[5] for p in parts], counts)]
         candidate = pa.struct([("text", pa.string_view()), ("score", pa.float64()), ("pid", pa.string_view())])
         valid = _joined_bits([p and (p[2],) for p in parts], counts)
@@ -187,7 +191,8 @@ def _frame(ranges: list[tuple[int, dict[str, Any]]], schema: dict[str, pl.DataTy
     present = {k: _column(dtype, [columns[k] for _, columns in ranges], rows)
                for k, dtype in schema.items() if any(columns[k] is not None for _, columns in ranges)}
     # a key no record names: Polars' null column, not a buffer of null values
-    absent = [pl.repeat(None, line.len(), dtype=dtype, eager=True).alias(k) for k, dtype in schema.items() if k not in present]
+    absent = [pl.repeat(None, line.len(), dtype=dtype, eager=True).alias(k)
+              for k, dtype in schema.items() if k not in present]
     if not present:
         return pl.DataFrame([*absent, line])
     df = pl.from_arrow(pa.table(present))

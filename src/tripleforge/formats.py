@@ -1206,10 +1206,6 @@ def _run_starts(p: pl.DataFrame) -> pl.Series | None:
     return starts if _all_distinct(p["qid"].gather(starts)) else None  # row 0 starts a run, null or not
 
 
-def _qids_in_runs(p: pl.DataFrame) -> bool:
-    return _run_starts(p) is not None
-
-
 def _lists_by_runs(values: pl.Series, keep: Any, bounds: Any, null: Any = None) -> pl.Series:
     """For each run [bounds[i], bounds[i+1]) of `values`, the list of its values where `keep`
     (a numpy bool per value) holds, in order; null where `null` (a bool per run) holds. The
@@ -1340,7 +1336,8 @@ def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     positives = rows.select("_g", "_hq", _t="pos").explode("_t").with_row_index("_r")
     positives = positives.with_columns(_ht=normalized_hash_series(positives["_t"], 2))
     negs = _explode_numbered(rows.select("_g", "_hq", "neg"), "neg").rename({"neg": "_t"})
-    negs = negs.with_columns(_gh=pl.col("_g").cast(pl.UInt64), _ht=normalized_hash_series(negs["_t"], 2)).with_row_index("_r")
+    negs = negs.with_columns(_gh=pl.col("_g").cast(pl.UInt64), _ht=normalized_hash_series(negs["_t"], 2))
+    negs = negs.with_row_index("_r")
 
     def exact(side: str, at: pl.Series) -> pl.DataFrame:
         picked = (negs if side == "neg" else positives).select("_g", "_t")[at]
@@ -1359,8 +1356,9 @@ def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
 
 def _text_pairs_distinct(p: pl.DataFrame) -> bool:
     """Whether no two PAIRS rows have the same query and passage, whitespace-normalized, by one
-    distinct count of hashes: then no label-0 pair repeats one of its qid or equals a positive of
-    its query (a qid has one query), and no row is a copy of another (copies have equal texts)."""
+    distinct count of hashes: then no label-0 pair repeats another of its qid or equals a positive
+    of its query (a qid has one query, validated), and no row is a copy of another (copies have
+    equal texts)."""
     keys = normalized_hash_series(p["query"], 1) ^ normalized_hash_series(p["passage"], 2)
     return keys.n_unique() == p.height
 
@@ -1391,6 +1389,7 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
 
 
 RECORD_CONTENT = ["query", "prompt", "type", "pos", "neg", "pos_scores", "neg_scores"]
+PAIR_CONTENT = ["qid", "query", "passage", "label", "score"]
 
 
 def record_probe() -> pl.Expr:
@@ -1405,7 +1404,6 @@ def record_probe() -> pl.Expr:
     for seed, size in enumerate(sizes, 5):
         probe = probe ^ size.hash(seed)
     return probe
-PAIR_CONTENT = ["qid", "query", "passage", "label", "score"]
 
 
 def first_copies(df: pl.DataFrame, cols: list[str], probe: pl.Expr) -> pl.Series | None:
