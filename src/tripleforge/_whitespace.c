@@ -147,6 +147,31 @@ static int fits(const Py_buffer *views, const Py_buffer *validity, Py_ssize_t of
     return 0;
 }
 
+/* The texts a function is called with: (views, data_buffers, offset, length, validity, ...)
+ * of an Arrow string_view array, the slice [offset, offset + length) being looked at. */
+typedef struct {
+    Py_buffer views, validity;
+    Py_buffer *data; /* the data buffers, borrowed */
+    Py_ssize_t nbuf, offset, length;
+} Texts;
+
+/* After the arguments are parsed into t: borrow the data buffers and check the bounds; -1 with
+ * the Python error set. texts_close undoes both, and the parse. */
+static int texts_open(Texts *t, PyObject *data_list) {
+    t->data = borrow_buffers(data_list, &t->nbuf);
+    return t->data && fits(&t->views, &t->validity, t->offset, t->length) ? 0 : -1;
+}
+
+static void texts_close(Texts *t) {
+    release_buffers(t->data, t->nbuf);
+    PyBuffer_Release(&t->views);
+    PyBuffer_Release(&t->validity);
+}
+
+static inline const unsigned char *texts_bits(const Texts *t) {
+    return t->validity.len ? (const unsigned char *)t->validity.buf : NULL;
+}
+
 /* One thread's share: the texts [lo, hi) of the array, their rewritten bytes in `data`, whose
  * buffer index in the output array is `index`. */
 typedef struct {
@@ -222,20 +247,18 @@ static void run_shares(void *(*fn)(void *), void *shares, size_t stride, int n) 
 
 static PyObject *normalize(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer views, validity;
+    Texts t = {0};
     PyObject *data_list;
-    Py_ssize_t offset, length;
     int threads;
-    if (!PyArg_ParseTuple(args, "y*O!nny*i", &views, &PyTuple_Type, &data_list, &offset, &length, &validity, &threads))
+    if (!PyArg_ParseTuple(args, "y*O!nny*i", &t.views, &PyTuple_Type, &data_list, &t.offset, &t.length, &t.validity,
+                          &threads))
         return NULL;
-    Py_ssize_t nbuf = 0;
-    Py_buffer *data = borrow_buffers(data_list, &nbuf);
     Share share[MAX_THREADS];
     memset(share, 0, sizeof share);
     Buf out_views = {0};
     PyObject *result = NULL;
-    if (!data) goto done;
-    if (!fits(&views, &validity, offset, length)) goto done;
+    if (texts_open(&t, data_list)) goto done;
+    Py_ssize_t offset = t.offset, length = t.length, nbuf = t.nbuf;
     /* the output views start as the input's, with the same offset, so the validity fits too */
     size_t size = (size_t)(offset + length) * 16;
     if (buf_grow(&out_views, size)) {
@@ -245,11 +268,11 @@ static PyObject *normalize(PyObject *self, PyObject *args) {
     out_views.len = size;
     int n = share_count(threads, length);
     for (int k = 0; k < n; k++) {
-        share[k] = (Share){validity.len ? validity.buf : NULL, data, nbuf, offset + length * k / n,
+        share[k] = (Share){texts_bits(&t), t.data, nbuf, offset + length * k / n,
                            offset + length * (k + 1) / n, (unsigned char *)out_views.p, (int32_t)(nbuf + k), {0}, 0, 0};
     }
     Py_BEGIN_ALLOW_THREADS
-    if (size) memcpy(out_views.p, views.buf, size);
+    if (size) memcpy(out_views.p, t.views.buf, size);
     run_shares(normalize_share, share, sizeof share[0], n);
     Py_END_ALLOW_THREADS
     Py_ssize_t changed = 0;
@@ -282,9 +305,7 @@ static PyObject *normalize(PyObject *self, PyObject *args) {
 done:
     free(out_views.p);
     for (int k = 0; k < MAX_THREADS; k++) free(share[k].data.p);
-    release_buffers(data, nbuf);
-    PyBuffer_Release(&views);
-    PyBuffer_Release(&validity);
+    texts_close(&t);
     return result;
 }
 
@@ -378,21 +399,19 @@ static void *hash_share(void *arg) {
  * without writing the normalized texts anywhere but a scratch buffer. */
 static PyObject *normalized_hash(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer views, validity;
+    Texts t = {0};
     PyObject *data_list;
-    Py_ssize_t offset, length;
     unsigned long long seed;
     int threads;
-    if (!PyArg_ParseTuple(args, "y*O!nny*Ki", &views, &PyTuple_Type, &data_list, &offset, &length, &validity, &seed,
-                          &threads))
+    if (!PyArg_ParseTuple(args, "y*O!nny*Ki", &t.views, &PyTuple_Type, &data_list, &t.offset, &t.length, &t.validity,
+                          &seed, &threads))
         return NULL;
-    Py_ssize_t nbuf = 0;
-    Py_buffer *data = borrow_buffers(data_list, &nbuf);
     HashShare share[MAX_THREADS];
     memset(share, 0, sizeof share);
     Buf out = {0};
     PyObject *result = NULL;
-    if (!data || !fits(&views, &validity, offset, length)) goto done;
+    if (texts_open(&t, data_list)) goto done;
+    Py_ssize_t offset = t.offset, length = t.length;
     if (buf_grow(&out, (size_t)length * 8)) {
         PyErr_NoMemory();
         goto done;
@@ -400,7 +419,7 @@ static PyObject *normalized_hash(PyObject *self, PyObject *args) {
     out.len = (size_t)length * 8;
     int n = share_count(threads, length);
     for (int k = 0; k < n; k++) {
-        share[k] = (HashShare){validity.len ? validity.buf : NULL, views.buf, data, nbuf, offset,
+        share[k] = (HashShare){texts_bits(&t), t.views.buf, t.data, t.nbuf, offset,
                                offset + length * k / n, offset + length * (k + 1) / n, seed, (uint64_t *)out.p, {0}, 0};
     }
     Py_BEGIN_ALLOW_THREADS
@@ -417,9 +436,7 @@ static PyObject *normalized_hash(PyObject *self, PyObject *args) {
 done:
     free(out.p);
     for (int k = 0; k < MAX_THREADS; k++) free(share[k].scratch.p);
-    release_buffers(data, nbuf);
-    PyBuffer_Release(&views);
-    PyBuffer_Release(&validity);
+    texts_close(&t);
     return result;
 }
 
@@ -428,16 +445,14 @@ done:
  * may leave a stale one there). Most texts settle at their first character. */
 static PyObject *blank(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer views, validity;
+    Texts t = {0};
     PyObject *data_list;
-    Py_ssize_t offset, length;
-    if (!PyArg_ParseTuple(args, "y*O!nny*", &views, &PyTuple_Type, &data_list, &offset, &length, &validity)) return NULL;
-    Py_ssize_t nbuf = 0;
-    Py_buffer *data = borrow_buffers(data_list, &nbuf);
+    if (!PyArg_ParseTuple(args, "y*O!nny*", &t.views, &PyTuple_Type, &data_list, &t.offset, &t.length, &t.validity))
+        return NULL;
     PyObject *out = NULL;
-    if (!data) goto done;
-    if (!fits(&views, &validity, offset, length)) goto done;
-    const unsigned char *bits = validity.len ? (const unsigned char *)validity.buf : NULL;
+    if (texts_open(&t, data_list)) goto done;
+    Py_ssize_t offset = t.offset, length = t.length;
+    const unsigned char *bits = texts_bits(&t);
     out = PyBytes_FromStringAndSize(NULL, length);
     if (!out) goto done;
     unsigned char *mask = (unsigned char *)PyBytes_AS_STRING(out);
@@ -451,7 +466,7 @@ static PyObject *blank(PyObject *self, PyObject *args) {
         }
         const unsigned char *s;
         int32_t len;
-        if (view_text((const unsigned char *)views.buf + at * 16, data, nbuf, &s, &len)) {
+        if (view_text((const unsigned char *)t.views.buf + at * 16, t.data, t.nbuf, &s, &len)) {
             bad = 1;
             break;
         }
@@ -465,9 +480,7 @@ static PyObject *blank(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a view points outside its data buffer");
     }
 done:
-    release_buffers(data, nbuf);
-    PyBuffer_Release(&views);
-    PyBuffer_Release(&validity);
+    texts_close(&t);
     return out;
 }
 
