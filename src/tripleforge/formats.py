@@ -1394,15 +1394,17 @@ PAIR_CONTENT = ["qid", "query", "passage", "label", "score"]
 
 def record_probe() -> pl.Expr:
     """A hash that copies of a grouped record (equal on RECORD_CONTENT) share, for `first_copies`:
-    the query's, with the sizes of its lists and of its first positive and negative, so that two
-    records of one query with other passages (a query asked twice, common in real files) seldom
-    need the full comparison. Sizes, not texts: a text's size sits in its string view, while
-    hashing the passages themselves reads them from all over memory (5x the query's hash)."""
-    sizes = [pl.col("pos").list.len(), pl.col("neg").list.len(),
-             pl.col("pos").list.first().str.len_bytes(), pl.col("neg").list.first().str.len_bytes()]
+    the query's, with the sizes of its lists, of its first positive and negative, and their
+    scores, so that two records of one query with other passages (a query asked twice, common
+    in real files) seldom need the full comparison. Sizes, not texts: a text's size sits in its
+    string view, while hashing the passages themselves reads them from all over memory (5x the
+    query's hash)."""
+    facts = [pl.col("pos").list.len(), pl.col("neg").list.len(),
+             pl.col("pos").list.first().str.len_bytes(), pl.col("neg").list.first().str.len_bytes(),
+             pl.col("pos_scores").list.first(), pl.col("neg_scores").list.first()]
     probe = pl.col("query").hash(4)
-    for seed, size in enumerate(sizes, 5):
-        probe = probe ^ size.hash(seed)
+    for seed, fact in enumerate(facts, 5):
+        probe = probe ^ fact.hash(seed)
     return probe
 
 
