@@ -26,6 +26,7 @@ def hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     and checks a copy without the compiled module uses."""
     if request.param == "no compiled module":
         monkeypatch.setitem(sys.modules, "tripleforge._whitespace", None)  # an import of it fails
+        assert F._compiled_whitespace() is None
     if request.param == "colliding hashes":
         monkeypatch.setattr(F, "normalized_hash_series", lambda texts, seed: pl.repeat(7, len(texts), dtype=pl.UInt64, eager=True))
         monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.repeat(7, len(self), dtype=pl.UInt64, eager=True))
@@ -211,6 +212,7 @@ def test_without_the_compiled_normalizer_the_values_are_the_same(monkeypatch: py
     want = F.normalized_series(pl.Series("t", texts)).to_list()
     blank = F.blank_series(pl.Series("t", texts)).to_list()
     monkeypatch.setitem(sys.modules, "tripleforge._whitespace", None)  # an import of it fails
+    assert F._compiled_whitespace() is None
     assert F.normalized_series(pl.Series("t", texts)).to_list() == want == [
         None if t is None else normalize_text(t) for t in texts]
     assert F.blank_series(pl.Series("t", texts)).to_list() == blank == [False, False, False, None, False, False, True, True]

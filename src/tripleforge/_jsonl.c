@@ -387,6 +387,29 @@ static inline int is_null(Cursor *c) {
     return 0;
 }
 
+/* After a member of an array or object: 1 when `close` ends the container, 0 after a comma
+ * (with the space before the next member skipped), -1 for anything else. */
+static inline int member_end(Cursor *c, unsigned char close) {
+    skip_ws(c);
+    if (!expect(c, close)) return 1;
+    if (expect(c, ',')) return -1;
+    skip_ws(c);
+    return 0;
+}
+
+/* An object's key and the colon after it: *key and *n are its bytes as written. A key spelled
+ * with escapes is given up on (-1): Arrow decides what it names. */
+static int object_key(Cursor *c, const unsigned char **key, size_t *n) {
+    *key = c->p + 1;
+    if (string_value(c, NULL)) return -1;
+    *n = (size_t)(c->p - 1 - *key);
+    if (memchr(*key, '\\', *n)) return -1;
+    skip_ws(c);
+    if (expect(c, ':')) return -1;
+    skip_ws(c);
+    return 0;
+}
+
 #define MAX_DEPTH 64
 
 /* Any JSON value, checked and skipped (an unknown key's). */
@@ -402,19 +425,16 @@ static int skip_value(Cursor *c, int depth) {
         c->p++;
         skip_ws(c);
         if (!expect(c, close)) return 0;
-        for (;;) {
-            if (ch == '{') {
+        for (int end = 0; !end;) {
+            if (ch == '{') { /* an unknown key may be escaped: only checked as a string */
                 if (string_value(c, NULL)) return -1;
                 skip_ws(c);
                 if (expect(c, ':')) return -1;
                 skip_ws(c);
             }
-            if (skip_value(c, depth + 1)) return -1;
-            skip_ws(c);
-            if (!expect(c, close)) return 0;
-            if (expect(c, ',')) return -1;
-            skip_ws(c);
+            if (skip_value(c, depth + 1) || (end = member_end(c, close)) < 0) return -1;
         }
+        return 0;
     }
     /* Arrow refuses a number past the float range under an unknown key too; an integer past
      * int64 is given up on as well, whatever Arrow would make of it */
@@ -479,24 +499,16 @@ static int candidate_item(Cursor *c, CandCol *col) {
     int seen[3] = {0, 0, 0};
     skip_ws(c);
     if (expect(c, '}')) {
-        for (;;) {
-            const unsigned char *k = c->p + 1;
-            if (string_value(c, NULL)) return -1;
-            size_t n = (size_t)(c->p - 1 - k);
-            if (memchr(k, '\\', n)) return -1; /* an escaped key: Arrow decides */
+        for (int end = 0; !end;) {
+            const unsigned char *k;
+            size_t n;
+            if (object_key(c, &k, &n)) return -1;
             int slot = n == 4 && !memcmp(k, "text", 4) ? 0 : n == 5 && !memcmp(k, "score", 5) ? 1
                      : n == 3 && !memcmp(k, "pid", 3) ? 2 : -1;
-            skip_ws(c);
-            if (expect(c, ':')) return -1;
-            skip_ws(c);
             if (slot >= 0 && seen[slot]++) return -1; /* a key twice */
             int bad = slot == 0 ? str_item(c, &col->text) : slot == 1 ? flt_item(c, &col->score)
                     : slot == 2 ? str_item(c, &col->pid) : skip_value(c, 2);
-            if (bad) return -1;
-            skip_ws(c);
-            if (!expect(c, '}')) break;
-            if (expect(c, ',')) return -1;
-            skip_ws(c);
+            if (bad || (end = member_end(c, '}')) < 0) return -1;
         }
     }
     if ((!seen[0] && str_null(&col->text)) || (!seen[1] && num_null(&col->score)) || (!seen[2] && str_null(&col->pid)))
@@ -513,15 +525,10 @@ static int list_value(Cursor *c, enum Kind kind, ListCol *list, CandCol *cand) {
     if (expect(c, '[')) return -1;
     skip_ws(c);
     if (expect(c, ']')) {
-        for (;;) {
+        for (int end = 0; !end; count++) {
             int bad = kind == K_CAND ? candidate_item(c, cand) : kind == K_LSTR ? str_item(c, &list->str)
                                                                                  : flt_item(c, &list->num);
-            if (bad) return -1;
-            count++;
-            skip_ws(c);
-            if (!expect(c, ']')) break;
-            if (expect(c, ',')) return -1;
-            skip_ws(c);
+            if (bad || (end = member_end(c, ']')) < 0) return -1;
         }
     }
     return bits_put(valid, 1) || buf_i64(offsets, count);
@@ -566,15 +573,11 @@ static int record(Reader *r, Cursor *c) {
     if (expect(c, '{')) return -1;
     skip_ws(c);
     if (expect(c, '}')) {
-        for (;;) {
-            const unsigned char *k = c->p + 1;
-            if (string_value(c, NULL)) return -1;
-            size_t n = (size_t)(c->p - 1 - k);
-            if (memchr(k, '\\', n)) return -1; /* an escaped key: Arrow decides */
+        for (int end = 0; !end;) {
+            const unsigned char *k;
+            size_t n;
+            if (object_key(c, &k, &n)) return -1;
             int slot = key_slot(k, n);
-            skip_ws(c);
-            if (expect(c, ':')) return -1;
-            skip_ws(c);
             int bad;
             if (slot < 0) {
                 bad = skip_value(c, 1);
@@ -588,11 +591,7 @@ static int record(Reader *r, Cursor *c) {
                 default: bad = list_value(c, KINDS[slot], &r->list[slot], &r->cand);
                 }
             }
-            if (bad) return -1;
-            skip_ws(c);
-            if (!expect(c, '}')) break;
-            if (expect(c, ',')) return -1;
-            skip_ws(c);
+            if (bad || (end = member_end(c, '}')) < 0) return -1;
         }
     }
     for (int k = 0; k < NKEYS; k++) {

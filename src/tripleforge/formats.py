@@ -704,6 +704,17 @@ def normalized(e: pl.Expr) -> pl.Expr:
 _ASCII_WS_NOT_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f]"
 
 
+def _compiled_whitespace() -> Any:
+    """The compiled text module (`_whitespace.c`), or None in a copy of the repository without
+    the build (see fast_jsonl), where each caller computes the same values with Polars."""
+    import importlib
+
+    try:  # (not `from tripleforge import`: that would take the package's attribute once imported)
+        return importlib.import_module("tripleforge._whitespace")
+    except ImportError:
+        return None
+
+
 def _string_views(texts: pl.Series) -> tuple[Any, Any, Any, list[Any]] | None:
     """(array, validity, views, data buffers) of a String Series as one Arrow string_view array,
     without a copy of its texts; None when it holds no text (all null)."""
@@ -721,9 +732,7 @@ def normalized_series(texts: pl.Series) -> pl.Series:
     a text it leaves as it is keeps its bytes where they are, so a Series without a text to
     change costs one scan and comes back as it is. Several times the regex rewrite on code texts,
     whose newlines and indents make nearly every text change."""
-    try:
-        from tripleforge import _whitespace
-    except ImportError:  # not built in this copy (see fast_jsonl): the same values the slow way
+    if (_whitespace := _compiled_whitespace()) is None:
         return _normalized_series_polars(texts)
     import pyarrow as pa
 
@@ -743,9 +752,7 @@ def normalized_series(texts: pl.Series) -> pl.Series:
 def blank_series(texts: pl.Series) -> pl.Series:
     """`is_blank` over a String Series (null for a null), in one compiled pass that settles most
     texts at their first character, where the regex costs a match per text."""
-    try:
-        from tripleforge import _whitespace
-    except ImportError:  # not built in this copy (see fast_jsonl)
+    if (_whitespace := _compiled_whitespace()) is None:
         return texts.to_frame("t").select(is_blank(pl.col("t"))).to_series().alias(texts.name)
     import numpy as np
 
@@ -764,9 +771,7 @@ def normalized_hash_series(texts: pl.Series, seed: int) -> pl.Series:
     texts get equal hashes (nulls an arbitrary one). Masking and dedup compare these first and
     normalize only the texts whose hashes agree; the compiled pass (`_whitespace.c`) hashes
     each text as it normalizes it, without writing the normalized texts out."""
-    try:
-        from tripleforge import _whitespace
-    except ImportError:  # not built in this copy (see fast_jsonl): another hash, the same use
+    if (_whitespace := _compiled_whitespace()) is None:  # another hash, the same use
         return normalized_series(texts).hash(seed)
     import numpy as np
 
