@@ -302,13 +302,34 @@ def test_grouping_by_qid_runs_gives_the_groups_of_grouping_by_qid(monkeypatch: p
         *[pl.lit(None, F.PAIRS_SCHEMA[c]).alias(c) for c in F.PAIRS_SCHEMA if c not in rows[0]]).select(list(F.PAIRS_SCHEMA))
     assert (F._run_starts(pairs) is not None) == (order == "runs")
     got = F.pairs_to_grouped(pairs)
+    with_positive, without = F.grouped_with_positive(pairs)
+    assert with_positive.equals(got.filter(pl.col("pos").list.len() > 0)) and without == 1
     monkeypatch.setattr(F, "_run_starts", lambda _: None)
     assert got.equals(F.pairs_to_grouped(pairs)) and got.schema == F.pairs_to_grouped(pairs).schema
+    by_qid, without_by_qid = F.grouped_with_positive(pairs)
+    assert by_qid.equals(with_positive) and by_qid.schema == with_positive.schema and without_by_qid == 1
     assert got["qid"].to_list() == list(dict.fromkeys(r["qid"] for r in rows))
     q0, q1, q2, q3 = got.sort("qid").iter_rows(named=True)
     assert q0["pos"] == [] and len(q0["neg"]) == 3 and q0["pos_scores"] == [] and sorted(q0["neg_scores"]) == [0.0, 0.1, 0.2]
     assert q1["prompt"] == "find the code" and q1["pos_scores"] == [0.1] and sorted(q1["neg_scores"]) == [0.0, 0.2]
     assert q2["pos_scores"] is None and q3["pos_scores"] is None and q3["neg_scores"] is None
+
+
+def test_groups_with_a_positive_are_built_alone_wherever_the_others_are() -> None:
+    # runs without a positive first, between and last; one with partial scores among them
+    labels = {"a": [0, 0], "b": [1, 0, 0], "c": [0], "d": [0, 1], "e": [1], "f": [0, 0, 0]}
+    rows = [{"qid": q, "query": f"query {q}", "passage": f"{q}{i}", "label": lab, "score": None if q == "d" and i else 0.5}
+            for q, ls in labels.items() for i, lab in enumerate(ls)]
+    pairs = pl.DataFrame(rows).with_columns(
+        *[pl.lit(None, F.PAIRS_SCHEMA[c]).alias(c) for c in F.PAIRS_SCHEMA if c not in rows[0]]).select(list(F.PAIRS_SCHEMA))
+    got, without = F.grouped_with_positive(pairs)
+    assert got.equals(F.pairs_to_grouped(pairs).filter(pl.col("pos").list.len() > 0)) and without == 3
+    assert got.select("qid", "pos", "neg", "pos_scores").rows() == [
+        ("b", ["b0"], ["b1", "b2"], [0.5]), ("d", ["d1"], ["d0"], None), ("e", ["e0"], [], [0.5])]
+    none, all_without = F.grouped_with_positive(pairs.filter(pl.col("label") == 0))
+    assert none.height == 0 and none.schema == got.schema and all_without == 5  # e had only its positive
+    empty, zero = F.grouped_with_positive(pairs.clear())
+    assert empty.height == 0 and empty.schema == got.schema and zero == 0
 
 
 def test_qid_runs_count_a_null_qid_like_any_other() -> None:

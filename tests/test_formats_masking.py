@@ -252,6 +252,21 @@ def test_blank_in_lists_finds_the_rows_with_a_blank_item() -> None:
     assert F.blank_in_lists(cands, "text").to_list() == [False, False, True, False]
 
 
+def test_any_item_is_list_eval_any() -> None:
+    lists = pl.Series("s", [[0.5, None], None, [], [float("nan")], [1.0, float("inf")], [2.0]] * 3)
+    frame = lists.to_frame()
+    for test, expr in ((pl.Series.is_null, pl.element().is_null()), (lambda x: ~x.is_finite(), ~pl.element().is_finite())):
+        want = frame.select(pl.col("s").list.eval(expr).list.any().fill_null(False)).to_series().to_list()
+        assert F.any_item(lists, test).to_list() == want and any(want)
+        assert F.any_item(lists.slice(2, 11), test).to_list() == want[2:13]
+    assert F.any_item(lists, pl.Series.is_null).to_list()[:6] == [True, False, False, False, False, False]
+    cands = pl.Series("c", [[{"text": "a", "score": None}], None, [None, {"text": None, "score": 1.0}], []],
+                      dtype=pl.List(F.CANDIDATE))
+    assert F.any_item(cands, pl.Series.is_null, "text").to_list() == [False, False, True, False]  # a null candidate too
+    assert F.any_item(cands, pl.Series.is_null, "score").to_list() == [True, False, True, False]
+    assert F.any_item(cands.slice(1, 1), pl.Series.is_null, "text").to_list() == [False]
+
+
 def test_normalized_hash_series_is_equal_exactly_for_equal_normalized_texts(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(5)
     pieces = ["a", "b", " ", "  ", "\t", "\n", "\u3000", "é", "x" * 13, "\u2028", "\x1c"]
@@ -269,3 +284,14 @@ def test_normalized_hash_series_is_equal_exactly_for_equal_normalized_texts(monk
     many = pl.Series("t", texts * 50)
     assert F.normalized_hash_series(many, 1).to_list() == hashes[: len(texts)] * 50  # across threads
     assert F.normalized_hash_series(pl.Series("n", [None, None], dtype=pl.String), 1).len() == 2
+    # an exploded column repeats a record's view for each of its items (so does any gather): a
+    # repeated view takes the hash just made, the view after it (another text, a null) a new one
+    at = [i for i in range(400) for _ in range(i % 4)] + [0, 3002, 0, 1, 1]  # 3002: the null
+    repeated = series.gather(at)
+    views = F._string_views(repeated)[2].to_pybytes()
+    assert views[16 * 3 : 16 * 4] == views[16 * 4 : 16 * 5]  # (the test tests the shortcut)
+    fresh = pl.Series("t", repeated.to_list())  # the same texts, each with a view of its own
+    want = F.normalized_hash_series(fresh, 1).to_list()
+    assert F.normalized_hash_series(repeated, 1).to_list() == want
+    assert want[:-5] == [hashes[i] for i in at[:-5]] and want[-3:] == [hashes[0], hashes[1], hashes[1]]
+    assert F.normalized_hash_series(repeated.slice(3, 200), 1).to_list() == want[3:203]

@@ -368,12 +368,20 @@ typedef struct {
 
 static void *hash_share(void *arg) {
     HashShare *t = arg;
+    const unsigned char *last = NULL; /* the view of the last text hashed */
     for (Py_ssize_t at = t->lo; at < t->hi; at++) {
         uint64_t *h = t->out + (at - t->offset);
         if (t->bits && !(t->bits[at >> 3] >> (at & 7) & 1)) {
             *h = t->seed; /* a null: any value will do, the callers never compare nulls */
             continue;
         }
+        /* A view equal to the last one names the same bytes (an exploded column repeats a
+         * query's view for each of its passages): its hash is the one just written. */
+        if (last && !memcmp(last, t->views + at * 16, 16)) {
+            *h = t->out[(last - t->views) / 16 - t->offset];
+            continue;
+        }
+        last = t->views + at * 16;
         const unsigned char *s;
         int32_t len;
         if (view_text(t->views + at * 16, t->inputs, t->ninputs, &s, &len)) {
@@ -464,11 +472,17 @@ static PyObject *blank(PyObject *self, PyObject *args) {
             mask[i] = 0;
             continue;
         }
-        const unsigned char *s;
+        const unsigned char *s, *v = (const unsigned char *)t.views.buf + at * 16;
         int32_t len;
-        if (view_text((const unsigned char *)t.views.buf + at * 16, t.data, t.nbuf, &s, &len)) {
+        if (view_text(v, t.data, t.nbuf, &s, &len)) {
             bad = 1;
             break;
+        }
+        /* The first byte sits in the view (inline or as the prefix): an ASCII byte that is no
+         * space settles the text without a read of its data, which lies anywhere in memory. */
+        if (len && v[4] < 0x80 && !space_at(v + 4, 1)) {
+            mask[i] = 0;
+            continue;
         }
         size_t pos = 0, k;
         while (pos < (size_t)len && (k = space_at(s + pos, (size_t)len - pos))) pos += k;

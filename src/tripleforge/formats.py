@@ -406,7 +406,7 @@ def _explicit_null_score_lines(body: Any, df: pl.DataFrame) -> list[int]:
     the byte pattern finds are parsed again."""
     if "candidates" not in df.columns or df["candidates"].dtype == pl.Null:
         return []
-    if not df.select(_any_null_score().any()).item():
+    if not any_item(df["candidates"], pl.Series.is_null, "score").any():
         return []
     data = body.to_pybytes()
     starts = [m.start() for m in _NULL_SCORE.finditer(data)]
@@ -782,10 +782,11 @@ def normalized_hash_series(texts: pl.Series, seed: int) -> pl.Series:
     return pl.Series(texts.name, np.frombuffer(arrow_buffer(block), dtype=np.uint64))
 
 
-def blank_in_lists(lists: pl.Series, field: str | None = None) -> pl.Series:
-    """For each row of a list column of strings (or of structs, whose string `field` is looked
-    at), whether an item is empty or whitespace only (`blank_series` on the items at once, not a
-    regex per item); False for a null or empty list and for a null item."""
+def any_item(lists: pl.Series, test: Callable[[pl.Series], pl.Series], field: str | None = None) -> pl.Series:
+    """For each row of a list column (of structs: their string or number `field`), whether
+    `test` (a Boolean per item, null counting as False) holds for one of its items; False for a
+    null or empty list. `test` runs once over all the items (taken from the lists without a
+    copy), not per list as `list.eval` would, and a column where no item passes costs just that."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -793,14 +794,30 @@ def blank_in_lists(lists: pl.Series, field: str | None = None) -> pl.Series:
     items = arr.flatten()  # the items of the non-null lists, in order (offsets and nulls applied)
     if field is not None:
         items = pc.struct_field(items, field)
-    texts = pl.Series(items) if len(items) else pl.Series([], dtype=pl.String)
-    blank = blank_series(texts).fill_null(False).to_numpy()
-    if not blank.any():
+    hit = test(pl.Series(items)).fill_null(False).to_numpy()
+    if not hit.any():
         return pl.repeat(False, len(lists), eager=True).alias(lists.name)
     lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy()
     rows = np.zeros(len(lists), dtype=np.bool_)
-    rows[np.repeat(np.arange(len(lists)), lengths)[blank]] = True
+    rows[np.repeat(np.arange(len(lists)), lengths)[hit]] = True
     return pl.Series(lists.name, rows)
+
+
+def blank_in_lists(lists: pl.Series, field: str | None = None) -> pl.Series:
+    """For each row of a list column of strings (or of structs, whose string `field` is looked
+    at), whether an item is empty or whitespace only (`blank_series` on the items at once, not a
+    regex per item); False for a null or empty list and for a null item."""
+    return any_item(lists, blank_series, field)
+
+
+def _null_in_lists(df: pl.DataFrame, *cols: str) -> pl.Expr:
+    """Rows where a list of one of `cols` holds a null (`any_item`)."""
+    return pl.any_horizontal(pl.lit(any_item(df[c], pl.Series.is_null)) for c in cols)
+
+
+def _non_finite_in_lists(df: pl.DataFrame, *cols: str, field: str | None = None) -> pl.Expr:
+    """Rows where a list of one of `cols` (their `field`) holds NaN or ±inf (`any_item`)."""
+    return pl.any_horizontal(pl.lit(any_item(df[c], lambda x: ~x.is_finite(), field)) for c in cols)
 
 
 def _normalized_series_polars(texts: pl.Series) -> pl.Series:
@@ -833,7 +850,7 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
         checks += [
             (pl.col("pos").is_null(), "missing 'pos'"),
             (pl.col("pos").list.len() == 0, "empty 'pos'"),
-            (_has_null("pos") | _has_null("neg"), "null text in 'pos'/'neg'"),
+            (_null_in_lists(df, "pos", "neg"), "null text in 'pos'/'neg'"),
             (pl.lit(blank_in_lists(df["pos"])), "empty text in 'pos'"),
             (pl.lit(blank_in_lists(df["neg"])), "empty text in 'neg'"),
             (pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()),
@@ -841,8 +858,8 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
             (pl.col("neg_scores").is_not_null()
              & (pl.col("neg_scores").list.len() != pl.col("neg").list.len().fill_null(0)),
              "'neg_scores' length differs from 'neg'"),
-            (_has_null("pos_scores") | _has_null("neg_scores"), "null in a score list"),
-            (has_non_finite("pos_scores") | has_non_finite("neg_scores"), "NaN or infinite value in a score list"),
+            (_null_in_lists(df, "pos_scores", "neg_scores"), "null in a score list"),
+            (_non_finite_in_lists(df, "pos_scores", "neg_scores"), "NaN or infinite value in a score list"),
         ]
     elif fmt == "pairs":
         checks += [
@@ -853,16 +870,12 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
             (~pl.col("score").is_finite(), "'score' is NaN or infinite"),
         ]
     else:
-        text = pl.element().struct.field("text")
-        score = pl.element().struct.field("score")
         checks += [
             (pl.col("candidates").is_null(), "missing 'candidates'"),
             (pl.col("candidates").list.len() == 0, "empty 'candidates'"),
-            (pl.col("candidates").list.eval(text.is_null()).list.any().fill_null(False), "a candidate has no 'text'"),
-            (pl.lit(blank_in_lists(df["candidates"], "text")),
-             "a candidate has an empty 'text'"),
-            (pl.col("candidates").list.eval(~score.is_finite()).list.any().fill_null(False),
-             "a candidate 'score' is NaN or infinite"),
+            (pl.lit(any_item(df["candidates"], pl.Series.is_null, "text")), "a candidate has no 'text'"),
+            (pl.lit(blank_in_lists(df["candidates"], "text")), "a candidate has an empty 'text'"),
+            (_non_finite_in_lists(df, "candidates", field="score"), "a candidate 'score' is NaN or infinite"),
         ]
     if fmt == "candidates":
         checks.append((pl.col("_null_score"), _NULL_SCORE_MSG))
@@ -1211,35 +1224,57 @@ def _run_starts(p: pl.DataFrame) -> pl.Series | None:
     return starts if _all_distinct(p["qid"].gather(starts)) else None  # row 0 starts a run, null or not
 
 
-def _lists_by_runs(values: pl.Series, keep: Any, bounds: Any, null: Any = None) -> pl.Series:
-    """For each run [bounds[i], bounds[i+1]) of `values`, the list of its values where `keep`
-    (a numpy bool per value) holds, in order; null where `null` (a bool per run) holds. The
-    lists are one filter of `values` and their offsets, not a group-by."""
+def _lists_by_runs(values: pl.Series, keep: Any, sizes: Any, null: Any = None) -> pl.Series:
+    """The lists of `values` where `keep` (a numpy bool per value) holds, in order, list i
+    holding the next sizes[i] kept values; null where `null` (a bool per list) holds. The lists
+    are one filter of `values` and their offsets, not a group-by."""
     import numpy as np
     import pyarrow as pa
 
-    offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[bounds]
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
     items = values.filter(pl.Series(keep)).rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
     lists = pa.LargeListArray.from_arrays(pa.array(offsets), items, mask=None if null is None else pa.array(null))
     return pl.Series(values.name, lists)
 
 
-def _grouped_by_runs(p: pl.DataFrame, starts: pl.Series, absent: list[str]) -> pl.DataFrame:
-    """`pairs_to_grouped` of pairs whose qids come in runs (`_run_starts`)."""
+def _grouped_by_runs(p: pl.DataFrame, starts: pl.Series, absent: list[str], positive_only: bool) -> pl.DataFrame:
+    """`pairs_to_grouped` of pairs whose qids come in runs (`_run_starts`); with `positive_only`,
+    only the groups with a label-1 pair: the lists of the others are never built, which costs
+    less than building and filtering them."""
     import numpy as np
 
-    bounds = np.append(starts.to_numpy().astype(np.int64), p.height)
-    label = p["label"].to_numpy()
+    # Sums per run rather than running sums over the rows: a fresh 1M-row int64 array costs
+    # more in page faults than the sum itself.
+    at = starts.to_numpy().astype(np.int64)
+    sizes = np.diff(np.append(at, p.height))
+    label = p["label"].to_numpy()  # 0 or 1 (validated)
     pos, neg = label == 1, label == 0
-    nulls = np.concatenate([[0], np.cumsum(p["score"].is_null().to_numpy(), dtype=np.int64)])[bounds]
-    unscored = np.diff(nulls) > 0  # partial scores would misalign: see pairs_to_grouped
-    return p.select(c for c in META if c not in absent).gather(starts).with_columns(
-        _lists_by_runs(p["passage"], pos, bounds).alias("pos"),
-        _lists_by_runs(p["passage"], neg, bounds).alias("neg"),
-        _lists_by_runs(p["score"], pos, bounds, unscored).alias("pos_scores"),
-        _lists_by_runs(p["score"], neg, bounds, unscored).alias("neg_scores"),
+    n_pos = np.add.reduceat(label, at) if len(at) else sizes
+    n_neg = sizes - n_pos
+    unscored = None
+    if p["score"].null_count():  # partial scores would misalign: see pairs_to_grouped
+        unscored = np.add.reduceat(p["score"].is_null().to_numpy(), at, dtype=np.int64) > 0
+    first = starts
+    if positive_only:
+        picked = n_pos > 0
+        neg = neg & np.repeat(picked, sizes)
+        n_pos, n_neg, first = n_pos[picked], n_neg[picked], starts.filter(pl.Series(picked))
+        unscored = None if unscored is None else unscored[picked]
+    return p.select(c for c in META if c not in absent).gather(first).with_columns(
+        _lists_by_runs(p["passage"], pos, n_pos).alias("pos"),
+        _lists_by_runs(p["passage"], neg, n_neg).alias("neg"),
+        _lists_by_runs(p["score"], pos, n_pos, unscored).alias("pos_scores"),
+        _lists_by_runs(p["score"], neg, n_neg, unscored).alias("neg_scores"),
         *[pl.lit(None, META_SCHEMA[c]).alias(c) for c in absent],
     )
+
+
+def _null_columns(df: pl.DataFrame, cols: list[str]) -> list[str]:
+    """Those of `cols` that are null in every row of `df`. Counted in one select: taking a column
+    as a Series writes out a constant one (``pl.lit``, as ``split`` and ``source_format`` are),
+    9 ms per 1M-row string column, for a count a select reads off the constant."""
+    counts = df.select(pl.col(cols).null_count()).row(0, named=True)
+    return [c for c in cols if counts[c] == df.height]
 
 
 def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
@@ -1247,14 +1282,24 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
 
     Score lists are null unless every pair of that side has a score. Groups may have an empty
     ``pos`` (a query with only label-0 pairs); callers drop them where a positive is required."""
+    return _pairs_grouped(p, positive_only=False)[0]
+
+
+def grouped_with_positive(p: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The rows of `pairs_to_grouped(p)` with a non-empty ``pos``, and how many rows have none."""
+    return _pairs_grouped(p, positive_only=True)
+
+
+def _pairs_grouped(p: pl.DataFrame, positive_only: bool) -> tuple[pl.DataFrame, int]:
     pos = pl.col("label") == 1
     neg = pl.col("label") == 0
     # Columns null throughout (most metadata of an external file) are added back after the
     # grouping: taking their first value per group cost as much as the rest of the aggregation.
-    absent = [c for c in META if c != "qid" and p[c].null_count() == p.height]
+    absent = _null_columns(p, [c for c in META if c != "qid"])
     starts = _run_starts(p)
     if starts is not None:
-        return _grouped_by_runs(p, starts, absent).select(list(GROUPED_SCHEMA))
+        g = _grouped_by_runs(p, starts, absent, positive_only)
+        return g.select(list(GROUPED_SCHEMA)), starts.len() - g.height
     g = p.group_by("qid", maintain_order=True).agg(
         *[pl.col(c).first() for c in META if c != "qid" and c not in absent],
         pos=pl.col("passage").filter(pos),
@@ -1263,6 +1308,9 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
         neg_scores=pl.col("score").filter(neg),
         _any_null=pl.col("score").is_null().any(),
     )
+    groups = g.height
+    if positive_only:
+        g = g.filter(pl.col("pos").list.len() > 0)
     # A query either has scores for all its pairs or none: partial scores would misalign.
     unscored = pl.col("_any_null")
     g = g.with_columns(
@@ -1270,7 +1318,7 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
         pos_scores=pl.when(unscored).then(pl.lit(None, F64_LIST)).otherwise("pos_scores"),
         neg_scores=pl.when(unscored).then(pl.lit(None, F64_LIST)).otherwise("neg_scores"),
     )
-    return g.select(list(GROUPED_SCHEMA))
+    return g.select(list(GROUPED_SCHEMA)), groups - g.height
 
 
 # exact(side, rows) -> ``_g, _nq, _nt`` (group, normalized query and text) of the given rows
@@ -1459,24 +1507,29 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
         pairs = grouped_to_pairs(grouped)
     else:
         pairs = records_to_pairs(rec, threshold)
-        if not _text_pairs_distinct(pairs):  # else neither has anything to remove
+        if _text_pairs_distinct(pairs):
+            # Nothing to mask or drop; nor a query whose lines copy an earlier query's: they would
+            # repeat its (query, passage) pairs. So the groups without a positive are only counted.
+            grouped, empty = grouped_with_positive(pairs)
+        else:
             pairs = mask_negative_pairs(pairs, rec.drops)
             pairs = drop_copies(pairs, PAIR_CONTENT, pl.col("qid").hash() ^ pl.col("passage").hash(), rec.drops)
-        grouped = pairs_to_grouped(pairs)
-        # queries (qids) with the same lines as an earlier one: their pairs go too
-        keep = first_copies(grouped, RECORD_CONTENT, record_probe())
-        if keep is not None:
-            rec.drops["duplicate_record"] += int((~keep).sum())
-            pairs = pairs.filter(~pl.col("qid").is_in(grouped.filter(~keep).get_column("qid").implode()))
-            grouped = grouped.filter(keep)
+            grouped = pairs_to_grouped(pairs)
+            # queries (qids) with the same lines as an earlier one: their pairs go too
+            keep = first_copies(grouped, RECORD_CONTENT, record_probe())
+            if keep is not None:
+                rec.drops["duplicate_record"] += int((~keep).sum())
+                pairs = pairs.filter(~pl.col("qid").is_in(grouped.filter(~keep).get_column("qid").implode()))
+                grouped = grouped.filter(keep)
+            has_positive = grouped["pos"].list.len() > 0
+            empty = int((~has_positive).sum())
+            grouped = grouped.filter(has_positive) if empty else grouped
         if 0 < pairs["score"].null_count() < pairs.height:
             partly = pairs.group_by("qid").agg(n=pl.col("score").null_count(), of=pl.len())
             if n := partly.filter((pl.col("n") > 0) & (pl.col("n") < pl.col("of"))).height:
                 rec.drops["partial_scores"] += n  # rows kept, score lists dropped: see pairs_to_grouped
-        has_positive = grouped["pos"].list.len() > 0
-        if empty := int((~has_positive).sum()):
+        if empty:
             rec.drops["no_positive"] += empty
-            grouped = grouped.filter(has_positive)
     return grouped, pairs, rec
 
 
