@@ -239,3 +239,25 @@ def test_random_files_read_as_arrow_reads_them(seed: int) -> None:
         assert same_values(got, want), data
         outcome["same"] += 1
     assert outcome["same"] > 20  # the check compared real frames, not only give-ups
+
+
+@pytest.mark.parametrize("prefix", ["", "a:", "data/external/pairs.jsonl:", "é/ü.jsonl:", "twelve bytes"])
+def test_line_sources_are_the_prefix_and_the_number(prefix: str) -> None:
+    # texts of up to 12 bytes sit in their views, longer ones in the data buffer
+    lines = pl.Series("line", [1, 9, 10, 99, 100, 123456789, 0, 2**63 - 1], dtype=pl.Int64)
+    got = fast_jsonl.line_sources(prefix, lines)
+    assert got is not None and got.dtype == pl.String and got.name == "line"
+    assert got.to_list() == [f"{prefix}{n}" for n in lines]
+    assert fast_jsonl.line_sources(prefix, lines.slice(2, 3)).to_list() == got.to_list()[2:5]  # type: ignore[union-attr]
+    assert fast_jsonl.line_sources(prefix, lines.clear()).to_list() == []  # type: ignore[union-attr]
+
+
+def test_line_sources_give_up_where_polars_builds_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fast_jsonl.line_sources("f:", pl.Series([3, -1])) is None
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"query": "q", "passage": "p", "label": 1}\n\n{"query": "q", "passage": "n", "label": 0}\n')
+    want = F.read_external(path)[1]["source"].to_list()
+    assert want == [f"{path}:1", f"{path}:3"]
+    monkeypatch.setattr(fast_jsonl, "_jsonl", None)
+    assert fast_jsonl.line_sources("f:", pl.Series([3])) is None
+    assert F.read_external(path)[1]["source"].to_list() == want

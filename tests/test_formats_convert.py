@@ -332,6 +332,22 @@ def test_groups_with_a_positive_are_built_alone_wherever_the_others_are() -> Non
     assert empty.height == 0 and empty.schema == got.schema and zero == 0
 
 
+def test_candidate_records_with_their_own_qids_give_the_runs_of_their_pairs() -> None:
+    def cand(text: str, score: float | None) -> dict[str, object]:
+        return {"text": text, "score": score, "pid": None}
+
+    lists = [[cand("a", 0.9), cand("b", 0.1)], [None, cand("c", 0.2)], [None], [cand("d", None)], [cand("e", 0.3)]]
+    df = pl.DataFrame({"qid": ["q0", "q1", "q2", "q3", "q4"], "query": ["x", "y", "z", "w", "v"], "candidates": lists},
+                      schema={"qid": pl.String, "query": pl.String, "candidates": pl.List(F.CANDIDATE)})
+    pairs, runs = F._candidate_pairs(df, 0.5)
+    assert pairs.equals(F.candidates_to_pairs(df)) and pairs["passage"].to_list() == ["a", "b", "c", "d", "e"]
+    assert runs is not None and runs.to_list() == F._run_starts(pairs).to_list() == [0, 2, 3, 4]  # q2 has none
+    assert F.grouped_with_positive(pairs, runs)[0].equals(F.grouped_with_positive(pairs)[0])
+    assert F.grouped_with_positive(pairs, runs)[1] == 2  # q1 and q4: below the threshold
+    shared, none = F._candidate_pairs(df.with_columns(qid=pl.Series(["q0", "q1", "q2", "q3", "q0"])), 0.5)
+    assert none is None and shared["pid"].to_list()[-1] == "q0:c2"  # q0's count goes on
+
+
 def test_qid_runs_count_a_null_qid_like_any_other() -> None:
     frame = pl.DataFrame({"qid": [None, "a", None]}, schema={"qid": pl.String})
     assert F._run_starts(frame) is None and F._run_starts(frame.slice(0, 2)) is not None

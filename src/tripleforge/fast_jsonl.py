@@ -196,14 +196,27 @@ def _frame(ranges: list[tuple[int, dict[str, Any]]], schema: dict[str, pl.DataTy
     else:  # the copies of the joins take the time, and each touches new memory: spread them
         with ThreadPoolExecutor(min(cpus(), len(named)) or 1) as pool:
             present = dict(zip(named, pool.map(column, named), strict=True))
-    # a key no record names: Polars' null column, not a buffer of null values
-    absent = [pl.repeat(None, line.len(), dtype=dtype, eager=True).alias(k)
-              for k, dtype in schema.items() if k not in present]
-    if not present:
-        return pl.DataFrame([*absent, line])
-    df = pl.from_arrow(pa.table(present))
+    # a key no record names: a constant null column, which Polars writes out only if asked to
+    absent = [pl.lit(None, dtype).alias(k) for k, dtype in schema.items() if k not in present]
+    df = pl.from_arrow(pa.table({**present, "line": line.to_arrow()}))
     assert isinstance(df, pl.DataFrame)
-    return df.cast({k: schema[k] for k in present}).hstack([*absent, line]).select(*schema, "line")
+    return df.cast({k: schema[k] for k in present}).with_columns(*absent).select(*schema, "line")
+
+
+def line_sources(prefix: str, lines: pl.Series) -> pl.Series | None:
+    """``prefix`` + each number of the Int64 Series `lines` (no nulls), as one String Series
+    written by the compiled module; None when it is not built or cannot (a negative number,
+    2 GiB of text), where the caller builds the same texts with Polars."""
+    import pyarrow as pa
+
+    if _jsonl is None:
+        return None
+    out = _jsonl.line_sources(prefix.encode(), lines.cast(pl.Int64).rechunk().to_numpy())
+    if out is None:
+        return None
+    views, data = out
+    texts = pa.Array.from_buffers(pa.string_view(), len(lines), [None, arrow_buffer(views), arrow_buffer(data)])
+    return pl.Series(lines.name, texts, dtype=pl.String)
 
 
 def read_schema_records(body: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame | None:

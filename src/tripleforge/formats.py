@@ -33,7 +33,7 @@ from typing import Any, Literal
 import polars as pl
 
 from tripleforge.errors import UserError
-from tripleforge.fast_jsonl import arrow_buffer, cpus, read_schema_records
+from tripleforge.fast_jsonl import arrow_buffer, cpus, line_sources, read_schema_records
 from tripleforge.io import PARQUET_READ_ERRORS, is_blank, utf8_problem
 
 Format = Literal["triplets", "pairs", "candidates", "legacy"]
@@ -790,17 +790,22 @@ def any_item(lists: pl.Series, test: Callable[[pl.Series], pl.Series], field: st
     import numpy as np
     import pyarrow.compute as pc
 
-    arr = lists.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-    items = arr.flatten()  # the items of the non-null lists, in order (offsets and nulls applied)
+    items = _list_items(lists)
     if field is not None:
         items = pc.struct_field(items, field)
     hit = test(pl.Series(items)).fill_null(False).to_numpy()
     if not hit.any():
         return pl.repeat(False, len(lists), eager=True).alias(lists.name)
-    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy()
+    lengths = lists.list.len().fill_null(0).to_numpy()
     rows = np.zeros(len(lists), dtype=np.bool_)
     rows[np.repeat(np.arange(len(lists)), lengths)[hit]] = True
     return pl.Series(lists.name, rows)
+
+
+def _list_items(lists: pl.Series) -> Any:
+    """The items of the non-null lists of a list column, in order, as one Arrow array taken
+    without a copy (nulls and offsets applied)."""
+    return lists.rechunk().to_arrow(compat_level=pl.CompatLevel.newest()).flatten()
 
 
 def blank_in_lists(lists: pl.Series, field: str | None = None) -> pl.Series:
@@ -1040,7 +1045,8 @@ def _reason_key(reason: str) -> str:
 # Conversions (pure Polars expressions; no Python per row)
 
 
-def _meta_exprs(source: str, qid: pl.Expr) -> dict[str, pl.Expr]:
+def _meta_exprs(source: pl.Expr, qid: pl.Expr) -> dict[str, pl.Expr]:
+    """The META columns of records read from a file: `source` is `_line_source`'s."""
     return {
         "qid": qid,
         "query": pl.col("query"),
@@ -1055,7 +1061,7 @@ def _meta_exprs(source: str, qid: pl.Expr) -> dict[str, pl.Expr]:
         "candidate_idx": pl.lit(None, pl.Int64),
         "split": pl.lit("train"),
         "source_format": pl.col("source_format"),
-        "source": _line_source(source),
+        "source": source,
     }
 
 
@@ -1078,14 +1084,18 @@ def _qids_by_query(df: pl.DataFrame, source: str) -> pl.Expr:
     return pl.coalesce(pl.col("qid"), pl.lit(source + ":") + pl.lit(first).cast(pl.String))
 
 
-def _line_source(source: str) -> pl.Expr:
+def _line_source(df: pl.DataFrame, source: str) -> pl.Expr:
+    """``<source>:<line>`` for each row of `df`: the compiled texts where built."""
+    if (texts := line_sources(source + ":", df["line"])) is not None:
+        return pl.lit(texts)
     return pl.lit(source + ":") + pl.col("line").cast(pl.String)
 
 
 def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None) -> pl.DataFrame:
     """Triplets/legacy records -> GROUPED_SCHEMA (``neg`` defaults to [], ``qid`` to ``file:line``)."""
     df, src = (rec.frame, rec.path) if isinstance(rec, ReadResult) else (rec, source or "")
-    meta = _meta_exprs(src, _fill_nulls(df, "qid", _line_source(src)))
+    lines = _line_source(df, src)
+    meta = _meta_exprs(lines, _fill_nulls(df, "qid", lines))
     return df.select(
         **meta,
         pos=pl.col("pos"),
@@ -1100,25 +1110,31 @@ def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None
 
 def records_to_pairs(rec: ReadResult, threshold: float = 0.5) -> pl.DataFrame:
     """Pairs/candidates records -> PAIRS_SCHEMA; triplets/legacy go through the grouped frame."""
+    return _records_to_pairs(rec, threshold)[0]
+
+
+def _records_to_pairs(rec: ReadResult, threshold: float) -> tuple[pl.DataFrame, pl.Series | None]:
+    """`records_to_pairs`, and the first row of each qid's pairs when they are known to come in
+    runs (`_candidate_pairs`), else None."""
     if rec.format in ("triplets", "legacy"):
-        return grouped_to_pairs(records_to_grouped(rec))
+        return grouped_to_pairs(records_to_grouped(rec)), None
     df = rec.frame
     qid = _qids_by_query(df, rec.path)
     if rec.format == "pairs":
         out = df.select(
-            **_meta_exprs(rec.path, qid), passage=pl.col("passage"), pid=pl.col("pid"),
+            **_meta_exprs(_line_source(df, rec.path), qid), passage=pl.col("passage"), pid=pl.col("pid"),
             label=pl.col("label"), score=pl.col("score"),
         )
-        return _with_pair_pids(out).select(list(PAIRS_SCHEMA))
+        return _with_pair_pids(out).select(list(PAIRS_SCHEMA)), None
     if rec.format == "candidates":
         # Only the columns that vary go through the explode, which would write out a constant
         # column's value for every candidate: the rest are set after it, as constants.
-        meta = _meta_exprs(rec.path, qid)
-        varying = {c: meta[c] for c in ("qid", "query", "prompt", "type", "task", "source")
-                   if c in ("qid", "source") or df[c].null_count() < df.height}
-        pairs = candidates_to_pairs(df.select(**varying, candidates=pl.col("candidates")), threshold)
-        return pairs.with_columns(split=meta["split"], source_format=pl.lit(rec.format))
-    return pl.DataFrame(schema=PAIRS_SCHEMA)
+        meta = _meta_exprs(_line_source(df, rec.path), qid)
+        constant = _null_columns(df, ["prompt", "type", "task"])
+        varying = {c: meta[c] for c in ("qid", "query", "prompt", "type", "task", "source") if c not in constant}
+        pairs, runs = _candidate_pairs(df.select(**varying, candidates=pl.col("candidates")), threshold)
+        return pairs.with_columns(split=meta["split"], source_format=pl.lit(rec.format)), runs
+    return pl.DataFrame(schema=PAIRS_SCHEMA), None
 
 
 def _with_pair_pids(out: pl.DataFrame) -> pl.DataFrame:
@@ -1147,11 +1163,19 @@ def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFram
     then loses its score lists, as pairs input does: ``partial_scores``); a missing
     pid becomes ``<qid>:c<i>``, i counting the query's candidates over all its records in file
     order (records sharing a qid continue the count). Candidate order is kept."""
-    if df.height and not _all_distinct(df["qid"]):
+    return _candidate_pairs(df, threshold)[0]
+
+
+def _candidate_pairs(df: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, pl.Series | None]:
+    """`candidates_to_pairs`, and the first row of each record's pairs when no two records share
+    a qid (else None): the qid runs of the pairs, which `grouped_with_positive` then need not
+    look for."""
+    distinct = not df.height or _all_distinct(df["qid"])
+    if not distinct:
         n = pl.col("candidates").list.drop_nulls().list.len()
         df = df.with_columns(_before=(n.cum_sum() - n).over("qid"))
     rows = _explode_numbered(df, "candidates")
-    if "_before" in rows.columns:
+    if not distinct:
         rows = rows.with_columns(_i=pl.col("_i") + pl.col("_before"))
     rows = rows.with_columns(
         passage=pl.col("candidates").struct.field("text"),
@@ -1163,7 +1187,8 @@ def candidates_to_pairs(df: pl.DataFrame, threshold: float = 0.5) -> pl.DataFram
         label=(pl.col("score").fill_null(1.0) >= threshold).cast(pl.Int64),
         *[pl.lit(None, META_SCHEMA[c]).alias(c) for c in META if c not in df.columns],
     )
-    return rows.select(list(PAIRS_SCHEMA))
+    runs = rows.select((pl.col("_i") == 0).arg_true()).to_series() if distinct else None
+    return rows.select(list(PAIRS_SCHEMA)), runs
 
 
 def _explode_numbered(df: pl.DataFrame, col: str) -> pl.DataFrame:
@@ -1171,7 +1196,7 @@ def _explode_numbered(df: pl.DataFrame, col: str) -> pl.DataFrame:
     position among its row's non-null elements (the ``<i>`` of generated pids, the index into
     score lists). Numbering the lists before exploding avoids a window over the exploded rows
     (``int_range(pl.len()).over(row)``), which cost more than the rest of the conversion."""
-    if df[col].list.eval(pl.element().is_null()).list.any().any():
+    if _list_items(df[col]).null_count:
         df = df.with_columns(pl.col(col).list.drop_nulls())  # rare; keeps the numbering of non-null elements
     return (
         df.with_columns(_i=pl.int_ranges(pl.col(col).list.len()))
@@ -1285,18 +1310,19 @@ def pairs_to_grouped(p: pl.DataFrame) -> pl.DataFrame:
     return _pairs_grouped(p, positive_only=False)[0]
 
 
-def grouped_with_positive(p: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """The rows of `pairs_to_grouped(p)` with a non-empty ``pos``, and how many rows have none."""
-    return _pairs_grouped(p, positive_only=True)
+def grouped_with_positive(p: pl.DataFrame, runs: pl.Series | None = None) -> tuple[pl.DataFrame, int]:
+    """The rows of `pairs_to_grouped(p)` with a non-empty ``pos``, and how many rows have none.
+    `runs`, when the caller knows it: the first row of each qid's pairs, all of which follow it."""
+    return _pairs_grouped(p, positive_only=True, runs=runs)
 
 
-def _pairs_grouped(p: pl.DataFrame, positive_only: bool) -> tuple[pl.DataFrame, int]:
+def _pairs_grouped(p: pl.DataFrame, positive_only: bool, runs: pl.Series | None = None) -> tuple[pl.DataFrame, int]:
     pos = pl.col("label") == 1
     neg = pl.col("label") == 0
     # Columns null throughout (most metadata of an external file) are added back after the
     # grouping: taking their first value per group cost as much as the rest of the aggregation.
     absent = _null_columns(p, [c for c in META if c != "qid"])
-    starts = _run_starts(p)
+    starts = _run_starts(p) if runs is None else runs
     if starts is not None:
         g = _grouped_by_runs(p, starts, absent, positive_only)
         return g.select(list(GROUPED_SCHEMA)), starts.len() - g.height
@@ -1506,11 +1532,11 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
         grouped = drop_copies(grouped, RECORD_CONTENT, record_probe(), rec.drops)
         pairs = grouped_to_pairs(grouped)
     else:
-        pairs = records_to_pairs(rec, threshold)
+        pairs, runs = _records_to_pairs(rec, threshold)
         if _text_pairs_distinct(pairs):
             # Nothing to mask or drop; nor a query whose lines copy an earlier query's: they would
             # repeat its (query, passage) pairs. So the groups without a positive are only counted.
-            grouped, empty = grouped_with_positive(pairs)
+            grouped, empty = grouped_with_positive(pairs, runs)
         else:
             pairs = mask_negative_pairs(pairs, rec.drops)
             pairs = drop_copies(pairs, PAIR_CONTENT, pl.col("qid").hash() ^ pl.col("passage").hash(), rec.drops)
