@@ -6,11 +6,40 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 typedef struct {
     char *p;
     size_t len, cap;
+    size_t ready; /* bytes from p on whose pages buf_populate has asked for */
 } Buf;
+
+/* Fresh memory costs more in page faults than the writes into it (on the VMs measured, a page
+ * fault a 4 KiB page: 0.12-0.15 s for 160 MiB, where asking the kernel for the pages 2 MiB at
+ * a time took 0.07 s). So a large buffer asks for its pages ahead of the writes, a step at a
+ * time, with MADV_POPULATE_WRITE (Linux 5.14); elsewhere, or where the kernel refuses, the
+ * pages fault in one by one as before. Only a speed matter: nothing depends on it. */
+#define POPULATE_STEP ((size_t)2 << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Ask for the pages of b's first `upto` bytes (within its capacity). */
+static void buf_populate(Buf *b, size_t upto) {
+    if (upto > b->cap) upto = b->cap;
+    if (upto <= b->ready) return;
+#ifdef __linux__
+    if (b->cap >= POPULATE_STEP) {
+        const uintptr_t page = 4096;
+        uintptr_t lo = ((uintptr_t)b->p + b->ready) & ~(page - 1), hi = ((uintptr_t)b->p + upto) & ~(page - 1);
+        if (lo < (uintptr_t)b->p) lo += page; /* the page b->p starts in may hold another block's bytes */
+        if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    }
+#endif
+    b->ready = upto;
+}
 
 static int buf_grow(Buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
@@ -18,6 +47,7 @@ static int buf_grow(Buf *b, size_t extra) {
     while (cap < b->len + extra) cap *= 2;
     char *q = realloc(b->p, cap);
     if (!q) return -1;
+    if (q != b->p && b->ready > b->len) b->ready = b->len; /* a moved block keeps its written pages */
     b->p = q;
     b->cap = cap;
     return 0;
@@ -25,6 +55,7 @@ static int buf_grow(Buf *b, size_t extra) {
 
 static inline int buf_put(Buf *b, const void *src, size_t n) {
     if (b->len + n > b->cap && buf_grow(b, n)) return -1;
+    if (b->len + n > b->ready) buf_populate(b, b->len + n + POPULATE_STEP);
     memcpy(b->p + b->len, src, n);
     b->len += n;
     return 0;
@@ -40,7 +71,7 @@ static PyObject *hand_over(Buf *b) {
     if (!owner) return NULL; /* b->p stays the caller's to free */
     PyObject *out = Py_BuildValue("(KnN)", (unsigned long long)(uintptr_t)b->p, (Py_ssize_t)b->len, owner);
     b->p = NULL; /* the capsule owns it now, even if the tuple failed */
-    b->len = b->cap = 0;
+    b->len = b->cap = b->ready = 0;
     return out;
 }
 

@@ -725,6 +725,7 @@ static PyObject *join(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
     } else {
         Py_BEGIN_ALLOW_THREADS
+        buf_populate(&out, size);
         for (Py_ssize_t k = 0; k < n; k++) {
             if (parts[k].len) memcpy(out.p + out.len, parts[k].buf, (size_t)parts[k].len);
             out.len += (size_t)parts[k].len;
@@ -756,7 +757,9 @@ static PyObject *line_sources(PyObject *self, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS
     char digits[20];
+    buf_populate(&views, n * 16);
     for (size_t i = 0; fits && i < n; i++) {
+        if (data.len + most > data.ready) buf_populate(&data, data.len + most + POPULATE_STEP);
         int64_t line;
         memcpy(&line, (const char *)lines.buf + i * 8, 8);
         if (line < 0) {
