@@ -34,7 +34,7 @@ static void buf_populate(Buf *b, size_t upto) {
     if (b->cap >= POPULATE_STEP) {
         const uintptr_t page = 4096;
         uintptr_t lo = ((uintptr_t)b->p + b->ready) & ~(page - 1), hi = ((uintptr_t)b->p + upto) & ~(page - 1);
-        if (lo < (uintptr_t)b->p) lo += page; /* the page b->p starts in may hold another block's bytes */
+        if (lo < (uintptr_t)b->p) lo += page; /* a page shared with another block faults in as before */
         if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
     }
 #endif
