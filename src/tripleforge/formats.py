@@ -808,21 +808,14 @@ def _list_items(lists: pl.Series) -> Any:
     return lists.rechunk().to_arrow(compat_level=pl.CompatLevel.newest()).flatten()
 
 
-def blank_in_lists(lists: pl.Series, field: str | None = None) -> pl.Series:
-    """For each row of a list column of strings (or of structs, whose string `field` is looked
-    at), whether an item is empty or whitespace only (`blank_series` on the items at once, not a
-    regex per item); False for a null or empty list and for a null item."""
-    return any_item(lists, blank_series, field)
+def _in_lists(df: pl.DataFrame, test: Callable[[pl.Series], pl.Series], *cols: str, field: str | None = None) -> pl.Expr:
+    """Rows of `df` where a list of one of `cols` holds an item (its `field`) that passes `test`
+    (`any_item`)."""
+    return pl.any_horizontal(pl.lit(any_item(df[c], test, field)) for c in cols)
 
 
-def _null_in_lists(df: pl.DataFrame, *cols: str) -> pl.Expr:
-    """Rows where a list of one of `cols` holds a null (`any_item`)."""
-    return pl.any_horizontal(pl.lit(any_item(df[c], pl.Series.is_null)) for c in cols)
-
-
-def _non_finite_in_lists(df: pl.DataFrame, *cols: str, field: str | None = None) -> pl.Expr:
-    """Rows where a list of one of `cols` (their `field`) holds NaN or ±inf (`any_item`)."""
-    return pl.any_horizontal(pl.lit(any_item(df[c], lambda x: ~x.is_finite(), field)) for c in cols)
+def _non_finite(values: pl.Series) -> pl.Series:
+    return ~values.is_finite()
 
 
 def _normalized_series_polars(texts: pl.Series) -> pl.Series:
@@ -855,16 +848,16 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
         checks += [
             (pl.col("pos").is_null(), "missing 'pos'"),
             (pl.col("pos").list.len() == 0, "empty 'pos'"),
-            (_null_in_lists(df, "pos", "neg"), "null text in 'pos'/'neg'"),
-            (pl.lit(blank_in_lists(df["pos"])), "empty text in 'pos'"),
-            (pl.lit(blank_in_lists(df["neg"])), "empty text in 'neg'"),
+            (_in_lists(df, pl.Series.is_null, "pos", "neg"), "null text in 'pos'/'neg'"),
+            (_in_lists(df, blank_series, "pos"), "empty text in 'pos'"),
+            (_in_lists(df, blank_series, "neg"), "empty text in 'neg'"),
             (pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()),
              "'pos_scores' length differs from 'pos'"),
             (pl.col("neg_scores").is_not_null()
              & (pl.col("neg_scores").list.len() != pl.col("neg").list.len().fill_null(0)),
              "'neg_scores' length differs from 'neg'"),
-            (_null_in_lists(df, "pos_scores", "neg_scores"), "null in a score list"),
-            (_non_finite_in_lists(df, "pos_scores", "neg_scores"), "NaN or infinite value in a score list"),
+            (_in_lists(df, pl.Series.is_null, "pos_scores", "neg_scores"), "null in a score list"),
+            (_in_lists(df, _non_finite, "pos_scores", "neg_scores"), "NaN or infinite value in a score list"),
         ]
     elif fmt == "pairs":
         checks += [
@@ -878,9 +871,9 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
         checks += [
             (pl.col("candidates").is_null(), "missing 'candidates'"),
             (pl.col("candidates").list.len() == 0, "empty 'candidates'"),
-            (pl.lit(any_item(df["candidates"], pl.Series.is_null, "text")), "a candidate has no 'text'"),
-            (pl.lit(blank_in_lists(df["candidates"], "text")), "a candidate has an empty 'text'"),
-            (_non_finite_in_lists(df, "candidates", field="score"), "a candidate 'score' is NaN or infinite"),
+            (_in_lists(df, pl.Series.is_null, "candidates", field="text"), "a candidate has no 'text'"),
+            (_in_lists(df, blank_series, "candidates", field="text"), "a candidate has an empty 'text'"),
+            (_in_lists(df, _non_finite, "candidates", field="score"), "a candidate 'score' is NaN or infinite"),
         ]
     if fmt == "candidates":
         checks.append((pl.col("_null_score"), _NULL_SCORE_MSG))
@@ -1081,20 +1074,20 @@ def _qids_by_query(df: pl.DataFrame, source: str) -> pl.Expr:
         return pl.col("qid")
     keyed = df.select("line", _none=pl.col("qid").is_null(), _nq=normalized_series(df["query"]))
     first = keyed.select(pl.col("line").min().over("_nq", "_none")).to_series()
-    return pl.coalesce(pl.col("qid"), pl.lit(source + ":") + pl.lit(first).cast(pl.String))
+    return pl.coalesce(pl.col("qid"), _line_source(source, first))
 
 
-def _line_source(df: pl.DataFrame, source: str) -> pl.Expr:
-    """``<source>:<line>`` for each row of `df`: the compiled texts where built."""
-    if (texts := line_sources(source + ":", df["line"])) is not None:
+def _line_source(source: str, lines: pl.Series) -> pl.Expr:
+    """``<source>:<line>`` for each of `lines` (a frame's rows): the compiled texts where built."""
+    if (texts := line_sources(source + ":", lines)) is not None:
         return pl.lit(texts)
-    return pl.lit(source + ":") + pl.col("line").cast(pl.String)
+    return pl.lit(source + ":") + pl.lit(lines).cast(pl.String)
 
 
 def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None) -> pl.DataFrame:
     """Triplets/legacy records -> GROUPED_SCHEMA (``neg`` defaults to [], ``qid`` to ``file:line``)."""
     df, src = (rec.frame, rec.path) if isinstance(rec, ReadResult) else (rec, source or "")
-    lines = _line_source(df, src)
+    lines = _line_source(src, df["line"])
     meta = _meta_exprs(lines, _fill_nulls(df, "qid", lines))
     return df.select(
         **meta,
@@ -1122,14 +1115,14 @@ def _records_to_pairs(rec: ReadResult, threshold: float) -> tuple[pl.DataFrame, 
     qid = _qids_by_query(df, rec.path)
     if rec.format == "pairs":
         out = df.select(
-            **_meta_exprs(_line_source(df, rec.path), qid), passage=pl.col("passage"), pid=pl.col("pid"),
+            **_meta_exprs(_line_source(rec.path, df["line"]), qid), passage=pl.col("passage"), pid=pl.col("pid"),
             label=pl.col("label"), score=pl.col("score"),
         )
         return _with_pair_pids(out).select(list(PAIRS_SCHEMA)), None
     if rec.format == "candidates":
         # Only the columns that vary go through the explode, which would write out a constant
         # column's value for every candidate: the rest are set after it, as constants.
-        meta = _meta_exprs(_line_source(df, rec.path), qid)
+        meta = _meta_exprs(_line_source(rec.path, df["line"]), qid)
         constant = _null_columns(df, ["prompt", "type", "task"])
         varying = {c: meta[c] for c in ("qid", "query", "prompt", "type", "task", "source") if c not in constant}
         pairs, runs = _candidate_pairs(df.select(**varying, candidates=pl.col("candidates")), threshold)
@@ -1433,13 +1426,18 @@ def mask_negatives(g: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
                             ).select(list(GROUPED_SCHEMA))
 
 
-def _text_pairs_distinct(p: pl.DataFrame) -> bool:
+def _text_pair_hashes(p: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """``_hq``, ``_ht``: `normalized_hash_series` of the PAIRS rows' queries and passages."""
+    return normalized_hash_series(p["query"], 1).alias("_hq"), normalized_hash_series(p["passage"], 2).alias("_ht")
+
+
+def _text_pairs_distinct(p: pl.DataFrame, hashes: tuple[pl.Series, pl.Series] | None = None) -> bool:
     """Whether no two PAIRS rows have the same query and passage, whitespace-normalized, by one
-    distinct count of hashes: then no label-0 pair repeats another of its qid or equals a positive
-    of its query (a qid has one query, validated), and no row is a copy of another (copies have
-    equal texts)."""
-    keys = normalized_hash_series(p["query"], 1) ^ normalized_hash_series(p["passage"], 2)
-    return keys.n_unique() == p.height
+    distinct count of hashes (`_text_pair_hashes`, made unless given): then no label-0 pair
+    repeats another of its qid or equals a positive of its query (a qid has one query,
+    validated), and no row is a copy of another (copies have equal texts)."""
+    hq, ht = hashes or _text_pair_hashes(p)
+    return (hq ^ ht).n_unique() == p.height
 
 
 def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
@@ -1451,9 +1449,9 @@ def mask_negative_pairs(p: pl.DataFrame, drops: Counter[str]) -> pl.DataFrame:
     if p.height == 0 or not (p["label"] == 0).any():
         return p
     # hashes only: the texts are looked at (by `exact`) where hashes agree
-    if _text_pairs_distinct(p):
+    hq, ht = _text_pair_hashes(p)
+    if _text_pairs_distinct(p, (hq, ht)):
         return p
-    hq, ht = normalized_hash_series(p["query"], 1).alias("_hq"), normalized_hash_series(p["passage"], 2).alias("_ht")
     keyed = pl.DataFrame([p["label"], p["qid"].hash(3).alias("_gh"), hq, ht]).with_row_index("_r")
 
     def exact(side: str, at: pl.Series) -> pl.DataFrame:
