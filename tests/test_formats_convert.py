@@ -78,14 +78,25 @@ def test_mined_validation_strict_and_counted() -> None:
         convert_all(bad.drop("split"), "m.parquet", ConvertFormatsParams())
 
 
+def test_mined_rows_are_named_by_their_row_in_the_file() -> None:
+    """The rows were numbered after the sort by pair_id: an unsorted file's error named another row."""
+    m = mined_frame(n_docs=4).sort("pair_id", descending=True)
+    bad = m.with_columns(query=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("  ")).otherwise("query"))
+    with pytest.raises(UserError, match=rf"m.parquet:1: empty query \(pair_id {m['pair_id'][0]}\)"):
+        convert_all(bad, "m.parquet", ConvertFormatsParams())
+    c = convert_all(m, "m.parquet", ConvertFormatsParams())
+    assert c.grouped["qid"].to_list() == sorted(m["pair_id"])  # still sorted by pair_id
+    assert c.grouped["source"].to_list() == [f"m.parquet:{i}" for i in (4, 3, 2, 1)]
+
+
 def test_override_must_name_an_external_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="format_override names 'x.jsonl'"):
         convert_all(None, "", ConvertFormatsParams(format_override={"x.jsonl": "pairs"}))
     # the same file spelled another way is the same file, as in external's duplicate check
     ext = write_lines(tmp_path / "legacy.jsonl", [{"query": "q", "pos": ["a"], "neg": ["n"]}])
     odd = f"{tmp_path}/./legacy.jsonl"
-    c = convert_all(None, "", ConvertFormatsParams(external=[str(ext)], format_override={odd: "legacy"}))
-    assert c.sources[str(ext)]["format"] == "legacy"
+    c = convert_all(None, "", ConvertFormatsParams(external=[str(ext)], format_override={odd: "legacy_nested"}))
+    assert c.sources[str(ext)]["format"] == "legacy_nested"
 
 
 def test_external_listed_twice_is_a_params_error(tmp_path: Path) -> None:

@@ -59,13 +59,14 @@ class Converted:
 
 def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counter[str]) -> pl.DataFrame:
     """Mined triplets (contract of `mine-negatives`) -> GROUPED_SCHEMA, qid = ``pair_id``,
-    source_format ``mined``, sorted by ``pair_id``."""
+    source_format ``mined``, sorted by ``pair_id``; ``source`` is ``path:<row>``, the row's
+    1-based number in the file as given (numbered before the sort, so an error names that row)."""
     require_columns(mined, MINED_REQUIRED, path, "the triplets of mine-negatives")
 
     def opt(name: str, dtype: pl.DataType) -> pl.Expr:
         return pl.col(name).cast(dtype) if name in mined.columns else pl.lit(None, dtype)
 
-    df = mined.sort("pair_id").with_row_index("_row", offset=1).select(
+    df = mined.with_row_index("_row", offset=1).sort("pair_id", maintain_order=True).select(
         qid=pl.col("pair_id"),
         query=pl.col("query"),
         prompt=opt("prompt", pl.String()),
