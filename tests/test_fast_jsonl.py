@@ -44,7 +44,7 @@ def test_a_copy_without_the_build_reads_the_slow_way(monkeypatch: pytest.MonkeyP
     assert fast(data) is None
     (tmp_path / "x.jsonl").write_bytes(data)
     rec = F.read_records(tmp_path / "x.jsonl")
-    assert rec.format == "legacy" and rec.frame["query"].to_list() == ["q"]
+    assert rec.format == "legacy_nested" and rec.frame["query"].to_list() == ["q"]
 
 
 def test_reads_the_keys_of_read_schema_in_order() -> None:

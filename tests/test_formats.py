@@ -13,7 +13,7 @@ from formats_data import SPEC_CANDIDATES, SPEC_LEGACY, SPEC_PAIR, SPEC_TRIPLET, 
 from tripleforge import formats as F
 from tripleforge.errors import UserError
 
-SPEC = {"triplets": SPEC_TRIPLET, "pairs": SPEC_PAIR, "candidates": SPEC_CANDIDATES, "legacy": {
+SPEC = {"triplets": SPEC_TRIPLET, "pairs": SPEC_PAIR, "candidates": SPEC_CANDIDATES, "legacy_nested": {
     "query": SPEC_LEGACY["query"], "pos": SPEC_LEGACY["pos"]}}
 
 
@@ -28,8 +28,8 @@ def test_detects_each_spec_example(tmp_path: Path, fmt: str) -> None:
 def test_spec_legacy_with_neg_is_triplets_unless_overridden(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "legacy.jsonl", [SPEC_LEGACY])
     assert F.read_records(path).format == "triplets"  # the spec's detection: pos + neg
-    g, p, rec = F.read_external(path, override="legacy")
-    assert rec.format == "legacy" and g["source_format"].to_list() == ["legacy"]
+    g, p, rec = F.read_external(path, override="legacy_nested")
+    assert rec.format == "legacy_nested" and g["source_format"].to_list() == ["legacy_nested"]
     assert p["label"].to_list() == [1, 1, 0, 0]
     assert p["score"].to_list() == [0.93, 0.86, 0.14, 0.22]  # original scores kept
 
@@ -54,6 +54,8 @@ def test_pairs_round_trip_through_triplets(tmp_path: Path) -> None:
     assert F.to_record_dicts(p, "pairs") == rows
     again = F.grouped_to_pairs(g)
     assert again.select("qid", "passage", "label", "score").rows() == p.select("qid", "passage", "label", "score").rows()
+    # triplets hold no passage ids: given pids stay in the pairs frame, the trip names by position
+    assert p["pid"].to_list() == ["p1", "p2", "p3"] and again["pid"].to_list() == ["q1:p0", "q1:n0", "q2:p0"]
 
 
 def test_candidates_threshold_and_round_trip(tmp_path: Path) -> None:
@@ -64,7 +66,13 @@ def test_candidates_threshold_and_round_trip(tmp_path: Path) -> None:
     assert g["pos_scores"].to_list() == [[0.94, 0.87]]
     _, p9, _ = F.read_external(path, threshold=0.9)
     assert p9["label"].to_list() == [1, 0, 0]
-    assert F.grouped_to_pairs(g).select("passage", "label", "score").rows() == p.select("passage", "label", "score").rows()
+    again = F.grouped_to_pairs(g)
+    assert again.select("qid", "passage", "label", "score").rows() == p.select("qid", "passage", "label", "score").rows()
+    assert again["pid"].to_list() == ["q1:p0", "q1:p1", "q1:n0"]
+    assert F.to_record_dicts(again, "pairs") == [  # candidates -> pairs -> triplets -> pairs
+        {"query": SPEC_CANDIDATES["query"], "passage": c["text"], "label": int(c["score"] >= 0.5), "score": c["score"],
+         "qid": "q1", "pid": f"q1:{'p' if c['score'] >= 0.5 else 'n'}{i}"}
+        for i, c in zip([0, 1, 0], SPEC_CANDIDATES["candidates"], strict=True)]
 
 
 def test_candidates_missing_score_labels_one_and_pid_is_generated(tmp_path: Path) -> None:
@@ -79,17 +87,17 @@ def test_candidates_missing_score_labels_one_and_pid_is_generated(tmp_path: Path
 
 
 def test_legacy_to_pairs_has_only_positives(tmp_path: Path) -> None:
-    g, p, _ = F.read_external(write_lines(tmp_path / "l.jsonl", [SPEC["legacy"]]))
+    g, p, _ = F.read_external(write_lines(tmp_path / "l.jsonl", [SPEC["legacy_nested"]]))
     assert g["neg"].to_list() == [[]]
-    assert p["label"].to_list() == [1, 1] and p["source_format"].unique().to_list() == ["legacy"]
+    assert p["label"].to_list() == [1, 1] and p["source_format"].unique().to_list() == ["legacy_nested"]
     assert F.pairs_to_grouped(p).to_dicts() == g.to_dicts()  # legacy -> pairs -> triplets round trip
 
 
 def test_spec_legacy_round_trip_with_override(tmp_path: Path) -> None:
-    g, p, _ = F.read_external(write_lines(tmp_path / "l.jsonl", [SPEC_LEGACY]), override="legacy")
+    g, p, _ = F.read_external(write_lines(tmp_path / "l.jsonl", [SPEC_LEGACY]), override="legacy_nested")
     back = F.pairs_to_grouped(p)
     assert back.to_dicts() == g.to_dicts()
-    assert F.to_record_dicts(back, "legacy") == [SPEC_LEGACY]
+    assert F.to_record_dicts(back, "legacy_nested") == [SPEC_LEGACY]
 
 
 def test_every_row_keeps_source_and_line(tmp_path: Path) -> None:
@@ -227,7 +235,7 @@ def test_triplets_lines_without_neg_are_triplets_without_negatives(tmp_path: Pat
     g, _, rec = F.read_external(write_lines(tmp_path / "o.jsonl", [no_neg]), override="triplets")
     assert rec.format == "triplets" and g["neg"].to_list() == [[]]
     # without any `neg` list the file stays legacy
-    assert F.read_records(write_lines(tmp_path / "l.jsonl", [no_neg, no_neg])).format == "legacy"
+    assert F.read_records(write_lines(tmp_path / "l.jsonl", [no_neg, no_neg])).format == "legacy_nested"
 
 
 def test_a_json_array_file_is_named_as_such(tmp_path: Path) -> None:

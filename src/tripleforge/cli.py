@@ -111,7 +111,7 @@ def summary(metrics_dir: str = typer.Option("metrics", help="directory of the st
 @app.command()
 def check(
     files: list[str] = typer.Argument(..., help="JSONL or Parquet files in any of the four record formats"),
-    format_: str = typer.Option("", "--format", help="force a format: triplets, pairs, candidates or legacy"),
+    format_: str = typer.Option("", "--format", help="force a format: triplets, pairs, candidates or legacy_nested"),
     lenient: bool = typer.Option(False, "--lenient", help="drop and count bad lines (strict: false), not stop at the first"),
     label_threshold: float = typer.Option(0.5, help="candidates: score >= threshold -> label 1"),
 ) -> None:

@@ -30,7 +30,7 @@ def _same_file(path: str) -> Path:
 class ConvertFormatsParams(StageParams):
     include_mined: bool = True  # read data/mined/triplets.parquet (off: external files only)
     external: list[str] = []  # JSONL/Parquet files in any of the four formats (all go to split train)
-    format_override: dict[str, Literal["triplets", "pairs", "candidates", "legacy"]] = {}  # path -> format
+    format_override: dict[str, Literal["triplets", "pairs", "candidates", "legacy_nested"]] = {}  # path -> format
     strict: bool = True  # first bad line is an error `file:line: reason`; off: drop and count
     label_threshold: float = 0.5  # candidates: score >= threshold -> label 1
     coir_naming: bool = False  # qrels header query_id/corpus_id (CoIR) instead of query-id/corpus-id
@@ -263,7 +263,7 @@ def drop_copies_across_sources(
 
 def _pairs_first(src: dict[str, Any]) -> bool:
     """Whether a source was read as pairs (pairs, candidates; its triplets derived per qid) rather
-    than as rows (mined, triplets, legacy; its pairs derived per row): the frame it counts by."""
+    than as rows (mined, triplets, legacy_nested; its pairs derived per row): the frame it counts by."""
     return src["format"] in ("pairs", "candidates")
 
 

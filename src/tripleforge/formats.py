@@ -5,7 +5,7 @@ Formats (detected per line from the keys present, or forced with an override):
 - ``triplets``   ``query``, ``pos`` + ``neg`` (optional ``pos_scores``, ``neg_scores``, ``prompt``, ``type``)
 - ``pairs``      ``query``, ``passage``, ``label`` (0/1; optional ``score``, ``qid``, ``pid``)
 - ``candidates`` ``query``, ``candidates: [{text, score?, pid?}]`` (score >= threshold -> label 1)
-- ``legacy``     ``query``, ``pos`` without ``neg`` (the nested reranker format)
+- ``legacy_nested`` ``query``, ``pos`` without ``neg`` (the nested reranker format; the spec's name)
 
 Two canonical frames come out of every input, whatever its format:
 
@@ -36,8 +36,8 @@ from tripleforge.errors import UserError
 from tripleforge.fast_jsonl import arrow_buffer, cpus, line_sources, read_schema_records
 from tripleforge.io import PARQUET_READ_ERRORS, is_blank, utf8_problem
 
-Format = Literal["triplets", "pairs", "candidates", "legacy"]
-FORMATS: tuple[str, ...] = ("triplets", "pairs", "candidates", "legacy")
+Format = Literal["triplets", "pairs", "candidates", "legacy_nested"]
+FORMATS: tuple[str, ...] = ("triplets", "pairs", "candidates", "legacy_nested")
 
 STR_LIST = pl.List(pl.String)
 F64_LIST = pl.List(pl.Float64)
@@ -646,7 +646,7 @@ def detect_expr() -> pl.Expr:
         pl.when(pl.col("candidates").is_not_null()).then(pl.lit("candidates"))
         .when(pl.col("passage").is_not_null()).then(pl.lit("pairs"))
         .when(pl.col("pos").is_not_null() & pl.col("neg").is_not_null()).then(pl.lit("triplets"))
-        .when(pl.col("pos").is_not_null()).then(pl.lit("legacy"))
+        .when(pl.col("pos").is_not_null()).then(pl.lit("legacy_nested"))
         .otherwise(pl.lit(None, pl.String))
     )
 
@@ -844,7 +844,7 @@ def _problem_expr(fmt: str, df: pl.DataFrame) -> pl.Expr:
         (pl.col("query").is_null(), "missing 'query'"),
         (pl.lit(blank_series(df["query"])), "empty 'query'"),
     ]
-    if fmt in ("triplets", "legacy"):
+    if fmt in ("triplets", "legacy_nested"):
         checks += [
             (pl.col("pos").is_null(), "missing 'pos'"),
             (pl.col("pos").list.len() == 0, "empty 'pos'"),
@@ -961,7 +961,7 @@ def _with_detected(df: pl.DataFrame, override: str | None) -> pl.DataFrame:
     if override is None and (df["_detected"] == "triplets").any():
         # the spec makes `neg` optional in triplets: beside lines with a `neg` list, a line with
         # `pos` alone (or a null `neg`) is a triplet without negatives, not a line of another format
-        df = df.with_columns(_detected=pl.col("_detected").replace("legacy", "triplets"))
+        df = df.with_columns(_detected=pl.col("_detected").replace("legacy_nested", "triplets"))
     return df
 
 
@@ -1085,7 +1085,7 @@ def _line_source(source: str, lines: pl.Series) -> pl.Expr:
 
 
 def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None) -> pl.DataFrame:
-    """Triplets/legacy records -> GROUPED_SCHEMA (``neg`` defaults to [], ``qid`` to ``file:line``)."""
+    """Triplets/legacy_nested records -> GROUPED_SCHEMA (``neg`` defaults to [], ``qid`` to ``file:line``)."""
     df, src = (rec.frame, rec.path) if isinstance(rec, ReadResult) else (rec, source or "")
     lines = _line_source(src, df["line"])
     meta = _meta_exprs(lines, _fill_nulls(df, "qid", lines))
@@ -1102,14 +1102,14 @@ def records_to_grouped(rec: ReadResult | pl.DataFrame, source: str | None = None
 
 
 def records_to_pairs(rec: ReadResult, threshold: float = 0.5) -> pl.DataFrame:
-    """Pairs/candidates records -> PAIRS_SCHEMA; triplets/legacy go through the grouped frame."""
+    """Pairs/candidates records -> PAIRS_SCHEMA; triplets/legacy_nested go through the grouped frame."""
     return _records_to_pairs(rec, threshold)[0]
 
 
 def _records_to_pairs(rec: ReadResult, threshold: float) -> tuple[pl.DataFrame, pl.Series | None]:
     """`records_to_pairs`, and the first row of each qid's pairs when they are known to come in
     runs (`_candidate_pairs`), else None."""
-    if rec.format in ("triplets", "legacy"):
+    if rec.format in ("triplets", "legacy_nested"):
         return grouped_to_pairs(records_to_grouped(rec)), None
     df = rec.frame
     qid = _qids_by_query(df, rec.path)
@@ -1525,7 +1525,7 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
     rec = read_records(path, override=override, strict=strict)
     if rec.format is None:
         return pl.DataFrame(schema=GROUPED_SCHEMA), pl.DataFrame(schema=PAIRS_SCHEMA), rec
-    if rec.format in ("triplets", "legacy"):
+    if rec.format in ("triplets", "legacy_nested"):
         grouped = mask_negatives(whole_score_lists(records_to_grouped(rec), rec.drops), rec.drops)
         grouped = drop_copies(grouped, RECORD_CONTENT, record_probe(), rec.drops)
         pairs = grouped_to_pairs(grouped)
@@ -1560,9 +1560,9 @@ def read_external(path: str | Path, override: str | None = None, strict: bool = 
 def to_record_dicts(g: pl.DataFrame, fmt: str) -> list[dict[str, Any]]:
     """Canonical frame -> plain dicts in the spec's key layout (for JSONL export and round trips).
     Null-valued optional keys are left out."""
-    if fmt in ("triplets", "legacy"):
+    if fmt in ("triplets", "legacy_nested"):
         cols = ["query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"]
-        if fmt == "legacy":
+        if fmt == "legacy_nested":
             cols = ["query", "pos", "neg", "pos_scores", "neg_scores"]
     elif fmt == "pairs":
         cols = ["query", "passage", "label", "score", "qid", "pid"]
