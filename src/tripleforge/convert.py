@@ -88,7 +88,7 @@ def mined_to_grouped(mined: pl.DataFrame, path: str, strict: bool, drops: Counte
     )
     # a split other than train/eval (a hand-edited file) would be trained on without a word
     unknown_split = pl.when(~pl.col("split").is_in(["train", "eval"]).fill_null(False)).then(pl.lit("unknown_split"))
-    df = df.with_columns(_problem=pl.coalesce(F.grouped_row_problem(), unknown_split))
+    df = df.with_columns(_problem=pl.coalesce(F.grouped_row_problem(df), unknown_split))
     bad = df.filter(pl.col("_problem").is_not_null())
     if bad.height:
         if strict:

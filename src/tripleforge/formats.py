@@ -600,7 +600,7 @@ def _read_parquet(path: Path, shown: Path) -> pl.DataFrame:
     have = df.schema.get("candidates")
     scored = isinstance(have, pl.List) and isinstance(have.inner, pl.Struct) and any(
         f.name == "score" for f in have.inner.fields)
-    null_score = _any_null_score() if scored else pl.lit(False)
+    null_score = pl.lit(any_item(df["candidates"], pl.Series.is_null, "score") if scored else False)
     try:
         out = df.select(**cols)
     except pl.exceptions.PolarsError:  # e.g. a UInt64 label beyond the Int64 range: name the column
@@ -612,11 +612,6 @@ def _read_parquet(path: Path, shown: Path) -> pl.DataFrame:
                                 f"(type {df.schema[name]})") from None
         raise
     return out.with_columns(line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _null_score=null_score)
-
-
-def _any_null_score() -> pl.Expr:
-    """Rows with a candidate whose ``score`` is null."""
-    return pl.col("candidates").list.eval(pl.element().struct.field("score").is_null()).list.any().fill_null(False)
 
 
 def _parquet_candidates(have: pl.DataType) -> pl.Expr | None:
@@ -651,37 +646,24 @@ def detect_expr() -> pl.Expr:
     )
 
 
-def _has_null(col: str) -> pl.Expr:
-    return pl.col(col).list.eval(pl.element().is_null()).list.any().fill_null(False)
-
-
-def has_blank(col: str) -> pl.Expr:
-    """A list column holding an empty or whitespace-only string."""
-    return pl.col(col).list.eval(is_blank(pl.element())).list.any().fill_null(False)
-
-
-def has_non_finite(col: str) -> pl.Expr:
-    """A float list column holding NaN or ±inf (JSON readers accept ``NaN`` and ``Infinity``;
-    a NaN score would make every teacher comparison and threshold false)."""
-    return pl.col(col).list.eval(~pl.element().is_finite()).list.any().fill_null(False)
-
-
-def grouped_row_problem() -> pl.Expr:
-    """Per row of a grouped frame (GROUPED_SCHEMA), the first reason it cannot train, or null:
-    a missing or blank query, no positive, a null or blank text, a score list whose length
-    differs from its texts', a NaN or infinite score."""
+def grouped_row_problem(g: pl.DataFrame) -> pl.Expr:
+    """Per row of a grouped frame `g` (GROUPED_SCHEMA), the first reason it cannot train, or
+    null: a missing or blank query, no positive, a null or blank text, a score list whose length
+    differs from its texts', a NaN or infinite score. Evaluated on `g` (the list checks are
+    `_in_lists`' values for its rows)."""
     return (
         pl.when(pl.col("query").is_null()).then(pl.lit("missing_query"))
         .when(is_blank(pl.col("query"))).then(pl.lit("empty_query"))
         .when(pl.col("pos").list.len().fill_null(0) == 0).then(pl.lit("empty_pos"))
-        .when(has_blank("pos") | _has_null("pos")).then(pl.lit("empty_text_in_pos"))
-        .when(has_blank("neg") | _has_null("neg")).then(pl.lit("empty_text_in_neg"))
+        .when(_in_lists(g, _null_or_blank, "pos")).then(pl.lit("empty_text_in_pos"))
+        .when(_in_lists(g, _null_or_blank, "neg")).then(pl.lit("empty_text_in_neg"))
         .when(pl.col("pos_scores").is_not_null() & (pl.col("pos_scores").list.len() != pl.col("pos").list.len()))
         .then(pl.lit("pos_scores_length_differs_from_pos"))
         .when(pl.col("neg_scores").is_not_null()
               & (pl.col("neg_scores").list.len() != pl.col("neg").list.len().fill_null(0)))
         .then(pl.lit("neg_scores_length_differs_from_neg"))
-        .when(has_non_finite("pos_scores") | has_non_finite("neg_scores"))
+        # JSON readers accept NaN and Infinity; a NaN score would make every teacher comparison false
+        .when(_in_lists(g, _non_finite, "pos_scores", "neg_scores"))
         .then(pl.lit("nan_or_infinite_value_in_a_score_list"))
         .otherwise(pl.lit(None, pl.String))
     )
@@ -816,6 +798,10 @@ def _in_lists(df: pl.DataFrame, test: Callable[[pl.Series], pl.Series], *cols: s
 
 def _non_finite(values: pl.Series) -> pl.Series:
     return ~values.is_finite()
+
+
+def _null_or_blank(texts: pl.Series) -> pl.Series:
+    return texts.is_null() | blank_series(texts)
 
 
 def _normalized_series_polars(texts: pl.Series) -> pl.Series:

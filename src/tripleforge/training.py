@@ -130,7 +130,7 @@ def check_train_input(g: pl.DataFrame, name: str) -> pl.DataFrame:
     a NaN score (invalid JSON) into the training files; the first bad row is the error."""
     require_columns(g, GROUPED_SCHEMA, name, "the triplets of convert-formats, data/formats/triplets.parquet")
     g = check_dtypes(g, GROUPED_SCHEMA, name)
-    bad = g.select(_row=pl.int_range(1, pl.len() + 1), qid=pl.col("qid"), _problem=F.grouped_row_problem()).filter(
+    bad = g.select(_row=pl.int_range(1, pl.len() + 1), qid=pl.col("qid"), _problem=F.grouped_row_problem(g)).filter(
         pl.col("_problem").is_not_null())
     if bad.height:
         row, qid, problem = bad.row(0)
